@@ -1,0 +1,123 @@
+"""The protocol both implementations provide, and what they report.
+
+The executor (``fuzz/executor.py``) drives an implementation only through
+:class:`Implementation`.  It never looks inside; it judges.
+
+Threads (SPEC §2, §5.1):
+
+* ``start(name, op)`` creates thread ``name`` at the op's start and runs
+  nothing.  It gives ``ok``, or ``EINVAL`` if a live thread has that name.
+* ``step(name)`` runs the thread to its next yield point: ``Yielded``,
+  ``Blocked`` (it was stopped at a Y4 whose wait is still false; nothing
+  changed), or ``Done(result)``.  ``EINVAL`` (an :class:`~model.ops.Err`) if
+  no live thread has that name.  A done thread is no longer live.
+* A plain op on step line i is ``start("Li", op)`` followed by steps; the
+  executor does that, not the implementation.
+
+Two error families, never mixed (h11): an op that is not allowed is an errno
+*result*; an implementation that finds its own invariant broken reports a
+:class:`Violation` (a finding), it does not raise.  An exception escaping
+``start``/``step`` is itself a finding of kind ``exception``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final, Protocol
+
+from model.observation import Observation, VmaView
+from model.ops import (
+    DEFAULT_DEVICE_FRAMES,
+    DEFAULT_FRAMES,
+    Err,
+    Op,
+    OpResult,
+    StepOutcome,
+)
+
+INVARIANTS: Final[dict[int, str]] = {
+    1: "no_use_after_free",
+    2: "device_entries_follow_cpu",
+    3: "pins_are_stable",
+    4: "coherence",
+    5: "fork_isolation",
+    6: "seq_protocol",
+    7: "pairing",
+    8: "no_block_when_nonblockable",
+    9: "release_is_final",
+    10: "accounting",
+    11: "liveness",
+}
+"""SPEC §8.2: number -> predicate name.  1-3 and 6-10 are checked by each
+implementation on its own structures; 4, 5 and 11 by the executor."""
+
+INVARIANT_NUMBERS: Final[dict[str, int]] = {v: k for k, v in INVARIANTS.items()}
+
+
+@dataclass(frozen=True)
+class Violation:
+    """An invariant found broken (SPEC §8.2)."""
+
+    invariant: str  # a name of INVARIANTS
+    detail: str
+
+    @property
+    def number(self) -> int:
+        return INVARIANT_NUMBERS[self.invariant]
+
+
+@dataclass(frozen=True)
+class Config:
+    """Trace header settings and engine switches."""
+
+    frames: int = DEFAULT_FRAMES
+    device_frames: int = DEFAULT_DEVICE_FRAMES
+    checks: bool = True  # check invariants after every step (off only for benchmarks)
+    mutant: str | None = None  # a planted bug, by name (optimized implementation only)
+
+
+class Implementation(Protocol):
+    """One implementation of SPEC v1, in its initial state (``P0`` live)."""
+
+    name: str
+
+    def start(self, thread: str, op: Op) -> OpResult:
+        """Create ``thread`` at ``op``'s start: ``ok`` or ``EINVAL``."""
+        ...
+
+    def step(self, thread: str) -> StepOutcome | Err:
+        """Run ``thread`` to its next yield point (SPEC §5.1)."""
+        ...
+
+    def live_threads(self) -> list[str]:
+        """Names of the live threads, in thread order (Tn by n, then Li by i)."""
+        ...
+
+    def failed_commits(self, thread: str) -> int:
+        """SPEC §5.4: commits whose ``read_retry`` was true, plus mirror
+        access checks that failed after a commit."""
+        ...
+
+    def active_jobs(self) -> list[int]:
+        """Numbers of the jobs created and not completed, in order."""
+        ...
+
+    def vmas(self, pid: int) -> tuple[VmaView, ...]:
+        """P's VMAs in address order (empty if P does not exist or is dead)."""
+        ...
+
+    def observe(self) -> Observation:
+        """The canonical observation of SPEC §8.1."""
+        ...
+
+    def take_violations(self) -> list[Violation]:
+        """Violations found since the last call (then forgotten)."""
+        ...
+
+    def page_ops(self) -> int:
+        """Page operations done by the last step (SPEC §5.4 budget)."""
+        ...
+
+
+class Factory(Protocol):
+    def __call__(self, config: Config) -> Implementation: ...

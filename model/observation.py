@@ -1,0 +1,278 @@
+"""The observation of SPEC §8.1, and its canonical numbering.
+
+An implementation describes its state as a :class:`RawObservation` whose
+folio, device-page and swap-slot references carry the implementation's own
+ids (any hashable value).  :func:`canonicalize` renumbers them by first
+appearance in the walk of §8.1 and returns an :class:`Observation`: plain,
+frozen, comparable with ``==``.  Two implementations agree on a state exactly
+when their canonical observations are equal.
+
+Walk order (§8.1): processes by pid and entries by vpn; then shared objects
+by id and pages by index; then devices by id (a mirror's table by vpn); then
+regions by R number and pins by page.  Folios, device pages and swap slots
+are numbered separately, from 0.  Memory the walk does not reach is not
+listed but counts in the totals.
+
+Beyond the tuple of §8.1, an entry and a table entry also carry the page
+index inside the folio (DECISIONS.md D2): stricter, never weaker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from model.ops import thread_order
+
+Space = Literal["folio", "dpage", "swap", "zero"]
+EntryClass = Literal["zero", "present", "swap", "migration", "device"]
+ProcState = Literal["live", "killed", "dead"]
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A reference to a page: system folio page (``index`` in the folio),
+    device page, swap slot, or the zero page.  ``raw`` is the
+    implementation's id before canonicalization, the canonical int after."""
+
+    space: Space
+    raw: Hashable = None
+    index: int = 0
+
+
+ZERO_REF = Ref("zero")
+
+
+@dataclass(frozen=True)
+class VmaView:
+    start: int
+    end: int
+    prot: str
+    kind: str
+    huge: bool
+    obj: int | None  # shared object id
+    offset: int | None  # object offset of start
+
+
+@dataclass(frozen=True)
+class EntryView:
+    """A non-``none`` page-table entry.  ``word`` is the word the entry's
+    target holds (0 for ``zero``)."""
+
+    vpn: int
+    cls: EntryClass
+    word: int
+    w: bool
+    x: bool
+    pmd: bool
+    ref: Ref
+
+
+@dataclass(frozen=True)
+class SubscriptionView:
+    id: int
+    start: int
+    end: int
+    invalidate_seq: int
+
+
+@dataclass(frozen=True)
+class NotifierView:
+    seq: int
+    active: int
+    subscriptions: tuple[SubscriptionView, ...]  # in (start, id) order
+    deferred: tuple[tuple[str, int], ...]  # ("insert" | "remove", subscription id)
+
+
+@dataclass(frozen=True)
+class LockView:
+    """``mmap_lock`` holders: a writer, or readers in thread order, or none."""
+
+    writer: str | None = None
+    readers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ProcessView:
+    pid: int
+    state: ProcState
+    vmas: tuple[VmaView, ...] = ()
+    entries: tuple[EntryView, ...] = ()  # vpn order
+    notifier: NotifierView | None = None
+    mmap_lock: LockView = LockView()
+
+
+@dataclass(frozen=True)
+class FolioView:
+    order: int
+    refcount: int
+    pincount: int
+    mapcount: tuple[int, ...]
+    words: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class DevicePageView:
+    owner: int  # device number of the mirror
+    refcount: int
+    word: int
+
+
+@dataclass(frozen=True)
+class SwapSlotView:
+    word: int
+    count: int
+
+
+@dataclass(frozen=True)
+class ObjectView:
+    id: int
+    size: int
+    resident: tuple[tuple[int, Ref], ...]  # (page index, folio ref), index order
+
+
+@dataclass(frozen=True)
+class TableEntryView:
+    vpn: int
+    target: Ref  # folio page, zero page or own device page
+    w: bool
+
+
+@dataclass(frozen=True)
+class DeviceView:
+    id: int
+    kind: str
+    pid: int
+    dead: bool
+    lock_holder: str | None
+    table: tuple[TableEntryView, ...] = ()  # mirror only, vpn order
+    pages_in_use: int = 0  # mirror only
+
+
+@dataclass(frozen=True)
+class RegionView:
+    """A userptr object (``kind == "userptr"``) or a pin region (``"pin"``).
+    Released regions and unregistered objects are not listed."""
+
+    id: int
+    kind: str
+    device: int
+    start: int
+    n: int
+    mode: str
+    pins: tuple[tuple[int, Ref], ...]  # (page k of the region, pinned folio page)
+    valid: bool = False
+    dying: bool = False
+    active: int = 0
+    valid_seq: int | None = None
+
+
+@dataclass(frozen=True)
+class JobView:
+    id: int
+    region: int
+    direction: str
+    off: int
+    count: int
+
+
+@dataclass(frozen=True)
+class ThreadView:
+    name: str
+    op: str  # format_op text
+    failed_commits: int
+
+
+@dataclass
+class RawObservation:
+    """What an implementation reports; ids in ``Ref.raw`` are its own."""
+
+    processes: list[ProcessView]
+    objects: list[ObjectView]
+    devices: list[DeviceView]
+    regions: list[RegionView]
+    jobs: list[JobView]
+    threads: list[ThreadView]
+    folios: dict[Hashable, FolioView] = field(default_factory=dict)
+    device_pages: dict[Hashable, DevicePageView] = field(default_factory=dict)
+    swap_slots: dict[Hashable, SwapSlotView] = field(default_factory=dict)
+    pages_in_use: int = 0
+    swap_in_use: int = 0
+
+
+@dataclass(frozen=True)
+class Observation:
+    processes: tuple[ProcessView, ...]
+    objects: tuple[ObjectView, ...]
+    devices: tuple[DeviceView, ...]
+    regions: tuple[RegionView, ...]
+    jobs: tuple[JobView, ...]
+    threads: tuple[ThreadView, ...]
+    folios: tuple[FolioView, ...]  # canonical id order
+    device_pages: tuple[DevicePageView, ...]
+    swap_slots: tuple[SwapSlotView, ...]
+    pages_in_use: int
+    swap_in_use: int
+
+
+class _Numbering:
+    def __init__(self) -> None:
+        self.ids: dict[Space, dict[Hashable, int]] = {"folio": {}, "dpage": {}, "swap": {}}
+
+    def ref(self, ref: Ref) -> Ref:
+        if ref.space == "zero":
+            return ref
+        table = self.ids[ref.space]
+        num = table.setdefault(ref.raw, len(table))
+        return Ref(ref.space, num, ref.index)
+
+    def listed(self, space: Space, raws: dict[Hashable, object]) -> list[object]:
+        order = sorted(self.ids[space].items(), key=lambda kv: kv[1])
+        return [raws[raw] for raw, _ in order if raw in raws]
+
+
+def _renumber_pins(num: _Numbering, pins: Iterable[tuple[int, Ref]]) -> tuple[tuple[int, Ref], ...]:
+    return tuple((k, num.ref(ref)) for k, ref in sorted(pins, key=lambda p: p[0]))
+
+
+def canonicalize(raw: RawObservation) -> Observation:
+    """Renumber ``raw``'s references in walk order and freeze it."""
+    num = _Numbering()
+    processes = []
+    for proc in sorted(raw.processes, key=lambda p: p.pid):
+        entries = tuple(
+            EntryView(e.vpn, e.cls, e.word, e.w, e.x, e.pmd, num.ref(e.ref))
+            for e in sorted(proc.entries, key=lambda e: e.vpn)
+        )
+        processes.append(ProcessView(proc.pid, proc.state, proc.vmas, entries,
+                                     proc.notifier, proc.mmap_lock))
+    objects = [ObjectView(o.id, o.size, _renumber_pins(num, o.resident))
+               for o in sorted(raw.objects, key=lambda o: o.id)]
+    devices = []
+    for dev in sorted(raw.devices, key=lambda d: d.id):
+        table = tuple(TableEntryView(t.vpn, num.ref(t.target), t.w)
+                      for t in sorted(dev.table, key=lambda t: t.vpn))
+        devices.append(DeviceView(dev.id, dev.kind, dev.pid, dev.dead, dev.lock_holder,
+                                  table, dev.pages_in_use))
+    regions = []
+    for reg in sorted(raw.regions, key=lambda r: r.id):
+        regions.append(RegionView(reg.id, reg.kind, reg.device, reg.start, reg.n, reg.mode,
+                                  _renumber_pins(num, reg.pins), reg.valid, reg.dying,
+                                  reg.active, reg.valid_seq))
+    folios = num.listed("folio", dict(raw.folios))
+    dpages = num.listed("dpage", dict(raw.device_pages))
+    slots = num.listed("swap", dict(raw.swap_slots))
+    return Observation(
+        processes=tuple(processes),
+        objects=tuple(objects),
+        devices=tuple(devices),
+        regions=tuple(regions),
+        jobs=tuple(sorted(raw.jobs, key=lambda j: j.id)),
+        threads=tuple(sorted(raw.threads, key=lambda t: thread_order(t.name))),
+        folios=tuple(f for f in folios if isinstance(f, FolioView)),
+        device_pages=tuple(d for d in dpages if isinstance(d, DevicePageView)),
+        swap_slots=tuple(s for s in slots if isinstance(s, SwapSlotView)),
+        pages_in_use=raw.pages_in_use,
+        swap_in_use=raw.swap_in_use,
+    )
