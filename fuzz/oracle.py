@@ -1,0 +1,343 @@
+"""The coherence oracle of SPEC §8.3 (invariants 4 ``coherence`` and 5
+``fork_isolation``), kept by the executor for both implementations at once.
+
+The rule: CPU and device accesses to one address of a process see the last
+word written there by the CPU or any device.
+
+* A **key** is ``("P", pid, vpn)`` for a private page or ``("O", obj, index)``
+  for a shared-object page; a missing key reads 0.  Addresses resolve with
+  the VMAs *before* the step in which the op completes.
+* **Writes** (a successful ``write``, ``dwrite``, write job, ``dma`` write)
+  set the keys they wrote.
+* **Key changes** on completion with ``ok`` (``dontneed``: also ``ENOMEM``):
+  ``munmap``, ``mmap``, ``dontneed``, ``exit`` delete the private keys in
+  their range; ``mremap`` deletes the destination's keys and moves the
+  source's private keys there; ``fork`` copies P's private keys to the child.
+* **Unknown keys**: a key in a delete op's range written while that op was in
+  flight becomes unknown instead of deleted (``mremap``: such a key in either
+  range makes its destination key unknown; ``fork``: such a key of P makes
+  the child's copy unknown).  An unknown key accepts any word until its next
+  write.
+* **Detached regions**: a ``pin`` region's page at a shared address keeps the
+  key it had when pinned; a page at a private address (P, v) is detached once
+  P is ``oomreap``-ed or a ``munmap``, ``mmap``, ``mremap`` (source),
+  ``dontneed`` or ``exit`` covering v completes; ``dma`` through a detached
+  page neither sets nor checks a key.
+* **Checks**: every CPU ``read``, ``dread``, completed read job and ``dma``
+  read must return ``last[key]`` for each page.  A mismatch is
+  ``fork_isolation`` when the key is private and its process was created by
+  fork or has forked, ``coherence`` otherwise.
+
+The oracle knows nothing of either implementation: the executor tells it
+which op completed, with which result, and the VMAs it resolved against.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from model.observation import VmaView
+from model.ops import (
+    ADDRESS_PAGES,
+    Complete,
+    Dma,
+    Dread,
+    Dwrite,
+    Err,
+    Errno,
+    Exit,
+    Fork,
+    HandleResult,
+    Madvise,
+    Mmap,
+    Mremap,
+    Munmap,
+    Num,
+    Ok,
+    Oomreap,
+    Op,
+    Open,
+    OpResult,
+    Pin,
+    Read,
+    Reg,
+    Submit,
+    Values,
+    Write,
+)
+
+Key = tuple[str, int, int]
+VmaLookup = Callable[[int], tuple[VmaView, ...]]
+
+
+@dataclass(frozen=True)
+class Incoherence:
+    """A read that did not see the last word written (invariant 4 or 5)."""
+
+    invariant: str  # "coherence" or "fork_isolation"
+    key: Key
+    expected: int
+    got: int
+
+    def __str__(self) -> str:
+        kind, a, b = self.key
+        where = f"P{a} vpn {b}" if kind == "P" else f"O{a} page {b}"
+        return f"{where}: read {self.got}, last written {self.expected}"
+
+
+@dataclass
+class _Region:
+    """A userptr object or pin region, as the executor knows it statically."""
+
+    kind: str  # "userptr" | "pin"
+    pid: int
+    start: int
+    n: int
+    pinned_keys: dict[int, Key] = field(default_factory=dict)  # pin: shared pages
+    detached: set[int] = field(default_factory=set)  # pin: detached private pages
+
+
+@dataclass
+class _Flight:
+    """A delete-type op in flight, and the keys written meanwhile."""
+
+    written: set[Key] = field(default_factory=set)
+
+
+def resolve(vmas: Iterable[VmaView], pid: int, vpn: int) -> Key | None:
+    """The key of (pid, vpn) under ``vmas``, or None outside every VMA."""
+    for vma in vmas:
+        if vma.start <= vpn < vma.end:
+            if vma.kind == "shared" and vma.obj is not None and vma.offset is not None:
+                return ("O", vma.obj, vma.offset + vpn - vma.start)
+            return ("P", pid, vpn)
+    return None
+
+
+def _word(x: int | None, stride: int | None, k: int) -> int:
+    return (x or 0) + k * (stride or 0)
+
+
+class Oracle:
+    """Tracks ``last[key]`` and judges every value an op returns."""
+
+    def __init__(self) -> None:
+        self.last: dict[Key, int] = {}
+        self.unknown: set[Key] = set()
+        self.forked: set[int] = set()
+        self.devices: dict[int, int] = {}  # device number -> pid
+        self.regions: dict[int, _Region] = {}
+        self.jobs: dict[int, Submit] = {}
+        self.flights: dict[str, _Flight] = {}
+
+    # ------------------------------------------------------------ lifecycle
+
+    def pids_for(self, op: Op) -> set[int]:
+        """The processes whose VMAs ``op``'s completion may resolve against."""
+        pid: int | None = None
+        if isinstance(op, Read | Write):
+            pid = op.p
+        elif isinstance(op, Dread | Dwrite | Reg | Pin):
+            pid = self.devices.get(op.d)
+        elif isinstance(op, Complete):
+            job = self.jobs.get(op.j)
+            region = self.regions.get(job.r) if job is not None else None
+            pid = region.pid if region is not None else None
+        return set() if pid is None else {pid}
+
+    def started(self, thread: str, op: Op) -> None:
+        """``thread`` starts ``op``; delete-type ops open a flight."""
+        if isinstance(op, Munmap | Mmap | Mremap | Exit | Fork) or (
+            isinstance(op, Madvise) and op.advice == "dontneed"
+        ):
+            self.flights[thread] = _Flight()
+
+    def completed(
+        self, thread: str, op: Op, result: OpResult, vmas: VmaLookup
+    ) -> list[Incoherence]:
+        """``thread``'s ``op`` finished with ``result``; ``vmas(pid)`` gives the
+        VMAs before the completing step.  Returns the incoherent reads."""
+        flight = self.flights.pop(thread, _Flight())
+        ok = isinstance(result, Ok)
+        problems: list[Incoherence] = []
+        if isinstance(op, Write) and ok:
+            key = resolve(vmas(op.p), op.p, op.v)
+            if key is not None:
+                self._write(key, op.x)
+        elif isinstance(op, Read) and isinstance(result, Num):
+            problems += self._check(resolve(vmas(op.p), op.p, op.v), result.value)
+        elif isinstance(op, Dread | Dwrite):
+            problems += self._mirror(op, result, vmas)
+        elif isinstance(op, Open) and isinstance(result, HandleResult):
+            self.devices[op.dev] = op.p
+        elif isinstance(op, Reg | Pin) and isinstance(result, HandleResult):
+            self._new_region(op, vmas)
+        elif isinstance(op, Submit) and isinstance(result, HandleResult):
+            self.jobs[op.job] = op
+        elif isinstance(op, Dma):
+            problems += self._dma(op, result)
+        elif isinstance(op, Complete):
+            problems += self.job_completed(op.j, result, vmas)
+        elif isinstance(op, Oomreap) and ok:
+            self._detach(op.p, 0, ADDRESS_PAGES)
+        else:
+            self._key_changes(op, result, flight)
+        return problems
+
+    def job_completed(self, job: int, result: OpResult, vmas: VmaLookup) -> list[Incoherence]:
+        """``complete J`` gave ``result``: a write job writes, a read job is checked."""
+        sub = self.jobs.pop(job, None)
+        region = self.regions.get(sub.r) if sub else None
+        if sub is None or region is None:
+            return []
+        views = vmas(region.pid)
+        problems: list[Incoherence] = []
+        for k in range(sub.cnt):
+            vpn = region.start + sub.off + k
+            key = resolve(views, region.pid, vpn)
+            if sub.direction == "write" and isinstance(result, Ok):
+                if key is not None:
+                    self._write(key, _word(sub.x, sub.stride, k))
+            elif isinstance(result, Values) and k < len(result.values):
+                problems += self._check(key, result.values[k])
+        return problems
+
+    # -------------------------------------------------------------- helpers
+
+    def _write(self, key: Key, word: int) -> None:
+        self.last[key] = word
+        self.unknown.discard(key)
+        for flight in self.flights.values():
+            flight.written.add(key)
+
+    def _check(self, key: Key | None, got: int) -> list[Incoherence]:
+        if key is None or key in self.unknown:
+            return []
+        expected = self.last.get(key, 0)
+        if got == expected:
+            return []
+        private_forked = key[0] == "P" and key[1] in self.forked
+        name = "fork_isolation" if private_forked else "coherence"
+        return [Incoherence(name, key, expected, got)]
+
+    def _mirror(self, op: Dread | Dwrite, result: OpResult, vmas: VmaLookup) -> list[Incoherence]:
+        pid = self.devices.get(op.d)
+        if pid is None:
+            return []
+        views = vmas(pid)
+        problems: list[Incoherence] = []
+        for k in range(op.n if isinstance(result, Values | Ok) else 0):
+            key = resolve(views, pid, op.s + k)
+            if isinstance(op, Dwrite) and isinstance(result, Ok) and key is not None:
+                self._write(key, _word(op.x, op.stride, k))
+            elif isinstance(result, Values) and k < len(result.values):
+                problems += self._check(key, result.values[k])
+        return problems
+
+    def _new_region(self, op: Reg | Pin, vmas: VmaLookup) -> None:
+        pid = self.devices.get(op.d)
+        if pid is None:
+            return
+        region = _Region("pin" if isinstance(op, Pin) else "userptr", pid, op.s, op.n)
+        if isinstance(op, Pin):
+            views = vmas(pid)
+            for k in range(op.n):
+                key = resolve(views, pid, op.s + k)
+                if key is not None and key[0] == "O":
+                    region.pinned_keys[k] = key
+        self.regions[op.region] = region
+
+    def _dma_key(self, region: _Region, k: int) -> Key | None:
+        if k in region.pinned_keys:
+            return region.pinned_keys[k]
+        if k in region.detached:
+            return None
+        return ("P", region.pid, region.start + k)
+
+    def _dma(self, op: Dma, result: OpResult) -> list[Incoherence]:
+        region = self.regions.get(op.r)
+        if region is None:
+            return []
+        problems: list[Incoherence] = []
+        for k in range(op.cnt):
+            key = self._dma_key(region, op.off + k)
+            if key is None:
+                continue
+            if op.direction == "write" and isinstance(result, Ok):
+                self._write(key, _word(op.x, op.stride, k))
+            elif isinstance(result, Values) and k < len(result.values):
+                problems += self._check(key, result.values[k])
+        return problems
+
+    def _detach(self, pid: int, start: int, end: int) -> None:
+        for region in self.regions.values():
+            if region.kind == "pin" and region.pid == pid:
+                for k in range(region.n):
+                    if start <= region.start + k < end and k not in region.pinned_keys:
+                        region.detached.add(k)
+
+    def _private_keys(self, pid: int, start: int, end: int) -> list[Key]:
+        return [key for key in self.last.keys() | self.unknown
+                if key[0] == "P" and key[1] == pid and start <= key[2] < end]
+
+    def _forget(self, key: Key, flight: _Flight) -> None:
+        self.last.pop(key, None)
+        if key in flight.written:
+            self.unknown.add(key)
+        else:
+            self.unknown.discard(key)
+
+    def _delete_range(self, pid: int, start: int, end: int, flight: _Flight) -> None:
+        for key in self._private_keys(pid, start, end):
+            self._forget(key, flight)
+        for key in flight.written:  # written in flight, then deleted: unknown
+            if key[0] == "P" and key[1] == pid and start <= key[2] < end:
+                self.unknown.add(key)
+        self._detach(pid, start, end)
+
+    def _key_changes(self, op: Op, result: OpResult, flight: _Flight) -> None:
+        ok = isinstance(result, Ok)
+        if isinstance(op, Munmap | Mmap) and ok:
+            self._delete_range(op.p, op.s, op.s + op.n, flight)
+        elif isinstance(op, Madvise) and op.advice == "dontneed" and (
+            ok or result == Err(Errno.ENOMEM)
+        ):
+            self._delete_range(op.p, op.s, op.s + op.n, flight)
+        elif isinstance(op, Exit) and ok:
+            self._delete_range(op.p, 0, ADDRESS_PAGES, flight)
+        elif isinstance(op, Mremap) and ok:
+            self._mremap(op, flight)
+        elif isinstance(op, Fork) and isinstance(result, HandleResult):
+            self._fork(op, flight)
+
+    def _mremap(self, op: Mremap, flight: _Flight) -> None:
+        source = self._private_keys(op.p, op.old, op.old + op.n)
+        saved = {key[2] - op.old: (self.last.get(key), key in self.unknown) for key in source}
+        for key in source + self._private_keys(op.p, op.new, op.new + op.n):
+            self.last.pop(key, None)
+            self.unknown.discard(key)
+        for k, (word, unknown) in saved.items():
+            dest: Key = ("P", op.p, op.new + k)
+            if unknown:
+                self.unknown.add(dest)
+            elif word is not None:
+                self.last[dest] = word
+        for kind, pid, vpn in flight.written:
+            if kind != "P" or pid != op.p:
+                continue
+            for base in (op.old, op.new):
+                if base <= vpn < base + op.n:
+                    dest = ("P", op.p, op.new + vpn - base)
+                    self.last.pop(dest, None)
+                    self.unknown.add(dest)
+        self._detach(op.p, op.old, op.old + op.n)
+
+    def _fork(self, op: Fork, flight: _Flight) -> None:
+        self.forked.update((op.p, op.child))
+        for key in self._private_keys(op.p, 0, ADDRESS_PAGES):
+            child: Key = ("P", op.child, key[2])
+            if key in self.unknown or key in flight.written:
+                self.unknown.add(child)
+            else:
+                self.last[child] = self.last[key]

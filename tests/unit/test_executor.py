@@ -1,0 +1,234 @@
+"""The executor judges: tested against scripted fake implementations, so
+that each kind of finding is produced on purpose and must be reported."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pytest
+
+from fuzz.executor import Settings, run_trace
+from fuzz.trace import parse_trace
+from model.interface import Config, Factory, Implementation, Violation
+from model.observation import Observation, RawObservation, ThreadView, VmaView, canonicalize
+from model.ops import (
+    EINVAL,
+    OK,
+    Blocked,
+    Done,
+    Err,
+    Num,
+    Op,
+    OpResult,
+    Read,
+    StepOutcome,
+    Write,
+    Yielded,
+    format_op,
+)
+
+Script = Callable[[Op], list[StepOutcome]]
+
+
+def one_step(op: Op) -> list[StepOutcome]:
+    """Reads give back the vpn; every other op is ok.  One step each."""
+    if isinstance(op, Read):
+        return [Done(Num(0))]
+    return [Done(OK)]
+
+
+@dataclass
+class Fake:
+    """A scripted implementation: each op runs the outcomes its script gives."""
+
+    script: Script = one_step
+    name: str = "fake"
+    raise_on: str | None = None
+    violation_on: str | None = None
+    budget_used: int = 0
+    threads: dict[str, list[StepOutcome]] = field(default_factory=dict)
+    ops: dict[str, Op] = field(default_factory=dict)
+    fails: dict[str, int] = field(default_factory=dict)
+    pending: list[Violation] = field(default_factory=list)
+    memory: dict[int, int] = field(default_factory=dict)
+
+    def start(self, thread: str, op: Op) -> OpResult:
+        if thread in self.threads:
+            return EINVAL
+        self.threads[thread] = list(self.script(op))
+        self.ops[thread] = op
+        self.fails[thread] = 0
+        return OK
+
+    def step(self, thread: str) -> StepOutcome | Err:
+        if thread not in self.threads:
+            return EINVAL
+        op = self.ops[thread]
+        if self.raise_on and format_op(op).startswith(self.raise_on):
+            raise KeyError("boom")
+        if self.violation_on and format_op(op).startswith(self.violation_on):
+            self.pending.append(Violation("no_use_after_free", "planted"))
+            self.pending.append(Violation("accounting", "planted"))
+        outs = self.threads[thread]
+        out = outs.pop(0) if len(outs) > 1 else outs[0]
+        if isinstance(out, Yielded) and outs and isinstance(outs[0], Yielded):
+            self.fails[thread] += 1
+        if isinstance(out, Done):
+            if isinstance(op, Write):
+                self.memory[op.v] = op.x
+            if isinstance(op, Read) and isinstance(out.result, Num):
+                out = Done(Num(self.memory.get(op.v, 0)))
+            del self.threads[thread]
+        return out
+
+    def live_threads(self) -> list[str]:
+        return sorted(self.threads)
+
+    def failed_commits(self, thread: str) -> int:
+        return self.fails.get(thread, 0)
+
+    def active_jobs(self) -> list[int]:
+        return []
+
+    def vmas(self, pid: int) -> tuple[VmaView, ...]:
+        return (VmaView(0, 1 << 20, "rw", "private", False, None, None),)
+
+    def observe(self) -> Observation:
+        threads = [ThreadView(t, format_op(self.ops[t]), self.fails[t]) for t in self.threads]
+        return canonicalize(RawObservation([], [], [], [], [], threads))
+
+    def take_violations(self) -> list[Violation]:
+        out, self.pending = self.pending, []
+        return out
+
+    def page_ops(self) -> int:
+        return self.budget_used
+
+
+def side(name: str, make: Callable[[], Fake]) -> tuple[str, Factory]:
+    def factory(config: Config) -> Implementation:
+        fake = make()
+        fake.name = name
+        return fake
+    return (name, factory)
+
+
+def trace(body: str) -> str:
+    return "# mirrorfuzz-trace 1\n" + body
+
+
+def test_clean_run_records_results_and_no_findings() -> None:
+    t = parse_trace(trace("write P0 5 7 => ok\nread P0 5 => 7\n"))
+    verdict = run_trace(t, [side("a", Fake), side("b", Fake)])
+    assert verdict.ok, verdict.findings
+    assert [str(r) for r in verdict.results] == ["ok", "7"]
+
+
+def test_expectation_mismatch_is_reported() -> None:
+    t = parse_trace(trace("write P0 5 7 => ok\nread P0 5 => 8\n"))
+    verdict = run_trace(t, [side("a", Fake)])
+    assert not verdict.findings
+    assert [(m.line, m.expected, m.got) for m in verdict.mismatches] == [(2, "8", "7")]
+
+
+def test_result_divergence_names_the_op() -> None:
+    def lying() -> Fake:
+        fake = Fake()
+        fake.memory = {1: 99}  # a stale word the other side does not have
+        return fake
+    t = parse_trace(trace("write P0 2 1\nread P0 1\n"))
+    verdict = run_trace(t, [side("a", Fake), side("b", lying)])
+    assert verdict.finding is not None
+    assert verdict.finding.signature == "divergence/result/read"
+    assert verdict.finding.line == 2
+
+
+def test_coherence_violation_from_the_oracle() -> None:
+    # A single side that reads back 0 after a write: the oracle must object.
+    def forgetful() -> Fake:
+        fake = Fake()
+        fake.memory = {}
+        original = fake.step
+
+        def step(thread: str) -> StepOutcome | Err:
+            out = original(thread)
+            fake.memory.clear()
+            return out
+        fake.step = step  # type: ignore[method-assign]
+        return fake
+    t = parse_trace(trace("write P0 3 42\nread P0 3\n"))
+    verdict = run_trace(t, [side("a", forgetful)])
+    assert verdict.finding is not None
+    assert verdict.finding.signature == "violation/coherence/read"
+
+
+def test_exception_is_a_finding_not_a_crash() -> None:
+    t = parse_trace(trace("write P0 1 1\nread P0 1\n"))
+    verdict = run_trace(t, [side("a", lambda: Fake(raise_on="read"))])
+    assert verdict.finding is not None
+    assert verdict.finding.signature == "exception/KeyError/read"
+
+
+def test_lowest_numbered_violation_is_reported() -> None:
+    t = parse_trace(trace("read P0 1\n"))
+    verdict = run_trace(t, [side("a", lambda: Fake(violation_on="read"))])
+    assert verdict.finding is not None
+    assert verdict.finding.signature == "violation/no_use_after_free/read"
+
+
+def test_budget_overrun() -> None:
+    t = parse_trace(trace("read P0 1\n"))
+    verdict = run_trace(t, [side("a", lambda: Fake(budget_used=50))], Settings(budget=10))
+    assert verdict.finding is not None
+    assert verdict.finding.signature == "budget/a/read"
+
+
+def test_blocked_thread_left_after_drain_is_a_deadlock() -> None:
+    def stuck() -> Fake:
+        return Fake(script=lambda op: [Yielded(), Blocked()] if isinstance(op, Write)
+                    else [Done(OK)])
+    t = parse_trace(trace("T1 = write P0 1 1 => ok\nstep T1 => yield\nstep T1 => blocked\n"))
+    verdict = run_trace(t, [side("a", stuck)])
+    assert not verdict.mismatches
+    assert verdict.finding is not None
+    assert verdict.finding.signature == "violation/liveness/write"
+    assert "deadlock" in verdict.finding.message
+
+
+def test_plain_op_that_blocks_gives_blocked_li() -> None:
+    def stuck() -> Fake:
+        return Fake(script=lambda op: [Yielded(), Blocked()])
+    t = parse_trace(trace("write P0 1 1 => blocked L1\n"))
+    verdict = run_trace(t, [side("a", stuck)], Settings(drain=False))
+    assert verdict.ok, (verdict.findings, verdict.mismatches)
+
+
+def test_failed_commits_without_progress_is_a_livelock() -> None:
+    def spinning() -> Fake:
+        return Fake(script=lambda op: [Yielded()])  # yields forever, each a failed commit
+    t = parse_trace(trace("read P0 1\n"))
+    verdict = run_trace(t, [side("a", spinning)])
+    assert verdict.finding is not None
+    assert verdict.finding.signature == "violation/liveness/read"
+    assert "livelock" in verdict.finding.message
+
+
+def test_observation_divergence() -> None:
+    def extra_thread() -> Fake:
+        fake = Fake()
+        fake.threads["T9"] = [Blocked()]
+        fake.ops["T9"] = Read(0, 0)
+        fake.fails["T9"] = 0
+        return fake
+    t = parse_trace(trace("read P0 1\n"))
+    verdict = run_trace(t, [side("a", Fake), side("b", extra_thread)])
+    assert verdict.finding is not None
+    assert verdict.finding.kind == "divergence"
+    assert verdict.finding.detail == "observation"
+
+
+@pytest.mark.parametrize("text", ["step T1 => EINVAL\n", "run L4 => EINVAL\n"])
+def test_step_of_a_thread_that_is_not_live_gives_einval(text: str) -> None:
+    verdict = run_trace(parse_trace(trace(text)), [side("a", Fake)])
+    assert verdict.ok, (verdict.findings, verdict.mismatches)

@@ -1,0 +1,113 @@
+"""The coherence oracle (SPEC §8.3), rule by rule."""
+
+from __future__ import annotations
+
+from fuzz.oracle import Oracle
+from model.observation import VmaView
+from model.ops import (
+    OK,
+    Dma,
+    Err,
+    Errno,
+    Fork,
+    HandleResult,
+    Madvise,
+    Mremap,
+    Munmap,
+    Num,
+    Open,
+    Pin,
+    Read,
+    Values,
+    Write,
+)
+
+PRIVATE = (VmaView(0, 100, "rw", "private", False, None, None),)
+SHARED = (VmaView(0, 100, "rw", "shared", False, 3, 10),)
+
+
+def private(pid: int) -> tuple[VmaView, ...]:
+    return PRIVATE
+
+
+def shared(pid: int) -> tuple[VmaView, ...]:
+    return SHARED
+
+
+def run(oracle: Oracle, thread: str, op: object, result: object, vmas=private) -> list[str]:  # type: ignore[no-untyped-def]
+    oracle.started(thread, op)  # type: ignore[arg-type]
+    return [p.invariant for p in oracle.completed(thread, op, result, vmas)]  # type: ignore[arg-type]
+
+
+def test_read_must_see_last_write() -> None:
+    o = Oracle()
+    assert run(o, "L1", Write(0, 5, 9), OK) == []
+    assert run(o, "L2", Read(0, 5), Num(9)) == []
+    assert run(o, "L3", Read(0, 5), Num(0)) == ["coherence"]
+    assert run(o, "L4", Read(0, 6), Num(0)) == []  # never written: reads 0
+
+
+def test_shared_pages_are_keyed_by_object_page() -> None:
+    o = Oracle()
+    run(o, "L1", Write(0, 1, 4), OK, shared)
+    # P1 maps the same object at the same offset: it must see the word.
+    assert run(o, "L2", Read(1, 1), Num(4), shared) == []
+    assert run(o, "L3", Read(1, 1), Num(0), shared) == ["coherence"]
+
+
+def test_munmap_deletes_private_keys() -> None:
+    o = Oracle()
+    run(o, "L1", Write(0, 5, 9), OK)
+    run(o, "L2", Munmap(0, 0, 10), OK)
+    assert run(o, "L3", Read(0, 5), Num(0)) == []
+    assert run(o, "L4", Read(0, 5), Num(9)) == ["coherence"]
+
+
+def test_write_during_delete_flight_makes_key_unknown() -> None:
+    o = Oracle()
+    o.started("T1", Munmap(0, 0, 10))
+    run(o, "L2", Write(0, 5, 9), OK)
+    o.completed("T1", Munmap(0, 0, 10), OK, private)
+    assert run(o, "L3", Read(0, 5), Num(123)) == []  # unknown accepts anything
+    run(o, "L4", Write(0, 5, 1), OK)
+    assert run(o, "L5", Read(0, 5), Num(123)) == ["coherence"]  # known again
+
+
+def test_failed_delete_changes_no_key_but_dontneed_enomem_does() -> None:
+    o = Oracle()
+    run(o, "L1", Write(0, 5, 9), OK)
+    run(o, "L2", Munmap(0, 0, 10), Err(Errno.EINVAL))
+    assert run(o, "L3", Read(0, 5), Num(9)) == []
+    run(o, "L4", Madvise(0, 0, 10, "dontneed"), Err(Errno.ENOMEM))
+    assert run(o, "L5", Read(0, 5), Num(0)) == []
+
+
+def test_mremap_moves_private_keys() -> None:
+    o = Oracle()
+    run(o, "L1", Write(0, 5, 9), OK)
+    run(o, "L2", Write(0, 52, 7), OK)
+    run(o, "L3", Mremap(0, 0, 10, 50), OK)
+    assert run(o, "L4", Read(0, 55), Num(9)) == []
+    assert run(o, "L5", Read(0, 52), Num(0)) == []  # destination deleted, source had none
+    assert run(o, "L6", Read(0, 5), Num(0)) == []
+
+
+def test_fork_copies_keys_and_mismatch_is_fork_isolation() -> None:
+    o = Oracle()
+    run(o, "L1", Write(0, 5, 9), OK)
+    run(o, "L2", Fork(0, 1), HandleResult("P", 1))
+    assert run(o, "L3", Read(1, 5), Num(9)) == []
+    run(o, "L4", Write(1, 5, 3), OK)
+    assert run(o, "L5", Read(0, 5), Num(3)) == ["fork_isolation"]
+
+
+def test_pin_region_detached_after_munmap_neither_sets_nor_checks() -> None:
+    o = Oracle()
+    run(o, "L1", Open(0, "pin", 0), HandleResult("D", 0))
+    run(o, "L2", Pin(0, 0, 4, "rw", 0), HandleResult("R", 0))
+    run(o, "L3", Dma(0, "write", 0, 2, 5, 1), OK)
+    assert run(o, "L4", Read(0, 1), Num(6)) == []
+    run(o, "L5", Munmap(0, 0, 4), OK)
+    assert run(o, "L6", Dma(0, "read", 0, 2), Values((5, 6))) == []  # detached: unchecked
+    run(o, "L7", Dma(0, "write", 0, 1, 77), OK)
+    assert run(o, "L8", Read(0, 0), Num(0)) == []
