@@ -23,6 +23,11 @@ word written there by the CPU or any device.
   P is ``oomreap``-ed or a ``munmap``, ``mmap``, ``mremap`` (source),
   ``dontneed`` or ``exit`` covering v completes; ``dma`` through a detached
   page neither sets nor checks a key.
+* **Zapped in flight** (DECISIONS.md): a private key in the range of a
+  delete op still in flight (``munmap``, ``mmap``, ``dontneed``, ``mremap``,
+  ``exit``, ``oomreap``) may also read 0: an op that holds ``mmap_lock`` only
+  for reading (``dontneed``, ``oomreap``) lets a faulting reader in after
+  its apply zapped the page and before the op completes.
 * **Checks**: every CPU ``read``, ``dread``, completed read job and ``dma``
   read must return ``last[key]`` for each page.  A mismatch is
   ``fork_isolation`` when the key is private and its process was created by
@@ -100,9 +105,16 @@ class _Region:
 
 @dataclass
 class _Flight:
-    """A delete-type op in flight, and the keys written meanwhile."""
+    """A delete-type op in flight: the private pages it may zap before it
+    completes, and the keys written meanwhile."""
 
+    pid: int = -1
+    ranges: tuple[tuple[int, int], ...] = ()
     written: set[Key] = field(default_factory=set)
+
+    def covers(self, key: Key) -> bool:
+        return key[0] == "P" and key[1] == self.pid and any(
+            start <= key[2] < end for start, end in self.ranges)
 
 
 def resolve(vmas: Iterable[VmaView], pid: int, vpn: int) -> Key | None:
@@ -148,10 +160,17 @@ class Oracle:
 
     def started(self, thread: str, op: Op) -> None:
         """``thread`` starts ``op``; delete-type ops open a flight."""
-        if isinstance(op, Munmap | Mmap | Mremap | Exit | Fork) or (
+        if isinstance(op, Munmap | Mmap) or (
             isinstance(op, Madvise) and op.advice == "dontneed"
         ):
-            self.flights[thread] = _Flight()
+            self.flights[thread] = _Flight(op.p, ((op.s, op.s + op.n),))
+        elif isinstance(op, Mremap):
+            self.flights[thread] = _Flight(op.p, ((op.old, op.old + op.n),
+                                                  (op.new, op.new + op.n)))
+        elif isinstance(op, Exit | Oomreap):
+            self.flights[thread] = _Flight(op.p, ((0, ADDRESS_PAGES),))
+        elif isinstance(op, Fork):
+            self.flights[thread] = _Flight(op.p)
 
     def completed(
         self, thread: str, op: Op, result: OpResult, vmas: VmaLookup
@@ -217,6 +236,8 @@ class Oracle:
         expected = self.last.get(key, 0)
         if got == expected:
             return []
+        if got == 0 and any(flight.covers(key) for flight in self.flights.values()):
+            return []  # zapped by a delete op still in flight (DECISIONS.md)
         private_forked = key[0] == "P" and key[1] in self.forked
         name = "fork_isolation" if private_forked else "coherence"
         return [Incoherence(name, key, expected, got)]

@@ -15,6 +15,7 @@ from model.ops import (
     Mremap,
     Munmap,
     Num,
+    Oomreap,
     Open,
     Pin,
     Read,
@@ -111,3 +112,24 @@ def test_pin_region_detached_after_munmap_neither_sets_nor_checks() -> None:
     assert run(o, "L6", Dma(0, "read", 0, 2), Values((5, 6))) == []  # detached: unchecked
     run(o, "L7", Dma(0, "write", 0, 1, 77), OK)
     assert run(o, "L8", Read(0, 0), Num(0)) == []
+
+
+def test_read_of_page_zapped_by_delete_in_flight_may_give_zero() -> None:
+    o = Oracle()
+    run(o, "L1", Write(0, 5, 9), OK)
+    o.started("T1", Madvise(0, 0, 10, "dontneed"))
+    assert run(o, "L2", Read(0, 5), Num(0)) == []  # zapped, op not complete yet
+    assert run(o, "L3", Read(0, 5), Num(9)) == []  # not zapped yet
+    assert run(o, "L4", Read(0, 5), Num(4)) == ["coherence"]  # neither
+    assert run(o, "L5", Read(0, 50), Num(0)) == []
+    o.completed("T1", Madvise(0, 0, 10, "dontneed"), OK, private)
+    assert run(o, "L6", Read(0, 5), Num(9)) == ["coherence"]  # deleted now
+
+
+def test_oomreap_in_flight_covers_every_private_key_of_its_process() -> None:
+    o = Oracle()
+    run(o, "L1", Write(0, 5, 9), OK)
+    run(o, "L2", Write(1, 5, 9), OK)
+    o.started("T1", Oomreap(0))
+    assert run(o, "L3", Read(0, 5), Num(0)) == []
+    assert run(o, "L4", Read(1, 5), Num(0)) == ["coherence"]  # another process
