@@ -53,6 +53,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Final
 
 from model.ops import (
@@ -135,7 +136,7 @@ class Trace:
     body: tuple[BodyLine, ...] = ()
     path: str = field(default="<trace>", compare=False)
 
-    @property
+    @cached_property
     def steps(self) -> tuple[StepLine, ...]:
         return tuple(line for line in self.body if isinstance(line, StepLine))
 
@@ -163,7 +164,7 @@ class TraceError(Exception):
         self.path = path
         self.lineno = lineno
         self.message = message
-        super().__init__(f"{path}:{lineno}: {message}")
+        super().__init__(path, lineno, message)  # args as given: pickles across processes
 
     def __str__(self) -> str:
         return f"{self.path}:{self.lineno}: {self.message}"

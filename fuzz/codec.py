@@ -1,0 +1,702 @@
+"""Bytes <-> traces: a total, deterministic, invertible decoder (the fuzzers' input).
+
+Rule this module enforces: **every byte string decodes to a valid trace**
+(``decode`` never raises; ``parse_trace(format_trace(decode(b))) ==
+decode(b)``), and ``decode(encode(t)) == t`` for every trace ``decode`` gives.
+It uses neither Hypothesis nor Atheris, so stored bytes keep their meaning
+across their versions; changing the format below changes every byte corpus.
+
+Byte format, version 1.  The reader gives the next byte, or 0 once the data
+is exhausted.  "A choice among k" is one byte ``% k`` (the encoder writes the
+index); numbers are little-endian; a *mix* is one byte ``% total weight``
+picking a category, whose own bytes follow.
+
+* Byte 0 ``% 16``: 0-11 no header, 12-13 ``frames``, 14 ``device-frames``, 15
+  both.  Each value is a mix: a table of small sizes (64 ... 3000 frames, 1 ...
+  600 device frames) or two bytes ``1 + u16 % 65535``.  So 1/4 of the traces
+  run in a small memory (ENOMEM paths).
+* Then lines, while data is left (checked before each line), at most
+  ``max_steps`` (200).  A line's first byte ``% 20``: 0-12 plain op, 13-15
+  ``Tn = op``, 16-18 ``step X``, 19 ``run X`` (35 % touch threads), but a
+  ``step``/``run`` with no thread guessed live becomes ``Tn = op``; byte 255
+  then a byte ``% 2`` is a ``step``/``run`` taken as is.  ``Tn =``: mostly the
+  next fresh ``T<k>``, rarely an earlier ``Tn`` or a raw ``T0``-``T255``.
+  ``step``/``run`` X: mostly one of the 4 most recent ``Tn`` guessed live (a
+  ``run``, or as many ``step`` lines as its op probably needs, 1 or 4, retire
+  the guess), rarely any earlier ``Tn``, a plain line's ``Li`` (live only if
+  blocked), or a raw ``T0``-``T255`` or ``L0``-``L255`` (so that edited
+  traces stay encodable).
+* An op: byte 255 then a byte ``% 25`` naming it in ``OP_SCHEMAS`` order; any
+  other byte ``% len(OP_TABLE)`` picks from a weighted table (memory and device
+  ops mixed, ``exit``/``oomreap`` rare) with *substitution*: an op whose
+  prerequisite no earlier line created becomes the op that creates it (a
+  memory op before any ``mmap`` becomes ``mmap``; ``exit``/``oomreap`` before
+  any ``fork``, ``fork``; a mirror op with no mirror, ``open P mirror``;
+  ``complete`` -> ``submit`` -> ``reg`` -> ``open P userptr``; ``dma``/``unpin``
+  -> ``pin`` -> ``open P pin``).  The encoder writes the 255 form when the
+  table form would substitute.
+* The op's arguments follow in schema order, each a mix (``PLANS``), with a
+  presence choice before an optional ``[x [stride]]`` or ``[stride]``:
+
+  - handles: P0 or a reserved pid (exit/oomreap: mostly a child); for D a
+    reserved device of the kind the op wants (28/32) or of any kind; for R a
+    live region of the right kind (reg for submit/unreg, pin for dma/unpin;
+    unreg/unpin retire it); for J an uncompleted job; rarely (1/16) the next
+    unreserved number or a raw byte (EINVAL).  Picks choose among the 64 most
+    recent, most recent first.
+  - addresses: mostly a page inside an earlier mmap/mremap target range (a
+    pick, then ``u16 % n``) or a page an earlier read/write used; else a
+    512-aligned boundary of the window (8 blocks of 512 pages from page 2^21),
+    an edge of an earlier mmap/munmap/mprotect/mremap range, any page of the
+    window, a boundary +-4, or rarely (1/41) a wild value.
+  - counts: 1-16, 512-2048, ``t - s`` for an address t above s, 0-4096, or
+    rarely wild (0, 4097, 2^36, -1, ... or 8 raw bytes).
+  - words: mostly 0-65535 or -256..255; rarely extremes, non-words (2^63,
+    2^64: EINVAL) or 8 raw bytes.  Strides mostly -3..15.
+  - submit/dma off and cnt: relative to the region's size (mostly off 0 and
+    the rest of the region; sometimes one page too many).
+
+``encode`` ignores comments, ``=>`` results and the title/found-by/signature
+headers, and raises ``ValueError`` for a trace it cannot reproduce exactly
+(it checks by decoding its own output).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Final, Protocol
+
+from fuzz.trace import StepLine, Trace, make_trace
+from model import ops as m
+from model.ops import ADDRESS_PAGES, FIRST_HANDLE, OP_SCHEMAS, SCHEMA_BY_KEYWORD, WORD_MAX, WORD_MIN
+
+MAX_STEPS: Final = 200
+BASE: Final = 1 << 21
+"""First page of the address window: 8 blocks of 512 pages."""
+WINDOW: Final = 8 * 512
+FRAMES_TABLE: Final = (64, 512, 520, 1024, 1100, 2048, 3000)
+DEVICE_FRAMES_TABLE: Final = (1, 2, 8, 64, 256, 512, 600)
+PICK_LIMIT: Final = 64
+LIVE_LIMIT: Final = 4
+"""``step``/``run`` mostly pick among the 4 most recent threads guessed live."""
+_ONE_STEP = frozenset({"open", "reg", "complete", "dma", "unpin", "read", "write", "snapshot"})
+
+# ------------------------------------------------------------ byte streams
+
+
+class _Reader:
+    """The next byte, or 0 once the data is exhausted."""
+
+    __slots__ = ("data", "pos")
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+
+    def byte(self) -> int:
+        pos = self.pos
+        self.pos = pos + 1
+        return self.data[pos] if pos < len(self.data) else 0
+
+    def uint(self, n: int) -> int:
+        """An ``n``-byte little-endian number."""
+        return int.from_bytes(bytes(self.byte() for _ in range(n)), "little")
+
+    @property
+    def exhausted(self) -> bool:
+        return self.pos >= len(self.data)
+
+
+def _same(a: object, b: object) -> bool:
+    return type(a) is type(b) and a == b
+
+
+# ------------------------------------------------------------------ state
+
+
+@dataclass
+class _State:
+    """What earlier lines reserved or named: known without running anything."""
+
+    procs: list[int] = field(default_factory=lambda: [0])
+    next_p: int = FIRST_HANDLE["P"]
+    devices: list[tuple[int, str]] = field(default_factory=list)
+    next_d: int = FIRST_HANDLE["D"]
+    regions: list[tuple[int, str]] = field(default_factory=list)  # live: (number, "reg"|"pin")
+    region_size: dict[int, int] = field(default_factory=dict)
+    next_r: int = FIRST_HANDLE["R"]
+    jobs: list[int] = field(default_factory=list)
+    next_j: int = FIRST_HANDLE["J"]
+    edges: list[int] = field(default_factory=list)  # valid addresses only
+    edge_set: set[int] = field(default_factory=set)
+    ranges: list[tuple[int, int]] = field(default_factory=list)  # valid mmap/mremap targets
+    touched: list[int] = field(default_factory=list)  # read/write addresses, for coherence
+    mapped: bool = False
+    t_names: list[str] = field(default_factory=list)  # every Tn named, in first-use order
+    t_live: list[str] = field(default_factory=list)  # Tn probably live: step candidates
+    t_left: dict[str, int] = field(default_factory=dict)  # guessed steps left
+    l_names: list[str] = field(default_factory=list)
+    step_index: int = 0
+
+    def devs(self, kind: str | None) -> list[int]:
+        return [d for d, k in self.devices if kind is None or k == kind]
+
+    def regs(self, kind: str) -> list[int]:
+        return [r for r, k in self.regions if k == kind]
+
+    def add_range(self, s: int, n: int, mapped: bool) -> None:
+        if not (0 <= s and 1 <= n and s + n <= ADDRESS_PAGES):
+            return  # a wild range would drag later addresses out of the window
+        for v in (s, s + n):
+            if v not in self.edge_set:
+                self.edge_set.add(v)
+                self.edges.append(v)
+        if mapped:
+            self.ranges.append((s, n))
+
+    def after(self, line: StepLine) -> None:
+        """Record what this line reserves or names (the same in decode and encode)."""
+        self.step_index += 1
+        op = line.action
+        if isinstance(op, m.StepThread | m.RunThread):
+            left = self.t_left.get(op.thread, 0) - 1
+            self.t_left[op.thread] = left
+            if (left <= 0 or isinstance(op, m.RunThread)) and op.thread in self.t_live:
+                self.t_live.remove(op.thread)  # probably done: step others
+            return
+        if line.thread is not None:
+            if line.thread not in self.t_names:
+                self.t_names.append(line.thread)
+            if line.thread in self.t_live:
+                self.t_live.remove(line.thread)
+            self.t_live = [*self.t_live[-(LIVE_LIMIT - 1):], line.thread]
+            self.t_left[line.thread] = 1 if m.op_keyword(op) in _ONE_STEP else 4
+        else:
+            self.l_names.append(f"L{self.step_index}")
+        if isinstance(op, m.Fork):
+            self.procs.append(self.next_p)
+            self.next_p += 1
+        elif isinstance(op, m.Open):
+            self.devices.append((self.next_d, op.kind))
+            self.next_d += 1
+        elif isinstance(op, m.Reg | m.Pin):
+            self.regions.append((self.next_r, "reg" if isinstance(op, m.Reg) else "pin"))
+            self.region_size[self.next_r] = op.n
+            self.next_r += 1
+        elif isinstance(op, m.Submit):
+            self.jobs.append(self.next_j)
+            self.next_j += 1
+        elif isinstance(op, m.Complete):
+            if op.j in self.jobs:
+                self.jobs.remove(op.j)
+        elif isinstance(op, m.Unreg | m.Unpin):
+            kind = "reg" if isinstance(op, m.Unreg) else "pin"
+            if (op.r, kind) in self.regions:
+                self.regions.remove((op.r, kind))
+        elif isinstance(op, m.Mmap | m.Munmap | m.Mprotect):
+            self.add_range(op.s, op.n, isinstance(op, m.Mmap))
+            self.mapped = self.mapped or isinstance(op, m.Mmap)
+        elif isinstance(op, m.Mremap):
+            self.add_range(op.old, op.n, False)
+            self.add_range(op.new, op.n, True)
+        elif isinstance(op, m.Read | m.Write) and 0 <= op.v < ADDRESS_PAGES:
+            self.touched.append(op.v)
+
+
+Ctx = dict[str, object]
+
+# ---------------------------------------------------------------- schemes
+
+
+class _Scheme(Protocol):
+    def decode(self, r: _Reader, st: _State, ctx: Ctx) -> object: ...
+
+    def encode(self, v: object, st: _State, ctx: Ctx) -> bytes | None: ...
+
+
+@dataclass(frozen=True)
+class _Computed:
+    fn: Callable[[_State, Ctx], object]
+
+    def decode(self, r: _Reader, st: _State, ctx: Ctx) -> object:
+        return self.fn(st, ctx)
+
+    def encode(self, v: object, st: _State, ctx: Ctx) -> bytes | None:
+        return b"" if _same(v, self.fn(st, ctx)) else None
+
+
+@dataclass(frozen=True)
+class _Enum:
+    """One byte: ``fn(byte % count)``; a table when ``fn`` indexes a tuple."""
+
+    fn: Callable[[int], object]
+    count: int
+
+    def decode(self, r: _Reader, st: _State, ctx: Ctx) -> object:
+        return self.fn(r.byte() % self.count)
+
+    def encode(self, v: object, st: _State, ctx: Ctx) -> bytes | None:
+        for i in range(self.count):
+            if _same(self.fn(i), v):
+                return bytes([i])
+        return None
+
+
+def _table(*values: object) -> _Enum:
+    return _Enum(values.__getitem__, len(values))
+
+
+@dataclass(frozen=True)
+class _Range:
+    """``lo + uint % size`` from as few little-endian bytes as ``size`` needs."""
+
+    lo: int
+    size: int
+
+    @property
+    def nbytes(self) -> int:
+        return max(1, ((self.size - 1).bit_length() + 7) // 8)
+
+    def decode(self, r: _Reader, st: _State, ctx: Ctx) -> object:
+        return self.lo + r.uint(self.nbytes) % self.size
+
+    def encode(self, v: object, st: _State, ctx: Ctx) -> bytes | None:
+        if type(v) is not int or not 0 <= v - self.lo < self.size:
+            return None
+        return (v - self.lo).to_bytes(self.nbytes, "little")
+
+
+@dataclass(frozen=True)
+class _Pick:
+    """One byte choosing among the 64 most recent of a list, most recent first."""
+
+    getter: Callable[[_State, Ctx], Sequence[object]]
+    default: object
+
+    def decode(self, r: _Reader, st: _State, ctx: Ctx) -> object:
+        b = r.byte()
+        items = self.getter(st, ctx)[-PICK_LIMIT:]
+        return items[-1 - b % len(items)] if items else self.default
+
+    def encode(self, v: object, st: _State, ctx: Ctx) -> bytes | None:
+        items = self.getter(st, ctx)[-PICK_LIMIT:]
+        if not items:
+            return b"\0" if _same(v, self.default) else None
+        for i in range(len(items)):
+            if _same(items[-1 - i], v):
+                return bytes([i])
+        return None
+
+
+@dataclass(frozen=True)
+class _Inside:
+    """A page inside one of the 64 most recent mapped ranges: a pick, then ``u16 % n``."""
+
+    def decode(self, r: _Reader, st: _State, ctx: Ctx) -> object:
+        b, offset = r.byte(), r.uint(2)
+        ranges = st.ranges[-PICK_LIMIT:]
+        if not ranges:
+            return BASE
+        s, n = ranges[-1 - b % len(ranges)]
+        return s + offset % min(n, 1 << 16)
+
+    def encode(self, v: object, st: _State, ctx: Ctx) -> bytes | None:
+        ranges = st.ranges[-PICK_LIMIT:]
+        if not ranges:
+            return b"\0\0\0" if _same(v, BASE) else None
+        for i in range(len(ranges)):
+            s, n = ranges[-1 - i]
+            if type(v) is int and 0 <= v - s < min(n, 1 << 16):
+                return bytes([i]) + (v - s).to_bytes(2, "little")
+        return None
+
+
+@dataclass(frozen=True)
+class _Below:
+    """``lo + byte % k`` for ``k = bound(...)`` clamped to [1, 256]."""
+
+    lo: int
+    bound: Callable[[_State, Ctx], int]
+
+    def decode(self, r: _Reader, st: _State, ctx: Ctx) -> object:
+        return self.lo + r.byte() % max(1, min(256, self.bound(st, ctx)))
+
+    def encode(self, v: object, st: _State, ctx: Ctx) -> bytes | None:
+        k = max(1, min(256, self.bound(st, ctx)))
+        return bytes([v - self.lo]) if type(v) is int and 0 <= v - self.lo < k else None
+
+
+@dataclass(frozen=True)
+class _Relative:
+    """``target - ctx[base]`` for a target above the base, else 1."""
+
+    target: _Scheme
+    base: str
+
+    def decode(self, r: _Reader, st: _State, ctx: Ctx) -> object:
+        t, b = self.target.decode(r, st, ctx), ctx[self.base]
+        if isinstance(t, int) and isinstance(b, int) and t > b:
+            return t - b
+        return 1
+
+    def encode(self, v: object, st: _State, ctx: Ctx) -> bytes | None:
+        b = ctx[self.base]
+        if type(v) is not int or v <= 0 or not isinstance(b, int):
+            return None
+        return self.target.encode(b + v, st, ctx)
+
+
+@dataclass(frozen=True)
+class _Switch:
+    """The scheme chosen by an earlier field's value."""
+
+    key: str
+    cases: dict[object, _Scheme]
+
+    def decode(self, r: _Reader, st: _State, ctx: Ctx) -> object:
+        return self.cases[ctx[self.key]].decode(r, st, ctx)
+
+    def encode(self, v: object, st: _State, ctx: Ctx) -> bytes | None:
+        return self.cases[ctx[self.key]].encode(v, st, ctx)
+
+
+class _Mix:
+    """One byte ``% total weight`` picks a category; its bytes follow."""
+
+    def __init__(self, *cases: tuple[int, _Scheme]) -> None:
+        self.selector: list[_Scheme] = []
+        self.first: list[tuple[int, _Scheme]] = []
+        for weight, scheme in cases:
+            self.first.append((len(self.selector), scheme))
+            self.selector.extend([scheme] * weight)
+        assert len(self.selector) <= 256
+
+    def decode(self, r: _Reader, st: _State, ctx: Ctx) -> object:
+        return self.selector[r.byte() % len(self.selector)].decode(r, st, ctx)
+
+    def encode(self, v: object, st: _State, ctx: Ctx) -> bytes | None:
+        for index, scheme in self.first:
+            rest = scheme.encode(v, st, ctx)
+            if rest is not None:
+                return bytes([index]) + rest
+        return None
+
+
+# ------------------------------------------------------------ value kinds
+
+_RAW_NAT = _Range(0, 1 << 64)  # eight raw bytes
+_RAW_WORD = _Range(WORD_MIN, 1 << 64)
+_BOUNDARY = _Enum(lambda i: BASE + 512 * i, 9)
+_NEAR = _Enum(lambda i: BASE + 512 * (i % 9) + i // 9 - 4, 72)
+_EDGE = _Pick(lambda st, ctx: st.edges, BASE)
+_TOUCHED = _Pick(lambda st, ctx: st.touched, BASE)
+_IN_WINDOW = _Mix((30, _Inside()), (8, _TOUCHED), (4, _BOUNDARY), (3, _EDGE),
+                  (2, _Range(BASE, WINDOW)), (1, _NEAR))
+_WILD_ADDRESS = _Mix((3, _table(0, 1, 511, ADDRESS_PAGES - 512, ADDRESS_PAGES - 1,
+                                ADDRESS_PAGES, -1, 1 << 40, (1 << 64) - 1)), (1, _RAW_NAT))
+ADDRESS = _Mix((40, _IN_WINDOW), (1, _WILD_ADDRESS))
+_WILD_COUNT = _Mix((3, _table(0, 4096, 4097, ADDRESS_PAGES, -1, 1 << 40)), (1, _RAW_NAT))
+
+
+def _count(base: str, small: int = 14, huge: int = 3) -> _Mix:
+    return _Mix((small, _Range(1, 16)), (huge, _Enum(lambda i: 512 * (i + 1), 4)),
+                (6, _Relative(_IN_WINDOW, base)), (3, _Range(0, 4097)), (1, _WILD_COUNT))
+
+
+_SPECIAL_WORDS = (WORD_MIN, WORD_MAX, -1, 1 << 62, 1 << 63, -(1 << 63) - 1, 1 << 64)
+WORD = _Mix((24, _Range(0, 65536)), (4, _Range(-256, 512)), (1, _table(*_SPECIAL_WORDS)),
+            (1, _RAW_WORD))
+STRIDE = _Mix((14, _Range(-3, 19)), (1, _table(*_SPECIAL_WORDS)), (1, _RAW_WORD))
+
+_RAW_HANDLE = _Range(0, 256)
+PID = _Mix((16, _Computed(lambda st, ctx: 0)), (12, _Pick(lambda st, ctx: st.procs, 0)),
+           (1, _Computed(lambda st, ctx: st.next_p)), (1, _RAW_HANDLE))
+VICTIM = _Mix((30, _Pick(lambda st, ctx: st.procs[1:], 0)), (1, _Computed(lambda st, ctx: 0)),
+              (1, _RAW_HANDLE))  # exit/oomreap: mostly a child, rarely P0
+JOB = _Mix((30, _Pick(lambda st, ctx: st.jobs, FIRST_HANDLE["J"])),
+           (1, _Computed(lambda st, ctx: st.next_j)), (1, _RAW_HANDLE))
+
+
+def _device(kind: str) -> _Mix:
+    return _Mix((28, _Pick(lambda st, ctx: st.devs(kind), FIRST_HANDLE["D"])),
+                (2, _Pick(lambda st, ctx: st.devs(None), FIRST_HANDLE["D"])),
+                (1, _Computed(lambda st, ctx: st.next_d)), (1, _RAW_HANDLE))
+
+
+def _region(kind: str) -> _Mix:
+    return _Mix((30, _Pick(lambda st, ctx: st.regs(kind), FIRST_HANDLE["R"])),
+                (1, _Computed(lambda st, ctx: st.next_r)), (1, _RAW_HANDLE))
+
+
+def _size(st: _State, ctx: Ctx) -> int:
+    r = ctx["r"]
+    return st.region_size.get(r, 1) if isinstance(r, int) else 1
+
+
+def _rest(st: _State, ctx: Ctx) -> int:
+    off = ctx["off"]
+    return _size(st, ctx) - (off if isinstance(off, int) else 0)
+
+
+OFF = _Mix((20, _Computed(lambda st, ctx: 0)), (7, _Below(0, _size)),
+           (2, _Computed(lambda st, ctx: _size(st, ctx) - 1)), (1, _table(-1, 4096, 1 << 40)),
+           (1, _RAW_NAT))
+CNT = _Mix((18, _Computed(_rest)), (8, _Below(1, _rest)),
+           (2, _Computed(lambda st, ctx: _rest(st, ctx) + 1)), (1, _table(0, 4097, -1)),
+           (1, _Range(0, 65536)))
+
+PROT = _table(*["rw"] * 12, "r", "r", "r", "none")
+MODE = _table("rw", "rw", "ro")
+DIRECTION = _table("read", "write")
+_OPTIONAL = _Switch("direction", {
+    "read": _table("none", "none", "none", "none", "none", "none", "x", "xs"),
+    "write": _table("none", "x", "x", "x", "x", "x", "xs", "xs"),
+})
+
+# An op's plan: (field, scheme) in order.  A field starting with "?" is a
+# presence choice, not an op field; "x"/"stride" after it are read only if
+# present.
+Plan = tuple[tuple[str, _Scheme], ...]
+_RANGE: Plan = (("s", ADDRESS), ("n", _count("s")))
+_XS: Plan = (("?opt", _OPTIONAL), ("x", WORD), ("stride", STRIDE))
+PLANS: Final[dict[str, Plan]] = {
+    "mmap": (("p", PID), ("s", ADDRESS), ("n", _count("s", 8, 12)), ("prot", PROT),
+             ("kind", _table("private", "private", "private", "shared")),
+             ("huge", _table(False, False, True))),
+    "munmap": (("p", PID), *_RANGE),
+    "mremap": (("p", PID), ("old", ADDRESS), ("n", _count("old")), ("new", ADDRESS)),
+    "mprotect": (("p", PID), *_RANGE, ("prot", PROT)),
+    "madvise": (("p", PID), *_RANGE, ("advice", _table("dontneed", "dontneed", "dontneed",
+                "dontneed", "hugepage", "hugepage", "nohugepage", "nohugepage"))),
+    "fork": (("p", PID),),
+    "exit": (("p", VICTIM),),
+    "read": (("p", PID), ("v", ADDRESS)),
+    "write": (("p", PID), ("v", ADDRESS), ("x", WORD)),
+    "open": (("p", PID), ("kind", _table("mirror", "mirror", "mirror", "userptr", "userptr",
+             "pin", "pin"))),
+    "dread": (("d", _device("mirror")), *_RANGE),
+    "dwrite": (("d", _device("mirror")), *_RANGE, ("x", WORD),
+               ("?opt", _table("x", "x", "x", "xs")), ("stride", STRIDE)),
+    "snapshot": (("d", _device("mirror")), *_RANGE),
+    "migrate_to_dev": (("d", _device("mirror")), *_RANGE),
+    "evict": (("d", _device("mirror")),),
+    "reg": (("d", _device("userptr")), *_RANGE, ("mode", MODE)),
+    "submit": (("r", _region("reg")), ("direction", DIRECTION), ("off", OFF), ("cnt", CNT),
+               *_XS),
+    "complete": (("j", JOB),),
+    "unreg": (("r", _region("reg")),),
+    "pin": (("d", _device("pin")), *_RANGE, ("mode", MODE)),
+    "dma": (("r", _region("pin")), ("direction", DIRECTION), ("off", OFF), ("cnt", CNT), *_XS),
+    "unpin": (("r", _region("pin")),),
+    "migrate": (("p", PID), *_RANGE),
+    "reclaim": (("p", PID), *_RANGE),
+    "oomreap": (("p", VICTIM),),
+}
+RESERVED: Final[dict[str, tuple[str, str]]] = {
+    sch.keyword: (sch.reserved_field, sch.reserves)
+    for sch in OP_SCHEMAS
+    if sch.reserved_field is not None and sch.reserves is not None
+}
+
+OP_WEIGHTS: Final = {
+    "mmap": 14, "munmap": 5, "mremap": 5, "mprotect": 6, "madvise": 6, "fork": 4, "exit": 1,
+    "read": 14, "write": 16, "open": 5, "dread": 8, "dwrite": 8, "snapshot": 4,
+    "migrate_to_dev": 5, "evict": 3, "reg": 4, "submit": 6, "complete": 5, "unreg": 2,
+    "pin": 4, "dma": 5, "unpin": 2, "migrate": 4, "reclaim": 4, "oomreap": 1,
+}
+OP_TABLE: Final = tuple(kw for kw, w in OP_WEIGHTS.items() for _ in range(w))
+KEYWORDS: Final = tuple(sch.keyword for sch in OP_SCHEMAS)
+RAW_OP: Final = 255
+assert len(OP_TABLE) < RAW_OP and set(OP_WEIGHTS) == set(KEYWORDS)
+
+_NEEDS_MAPPING = frozenset({"munmap", "mremap", "mprotect", "madvise", "read", "write",
+                            "migrate", "reclaim"})
+_NEEDS_DEVICE = {"dread": "mirror", "dwrite": "mirror", "snapshot": "mirror",
+                 "migrate_to_dev": "mirror", "evict": "mirror", "reg": "userptr", "pin": "pin"}
+
+
+def _substitute(kw: str, st: _State) -> tuple[str, Ctx]:
+    """The op a table choice becomes when its prerequisites do not exist yet."""
+    if kw in _NEEDS_MAPPING and not st.mapped:
+        return "mmap", {}
+    if kw in ("exit", "oomreap") and len(st.procs) == 1:
+        return "fork", {}
+    if kw == "complete" and not st.jobs:
+        kw = "submit"
+    if kw in ("submit", "unreg") and not st.regs("reg"):
+        kw = "reg"
+    if kw in ("dma", "unpin") and not st.regs("pin"):
+        kw = "pin"
+    need = _NEEDS_DEVICE.get(kw)
+    if need is not None and not st.devs(need):
+        return "open", {"kind": need}
+    return kw, {}
+
+
+LINE_KINDS: Final = ("plain",) * 13 + ("tn",) * 3 + ("step",) * 3 + ("run",)
+RAW_LINE: Final = 255
+TNAME = _Mix((1, _Pick(lambda st, ctx: st.t_names, "T0")),
+             (14, _Computed(lambda st, ctx: f"T{len(st.t_names)}")),
+             (1, _Enum(lambda i: f"T{i}", 256)))
+THREAD = _Mix((24, _Pick(lambda st, ctx: st.t_live, "T0")),
+              (2, _Pick(lambda st, ctx: st.t_names, "T0")),
+              (2, _Pick(lambda st, ctx: st.l_names, "L1")),
+              (1, _Enum(lambda i: f"T{i}", 256)), (1, _Enum(lambda i: f"L{i}", 256)))
+HEADER_MODE: Final = ("none",) * 12 + ("frames",) * 2 + ("device-frames", "both")
+FRAMES = _Mix((7, _table(*FRAMES_TABLE)), (1, _Range(1, 65535)))
+DEVICE_FRAMES = _Mix((7, _table(*DEVICE_FRAMES_TABLE)), (1, _Range(1, 65535)))
+
+# ----------------------------------------------------------------- decode
+
+
+def _decode_op(r: _Reader, st: _State) -> m.Op:
+    b = r.byte()
+    forced: Ctx = {}
+    if b == RAW_OP:
+        kw = KEYWORDS[r.byte() % len(KEYWORDS)]
+    else:
+        kw, forced = _substitute(OP_TABLE[b % len(OP_TABLE)], st)
+    ctx: Ctx = {}
+    for name, scheme in PLANS[kw]:
+        if name in forced:
+            ctx[name] = forced[name]
+        elif name in ("x", "stride") and not _present(name, ctx):
+            ctx[name] = None
+        else:
+            ctx[name] = scheme.decode(r, st, ctx)
+    return _build(kw, ctx, st)
+
+
+def _present(name: str, ctx: Ctx) -> bool:
+    opt = ctx.get("?opt", "xs")
+    return opt == "xs" or (opt == "x" and name == "x")
+
+
+def _build(kw: str, ctx: Ctx, st: _State) -> m.Op:
+    args = {k: v for k, v in ctx.items() if not k.startswith("?")}
+    if kw in RESERVED:
+        fld, letter = RESERVED[kw]
+        args[fld] = {"P": st.next_p, "D": st.next_d, "R": st.next_r, "J": st.next_j}[letter]
+    op: m.Op = SCHEMA_BY_KEYWORD[kw].cls(**args)
+    return op
+
+
+def _decode_line(r: _Reader, st: _State) -> StepLine:
+    b = r.byte()
+    if b == RAW_LINE:
+        kind = ("step", "run")[r.byte() % 2]
+    else:
+        kind = LINE_KINDS[b % len(LINE_KINDS)]
+        if kind in ("step", "run") and not st.t_live:
+            kind = "tn"  # no thread to step: start one
+    if kind == "step" or kind == "run":
+        name = str(THREAD.decode(r, st, {}))
+        return StepLine(m.StepThread(name) if kind == "step" else m.RunThread(name))
+    thread = str(TNAME.decode(r, st, {})) if kind == "tn" else None
+    return StepLine(_decode_op(r, st), thread)
+
+
+def decode(data: bytes, max_steps: int = MAX_STEPS) -> Trace:
+    """The trace these bytes mean; total: every byte string gives a valid trace."""
+    r = _Reader(data)
+    headers: dict[str, str] = {}
+    mode = HEADER_MODE[r.byte() % len(HEADER_MODE)]
+    if mode in ("frames", "both"):
+        headers["frames"] = str(FRAMES.decode(r, _State(), {}))
+    if mode in ("device-frames", "both"):
+        headers["device-frames"] = str(DEVICE_FRAMES.decode(r, _State(), {}))
+    st = _State()
+    steps: list[StepLine] = []
+    while not r.exhausted and len(steps) < max_steps:
+        line = _decode_line(r, st)
+        st.after(line)
+        steps.append(line)
+    return make_trace(steps, headers)
+
+
+def random_trace(rng: random.Random, steps: int) -> Trace:
+    """A decoded trace of up to ``steps`` lines from ``rng``'s bytes."""
+    return decode(rng.randbytes(64 * steps + 8), max_steps=steps)
+
+
+# ----------------------------------------------------------------- encode
+
+
+def _put(out: bytearray, scheme: _Scheme, v: object, st: _State, ctx: Ctx, what: str) -> None:
+    data = scheme.encode(v, st, ctx)
+    if data is None:
+        raise ValueError(f"cannot encode {what} = {v!r}")
+    out += data
+
+
+def _encode_op(out: bytearray, op: m.Op, st: _State) -> None:
+    kw = m.op_keyword(op)
+    if _substitute(kw, st) == (kw, {}):
+        out.append(OP_TABLE.index(kw))
+    else:
+        out += bytes([RAW_OP, KEYWORDS.index(kw)])
+    ctx: Ctx = {}
+    for name, scheme in PLANS[kw]:
+        if name == "?opt":
+            x = getattr(op, "x", 0)
+            stride = getattr(op, "stride", None)
+            if x is None and stride is not None:
+                raise ValueError(f"cannot encode {op!r}: stride without x")
+            value: object = "none" if x is None else "x" if stride is None else "xs"
+        else:
+            value = getattr(op, name)
+        if name in ("x", "stride") and not _present(name, ctx):
+            ctx[name] = None
+            continue
+        _put(out, scheme, value, st, ctx, f"{kw} {name}")
+        ctx[name] = value
+
+
+def _encode_line(out: bytearray, line: StepLine, st: _State) -> None:
+    action = line.action
+    if isinstance(action, m.StepThread | m.RunThread):
+        kind = "step" if isinstance(action, m.StepThread) else "run"
+        out += bytes([LINE_KINDS.index(kind)] if st.t_live else [RAW_LINE, kind == "run"])
+        _put(out, THREAD, action.thread, st, {}, kind)
+        return
+    if line.thread is None:
+        out.append(LINE_KINDS.index("plain"))
+    else:
+        out.append(LINE_KINDS.index("tn"))
+        _put(out, TNAME, line.thread, st, {}, "thread")
+    _encode_op(out, action, st)
+
+
+def encode(trace: Trace) -> bytes:
+    """Bytes that :func:`decode` turns back into ``trace``.
+
+    Comments, ``=>`` results and the title/found-by/signature headers are
+    not encoded.  ``ValueError`` if the rest cannot be reproduced exactly.
+    """
+    out = bytearray()
+    frames, dev_frames = trace.header("frames"), trace.header("device-frames")
+    keys = [k for k, _ in trace.headers if k in ("frames", "device-frames")]
+    if keys == ["device-frames", "frames"]:
+        raise ValueError("cannot encode device-frames before frames")
+    mode = ("both" if frames and dev_frames else "frames" if frames
+            else "device-frames" if dev_frames else "none")
+    out.append(HEADER_MODE.index(mode))
+    if frames is not None:
+        _put(out, FRAMES, int(frames), _State(), {}, "frames")
+    if dev_frames is not None:
+        _put(out, DEVICE_FRAMES, int(dev_frames), _State(), {}, "device-frames")
+    steps = trace.steps
+    if len(steps) > MAX_STEPS:
+        raise ValueError(f"cannot encode {len(steps)} steps (at most {MAX_STEPS})")
+    st = _State()
+    for line in steps:
+        _encode_line(out, line, st)
+        st.after(line)
+    data = bytes(out)
+    wanted = make_trace([StepLine(s.action, s.thread) for s in steps],
+                        {k: v for k, v in trace.headers if k in ("frames", "device-frames")})
+    if decode(data) != wanted:
+        raise ValueError("trace cannot be encoded exactly (reserved handles out of order?)")
+    return data
