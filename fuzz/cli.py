@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import TextIO
 
 from fuzz import impls
+from fuzz.corpus import check_corpus, corpus_traces, write_atomic
 from fuzz.executor import Settings, Verdict, run_trace
-from fuzz.trace import Trace, TraceError, format_step, load_trace
+from fuzz.minimize import DEFAULT_MAX_RUNS, NoFinding, Stats, minimize_file
+from fuzz.trace import Trace, TraceError, format_step, format_trace, load_trace
 
 EXIT_OK, EXIT_FOUND, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -86,6 +88,58 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return EXIT_FOUND if failed else EXIT_OK
 
 
+def default_output(path: Path) -> Path:
+    """``x.trace`` -> ``x.min.trace`` (any other name gets ``.min.trace`` added)."""
+    name = path.name.removesuffix(".trace") if path.name.endswith(".trace") else path.name
+    return path.with_name(f"{name}.min.trace")
+
+
+def cmd_minimize(args: argparse.Namespace) -> int:
+    source = Path(args.file)
+    if not source.is_file():
+        raise BadInput(f"{args.file}: no such file")
+    output = Path(args.output) if args.output else default_output(source)
+    if not output.parent.is_dir():
+        raise BadInput(f"{output}: no such directory")
+    original = load_trace(str(source))
+    sides = impls.sides(args.impl)
+    settings = Settings(observe_every=1, budget=args.budget, mutant=args.mutant)
+    stats = Stats()
+    try:
+        repro = minimize_file(source, sides, settings, max_runs=args.max_runs, stats=stats,
+                              found_by=original.header("found-by") or "minimize")
+    except NoFinding:
+        names = "+".join(name for name, _ in sides)
+        print(f"mirrorfuzz: {source}: no finding on {names}, nothing to minimize",
+              file=sys.stderr)
+        return EXIT_FOUND
+    try:
+        write_atomic(output, format_trace(repro))
+    except OSError as exc:
+        raise BadInput(f"{output}: cannot write: {exc.strerror or exc}") from None
+    print(f"signature: {stats.signature}")
+    print(f"step lines: {stats.lines_before} -> {stats.lines_after} "
+          f"({stats.runs} runs{', run limit reached' if stats.exhausted else ''})")
+    print(f"wrote {output}")
+    return EXIT_OK
+
+
+def cmd_corpus_check(args: argparse.Namespace) -> int:
+    root = Path(args.dir)
+    if not root.is_dir():
+        raise BadInput(f"{args.dir}: no such directory")
+    problems = check_corpus(root)
+    for problem in problems:
+        print(problem)
+    total = len(corpus_traces(root))
+    bad = len({p.path for p in problems})
+    if problems:
+        print(f"{len(problems)} problems in {bad} of {total} traces")
+        return EXIT_FOUND
+    print(f"corpus ok: {total} traces")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mirrorfuzz",
@@ -104,6 +158,26 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("-q", "--quiet", action="store_true",
                         help="print only mismatched lines, findings and the summary")
     replay.set_defaults(func=cmd_replay)
+
+    mini = sub.add_parser("minimize", help="shrink a trace to a small one with the same finding")
+    mini.add_argument("file", help="a trace file with a finding")
+    mini.add_argument("-o", "--output", default=None, metavar="OUT",
+                      help="where to write the repro (default: FILE with .min.trace)")
+    mini.add_argument("--impl", default="auto", choices=["auto", "both", *impls.IMPLEMENTATIONS],
+                      help="which implementations to run (auto: every one available)")
+    mini.add_argument("--budget", type=_positive, default=Settings.budget,
+                      help="page operations one step may do")
+    mini.add_argument("--mutant", default=None, help="switch on a planted bug by name")
+    mini.add_argument("--max-runs", type=_positive, default=DEFAULT_MAX_RUNS, metavar="N",
+                      help=f"stop after N trace runs (default {DEFAULT_MAX_RUNS})")
+    mini.set_defaults(func=cmd_minimize)
+
+    corpus = sub.add_parser("corpus", help="corpus tools")
+    corpus_sub = corpus.add_subparsers(dest="corpus_command", required=True)
+    check = corpus_sub.add_parser("check", help="validate every trace of a corpus")
+    check.add_argument("dir", nargs="?", default="corpus",
+                       help="the corpus directory (default: corpus)")
+    check.set_defaults(func=cmd_corpus_check)
     return parser
 
 

@@ -1,0 +1,667 @@
+"""The minimizer: shrink a trace with a finding to a small trace with the same finding.
+
+Rules this module enforces:
+
+* **Never slip.**  The target is ``judge(original)``, the signature of the
+  original's first finding (``ValueError`` -- :class:`NoFinding` -- if it has
+  none).  A candidate replaces the current trace only if ``judge(candidate)``
+  is exactly the target, never another finding.
+* **Always smaller.**  A candidate is judged only if it is strictly smaller by
+  :func:`size`: (step lines, sum of |numeric arguments|, text length).  So the
+  minimizer terminates, and every accepted change is a simplification.
+* **Deterministic.**  No randomness and no clock: the same trace and judge
+  give the same output and the same number of judge runs.  Judge results are
+  cached by candidate text; only real judge calls count against ``max_runs``
+  (when they run out, the smallest trace so far is returned).
+* **Named passes, to a fixed point** (:data:`PASSES`), each a list of
+  candidates tried in a fixed order:
+
+  ==================  ======================================================
+  ``normalize``       drop comments, blank lines, ``=>`` annotations and the
+                      ``title``/``found-by``/``signature`` headers (once)
+  ``ddmin``           delta debugging over the step lines (Zeller's ddmin:
+                      keep one chunk while n <= 8, drop one chunk, refine)
+  ``merge_handles``   fewer processes and devices: point every use of a
+                      forked ``Pk`` at its parent (of a ``Dk`` at an earlier
+                      device of the same kind) and drop the creating line
+  ``atomic_threads``  ``Tn = op`` (or a blocked plain op) with its later
+                      ``step``/``run`` lines becomes one plain op at the
+                      position of the last of them; consecutive ``step X``
+                      lines become one ``run X``
+  ``addresses``       an address used more than once (a write and the read
+                      of the same vpn) lowered at all its uses together
+  ``arguments``       counts ``n``/``cnt`` lowered (1 first, then bisection),
+                      addresses and offsets likewise (0 first); values ``x``
+                      -> 0, 1 (omitted where optional); ``stride`` omitted;
+                      ``huge`` dropped
+  ``translate``       every address of the trace moved down together (the
+                      lowest to 0, else to its 512-aligned remainder)
+  ``headers``         drop ``frames`` and ``device-frames`` (use defaults)
+  ==================  ======================================================
+
+* **Deleting lines is a syntactic renumbering** (:func:`rebuild`).  Handles
+  are reserved by the line that creates them (SPEC §2), so when such a line
+  goes, later references to higher handles of its kind shift down; every
+  line that *uses the deleted handle itself* is deleted too, transitively (a
+  deleted ``fork`` takes the child's ``open``, which takes that device's
+  ``reg`` ...).  A reference to a number no line reserves (an ``EINVAL``
+  case) stays unreserved: it shifts down by the number of reservations lost.
+  ``Li`` names the plain op of step line i, so ``step Li``/``run Li`` are
+  renamed to the line's new index, and deleted with line i.  ``step Tn`` and
+  ``run Tn`` are deleted with the ``Tn = op`` line that governs them (the
+  last one before them); ``Tn`` names never change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass, field, replace
+from datetime import date
+from functools import partial
+from pathlib import Path
+from typing import Final
+
+from fuzz.executor import Settings, run_trace
+from fuzz.trace import Comment, StepLine, Trace, format_trace, load_trace, renumber, with_expected
+from model.interface import Factory
+from model.ops import (
+    FIRST_HANDLE,
+    HUGE_PAGES,
+    SCHEMA_BY_CLASS,
+    Fork,
+    Op,
+    Open,
+    RunThread,
+    StepThread,
+)
+
+Judge = Callable[[Trace], "str | None"]
+DEFAULT_MAX_RUNS: Final = 5000
+COUNT_FIELDS: Final = frozenset({"n", "cnt"})
+ADDRESS_FIELDS: Final = frozenset({"s", "v", "old", "new"})
+OFFSET_FIELDS: Final = frozenset({"off"})
+VOLATILE_HEADERS: Final = ("title", "found-by", "signature")
+SEMANTIC_HEADERS: Final = ("frames", "device-frames")
+DDMIN_SUBSETS_UP_TO: Final = 8
+
+
+class NoFinding(ValueError):
+    """The trace to minimize has no finding."""
+
+
+@dataclass
+class Stats:
+    """What a minimization did."""
+
+    signature: str | None = None
+    runs: int = 0  # judge calls, the first (the original) included
+    cached: int = 0  # candidates answered from the cache
+    rounds: int = 0  # rounds of all passes
+    accepted: dict[str, int] = field(default_factory=dict)  # pass -> accepted candidates
+    exhausted: bool = False  # max_runs was reached
+    lines_before: int = 0
+    lines_after: int = 0
+
+
+# ----------------------------------------------------------- renumbering
+
+
+@dataclass(frozen=True)
+class Edit:
+    """A line of a rebuilt trace and the index (from 1) of the base line it comes from."""
+
+    origin: int
+    line: StepLine
+
+
+def _op(line: StepLine) -> Op | None:
+    """The op of a plain op or ``Tn = op`` line; None for ``step``/``run``."""
+    action = line.action
+    return None if isinstance(action, StepThread | RunThread) else action
+
+
+def _thread_ref(line: StepLine) -> str | None:
+    """The thread a ``step``/``run`` line names; None for an op line."""
+    action = line.action
+    return action.thread if isinstance(action, StepThread | RunThread) else None
+
+
+def _with(op: Op, changes: dict[str, object]) -> Op:
+    """``op`` with some fields changed."""
+    new: Op = replace(op, **changes)  # type: ignore[arg-type]
+    return new
+
+
+def _handle_fields(op: Op) -> list[tuple[str, str]]:
+    """(field, letter) of each handle argument ``op`` uses."""
+    return [(a.field, a.kind) for a in SCHEMA_BY_CLASS[type(op)].args
+            if isinstance(a.kind, str) and a.kind in FIRST_HANDLE]
+
+
+def _reserves(op: Op) -> tuple[str, str] | None:
+    """(letter, field) of the handle ``op`` reserves, if any."""
+    schema = SCHEMA_BY_CLASS[type(op)]
+    if schema.reserves is None or schema.reserved_field is None:
+        return None
+    return schema.reserves, schema.reserved_field
+
+
+def _thread_number(name: str) -> int:
+    return int(name[1:])
+
+
+class _Base:
+    """What the lines of a base trace reserve and refer to."""
+
+    def __init__(self, steps: Sequence[StepLine]) -> None:
+        self.steps = renumber(steps)
+        self.reserver: dict[tuple[str, int], int] = {}
+        self.counts = dict.fromkeys(FIRST_HANDLE, 0)
+        for i, line in enumerate(self.steps, start=1):
+            op = _op(line)
+            res = None if op is None else _reserves(op)
+            if res is not None:
+                letter, fld = res
+                self.reserver[(letter, getattr(op, fld))] = i
+                self.counts[letter] += 1
+
+    def governing(self, origin: int, name: str) -> int | None:
+        """The base index of the ``name = op`` line governing a thread reference at ``origin``."""
+        if name.startswith("L"):
+            k = _thread_number(name)
+            return k if 1 <= k <= len(self.steps) else None
+        for i in range(min(origin, len(self.steps) + 1) - 1, 0, -1):
+            if self.steps[i - 1].thread == name:
+                return i
+        return None
+
+    def needs(self, edit: Edit) -> set[int]:
+        """Base indices of the lines ``edit`` cannot do without."""
+        action = edit.line.action
+        if isinstance(action, StepThread | RunThread):
+            g = self.governing(edit.origin, action.thread)
+            return set() if g is None else {g}
+        found = set()
+        for fld, letter in _handle_fields(action):
+            i = self.reserver.get((letter, getattr(action, fld)))
+            if i is not None:
+                found.add(i)
+        return found
+
+
+def rebuild(base: Sequence[StepLine], edits: Sequence[Edit]) -> tuple[StepLine, ...]:
+    """The step lines ``edits`` (in base numbering) made consistent on their own.
+
+    Lines that need a base line no longer present are dropped, transitively;
+    handle arguments, reserved fields and ``Li`` names are renumbered (see the
+    module docstring).  Origins must be distinct base indices.
+    """
+    b = _Base(base)
+    origins = [e.origin for e in edits]
+    if len(set(origins)) != len(origins) or not all(1 <= o <= len(b.steps) for o in origins):
+        raise ValueError("edit origins must be distinct base line indices")
+    alive = set(origins)
+    keep = [True] * len(edits)
+    changed = True
+    while changed:
+        changed = False
+        for k, edit in enumerate(edits):
+            if keep[k] and not b.needs(edit) <= alive:
+                keep[k] = False
+                alive.discard(edit.origin)
+                changed = True
+    kept = [e for e, k in zip(edits, keep, strict=True) if k]
+    fresh = renumber([e.line for e in kept])
+    handle_map: dict[tuple[str, int], int] = {}
+    new_counts = dict.fromkeys(FIRST_HANDLE, 0)
+    for e, new in zip(kept, fresh, strict=True):
+        op = _op(e.line)
+        res = None if op is None else _reserves(op)
+        if res is not None:
+            letter, fld = res
+            handle_map[(letter, getattr(op, fld))] = getattr(new.action, fld)
+            new_counts[letter] += 1
+    position = {e.origin: i for i, e in enumerate(kept, start=1)}
+
+    def handle(letter: str, num: int) -> int:
+        if (letter, num) in handle_map:
+            return handle_map[(letter, num)]
+        first = FIRST_HANDLE[letter]
+        if num < first:
+            return num  # P0
+        if num >= first + b.counts[letter]:  # unreserved: stays unreserved
+            return num - b.counts[letter] + new_counts[letter]
+        raise AssertionError(f"{letter}{num} survived without its creating line")
+
+    def thread(name: str) -> str:
+        if name.startswith("T"):
+            return name
+        k = _thread_number(name)
+        if 1 <= k <= len(b.steps):
+            return f"L{position[k]}"
+        return name if k == 0 else f"L{k - len(b.steps) + len(kept)}"
+
+    out: list[StepLine] = []
+    for line in fresh:
+        action = line.action
+        if isinstance(action, StepThread):
+            action = StepThread(thread(action.thread))
+        elif isinstance(action, RunThread):
+            action = RunThread(thread(action.thread))
+        else:
+            action = _with(action, {fld: handle(letter, getattr(action, fld))
+                                    for fld, letter in _handle_fields(action)})
+        out.append(replace(line, action=action, lineno=0))
+    return renumber(out)
+
+
+def delete_steps(steps: Sequence[StepLine], indices: set[int]) -> tuple[StepLine, ...]:
+    """``steps`` without the lines at ``indices`` (from 1) and what depends on them."""
+    return rebuild(steps, [Edit(i, line) for i, line in enumerate(steps, start=1)
+                           if i not in indices])
+
+
+# ------------------------------------------------------------------ size
+
+
+def _numbers(line: StepLine) -> int:
+    op = _op(line)
+    if op is None:
+        return 0
+    total = 0
+    for arg in SCHEMA_BY_CLASS[type(op)].args:
+        value = getattr(op, arg.field)
+        if arg.kind in ("nat", "word") and isinstance(value, int):
+            total += abs(value)
+    return total
+
+
+def size(trace: Trace) -> tuple[int, int, int]:
+    """The order the minimizer descends: (step lines, sum of |numbers|, text length)."""
+    steps = trace.steps
+    return (len(steps), sum(_numbers(s) for s in steps), len(format_trace(trace)))
+
+
+# ---------------------------------------------------------------- passes
+
+
+class _OutOfRuns(Exception):
+    pass
+
+
+def _chunks(count: int, n: int) -> list[list[int]]:
+    """1..count split into n contiguous chunks, as even as possible."""
+    bounds = [count * k // n for k in range(n + 1)]
+    return [list(range(bounds[k] + 1, bounds[k + 1] + 1)) for k in range(n)
+            if bounds[k] < bounds[k + 1]]
+
+
+def _lowest(name: str) -> int | None:
+    """The smallest value worth trying for a numeric argument, None if not numeric."""
+    if name in COUNT_FIELDS:
+        return 1
+    if name in ADDRESS_FIELDS | OFFSET_FIELDS:
+        return 0
+    return None
+
+
+def _other_values(name: str, value: object, optional: bool, op: Op) -> list[object]:
+    """Candidate replacements of a flag or word argument, best first."""
+    if name == "huge":
+        return [False] if value is True else []
+    if name == "stride":
+        return [None] if value is not None else []
+    if name == "x" and value is not None:
+        out: list[object] = []
+        if optional and getattr(op, "stride", None) is None:
+            out.append(None)
+        out.extend(c for c in (0, 1) if c != value)
+        return out
+    return []
+
+
+class _Minimizer:
+    def __init__(self, judge: Judge, trace: Trace, max_runs: int, stats: Stats) -> None:
+        self.judge = judge
+        self.max_runs = max_runs
+        self.stats = stats
+        self.cache: dict[str, str | None] = {}
+        self.current = trace
+        self.target = judge(trace)  # the original always runs, whatever max_runs says
+        stats.runs += 1
+        self.cache[format_trace(trace)] = self.target
+        if self.target is None:
+            raise NoFinding(f"{trace.path}: the trace has no finding to minimize")
+        stats.signature = self.target
+
+    def _judge(self, trace: Trace) -> str | None:
+        text = format_trace(trace)
+        if text in self.cache:
+            self.stats.cached += 1
+            return self.cache[text]
+        if self.stats.runs >= self.max_runs:
+            raise _OutOfRuns
+        self.stats.runs += 1
+        result = self.judge(trace)
+        self.cache[text] = result
+        return result
+
+    def attempt(self, candidate: Trace, name: str) -> bool:
+        """Adopt ``candidate`` if it is smaller and keeps the target finding."""
+        try:
+            if size(candidate) >= size(self.current):
+                return False
+        except ValueError:  # no text gives it back: not a trace we can keep
+            return False
+        if self._judge(candidate) != self.target:
+            return False
+        self.current = candidate
+        self.stats.accepted[name] = self.stats.accepted.get(name, 0) + 1
+        return True
+
+    def attempt_edits(self, edits: Sequence[Edit], name: str) -> bool:
+        steps = rebuild(self.current.steps, edits)
+        return self.attempt(replace(self.current, body=steps), name)
+
+    def edits(self, skip: AbstractSet[int] = frozenset()) -> list[Edit]:
+        return [Edit(i, line) for i, line in enumerate(self.current.steps, start=1)
+                if i not in skip]
+
+    # -------------------------------------------------------------- passes
+
+    def normalize(self) -> bool:
+        t = self.current
+        headers = tuple((k, v) for k, v in t.headers if k not in VOLATILE_HEADERS)
+        body = tuple(replace(s, expected=None, lineno=0) for s in renumber(t.steps))
+        candidate = replace(t, headers=headers, body=body)
+        if format_trace(candidate) == format_trace(t):
+            return False
+        return self.attempt(candidate, "normalize")
+
+    def ddmin(self) -> bool:
+        progress = False
+        n = 2
+        while self.current.steps:  # down to no lines: a factory may fail on its own
+            count = len(self.current.steps)
+            n = min(n, count)
+            chunks = _chunks(count, n)
+            reduced = False
+            if 2 < n <= DDMIN_SUBSETS_UP_TO:
+                for chunk in chunks:
+                    if self.attempt_edits(self.edits(set(range(1, count + 1)) - set(chunk)),
+                                          "ddmin"):
+                        n, reduced = 2, True
+                        break
+            if not reduced:
+                for chunk in chunks:
+                    if self.attempt_edits(self.edits(set(chunk)), "ddmin"):
+                        n, reduced = max(n - 1, 2), True
+                        break
+            if reduced:
+                progress = True
+                continue
+            if n >= count:
+                break
+            n = min(count, 2 * n)
+        return progress
+
+    def _merge_candidates(self) -> Iterator[tuple[int, str, int, int]]:
+        """(creating line, letter, handle, replacement) pairs, last creator first."""
+        steps = self.current.steps
+        devices: list[tuple[int, str]] = []  # (D number, kind), in order
+        found: list[tuple[int, str, int, int]] = []
+        for i, line in enumerate(steps, start=1):
+            op = _op(line)
+            if isinstance(op, Fork):
+                found.append((i, "P", op.child, op.p))
+            elif isinstance(op, Open):
+                found.extend((i, "D", op.dev, d) for d, k in devices if k == op.kind)
+                devices.append((op.dev, op.kind))
+        return reversed(found)
+
+    def merge_handles(self) -> bool:
+        progress = False
+        restart = True
+        while restart:
+            restart = False
+            for index, letter, number, target in self._merge_candidates():
+                edits = []
+                for e in self.edits({index}):
+                    op = _op(e.line)
+                    if op is not None:
+                        changes: dict[str, object] = {
+                            fld: target for fld, ltr in _handle_fields(op)
+                            if ltr == letter and getattr(op, fld) == number}
+                        if changes:
+                            e = Edit(e.origin, replace(e.line, action=_with(op, changes)))
+                    edits.append(e)
+                if self.attempt_edits(edits, "merge_handles"):
+                    progress = restart = True
+                    break
+        return progress
+
+    def _thread_groups(self) -> list[tuple[int, list[int]]]:
+        """(creating line, later step/run lines) of each thread, in line order."""
+        groups: dict[int, list[int]] = {}
+        open_by_name: dict[str, int] = {}
+        for i, line in enumerate(self.current.steps, start=1):
+            action = line.action
+            if isinstance(action, StepThread | RunThread):
+                g = open_by_name.get(action.thread)
+                if g is not None:
+                    groups[g].append(i)
+            else:
+                open_by_name[line.thread or f"L{i}"] = i
+                groups[i] = []
+        return sorted(groups.items())
+
+    def atomic_threads(self) -> bool:
+        progress = False
+        restart = True
+        while restart:
+            restart = False
+            for candidate in self._atomic_candidates():
+                if self.attempt_edits(candidate, "atomic_threads"):
+                    progress = restart = True
+                    break
+        return progress
+
+    def _atomic_candidates(self) -> Iterator[list[Edit]]:
+        steps = self.current.steps
+        for creator, members in reversed(self._thread_groups()):
+            line = steps[creator - 1]
+            if not members and line.thread is None:
+                continue
+            last = members[-1] if members else len(steps)
+            plain = Edit(creator, StepLine(line.action, None, None))
+            edits: list[Edit] = []
+            for e in self.edits({creator, *members}):
+                if e.origin > last and plain not in edits:
+                    edits.append(plain)
+                edits.append(e)
+            if plain not in edits:
+                edits.append(plain)
+            yield edits
+        names = [_thread_ref(line) for line in steps]
+        i = 0
+        while i < len(steps):  # a run of step/run lines of one thread -> one `run`
+            j = i + 1
+            while names[i] is not None and j < len(steps) and names[j] == names[i]:
+                j += 1
+            name = names[i]
+            if name is not None and j > i + 1:
+                yield [Edit(i + 1, StepLine(RunThread(name))) if e.origin == i + 1 else e
+                       for e in self.edits(set(range(i + 2, j + 1)))]
+            i = j
+
+    def _bisect(self, make: Callable[[int], list[Edit]], low: int, value: int,
+                name: str) -> bool:
+        """Lower a number: ``low`` first, then bisection down from ``value``.
+
+        ``make(v)`` gives the edits of the current trace with the number set to v.
+        """
+        if value <= low:
+            return False
+        if self.attempt_edits(make(low), name):
+            return True
+        lo, hi, progress = low + 1, value, False
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self.attempt_edits(make(mid), name):
+                hi, progress = mid, True
+            else:
+                lo = mid + 1
+        return progress
+
+    def _set(self, spots: Sequence[tuple[int, str]], value: object) -> list[Edit]:
+        """The current lines with each (line, field) spot set to ``value``."""
+        out = []
+        for e in self.edits():
+            fields = [f for i, f in spots if i == e.origin]
+            op = _op(e.line)
+            if fields and op is not None:
+                e = Edit(e.origin, replace(e.line, action=_with(op, dict.fromkeys(fields, value))))
+            out.append(e)
+        return out
+
+    def _address_spots(self) -> list[tuple[int, str, int]]:
+        """(line, field, value) of every address argument >= 0."""
+        return [(i, a.field, getattr(op, a.field))
+                for i, op in enumerate(map(_op, self.current.steps), start=1) if op is not None
+                for a in SCHEMA_BY_CLASS[type(op)].args
+                if a.field in ADDRESS_FIELDS and getattr(op, a.field) >= 0]
+
+    def addresses(self) -> bool:
+        """Lower each address used more than once, all its uses together."""
+        progress = False
+        for value in sorted({v for _, _, v in self._address_spots()}, reverse=True):
+            spots = [(i, f) for i, f, v in self._address_spots() if v == value]
+            if len(spots) >= 2:
+                progress |= self._bisect(partial(self._set, spots), 0, value, "addresses")
+        return progress
+
+    def arguments(self) -> bool:
+        progress = False
+        for index in range(1, len(self.current.steps) + 1):
+            first = _op(self.current.steps[index - 1])
+            if first is None:
+                continue
+            for arg in SCHEMA_BY_CLASS[type(first)].args:
+                spot = [(index, arg.field)]
+                value = getattr(first, arg.field)
+                low = _lowest(arg.field)
+                if low is not None and isinstance(value, int):
+                    progress |= self._bisect(partial(self._set, spot), low, value, "arguments")
+                    continue
+                improved = True
+                while improved:
+                    improved = False
+                    op = _op(self.current.steps[index - 1])
+                    assert op is not None
+                    for new in _other_values(arg.field, getattr(op, arg.field), arg.optional, op):
+                        if self.attempt_edits(self._set(spot, new), "arguments"):
+                            progress = improved = True
+                            break
+        return progress
+
+    def translate(self) -> bool:
+        ops = [op for op in map(_op, self.current.steps) if op is not None]
+        addresses = [getattr(op, a.field) for op in ops
+                     for a in SCHEMA_BY_CLASS[type(op)].args if a.field in ADDRESS_FIELDS]
+        addresses = [a for a in addresses if isinstance(a, int) and a >= 0]
+        if not addresses:
+            return False
+        low = min(addresses)
+        for delta in dict.fromkeys((low, low - low % HUGE_PAGES)):
+            if delta <= 0:
+                continue
+            edits = []
+            for e in self.edits():
+                op = _op(e.line)
+                if op is not None:
+                    changes: dict[str, object] = {
+                        a.field: getattr(op, a.field) - delta
+                        for a in SCHEMA_BY_CLASS[type(op)].args
+                        if a.field in ADDRESS_FIELDS and getattr(op, a.field) >= 0}
+                    e = Edit(e.origin, replace(e.line, action=_with(op, changes)))
+                edits.append(e)
+            if self.attempt_edits(edits, "translate"):
+                return True
+        return False
+
+    def headers(self) -> bool:
+        progress = False
+        for key in SEMANTIC_HEADERS:
+            t = self.current
+            if t.header(key) is not None:
+                candidate = replace(t, headers=tuple((k, v) for k, v in t.headers if k != key))
+                progress |= self.attempt(candidate, "headers")
+        return progress
+
+    def run(self) -> Trace:
+        passes: list[Callable[[], bool]] = [getattr(self, name) for name in PASSES]
+        try:
+            self.normalize()
+            progress = True
+            while progress:
+                self.stats.rounds += 1
+                progress = False
+                for step in passes:
+                    progress |= step()
+        except _OutOfRuns:
+            self.stats.exhausted = True
+        return self.current
+
+
+PASSES: Final = ("ddmin", "merge_handles", "atomic_threads", "addresses", "arguments",
+                  "translate", "headers")
+"""The passes of one round, in order (``normalize`` runs once, first)."""
+
+
+def minimize(trace: Trace, judge: Judge, *, max_runs: int = DEFAULT_MAX_RUNS,
+             stats: Stats | None = None) -> Trace:
+    """The smallest trace the passes reach whose first finding is ``judge(trace)``.
+
+    ``judge`` runs a candidate and gives the signature of its first finding,
+    or ``None``.  :class:`NoFinding` if ``judge(trace)`` is ``None``.
+    """
+    stats = stats if stats is not None else Stats()
+    stats.lines_before = len(trace.steps)
+    result = _Minimizer(judge, trace, max_runs, stats).run()
+    stats.lines_after = len(result.steps)
+    return result
+
+
+def judge_for(sides: Sequence[tuple[str, Factory]], settings: Settings) -> Judge:
+    """A judge running traces on ``sides``: the signature of the first finding."""
+    def judge(trace: Trace) -> str | None:
+        finding = run_trace(trace, sides, settings).finding
+        return None if finding is None else finding.signature
+    return judge
+
+
+def minimize_file(path: str | Path, sides: Sequence[tuple[str, Factory]], settings: Settings,
+                  *, found_by: str, max_runs: int = DEFAULT_MAX_RUNS,
+                  stats: Stats | None = None, today: date | None = None) -> Trace:
+    """The repro of the trace file at ``path``: minimized, with headers and results.
+
+    Headers ``title``, ``signature``, ``found-by``; a ``# minimized: DATE``
+    comment; ``=> expected`` on every line the first side completes when it
+    runs the minimized trace alone (all of them, unless that side has a
+    finding of its own before the end).
+    """
+    stats = stats if stats is not None else Stats()
+    original = load_trace(str(path))
+    small = minimize(original, judge_for(sides, settings), max_runs=max_runs, stats=stats)
+    assert stats.signature is not None
+    results = run_trace(small, list(sides)[:1], settings).results
+    small = with_expected(small, results[: len(small.steps)])
+    day = (today or date.today()).isoformat()
+    title = original.header("title") or Path(path).name
+    title = title.removeprefix("minimized: ")
+    headers = [(k, v) for k, v in small.headers if k in SEMANTIC_HEADERS]
+    headers += [("title", f"minimized: {title}"), ("signature", stats.signature),
+                ("found-by", found_by)]
+    body = (Comment(f"# minimized: {day}"), *small.body)
+    return Trace(tuple(headers), body, str(path))
