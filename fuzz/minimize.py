@@ -39,17 +39,8 @@ Rules this module enforces:
   ``headers``         drop ``frames`` and ``device-frames`` (use defaults)
   ==================  ======================================================
 
-* **Deleting lines is a syntactic renumbering** (:func:`rebuild`).  Handles
-  are reserved by the line that creates them (SPEC §2), so when such a line
-  goes, later references to higher handles of its kind shift down; every
-  line that *uses the deleted handle itself* is deleted too, transitively (a
-  deleted ``fork`` takes the child's ``open``, which takes that device's
-  ``reg`` ...).  A reference to a number no line reserves (an ``EINVAL``
-  case) stays unreserved: it shifts down by the number of reservations lost.
-  ``Li`` names the plain op of step line i, so ``step Li``/``run Li`` are
-  renamed to the line's new index, and deleted with line i.  ``step Tn`` and
-  ``run Tn`` are deleted with the ``Tn = op`` line that governs them (the
-  last one before them); ``Tn`` names never change.
+* **Deleting lines is a syntactic renumbering** of reserved handles and
+  ``Li`` threads: :func:`fuzz.edit.rebuild` states and enforces that rule.
 """
 
 from __future__ import annotations
@@ -62,11 +53,11 @@ from functools import partial
 from pathlib import Path
 from typing import Final
 
+from fuzz.edit import Edit, handle_fields, op_of, rebuild, thread_ref, with_changes
 from fuzz.executor import Settings, run_trace
 from fuzz.trace import Comment, StepLine, Trace, format_trace, load_trace, renumber, with_expected
 from model.interface import Factory
 from model.ops import (
-    FIRST_HANDLE,
     HUGE_PAGES,
     SCHEMA_BY_CLASS,
     Fork,
@@ -104,169 +95,11 @@ class Stats:
     lines_after: int = 0
 
 
-# ----------------------------------------------------------- renumbering
-
-
-@dataclass(frozen=True)
-class Edit:
-    """A line of a rebuilt trace and the index (from 1) of the base line it comes from."""
-
-    origin: int
-    line: StepLine
-
-
-def _op(line: StepLine) -> Op | None:
-    """The op of a plain op or ``Tn = op`` line; None for ``step``/``run``."""
-    action = line.action
-    return None if isinstance(action, StepThread | RunThread) else action
-
-
-def _thread_ref(line: StepLine) -> str | None:
-    """The thread a ``step``/``run`` line names; None for an op line."""
-    action = line.action
-    return action.thread if isinstance(action, StepThread | RunThread) else None
-
-
-def _with(op: Op, changes: dict[str, object]) -> Op:
-    """``op`` with some fields changed."""
-    new: Op = replace(op, **changes)  # type: ignore[arg-type]
-    return new
-
-
-def _handle_fields(op: Op) -> list[tuple[str, str]]:
-    """(field, letter) of each handle argument ``op`` uses."""
-    return [(a.field, a.kind) for a in SCHEMA_BY_CLASS[type(op)].args
-            if isinstance(a.kind, str) and a.kind in FIRST_HANDLE]
-
-
-def _reserves(op: Op) -> tuple[str, str] | None:
-    """(letter, field) of the handle ``op`` reserves, if any."""
-    schema = SCHEMA_BY_CLASS[type(op)]
-    if schema.reserves is None or schema.reserved_field is None:
-        return None
-    return schema.reserves, schema.reserved_field
-
-
-def _thread_number(name: str) -> int:
-    return int(name[1:])
-
-
-class _Base:
-    """What the lines of a base trace reserve and refer to."""
-
-    def __init__(self, steps: Sequence[StepLine]) -> None:
-        self.steps = renumber(steps)
-        self.reserver: dict[tuple[str, int], int] = {}
-        self.counts = dict.fromkeys(FIRST_HANDLE, 0)
-        for i, line in enumerate(self.steps, start=1):
-            op = _op(line)
-            res = None if op is None else _reserves(op)
-            if res is not None:
-                letter, fld = res
-                self.reserver[(letter, getattr(op, fld))] = i
-                self.counts[letter] += 1
-
-    def governing(self, origin: int, name: str) -> int | None:
-        """The base index of the ``name = op`` line governing a thread reference at ``origin``."""
-        if name.startswith("L"):
-            k = _thread_number(name)
-            return k if 1 <= k <= len(self.steps) else None
-        for i in range(min(origin, len(self.steps) + 1) - 1, 0, -1):
-            if self.steps[i - 1].thread == name:
-                return i
-        return None
-
-    def needs(self, edit: Edit) -> set[int]:
-        """Base indices of the lines ``edit`` cannot do without."""
-        action = edit.line.action
-        if isinstance(action, StepThread | RunThread):
-            g = self.governing(edit.origin, action.thread)
-            return set() if g is None else {g}
-        found = set()
-        for fld, letter in _handle_fields(action):
-            i = self.reserver.get((letter, getattr(action, fld)))
-            if i is not None:
-                found.add(i)
-        return found
-
-
-def rebuild(base: Sequence[StepLine], edits: Sequence[Edit]) -> tuple[StepLine, ...]:
-    """The step lines ``edits`` (in base numbering) made consistent on their own.
-
-    Lines that need a base line no longer present are dropped, transitively;
-    handle arguments, reserved fields and ``Li`` names are renumbered (see the
-    module docstring).  Origins must be distinct base indices.
-    """
-    b = _Base(base)
-    origins = [e.origin for e in edits]
-    if len(set(origins)) != len(origins) or not all(1 <= o <= len(b.steps) for o in origins):
-        raise ValueError("edit origins must be distinct base line indices")
-    alive = set(origins)
-    keep = [True] * len(edits)
-    changed = True
-    while changed:
-        changed = False
-        for k, edit in enumerate(edits):
-            if keep[k] and not b.needs(edit) <= alive:
-                keep[k] = False
-                alive.discard(edit.origin)
-                changed = True
-    kept = [e for e, k in zip(edits, keep, strict=True) if k]
-    fresh = renumber([e.line for e in kept])
-    handle_map: dict[tuple[str, int], int] = {}
-    new_counts = dict.fromkeys(FIRST_HANDLE, 0)
-    for e, new in zip(kept, fresh, strict=True):
-        op = _op(e.line)
-        res = None if op is None else _reserves(op)
-        if res is not None:
-            letter, fld = res
-            handle_map[(letter, getattr(op, fld))] = getattr(new.action, fld)
-            new_counts[letter] += 1
-    position = {e.origin: i for i, e in enumerate(kept, start=1)}
-
-    def handle(letter: str, num: int) -> int:
-        if (letter, num) in handle_map:
-            return handle_map[(letter, num)]
-        first = FIRST_HANDLE[letter]
-        if num < first:
-            return num  # P0
-        if num >= first + b.counts[letter]:  # unreserved: stays unreserved
-            return num - b.counts[letter] + new_counts[letter]
-        raise AssertionError(f"{letter}{num} survived without its creating line")
-
-    def thread(name: str) -> str:
-        if name.startswith("T"):
-            return name
-        k = _thread_number(name)
-        if 1 <= k <= len(b.steps):
-            return f"L{position[k]}"
-        return name if k == 0 else f"L{k - len(b.steps) + len(kept)}"
-
-    out: list[StepLine] = []
-    for line in fresh:
-        action = line.action
-        if isinstance(action, StepThread):
-            action = StepThread(thread(action.thread))
-        elif isinstance(action, RunThread):
-            action = RunThread(thread(action.thread))
-        else:
-            action = _with(action, {fld: handle(letter, getattr(action, fld))
-                                    for fld, letter in _handle_fields(action)})
-        out.append(replace(line, action=action, lineno=0))
-    return renumber(out)
-
-
-def delete_steps(steps: Sequence[StepLine], indices: set[int]) -> tuple[StepLine, ...]:
-    """``steps`` without the lines at ``indices`` (from 1) and what depends on them."""
-    return rebuild(steps, [Edit(i, line) for i, line in enumerate(steps, start=1)
-                           if i not in indices])
-
-
 # ------------------------------------------------------------------ size
 
 
 def _numbers(line: StepLine) -> int:
-    op = _op(line)
+    op = op_of(line)
     if op is None:
         return 0
     total = 0
@@ -412,7 +245,7 @@ class _Minimizer:
         devices: list[tuple[int, str]] = []  # (D number, kind), in order
         found: list[tuple[int, str, int, int]] = []
         for i, line in enumerate(steps, start=1):
-            op = _op(line)
+            op = op_of(line)
             if isinstance(op, Fork):
                 found.append((i, "P", op.child, op.p))
             elif isinstance(op, Open):
@@ -428,13 +261,13 @@ class _Minimizer:
             for index, letter, number, target in self._merge_candidates():
                 edits = []
                 for e in self.edits({index}):
-                    op = _op(e.line)
+                    op = op_of(e.line)
                     if op is not None:
                         changes: dict[str, object] = {
-                            fld: target for fld, ltr in _handle_fields(op)
+                            fld: target for fld, ltr in handle_fields(op)
                             if ltr == letter and getattr(op, fld) == number}
                         if changes:
-                            e = Edit(e.origin, replace(e.line, action=_with(op, changes)))
+                            e = Edit(e.origin, replace(e.line, action=with_changes(op, changes)))
                     edits.append(e)
                 if self.attempt_edits(edits, "merge_handles"):
                     progress = restart = True
@@ -483,7 +316,7 @@ class _Minimizer:
             if plain not in edits:
                 edits.append(plain)
             yield edits
-        names = [_thread_ref(line) for line in steps]
+        names = [thread_ref(line) for line in steps]
         i = 0
         while i < len(steps):  # a run of step/run lines of one thread -> one `run`
             j = i + 1
@@ -519,16 +352,17 @@ class _Minimizer:
         out = []
         for e in self.edits():
             fields = [f for i, f in spots if i == e.origin]
-            op = _op(e.line)
+            op = op_of(e.line)
             if fields and op is not None:
-                e = Edit(e.origin, replace(e.line, action=_with(op, dict.fromkeys(fields, value))))
+                action = with_changes(op, dict.fromkeys(fields, value))
+                e = Edit(e.origin, replace(e.line, action=action))
             out.append(e)
         return out
 
     def _address_spots(self) -> list[tuple[int, str, int]]:
         """(line, field, value) of every address argument >= 0."""
         return [(i, a.field, getattr(op, a.field))
-                for i, op in enumerate(map(_op, self.current.steps), start=1) if op is not None
+                for i, op in enumerate(map(op_of, self.current.steps), start=1) if op is not None
                 for a in SCHEMA_BY_CLASS[type(op)].args
                 if a.field in ADDRESS_FIELDS and getattr(op, a.field) >= 0]
 
@@ -544,7 +378,7 @@ class _Minimizer:
     def arguments(self) -> bool:
         progress = False
         for index in range(1, len(self.current.steps) + 1):
-            first = _op(self.current.steps[index - 1])
+            first = op_of(self.current.steps[index - 1])
             if first is None:
                 continue
             for arg in SCHEMA_BY_CLASS[type(first)].args:
@@ -557,7 +391,7 @@ class _Minimizer:
                 improved = True
                 while improved:
                     improved = False
-                    op = _op(self.current.steps[index - 1])
+                    op = op_of(self.current.steps[index - 1])
                     assert op is not None
                     for new in _other_values(arg.field, getattr(op, arg.field), arg.optional, op):
                         if self.attempt_edits(self._set(spot, new), "arguments"):
@@ -566,7 +400,7 @@ class _Minimizer:
         return progress
 
     def translate(self) -> bool:
-        ops = [op for op in map(_op, self.current.steps) if op is not None]
+        ops = [op for op in map(op_of, self.current.steps) if op is not None]
         addresses = [getattr(op, a.field) for op in ops
                      for a in SCHEMA_BY_CLASS[type(op)].args if a.field in ADDRESS_FIELDS]
         addresses = [a for a in addresses if isinstance(a, int) and a >= 0]
@@ -578,13 +412,13 @@ class _Minimizer:
                 continue
             edits = []
             for e in self.edits():
-                op = _op(e.line)
+                op = op_of(e.line)
                 if op is not None:
                     changes: dict[str, object] = {
                         a.field: getattr(op, a.field) - delta
                         for a in SCHEMA_BY_CLASS[type(op)].args
                         if a.field in ADDRESS_FIELDS and getattr(op, a.field) >= 0}
-                    e = Edit(e.origin, replace(e.line, action=_with(op, changes)))
+                    e = Edit(e.origin, replace(e.line, action=with_changes(op, changes)))
                 edits.append(e)
             if self.attempt_edits(edits, "translate"):
                 return True

@@ -13,8 +13,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from fuzz.edit import delete_steps
 from fuzz.executor import Settings, run_trace
-from fuzz.minimize import NoFinding, Stats, delete_steps, minimize, minimize_file
+from fuzz.minimize import NoFinding, Stats, minimize, minimize_file
 from fuzz.trace import StepLine, Trace, format_step, format_trace, parse_trace
 from model.interface import Config, Factory, Implementation, Violation
 from model.observation import Observation, RawObservation, ThreadView, VmaView, canonicalize
