@@ -24,13 +24,13 @@ A line's ``=> expected`` annotation that a side does not reproduce is a
 
 Liveness (SPEC §5.4): after the last line the executor drains: each round
 completes every active job in J order (each as a one-step thread, named
-``L<n>`` after the last line's number, DECISIONS.md D3), then steps each live
+``L<n>`` after the last line's number, DECISIONS.md D16), then steps each live
 thread once in name order; it stops after a round that leaves no active job
 and in which every step gave ``blocked``.  A thread still live then is a
 deadlock.  A thread whose ``failed_commits`` grows by more than 64 while no
 other thread takes a non-blocked step is livelocked.  A plain op, ``run`` or
 drain that takes more than ``max_line_steps`` steps (or rounds) without
-finishing is a livelock too (D4): SPEC's ops all finish in bounded steps.
+finishing is a livelock too (D17): SPEC's ops all finish in bounded steps.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ word written there by the CPU or any device.
   P is ``oomreap``-ed or a ``munmap``, ``mmap``, ``mremap`` (source),
   ``dontneed`` or ``exit`` covering v completes; ``dma`` through a detached
   page neither sets nor checks a key.
-* **Zapped in flight** (DECISIONS.md): a private key in the range of a
+* **Zapped in flight** (DECISIONS.md D18): a private key in the range of a
   delete op still in flight (``munmap``, ``mmap``, ``dontneed``, ``mremap``,
   ``exit``, ``oomreap``) may also read 0: an op that holds ``mmap_lock`` only
   for reading (``dontneed``, ``oomreap``) lets a faulting reader in after
@@ -237,7 +237,7 @@ class Oracle:
         if got == expected:
             return []
         if got == 0 and any(flight.covers(key) for flight in self.flights.values()):
-            return []  # zapped by a delete op still in flight (DECISIONS.md)
+            return []  # zapped by a delete op still in flight (D18)
         private_forked = key[0] == "P" and key[1] in self.forked
         name = "fork_isolation" if private_forked else "coherence"
         return [Incoherence(name, key, expected, got)]

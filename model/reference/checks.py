@@ -1,0 +1,73 @@
+"""Handle, argument and process-state checks: SPEC §2, Appendix B and C.
+
+Errno precedence (Appendix C), rules 1-3, checked in an op's first step:
+
+1. ``EINVAL``: an unknown, unfinished, failed or gone handle, or one of the
+   wrong kind; an argument out of range (0 <= s, 1 <= n, s + n <= 2^36;
+   words; more than 4096 pages for a value-returning op); a dying object.
+2. ``ESRCH``: the process is killed or dead, as Appendix B says.
+3. ``EPERM``: a write job or ``dma`` write on an ``ro`` object or region.
+
+Appendix B, which process states let an op run (``LIVE``, ``NOT_DEAD`` or
+``ANY``): CPU ops, ``oomreap``, ``open`` and the device ops ``dread dwrite
+snapshot migrate_to_dev reg submit pin`` need a live process; ``exit``,
+``migrate``, ``reclaim`` and ``dma`` one that is not dead; ``complete unreg
+unpin evict`` run in every state.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from model.ops import ADDRESS_PAGES, MAX_VALUE_PAGES, Err, Errno, is_word
+
+from .state import Device, Process, Region, State
+
+EINVAL: Final = Err(Errno.EINVAL)
+ESRCH: Final = Err(Errno.ESRCH)
+EPERM: Final = Err(Errno.EPERM)
+ENOMEM: Final = Err(Errno.ENOMEM)
+EFAULT: Final = Err(Errno.EFAULT)
+EBUSY: Final = Err(Errno.EBUSY)
+ENOENT: Final = Err(Errno.ENOENT)
+
+LIVE: Final = frozenset({"live"})
+NOT_DEAD: Final = frozenset({"live", "killed"})
+ANY: Final = frozenset({"live", "killed", "dead"})
+
+
+def range_ok(s: int, n: int) -> bool:
+    return 0 <= s and 1 <= n and s + n <= ADDRESS_PAGES
+
+
+def capped_ok(s: int, n: int) -> bool:
+    return range_ok(s, n) and n <= MAX_VALUE_PAGES
+
+
+def values_ok(x: int, stride: int, n: int) -> bool:
+    """``x + k*stride`` is a word for every k < n (linear: the ends suffice)."""
+    return is_word(x) and is_word(stride) and is_word(x + (n - 1) * stride)
+
+
+def proc_handle(st: State, pid: int) -> Process | None:
+    proc = st.procs.get(pid)
+    return proc if proc is not None and proc.valid else None
+
+
+def device_handle(st: State, dev: int, kind: str | None = None) -> Device | None:
+    device = st.devices.get(dev)
+    if device is None or (kind is not None and device.kind != kind):
+        return None
+    return device
+
+
+def region_handle(st: State, r: int, kind: str) -> Region | None:
+    region = st.regions.get(r)
+    if region is None or region.gone or region.dying or region.kind != kind:
+        return None
+    return region
+
+
+def state_err(proc: Process, allowed: frozenset[str]) -> Err | None:
+    """``ESRCH`` if ``proc``'s state does not let the op run (Appendix B)."""
+    return None if proc.state in allowed else ESRCH

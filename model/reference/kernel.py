@@ -1,0 +1,154 @@
+"""``ReferenceKernel``: the reference model behind ``model.interface.Implementation``.
+
+It owns the state and the live threads and applies the step rule of SPEC
+§5.1 (see ``threads.py``): a thread stopped at a Y4 whose condition is still
+false gives ``Blocked`` and nothing changes; otherwise its generator runs to
+the next yield point.  When an op finishes, the locks its thread still holds
+are released in that same step.  After every step that ran, folios whose
+count reached 0 are freed and, with ``config.checks``, the invariants are
+checked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from model.interface import Config, Violation
+from model.observation import Observation, VmaView
+from model.ops import (
+    EINVAL,
+    OK,
+    Blocked,
+    Complete,
+    Dma,
+    Done,
+    Dread,
+    Dwrite,
+    Err,
+    Evict,
+    Exit,
+    Fork,
+    Madvise,
+    Migrate,
+    MigrateToDev,
+    Mmap,
+    Mprotect,
+    Mremap,
+    Munmap,
+    Oomreap,
+    Op,
+    Open,
+    OpResult,
+    Pin,
+    Read,
+    Reclaim,
+    Reg,
+    Snapshot,
+    StepOutcome,
+    Submit,
+    Unpin,
+    Unreg,
+    Write,
+    Yielded,
+    is_thread_name,
+    thread_order,
+)
+
+from .cpu_ops import op_access, op_madvise, op_mmap, op_mprotect, op_mremap, op_munmap
+from .devices import op_open
+from .invariants import check_all
+from .kernel_ops import op_migrate_reclaim, op_oomreap
+from .locks import release_all
+from .mirror import op_dread_dwrite, op_evict, op_migrate_to_dev, op_snapshot
+from .mm import collect
+from .observe import observe, vma_views
+from .pin import op_dma, op_pin, op_unpin
+from .proc_ops import op_exit, op_fork
+from .state import Process, State
+from .threads import Gen, Thread
+from .userptr import op_complete, op_reg, op_submit, op_unreg
+
+OpFn = Callable[[State, Thread, Any], Gen[OpResult]]
+
+OPS: dict[type, OpFn] = {
+    Mmap: op_mmap, Munmap: op_munmap, Mremap: op_mremap, Mprotect: op_mprotect,
+    Madvise: op_madvise, Fork: op_fork, Exit: op_exit, Read: op_access, Write: op_access,
+    Open: op_open, Dread: op_dread_dwrite, Dwrite: op_dread_dwrite, Snapshot: op_snapshot,
+    MigrateToDev: op_migrate_to_dev, Evict: op_evict, Reg: op_reg, Submit: op_submit,
+    Complete: op_complete, Unreg: op_unreg, Pin: op_pin, Dma: op_dma, Unpin: op_unpin,
+    Migrate: op_migrate_reclaim, Reclaim: op_migrate_reclaim, Oomreap: op_oomreap,
+}
+
+
+class ReferenceKernel:
+    """The executable specification (SPEC v1)."""
+
+    name = "reference"
+
+    def __init__(self, config: Config | None = None) -> None:
+        self.config = config or Config()
+        self.state = State(self.config)
+        self.state.procs[0] = Process(0, valid=True)
+        self.threads: dict[str, Thread] = {}
+
+    # ------------------------------------------------------------ threads
+
+    def start(self, thread: str, op: Op) -> OpResult:
+        if thread in self.threads or not is_thread_name(thread) or type(op) not in OPS:
+            return EINVAL
+        th = Thread(thread, op)
+        th.gen = OPS[type(op)](self.state, th, op)
+        self.threads[thread] = th
+        return OK
+
+    def step(self, thread: str) -> StepOutcome | Err:
+        st = self.state
+        th = self.threads.get(thread)
+        if th is None or th.gen is None:
+            return EINVAL
+        st.page_ops = 0
+        if th.pending is not None and not th.pending.cond():
+            return Blocked()
+        th.pending = None
+        outcome: StepOutcome
+        try:
+            point = next(th.gen)
+        except StopIteration as stop:
+            release_all(st, th)
+            del self.threads[thread]
+            outcome = Done(stop.value)
+        else:
+            th.pending = point
+            outcome = Yielded()
+        collect(st)
+        if self.config.checks:
+            check_all(st, list(self.threads.values()))
+        return outcome
+
+    def live_threads(self) -> list[str]:
+        return sorted(self.threads, key=thread_order)
+
+    def failed_commits(self, thread: str) -> int:
+        th = self.threads.get(thread)
+        return 0 if th is None else th.failed_commits
+
+    def active_jobs(self) -> list[int]:
+        return sorted(self.state.jobs)
+
+    def vmas(self, pid: int) -> tuple[VmaView, ...]:
+        proc = self.state.procs.get(pid)
+        if proc is None or proc.state == "dead":
+            return ()
+        return vma_views(proc)
+
+    def observe(self) -> Observation:
+        return observe(self.state, [self.threads[n] for n in self.live_threads()])
+
+    def take_violations(self) -> list[Violation]:
+        out = self.state.violations
+        self.state.violations = []
+        return out
+
+    def page_ops(self) -> int:
+        return self.state.page_ops

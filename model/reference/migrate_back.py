@@ -1,0 +1,103 @@
+"""Migrate-back of a device page, SPEC §6.5.
+
+A CPU fault, another mirror's walk, the owner's write walk on a read-only
+entry, a pin, or ``evict`` triggers the migrate-back of device page d; M is
+the mirror that owns d::
+
+    if another migrator holds d: wait until none does; the trigger acts again
+    hold d (refcount(d) += 1)
+    repeat: the first process in order, not dead, with device(d, ...) at some v:
+            I(migrate, owner = M, [v,v+1)); apply: if the entry at v is still
+            device(d, w, x), it becomes migration(d, w, x)
+    until no process has a device(d, ...) entry
+    in the step that runs the last end:
+      no migration(d) entry left -> release d; nothing moved
+      no frame for a folio       -> every migration(d,w,x) -> device(d,w,x);
+                                    release d; ENOMEM to the trigger
+      else -> new folio G with d's word; migration(d,w,x) -> present(G,0,w,x);
+              M's table drops every entry naming d; release d
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from .mm import alloc_folio, collect, get, map_pte, put, unref_dpage
+from .notifier import invalidate
+from .state import Dev, MigD, Present, Process, State
+from .threads import Gen, Thread, wait
+
+Outcome = Literal["moved", "nothing", "again", "nomem"]
+
+
+def _first_device_entry(st: State, d: int) -> tuple[Process, int] | None:
+    for pid in sorted(st.procs):
+        proc = st.procs[pid]
+        if proc.state == "dead":
+            continue
+        vpns = [v for v, e in proc.pt.items() if isinstance(e, Dev) and e.d == d]
+        if vpns:
+            return proc, min(vpns)
+    return None
+
+
+def _migration_entries(st: State, d: int) -> list[tuple[Process, int, MigD]]:
+    out = []
+    for pid in sorted(st.procs):
+        proc = st.procs[pid]
+        for v in sorted(proc.pt):
+            e = proc.pt[v]
+            if isinstance(e, MigD) and e.d == d:
+                out.append((proc, v, e))
+    return out
+
+
+def migrate_back(st: State, th: Thread, d: int) -> Gen[Outcome]:
+    """Migrate device page ``d`` back to a system folio (SPEC §6.5)."""
+    holder = st.held_dpages.get(d)
+    if holder is not None and holder != th.name:
+        yield from wait(st, th, lambda: d not in st.held_dpages, f"migrator of device page {d}")
+        return "again"
+    page = st.dpages[d]
+    owner = page.owner
+    st.held_dpages[d] = th.name
+    page.refcount += 1
+    while True:
+        found = _first_device_entry(st, d)
+        if found is None:
+            break
+        proc, v = found
+
+        def to_migration(proc: Process = proc, v: int = v) -> None:
+            entry = get(st, proc, v)
+            if isinstance(entry, Dev) and entry.d == d:
+                put(st, proc, v, MigD(d, entry.w, entry.x))
+                unref_dpage(st, d)
+
+        yield from invalidate(st, th, proc, "migrate", v, v + 1, owner, True, to_migration)
+    migs = _migration_entries(st, d)
+    outcome: Outcome
+    if not migs:
+        outcome = "nothing"
+    else:
+        folio = alloc_folio(st, 0, [page.word])
+        if folio is None:
+            for proc, v, e in migs:
+                put(st, proc, v, Dev(d, e.w, e.x))
+                page.refcount += 1
+            outcome = "nomem"
+        else:
+            for proc, v, e in migs:
+                put(st, proc, v, Present(folio.id, 0, e.w, e.x))
+                map_pte(st, folio.id, 0)
+            mirror = st.devices[owner]
+            for tv in sorted(mirror.table):
+                target, _w = mirror.table[tv]
+                if target == ("dpage", d, 0):
+                    del mirror.table[tv]
+                    st.page_ops += 1
+            outcome = "moved"
+    del st.held_dpages[d]
+    unref_dpage(st, d)
+    collect(st)
+    return outcome

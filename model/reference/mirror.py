@@ -1,0 +1,434 @@
+"""The ``mirror`` device, SPEC §6.1: a page-faulting device like test_hmm.
+
+A mirror has one subscription over [0, 2^36) of its process's mm and a
+device table vpn -> (target, w) holding no references.  Its rule: a table
+entry is installed only by a commit whose ``read_retry`` is false, so it
+never outlives the CPU entry it was read from (invariant 2)::
+
+    callback(e, r, owner, blockable, c):
+      take the driver lock (non-blockable: fail if it is held)
+      set_seq(sub, c)                                   # pairs with read_retry
+      unless e == migrate and owner == this device: drop every table entry in r
+      release; success
+
+    dread/dwrite:
+      check:  L; every page has a table entry (w for dwrite) -> access; done
+              else release (after a commit: failed_commits += 1)
+      round:  s0 = read_begin(sub); Y3
+              [R] walk [s,s+n), a Y3 after every 64 pages and after the last
+              (mmap_lock released before that last Y3)
+              commit: L; retry = read_retry(sub, s0); Y3 (lock held)
+                retry -> failed_commits += 1; release; round
+                else  -> install; F += 1; release; Y3; check
+
+``snapshot``, ``migrate_to_dev`` and ``evict`` are here too.
+"""
+
+from __future__ import annotations
+
+from model.ops import (
+    Dread,
+    Dwrite,
+    Evict,
+    MigrateToDev,
+    Num,
+    Ok,
+    OpResult,
+    Snap,
+    Snapshot,
+    Values,
+)
+
+from .checks import (
+    EFAULT,
+    EINVAL,
+    ENOENT,
+    ENOMEM,
+    EPERM,
+    LIVE,
+    capped_ok,
+    device_handle,
+    range_ok,
+    state_err,
+    values_ok,
+)
+from .faults import fault, needs_fault, split_blocks
+from .locks import driver_lock, driver_trylock, driver_unlock, mmap_read, mmap_release
+from .migrate_back import migrate_back
+from .mm import (
+    alloc_dpage,
+    collect,
+    covered,
+    get,
+    live_dpage,
+    live_folio,
+    pmd_mapped,
+    pmds_in,
+    put,
+    unmap_pte,
+    vma_at,
+    vmas_in,
+    vpns_in,
+)
+from .notifier import invalidate, read_begin, read_retry, register_callback, set_seq
+from .state import (
+    ZERO_TARGET,
+    Dev,
+    Device,
+    Folio,
+    MigD,
+    Present,
+    Process,
+    State,
+    Subscription,
+    Target,
+    Zero,
+)
+from .threads import Gen, Thread, y
+
+
+def mirror_callback(st: State, th: Thread, sub: Subscription, event: str, a: int, b: int,
+                    owner: int | None, blockable: bool, c: int) -> Gen[bool]:
+    dev = st.devices[sub.owner]
+    if blockable:
+        yield from driver_lock(st, th, dev)
+    elif not driver_trylock(th, dev):
+        return False
+    set_seq(sub, c)
+    if not (event == "migrate" and owner == dev.id):
+        for v in sorted(v for v in dev.table if a <= v < b):
+            del dev.table[v]
+            st.page_ops += 1
+    driver_unlock(th, dev)
+    return True
+
+
+register_callback("mirror", mirror_callback)
+
+
+# ---------------------------------------------------------------- access
+
+
+def read_target(st: State, target: Target, what: str) -> int:
+    kind, num, i = target
+    st.page_ops += 1
+    if kind == "folio":
+        return live_folio(st, num, what).words[i]
+    if kind == "dpage":
+        return live_dpage(st, num, what).word
+    return 0
+
+
+def write_target(st: State, target: Target, word: int, what: str) -> None:
+    kind, num, i = target
+    st.page_ops += 1
+    if kind == "folio":
+        live_folio(st, num, what).words[i] = word
+    elif kind == "dpage":
+        live_dpage(st, num, what).word = word
+
+
+def _table_complete(st: State, dev: Device, s: int, n: int, write: bool) -> bool:
+    for v in range(s, s + n):
+        st.page_ops += 1
+        got = dev.table.get(v)
+        if got is None or (write and not got[1]):
+            return False
+    return True
+
+
+def _walk_page(st: State, th: Thread, dev: Device, proc: Process, v: int,
+               write: bool) -> Gen[OpResult | tuple[Target, bool]]:
+    """Walk one page: the error, or the target and w to record."""
+    while True:
+        vma = vma_at(proc, v)
+        if vma is None or not vma.readable:
+            return EFAULT
+        if write and not vma.writable:
+            return EPERM
+        entry = get(st, proc, v)
+        if isinstance(entry, Dev):
+            owner = st.dpages[entry.d].owner
+            if owner == dev.id and (not write or entry.w):
+                return (("dpage", entry.d, 0), entry.w)
+            outcome = yield from migrate_back(st, th, entry.d)
+            if outcome == "nomem":
+                return ENOMEM
+            continue
+        if needs_fault(entry, write):
+            res = yield from fault(st, th, proc, v, write)
+            if res is not None:
+                return res
+            continue
+        if isinstance(entry, Zero):
+            return (ZERO_TARGET, False)
+        assert isinstance(entry, Present)
+        return (("folio", entry.f, entry.i), entry.w)
+
+
+def op_dread_dwrite(st: State, th: Thread, op: Dread | Dwrite) -> Gen[OpResult]:
+    write = isinstance(op, Dwrite)
+    dev = device_handle(st, op.d, "mirror")
+    if dev is None:
+        return EINVAL
+    stride = 0
+    if isinstance(op, Dwrite):
+        stride = op.stride or 0
+        if not range_ok(op.s, op.n) or not values_ok(op.x, stride, op.n):
+            return EINVAL
+    elif not capped_ok(op.s, op.n):
+        return EINVAL
+    proc = st.procs[dev.pid]
+    if (e := state_err(proc, LIVE)) is not None:
+        return e
+    assert dev.sub is not None
+    sub = st.subs[dev.sub]
+    faults = 0
+    committed = False
+    while True:
+        yield from driver_lock(st, th, dev)
+        if _table_complete(st, dev, op.s, op.n, write):
+            what = f"D{dev.id} access"
+            if isinstance(op, Dwrite):
+                for k in range(op.n):
+                    write_target(st, dev.table[op.s + k][0], op.x + k * stride, what)
+                driver_unlock(th, dev)
+                return Ok(faults)
+            words = tuple(read_target(st, dev.table[op.s + k][0], what) for k in range(op.n))
+            driver_unlock(th, dev)
+            return Values(words, faults)
+        driver_unlock(th, dev)
+        if committed:
+            th.failed_commits += 1
+        while True:  # rounds until a commit succeeds
+            s0 = yield from read_begin(st, th, sub)
+            if (e := state_err(proc, LIVE)) is not None:
+                return e
+            successes = sub.successes
+            yield from y()
+            yield from mmap_read(st, th, proc)
+            if (e := state_err(proc, LIVE)) is not None:
+                return e
+            recorded: dict[int, tuple[Target, bool]] = {}
+            for k in range(op.n):
+                v = op.s + k
+                got = yield from _walk_page(st, th, dev, proc, v, write)
+                if not isinstance(got, tuple):
+                    mmap_release(st, th, proc.pid)
+                    return got
+                recorded[v] = got
+                if k == op.n - 1:
+                    mmap_release(st, th, proc.pid)
+                    yield from y()
+                elif (k + 1) % 64 == 0:
+                    yield from y()
+            yield from driver_lock(st, th, dev)
+            if (e := state_err(proc, LIVE)) is not None:
+                return e
+            retry = read_retry(sub, s0)
+            if not retry and sub.successes != successes:
+                st.violate("seq_protocol", f"D{dev.id} commit misses a callback on sub {sub.id}")
+            yield from y()
+            if retry:
+                th.failed_commits += 1
+                driver_unlock(th, dev)
+                continue
+            for v, entry in recorded.items():
+                dev.table[v] = entry
+                st.page_ops += 1
+            faults += 1
+            committed = True
+            driver_unlock(th, dev)
+            yield from y()
+            break
+
+
+# -------------------------------------------------------------- snapshot
+
+
+def op_snapshot(st: State, th: Thread, op: Snapshot) -> Gen[OpResult]:
+    dev = device_handle(st, op.d, "mirror")
+    if dev is None or not capped_ok(op.s, op.n):
+        return EINVAL
+    proc = st.procs[dev.pid]
+    if (e := state_err(proc, LIVE)) is not None:
+        return e
+    yield from mmap_read(st, th, proc)
+    if (e := state_err(proc, LIVE)) is not None:
+        return e
+    words = []
+    for v in range(op.s, op.s + op.n):
+        vma = vma_at(proc, v)
+        entry = get(st, proc, v)
+        if vma is None or not vma.readable:
+            words.append("error")
+        elif isinstance(entry, Zero):
+            words.append("zero")
+        elif isinstance(entry, Present):
+            word = "w" if entry.w else "r"
+            words.append(word + "+pmd" if pmd_mapped(proc, v) else word)
+        elif isinstance(entry, Dev) and st.dpages[entry.d].owner == dev.id:
+            words.append("dev-w" if entry.w else "dev-r")
+        else:
+            words.append("none")
+    return Snap(tuple(words))
+
+
+# -------------------------------------------------------- migrate_to_dev
+
+
+def _split_folio(st: State, folio: Folio) -> None:
+    """Split an order-9 folio into 512 order-0 folios (migrate_to_dev's apply)."""
+    new_ids: dict[int, int] = {}
+    for i in range(folio.size):
+        if folio.mapcount[i] > 0:
+            new_ids[i] = _fresh_order0(st, folio.words[i], folio.mapcount[i])
+    folio.freed = True
+    st.live.discard(folio.id)
+    folio.refcount = 0
+    st.frames_used -= folio.size
+    for other in st.procs.values():
+        for v, entry in list(other.pt.items()):
+            if isinstance(entry, Present) and entry.f == folio.id:
+                other.pt[v] = Present(new_ids[entry.i], 0, entry.w, entry.x)
+                st.page_ops += 1
+    for dev in st.devices.values():
+        for v, (target, w) in list(dev.table.items()):
+            if target[0] == "folio" and target[1] == folio.id and target[2] in new_ids:
+                dev.table[v] = (("folio", new_ids[target[2]], 0), w)
+
+
+def _fresh_order0(st: State, word: int, maps: int) -> int:
+    """An order-0 folio taking over one page of a split THP (its frame is reused)."""
+    folio = Folio(st.new_id("folio"), 0, [word], [maps], refcount=maps)
+    st.folios[folio.id] = folio
+    st.live.add(folio.id)
+    st.frames_used += 1
+    return folio.id
+
+
+def _pmd_maps(st: State, fid: int) -> bool:
+    for proc in st.procs.values():
+        for base in proc.pmds:
+            entry = proc.pt.get(base)
+            if isinstance(entry, Present) and entry.f == fid:
+                return True
+    return False
+
+
+def _raced(st: State, proc: Process, v: int) -> bool:
+    """True if another invalidation covering v is running on the mm (DECISIONS
+    D15): its apply may still zap the new device entry, so the table must not
+    map it."""
+    return any(inv is not st.applying and inv.start <= v < inv.end
+               for inv in proc.notifier.running.values())
+
+
+def _to_device_apply(st: State, dev: Device, proc: Process, a: int, b: int) -> None:
+    """The apply of migrate_to_dev's I(migrate, owner = D, [a,b))."""
+    thps = []
+    for u in vpns_in(proc, a, b):
+        seen = proc.pt[u]
+        if isinstance(seen, Present) and st.folios[seen.f].order == 9:
+            if seen.f not in thps:
+                thps.append(seen.f)
+    for fid in thps:
+        folio = st.folios[fid]
+        if not _pmd_maps(st, fid) and folio.refcount == sum(folio.mapcount):
+            if folio.pincount > 0:
+                st.violate("pins_are_stable", f"pinned folio {fid} split")
+            _split_folio(st, folio)
+    free = st.config.device_frames - st.device_pages_of(dev.id)
+    for vma in vmas_in(proc, a, b):
+        if vma.kind != "private":
+            continue
+        for v in range(max(a, vma.start), min(b, vma.end)):
+            if free <= 0:
+                return
+            entry = get(st, proc, v)
+            if entry is None or isinstance(entry, Zero):
+                free -= 1
+                page = alloc_dpage(st, dev.id, 0)
+                assert page is not None
+                page.refcount += 1
+                w, x = vma.writable, True
+            elif (isinstance(entry, Present) and st.folios[entry.f].order == 0
+                  and st.folios[entry.f].refcount == 1):
+                folio = st.folios[entry.f]
+                if folio.pincount > 0:
+                    st.violate("pins_are_stable", f"pinned folio {folio.id} moved to a device")
+                free -= 1
+                page = alloc_dpage(st, dev.id, folio.words[0])
+                assert page is not None
+                page.refcount += 1
+                unmap_pte(st, entry.f, entry.i)
+                w, x = entry.w, entry.x
+            else:
+                continue
+            put(st, proc, v, Dev(page.id, w, x))
+            if _raced(st, proc, v):
+                dev.table.pop(v, None)
+            else:
+                dev.table[v] = (("dpage", page.id, 0), w)
+
+
+def op_migrate_to_dev(st: State, th: Thread, op: MigrateToDev) -> Gen[OpResult]:
+    dev = device_handle(st, op.d, "mirror")
+    if dev is None or not range_ok(op.s, op.n):
+        return EINVAL
+    proc = st.procs[dev.pid]
+    if (e := state_err(proc, LIVE)) is not None:
+        return e
+    yield from mmap_read(st, th, proc)
+    if (e := state_err(proc, LIVE)) is not None:
+        return e
+    a, b = op.s, op.s + op.n
+    if not covered(proc, a, b) or any(not v.readable for v in vmas_in(proc, a, b)):
+        return EINVAL
+    yield from split_blocks(st, th, proc, pmds_in(proc, a, b))
+    yield from invalidate(st, th, proc, "migrate", a, b, dev.id, True,
+                          lambda: _to_device_apply(st, dev, proc, a, b))
+    moved = 0
+    for v in vpns_in(proc, a, b):
+        entry = proc.pt[v]
+        if isinstance(entry, Dev) and st.dpages[entry.d].owner == dev.id:
+            moved += 1
+    return Num(op.n) if moved == op.n else ENOENT
+
+
+# ------------------------------------------------------------------ evict
+
+
+def _named_pages(st: State, dev: Device) -> list[int]:
+    """D's device pages some CPU entry names, by their lowest (pid, vpn) mapping."""
+    first: dict[int, tuple[int, int]] = {}
+    for pid in sorted(st.procs):
+        proc = st.procs[pid]
+        for v, entry in proc.pt.items():
+            if isinstance(entry, Dev | MigD) and st.dpages[entry.d].owner == dev.id:
+                key = (pid, v)
+                if entry.d not in first or key < first[entry.d]:
+                    first[entry.d] = key
+    return sorted(first, key=lambda d: first[d])
+
+
+def op_evict(st: State, th: Thread, op: Evict) -> Gen[OpResult]:
+    dev = device_handle(st, op.d, "mirror")
+    if dev is None:
+        return EINVAL
+    moved = 0
+    pages = _named_pages(st, dev)
+    for idx, d in enumerate(pages):
+        if idx > 0:
+            yield from y()
+        while not st.dpages[d].freed:
+            outcome = yield from migrate_back(st, th, d)
+            if outcome == "nomem":
+                return ENOMEM
+            if outcome == "moved":
+                moved += 1
+            if outcome != "again":
+                break
+    collect(st)
+    return Num(moved)
+

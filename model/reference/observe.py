@@ -1,0 +1,130 @@
+"""The observation of SPEC §8.1, built from the reference state with the
+model's own ids and handed to :func:`model.observation.canonicalize`.
+
+Choices (DECISIONS D9): every process ever created is listed (a fork child
+from its fork's first step, a failed fork's child as dead); a userptr
+object is listed from ``reg`` until its ``unreg`` completes, a pin region
+from ``pin``'s completion until ``unpin``; only live shared objects are
+listed.
+"""
+
+from __future__ import annotations
+
+from model.observation import (
+    ZERO_REF,
+    DevicePageView,
+    DeviceView,
+    EntryView,
+    FolioView,
+    JobView,
+    LockView,
+    NotifierView,
+    ObjectView,
+    Observation,
+    ProcessView,
+    RawObservation,
+    Ref,
+    RegionView,
+    SubscriptionView,
+    SwapSlotView,
+    TableEntryView,
+    ThreadView,
+    VmaView,
+    canonicalize,
+)
+from model.ops import format_op, thread_order
+
+from .mm import entry_word, pmd_mapped
+from .state import Dev, Entry, MigD, MigF, Present, Process, State, Swap, Target, Zero
+from .threads import Thread
+
+
+def entry_ref(entry: Entry) -> Ref:
+    if isinstance(entry, Present | MigF):
+        return Ref("folio", entry.f, entry.i)
+    if isinstance(entry, Dev | MigD):
+        return Ref("dpage", entry.d)
+    if isinstance(entry, Swap):
+        return Ref("swap", entry.slot)
+    return ZERO_REF
+
+
+def entry_class(entry: Entry) -> str:
+    if isinstance(entry, Zero):
+        return "zero"
+    if isinstance(entry, Present):
+        return "present"
+    if isinstance(entry, Swap):
+        return "swap"
+    if isinstance(entry, Dev):
+        return "device"
+    return "migration"
+
+
+def target_ref(target: Target) -> Ref:
+    kind, num, i = target
+    if kind == "folio":
+        return Ref("folio", num, i)
+    if kind == "dpage":
+        return Ref("dpage", num)
+    return ZERO_REF
+
+
+def vma_views(proc: Process) -> tuple[VmaView, ...]:
+    return tuple(VmaView(v.start, v.end, v.prot, v.kind, v.huge, v.obj, v.offset)
+                 for v in proc.vmas)
+
+
+def _process(st: State, proc: Process) -> ProcessView:
+    if proc.state == "dead":
+        return ProcessView(proc.pid, "dead")
+    entries = []
+    for v in sorted(proc.pt):
+        e = proc.pt[v]
+        w = getattr(e, "w", False)
+        x = getattr(e, "x", False)
+        entries.append(EntryView(v, entry_class(e), entry_word(st, e), w, x,  # type: ignore[arg-type]
+                                 isinstance(e, Present) and pmd_mapped(proc, v), entry_ref(e)))
+    n = proc.notifier
+    subs = sorted((st.subs[sid] for sid in n.tree), key=lambda s: (s.start, s.id))
+    notifier = NotifierView(n.seq, n.active,
+                            tuple(SubscriptionView(s.id, s.start, s.end, s.invalidate_seq)
+                                  for s in subs),
+                            tuple(n.deferred))
+    lock = LockView(proc.lock.writer, tuple(sorted(proc.lock.readers, key=thread_order)))
+    return ProcessView(proc.pid, proc.state, vma_views(proc), tuple(entries),  # type: ignore
+                       notifier, lock)
+
+
+def observe(st: State, threads: list[Thread]) -> Observation:
+    processes = [_process(st, st.procs[pid]) for pid in sorted(st.procs)]
+    objects = [ObjectView(o.id, o.size, tuple((i, Ref("folio", o.pages[i], 0))
+                                              for i in sorted(o.pages)))
+               for o in st.objects.values() if o.alive]
+    devices = []
+    for dev in st.devices.values():
+        table = tuple(TableEntryView(v, target_ref(dev.table[v][0]), dev.table[v][1])
+                      for v in sorted(dev.table))
+        devices.append(DeviceView(dev.id, dev.kind, dev.pid, dev.dead, dev.lock_holder,
+                                  table, st.device_pages_of(dev.id) if dev.kind == "mirror"
+                                  else 0))
+    regions = [RegionView(r.id, r.kind, r.device, r.start, r.n, r.mode,
+                          tuple((k, Ref("folio", r.pins[k][0], r.pins[k][1]))
+                                for k in sorted(r.pins)),
+                          r.valid, r.dying, r.active, r.valid_seq)
+               for r in st.regions.values() if not r.gone]
+    jobs = [JobView(j.id, j.region, j.direction, j.off, j.cnt) for j in st.jobs.values()]
+    thread_views = [ThreadView(t.name, format_op(t.op), t.failed_commits) for t in threads]
+    raw = RawObservation(
+        processes=processes, objects=objects, devices=devices, regions=regions, jobs=jobs,
+        threads=thread_views,
+        folios={f.id: FolioView(f.order, f.refcount, f.pincount, tuple(f.mapcount),
+                                tuple(f.words)) for f in st.live_folios()},
+        device_pages={d.id: DevicePageView(d.owner, d.refcount, d.word)
+                      for d in st.dpages.values() if not d.freed},
+        swap_slots={s.id: SwapSlotView(s.word, s.count)
+                    for s in st.slots.values() if not s.freed},
+        pages_in_use=st.frames_used,
+        swap_in_use=sum(1 for s in st.slots.values() if not s.freed),
+    )
+    return canonicalize(raw)
