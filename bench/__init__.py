@@ -1,0 +1,1 @@
+"""Benchmarks of the mirrorfuzz implementations (``python -m bench.scale``)."""

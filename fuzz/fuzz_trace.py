@@ -1,0 +1,398 @@
+#!/usr/bin/env python3
+"""Atheris target: codec bytes -> trace -> the executor on both implementations.
+
+Rule this module enforces: **an input fails exactly when the executor judges
+its decoded trace a finding**, and the failure carries the finding's
+signature and the whole readable trace (the raised :class:`TraceFinding`
+message, and a ``.trace`` file written beside libFuzzer's artifact).  The
+input is ``fuzz.codec.decode(data)`` (total: every byte string is a trace);
+the only judge is ``fuzz.executor.run_trace``.  Nothing else raises: a
+well-formed trace never crashes the target for any other reason.
+
+**Work cap.**  Decoded traces have a heavy tail: two mirrors' ``dwrite``
+walks that keep invalidating each other while forked processes map thousands
+of pages can take 50,000 steps and minutes of observations before both
+commit, which is legal and not a livelock by SPEC §5.4.  So each
+implementation is wrapped to raise :class:`InputTooLong` once its *work*
+passes ``max_work`` (300,000 units, a few CPU seconds; ``0``: no cap).  Work
+is deterministic: 1 + the page operations of each step, plus the entries,
+folios, device pages and swap slots of each observation.  The executor
+records the exception as a finding, which this target drops: the input was
+judged up to the cap and is counted in :data:`CAPPED`.  A finding before
+the cap is reported as usual; what the cap hides is a finding after it,
+including the executor's own ``max_line_steps`` livelock (100,000 steps),
+which the other engines keep.
+
+Usage (inside the venv or tox env: libFuzzer's ``-fork``/``-jobs`` re-execute
+this file through its shebang, so ``python3`` must be the one with atheris)::
+
+    fuzz/fuzz_trace.py --make-seeds work/seeds          # corpus/**/*.trace -> bytes
+    fuzz/fuzz_trace.py -max_total_time=60 -dict=fuzz/fuzz_trace.dict \\
+        -artifact_prefix=work/artifacts/ work/corpus work/seeds
+    fuzz/fuzz_trace.py -runs=1 crash-<sha1>             # reproduce one input
+
+Settings, as environment variables or as ``--name=value`` flags (libFuzzer
+ignores flags starting with ``--``; they are copied to the environment so
+``-fork``/``-jobs`` children see them too):
+
+===========================  =================  ==============================
+variable                     flag               meaning (default)
+===========================  =================  ==============================
+``MIRRORFUZZ_SIDES``         ``--sides``        ``both``, ``auto``, ``reference``
+                                                or ``optimized`` (``both``)
+``MIRRORFUZZ_MUTANT``        ``--mutant``       a planted bug by name (none)
+``MIRRORFUZZ_OBSERVE_EVERY`` ``--observe-every`` compare observations every K
+                                                steps (8; 1 in replay)
+``MIRRORFUZZ_MAX_WORK``      ``--max-work``     the work cap per side (300000)
+``MIRRORFUZZ_FINDINGS``      ``--findings``     directory for readable finding
+                                                traces (else beside the artifact)
+``MIRRORFUZZ_INSTRUMENT``    ``--instrument``   coverage for ``model`` (``model``),
+                                                or ``model`` and the judged ``fuzz``
+                                                modules (``all``)
+``MIRRORFUZZ_MUTATOR``       ``--mutator``      ``structure`` (fuzz.mutator with
+                                                libFuzzer's byte mutation as a
+                                                fallback) or ``bytes`` (libFuzzer's
+                                                only) (``structure``)
+===========================  =================  ==============================
+
+Modules are imported lazily, so that :func:`main` can import the judged code
+under ``atheris.instrument_imports`` first; the mutator is never instrumented.
+Importing this module needs no atheris (the unit tests call
+:func:`TestOneInput` directly).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib
+import os
+import pkgutil
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Final, cast
+
+if TYPE_CHECKING:
+    from fuzz.executor import Finding, Settings
+    from fuzz.trace import Trace
+    from model.interface import Config, Factory, Implementation
+    from model.observation import Observation
+    from model.ops import Err, StepOutcome
+
+ENV: Final = {
+    "sides": "MIRRORFUZZ_SIDES",
+    "mutant": "MIRRORFUZZ_MUTANT",
+    "observe-every": "MIRRORFUZZ_OBSERVE_EVERY",
+    "max-work": "MIRRORFUZZ_MAX_WORK",
+    "findings": "MIRRORFUZZ_FINDINGS",
+    "instrument": "MIRRORFUZZ_INSTRUMENT",
+    "mutator": "MIRRORFUZZ_MUTATOR",
+    "artifact-prefix": "MIRRORFUZZ_ARTIFACT_PREFIX",  # set by main from -artifact_prefix
+}
+OBSERVE_EVERY: Final = 8
+MAX_WORK: Final = 300_000
+INSTRUMENT_LEVELS: Final = ("model", "all")
+JUDGED: Final = ("fuzz.codec", "fuzz.executor", "fuzz.oracle", "fuzz.trace", "fuzz.impls")
+"""Imported before fuzzing, under instrumentation, with every module of the chosen sides."""
+NOT_INSTRUMENTED: Final = ("fuzz.mutator", "fuzz.seeds", "fuzz.fuzz_trace", "fuzz.cli",
+                           "fuzz.minimize", "fuzz.corpus")
+MESSAGE_LIMIT: Final = 4000
+"""The finding's own description is cut to this many characters in the message."""
+
+
+class InputTooLong(Exception):
+    """An implementation was stepped past the step cap (not a finding)."""
+
+
+CAPPED: list[int] = [0]
+"""How many inputs this process cut at the step cap."""
+
+
+class TraceFinding(Exception):
+    """The executor judged the input's trace a finding; the message is readable."""
+
+    def __init__(self, signature: str, message: str, path: Path | None) -> None:
+        super().__init__(message)
+        self.signature = signature
+        self.path = path
+
+
+@dataclass(frozen=True)
+class TargetConfig:
+    sides: str = "both"
+    mutant: str | None = None
+    observe_every: int = OBSERVE_EVERY
+    max_work: int = MAX_WORK
+    findings: Path | None = None
+    artifact_prefix: str | None = None  # None: no file beside the artifact
+
+    @classmethod
+    def from_env(cls) -> TargetConfig:
+        env = os.environ
+        findings = env.get(ENV["findings"]) or None
+        return cls(sides=env.get(ENV["sides"]) or "both",
+                   mutant=env.get(ENV["mutant"]) or None,
+                   observe_every=int(env.get(ENV["observe-every"]) or OBSERVE_EVERY),
+                   max_work=int(env.get(ENV["max-work"]) or MAX_WORK),
+                   findings=Path(findings) if findings else None,
+                   artifact_prefix=env.get(ENV["artifact-prefix"]))
+
+    def settings(self) -> Settings:
+        from fuzz.executor import Settings
+
+        return Settings(observe_every=self.observe_every, mutant=self.mutant)
+
+
+_config: TargetConfig | None = None
+_sides: list[tuple[str, Factory]] | None = None
+
+
+def configure(config: TargetConfig | None) -> None:
+    """Use ``config`` from now on (``None``: read the environment again)."""
+    global _config, _sides
+    _config, _sides = config, None
+
+
+def current() -> TargetConfig:
+    global _config
+    if _config is None:
+        _config = TargetConfig.from_env()
+    return _config
+
+
+class _Capped:
+    """An implementation that raises :class:`InputTooLong` once its work passes ``cap``.
+
+    Work is counted deterministically: 1 + the page operations of each step,
+    and the entries, folios, device pages and swap slots of each observation.
+    """
+
+    def __init__(self, impl: Implementation, cap: int) -> None:
+        self._impl = impl
+        self._cap = cap
+        self.work = 0
+
+    def _charge(self, units: int) -> None:
+        self.work += units
+        if self.work > self._cap:
+            raise InputTooLong(f"past the work cap of {self._cap}")
+
+    def step(self, thread: str) -> StepOutcome | Err:
+        self._charge(1)
+        out = self._impl.step(thread)
+        self._charge(self._impl.page_ops())
+        return out
+
+    def observe(self) -> Observation:
+        obs = self._impl.observe()
+        self._charge(sum(len(p.entries) for p in obs.processes) + len(obs.folios)
+                     + len(obs.device_pages) + len(obs.swap_slots))
+        return obs
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._impl, name)
+
+
+def _capped(factory: Factory, cap: int) -> Factory:
+    def make(config: Config) -> Implementation:
+        return cast("Implementation", _Capped(factory(config), cap))
+
+    return make
+
+
+def _implementations() -> list[tuple[str, Factory]]:
+    global _sides
+    if _sides is None:
+        from fuzz import impls
+
+        cap = current().max_work
+        _sides = [(name, _capped(factory, cap) if cap > 0 else factory)
+                  for name, factory in impls.sides(current().sides)]
+    return _sides
+
+
+# ---------------------------------------------------------------- findings
+
+
+def finding_trace(trace: Trace, finding: Finding, config: TargetConfig) -> Trace:
+    """The trace with its signature and provenance as headers and a replay comment."""
+    from dataclasses import replace
+
+    from fuzz.trace import Comment, with_headers
+
+    headers = {"title": f"atheris finding {finding.signature}",
+               "found-by": "atheris fuzz/fuzz_trace.py"
+                           + (f" --mutant={config.mutant}" if config.mutant else ""),
+               "signature": finding.signature}
+    marked = with_headers(replace(trace, headers=()), headers)
+    sized = tuple((k, v) for k, v in trace.headers if k in ("frames", "device-frames"))
+    note = Comment(f"# replay with: {replay_command(config, '<this file>')}")
+    return replace(marked, headers=marked.headers + sized, body=(note, *trace.body))
+
+
+def replay_command(config: TargetConfig, path: str) -> str:
+    impl = config.sides if config.sides != "auto" else "auto"
+    mutant = f" --mutant {config.mutant}" if config.mutant else ""
+    return f"python -m fuzz.cli replay --impl {impl}{mutant} {path}"
+
+
+def finding_path(data: bytes, signature: str, config: TargetConfig) -> Path | None:
+    """Where the readable trace goes: the findings directory, or beside the artifact."""
+    sha1 = hashlib.sha1(data).hexdigest()  # libFuzzer names its artifact crash-<sha1>
+    if config.findings is not None:
+        slug = signature.replace("/", "-")
+        return config.findings / f"{slug}-{sha1[:16]}.trace"
+    if config.artifact_prefix is not None:
+        return Path(f"{config.artifact_prefix}crash-{sha1}.trace")
+    return None
+
+
+def _report(data: bytes, trace: Trace, finding: Finding, config: TargetConfig) -> TraceFinding:
+    from fuzz.trace import format_trace
+
+    text = format_trace(finding_trace(trace, finding, config))
+    path = finding_path(data, finding.signature, config)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    described = str(finding)
+    if len(described) > MESSAGE_LIMIT:
+        described = described[:MESSAGE_LIMIT] + " ..."
+    lines = [f"mirrorfuzz finding {finding.signature}", described]
+    if path is not None:
+        lines += [f"readable trace: {path}", f"replay: {replay_command(config, str(path))}"]
+    lines += ["----- trace -----", text.rstrip("\n"), "----- end of trace -----"]
+    return TraceFinding(finding.signature, "\n".join(lines), path)
+
+
+def TestOneInput(data: bytes) -> None:  # noqa: N802 (libFuzzer's name)
+    """Decode ``data``, run it on the configured sides; raise :class:`TraceFinding`."""
+    from fuzz.codec import decode
+    from fuzz.executor import run_trace
+
+    config = current()
+    trace = decode(data)
+    verdict = run_trace(trace, _implementations(), config.settings())
+    finding = verdict.finding
+    if finding is None:
+        return
+    if finding.kind == "exception" and finding.detail == InputTooLong.__name__:
+        CAPPED[0] += 1
+        return
+    raise _report(data, trace, finding, config)
+
+
+# ------------------------------------------------------------------- main
+
+
+def _atheris() -> ModuleType | None:
+    try:
+        return importlib.import_module("atheris")
+    except ImportError:
+        return None
+
+
+@contextlib.contextmanager
+def _instrumented(atheris: ModuleType, level: str) -> Iterator[None]:
+    include = ["model", "fuzz"] if level == "all" else ["model"]
+    with atheris.instrument_imports(include=include, exclude=list(NOT_INSTRUMENTED)):
+        yield
+
+
+def load_judged(atheris: ModuleType | None, level: str) -> None:
+    """Import the code under test (instrumented per ``level``) before anything else."""
+    if level not in INSTRUMENT_LEVELS:
+        raise SystemExit(f"fuzz_trace: --instrument must be one of {INSTRUMENT_LEVELS}")
+    context = (_instrumented(atheris, level) if atheris is not None
+               else contextlib.nullcontext())
+    with context:
+        for name in JUDGED:
+            importlib.import_module(name)
+        from fuzz.impls import IMPLEMENTATIONS
+
+        for side, _ in _implementations():
+            package = IMPLEMENTATIONS[side][0]
+            module = importlib.import_module(package)
+            for sub in pkgutil.iter_modules(getattr(module, "__path__", [])):
+                importlib.import_module(f"{package}.{sub.name}")  # those imported lazily too
+
+
+def split_flags(argv: Sequence[str]) -> tuple[dict[str, str], list[str]]:
+    """Our ``--name=value`` flags (and ``--make-seeds DIR``), and the rest for libFuzzer."""
+    ours: dict[str, str] = {}
+    rest: list[str] = []
+    args = list(argv)
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        name, eq, value = arg[2:].partition("=")
+        if arg.startswith("--") and name == "make-seeds":
+            if not eq:
+                i += 1
+                value = args[i] if i < len(args) else ""
+            ours[name] = value
+        elif arg.startswith("--") and name in ENV and eq:
+            ours[name] = value
+        else:
+            rest.append(arg)
+        i += 1
+    return ours, rest
+
+
+def _artifact_prefix(args: Sequence[str]) -> str:
+    prefix = ""
+    for arg in args:
+        if arg.startswith("-artifact_prefix="):
+            prefix = arg.partition("=")[2]
+    return prefix
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ours, args = split_flags(sys.argv if argv is None else argv)
+    if "make-seeds" in ours:
+        from fuzz.seeds import make_seeds
+
+        if not ours["make-seeds"]:
+            print("fuzz_trace: --make-seeds needs a directory", file=sys.stderr)
+            return 2
+        report = make_seeds(ours["make-seeds"])
+        for path, why in report.skipped:
+            print(f"fuzz_trace: skipped {path}: {why}", file=sys.stderr)
+        print(f"fuzz_trace: wrote {len(report.written)} seeds to {ours['make-seeds']}")
+        return 0
+    for name, value in ours.items():
+        os.environ[ENV[name]] = value  # -fork/-jobs children inherit the environment
+    os.environ.setdefault(ENV["artifact-prefix"], _artifact_prefix(args))
+    configure(None)
+    atheris = _atheris()
+    if atheris is None:
+        print("fuzz_trace: atheris is not installed (pip install '.[fuzz]')", file=sys.stderr)
+        return 2
+    load_judged(atheris, os.environ.get(ENV["instrument"]) or "model")
+    kwargs = {}
+    if (os.environ.get(ENV["mutator"]) or "structure") == "structure":
+        from fuzz import mutator
+
+        def custom_mutator(data: bytes, max_size: int, seed: int) -> bytes:
+            return mutator.mutate(data, max_size, seed, byte_mutate=atheris.Mutate)
+
+        kwargs = {"custom_mutator": custom_mutator, "custom_crossover": mutator.crossover}
+    atheris.Setup(args, TestOneInput, **kwargs)
+    atheris.Fuzz()
+    return 0
+
+
+def _import_the_repository() -> None:
+    """Run as ``fuzz/fuzz_trace.py``: import from the repository root, not ``fuzz/``
+    (whose ``trace.py`` would shadow the standard library's ``trace``)."""
+    here = Path(__file__).resolve().parent
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != here]
+    sys.path.insert(0, str(here.parent))
+
+
+if __name__ == "__main__":
+    _import_the_repository()
+    sys.exit(main())

@@ -1,0 +1,229 @@
+"""The invariants SPEC §8.2 assigns to each implementation (1-3, 6-10).
+
+Checked after every step when ``config.checks`` is on, against the
+optimized structures themselves (frame arrays, radix tables, notifier
+state); a broken one is recorded as a :class:`model.interface.Violation`,
+never raised.  Like ``CONFIG_DEBUG_VM``'s ``VM_BUG_ON_FOLIO`` checks, off
+for benchmarks.
+
+* 1 ``no_use_after_free``: no entry, table entry or pin names a freed frame,
+  device page or slot (access-time clauses are checked at the access).
+* 2 ``device_entries_follow_cpu``: each mirror table entry is excused by a
+  running invalidation whose callback for it has not returned, or matches
+  the CPU entry (present/zero with r, w => w; own device page, w => w'; or a
+  migration entry of its page during a migrate-back).
+* 3 ``pins_are_stable``: a pin names the same live page (generation).
+* 6 ``seq_protocol`` (a)(b) here, (c)(d) in ``mmu_notifier.py``.
+* 7 ``pairing``: ``active`` equals the running invalidations.
+* 8 ``no_block_when_nonblockable``: in ``threads.wait``.
+* 9 ``release_is_final``: a dead process's mirrors have empty tables.
+* 10 ``accounting``: the ledger of SPEC §1, the limits, exclusivity of
+  writable private entries, and nothing in use once everything is gone.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from model.ops import ADDRESS_PAGES
+from model.optimized.pagetable import (
+    DEVICE,
+    KIND_MASK,
+    MIG_D,
+    MIG_F,
+    PRESENT,
+    PTRS,
+    SHIFT,
+    SWAP,
+    ZERO,
+    W,
+    X,
+)
+from model.optimized.vma import find_vma
+
+if TYPE_CHECKING:
+    from model.optimized.kernel import OptimizedKernel
+
+
+class CheckState:
+    def __init__(self) -> None:
+        self.last_seq: dict[int, int] = {}
+
+
+def run_checks(k: OptimizedKernel) -> None:
+    found: list[tuple[str, str]] = []
+    for proc in k.procs.values():
+        found.extend(proc.mn.violations)
+        proc.mn.violations.clear()
+    _seq_and_pairing(k, found)
+    if not _references_live(k, found):
+        _ledger(k, found)
+    _device_entries(k, found)
+    for inv, detail in found:
+        k.violation(inv, detail)
+
+
+def _seq_and_pairing(k: OptimizedKernel, found: list[tuple[str, str]]) -> None:
+    for pid, proc in k.procs.items():
+        mn = proc.mn
+        last = k.check_state.last_seq.get(pid, 2)
+        if mn.seq < last:
+            found.append(("seq_protocol", f"P{pid}: seq decreased {last} -> {mn.seq}"))
+        k.check_state.last_seq[pid] = mn.seq
+        if mn.seq & 1 and mn.active <= 0:
+            found.append(("seq_protocol", f"P{pid}: seq odd with active 0"))
+        for sub in mn.itree.items():
+            s = sub.invalidate_seq
+            if not s & 1 or s > mn.seq or (s == mn.seq and not mn.seq & 1):
+                found.append(("seq_protocol",
+                              f"P{pid}: S{sub.id} invalidate_seq {s}, seq {mn.seq}"))
+        if mn.active != len(mn.running) or mn.active < 0:
+            found.append(("pairing", f"P{pid}: active {mn.active}, running {len(mn.running)}"))
+
+
+def _references_live(k: OptimizedKernel, found: list[tuple[str, str]]) -> bool:
+    """Invariants 1 and 3 on entries, table entries and pins; True if broken."""
+    fr, dp, sw = k.frames, k.dpages, k.swap
+    bad = False
+    for proc in k.procs.values():
+        for vpns, ents, _ in proc.pt.populated(0, ADDRESS_PAGES):
+            kinds = ents & KIND_MASK
+            pay = ents >> SHIFT
+            f = pay[(kinds == PRESENT) | (kinds == MIG_F)]
+            d = pay[(kinds == DEVICE) | (kinds == MIG_D)]
+            s = pay[kinds == SWAP]
+            if ((f >= fr.top).any() or not fr.live[f[f < fr.top]].all()
+                    or (d >= dp.top).any() or not dp.live[d[d < dp.top]].all()
+                    or (s >= sw.top).any() or not sw.live[s[s < sw.top]].all()):
+                found.append(("no_use_after_free",
+                              f"P{proc.pid}: an entry near {int(vpns[0])} names a freed page"))
+                bad = True
+    for dev in k.devices.values():
+        for _, ents, _ in dev.table.populated(0, ADDRESS_PAGES):
+            kinds = ents & KIND_MASK
+            pay = ents >> SHIFT
+            f = pay[kinds == PRESENT]
+            d = pay[kinds == DEVICE]
+            if not fr.live[f].all() or not dp.live[d].all():
+                found.append(("no_use_after_free", f"D{dev.id}: a table entry names a freed page"))
+                bad = True
+    for reg in k.regions.values():
+        if reg.pins is not None and reg.pin_gens is not None:
+            if (not fr.live[reg.pins].all()
+                    or not (fr.gen[reg.pins] == reg.pin_gens).all()):
+                found.append(("no_use_after_free", f"R{reg.id}: a pin names a freed page"))
+                bad = True
+            elif not (fr.pincount[fr.heads(reg.pins)] > 0).all():
+                found.append(("pins_are_stable", f"R{reg.id}: a pinned folio lost its pin"))
+    return bad
+
+
+def _ledger(k: OptimizedKernel, found: list[tuple[str, str]]) -> None:
+    fr, dp, sw = k.frames, k.dpages, k.swap
+    ref = np.zeros(fr.top + 1, np.int64)
+    mc = np.zeros(fr.top + 1, np.int64)
+    pc = np.zeros(fr.top + 1, np.int64)
+    dref = np.zeros(dp.top + 1, np.int64)
+    cnt = np.zeros(sw.top + 1, np.int64)
+    for proc in k.procs.values():
+        private = [(m.start, m.end) for m in proc.vmas if m.kind == "private"]
+        for vpns, ents, pmd in proc.pt.populated(0, ADDRESS_PAGES):
+            kinds = ents & KIND_MASK
+            pay = ents >> SHIFT
+            p = pay[kinds == PRESENT]
+            if pmd:
+                mc[p] += 1
+                ref[int(p[0]) & ~(PTRS - 1)] += 1
+            else:
+                np.add.at(mc, p, 1)
+                np.add.at(ref, fr.heads(p), 1)
+            np.add.at(cnt, pay[kinds == SWAP], 1)
+            np.add.at(dref, pay[kinds == DEVICE], 1)
+            wx = (kinds == PRESENT) & ((ents & W) != 0) & ((ents & X) == 0)
+            if wx.any():
+                for v in vpns[wx].tolist():
+                    if any(a <= v < b for a, b in private):
+                        found.append(("accounting",
+                                      f"P{proc.pid}:{v} writable private entry not exclusive"))
+                        break
+    for o in k.objects.values():
+        if o.live:
+            for _, pfns1, _ in o.pages.populated(0, ADDRESS_PAGES):
+                np.add.at(ref, pfns1 - 1, 1)
+    for reg in k.regions.values():
+        if reg.pins is not None:
+            h = fr.heads(reg.pins)
+            np.add.at(ref, h, 1)
+            np.add.at(pc, h, 1)
+    for th in k.threads.values():
+        if th.pins:
+            h = fr.heads(np.array(th.pins, np.int64))
+            np.add.at(ref, h, 1)
+            np.add.at(pc, h, 1)
+    for hh in fr.holders:
+        ref[hh] += 1
+    for dd in dp.holders:
+        dref[dd] += 1
+    live = np.flatnonzero(fr.live[: fr.top])
+    heads = live[(fr.order[live] == 0) | ((live & (PTRS - 1)) == 0)]
+    if (ref[heads] != fr.refcount[heads]).any() or (pc[heads] != fr.pincount[heads]).any():
+        bad = heads[(ref[heads] != fr.refcount[heads]) | (pc[heads] != fr.pincount[heads])]
+        h0 = int(bad[0])
+        found.append(("accounting", f"frame {h0}: refcount {int(fr.refcount[h0])} expected "
+                      f"{int(ref[h0])}, pincount {int(fr.pincount[h0])} expected {int(pc[h0])}"))
+    elif (mc[live] != fr.mapcount[live]).any():
+        found.append(("accounting", "a page's mapcount differs from its mappings"))
+    dlive = np.flatnonzero(dp.live[: dp.top])
+    if (dref[dlive] != dp.refcount[dlive]).any():
+        found.append(("accounting", "a device page's refcount differs from its entries"))
+    slive = np.flatnonzero(sw.live[: sw.top])
+    if (cnt[slive] != sw.count[slive]).any():
+        found.append(("accounting", "a swap slot's count differs from its entries"))
+    if fr.in_use > fr.limit or any(n > dp.per_mirror for n in dp.used.values()):
+        found.append(("accounting", "more pages in use than the limit"))
+    if (all(p.state == "dead" for p in k.procs.values())
+            and not any(r.kind == "pin" for r in k.regions.values())
+            and not fr.holders and not dp.holders and not k.threads):
+        if fr.in_use or dp.in_use() or sw.in_use:
+            found.append(("accounting", "memory in use after every process died"))
+
+
+def _device_entries(k: OptimizedKernel, found: list[tuple[str, str]]) -> None:
+    """Invariants 2 and 9."""
+    for dev in k.devices.values():
+        if dev.kind != "mirror" or not dev.table.pgd:
+            continue
+        proc = k.procs[dev.pid]
+        if proc.state == "dead":
+            found.append(("release_is_final", f"D{dev.id}: table entries after exit"))
+            continue
+        excused = [(r.start, r.end) for r in proc.mn.running
+                   if any(s is dev.sub for s in r.hits[r.returned:])]
+        for vpns, te, _ in dev.table.populated(0, ADDRESS_PAGES):
+            a, b = int(vpns[0]), int(vpns[-1]) + 1
+            cpu, _ = proc.pt.gather(a, b)
+            ce = cpu[vpns - a]
+            tk = te & KIND_MASK
+            ck = ce & KIND_MASK
+            same = (ce >> SHIFT) == (te >> SHIFT)
+            tw = (te & W) != 0
+            cw = (ce & W) != 0
+            ok = ((tk == PRESENT) & (ck == PRESENT) & same & (~tw | cw)) \
+                | ((tk == ZERO) & (ck == ZERO) & ~tw) \
+                | ((tk == DEVICE) & (ck == DEVICE) & same & (~tw | cw)) \
+                | ((tk == DEVICE) & (ck == MIG_D) & same)
+            for v in vpns[~ok].tolist():
+                if any(s <= v < e for s, e in excused):
+                    continue
+                found.append(("device_entries_follow_cpu", f"D{dev.id}: table entry at {v}"))
+                break
+            for v in vpns[ok & ((tk == PRESENT) | (tk == ZERO)) | (ok & tw)].tolist():
+                vma = find_vma(proc, v)
+                e_tw = bool(dev.table.entry(v) & W)
+                if vma is None or not vma.readable or (e_tw and not vma.writable):
+                    if not any(s <= v < e for s, e in excused):
+                        found.append(("device_entries_follow_cpu",
+                                      f"D{dev.id}: table entry at {v} outside its VMA rights"))
+                        break

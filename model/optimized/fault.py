@@ -1,0 +1,212 @@
+"""CPU access and page faults (SPEC §3.2).
+
+Mirrors ``mm/memory.c``: ``handle_mm_fault`` -> ``do_anonymous_page`` /
+``do_huge_pmd_anonymous_page`` (THP), ``do_fault`` (shmem), ``do_swap_page``,
+``do_wp_page`` (reuse or ``wp_page_copy``), ``migration_entry_wait``, and
+``do_swap_page``'s ``migrate_to_ram`` for device entries.  The rule: act on
+the entry at v by SPEC's table until no fault is needed; an apply that
+replaces an entry first checks that it is still the entry acted on.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from model.ops import SIGSEGV, Num, OpResult, Read, Write, is_word
+from model.optimized import common as C
+from model.optimized.memory import map_huge, object_page, set_pte, split_huge_pmd
+from model.optimized.mmu_notifier import Range, invalidate
+from model.optimized.pagetable import (
+    DEVICE,
+    MIG_D,
+    MIG_F,
+    NONE,
+    PRESENT,
+    PTRS,
+    SWAP,
+    ZERO,
+    ZERO_ENTRY,
+    W,
+    X,
+    kind_of,
+    mkentry,
+    payload_of,
+)
+from model.optimized.state import Process, Vma
+from model.optimized.threads import Gen, Thread, wait
+from model.optimized.vma import find_vma
+
+if TYPE_CHECKING:
+    from model.optimized.kernel import OptimizedKernel
+
+
+def split_block(k: OptimizedKernel, t: Thread, proc: Process, base: int) -> Gen[None]:
+    """A PMD split: I(clear, block) whose apply splits it if still PMD-mapped."""
+    rng = Range("clear", base, base + PTRS, None, True)
+    yield from invalidate(t, proc.mn, rng, lambda: _split(k, proc, base))
+
+
+def _split(k: OptimizedKernel, proc: Process, base: int) -> None:
+    split_huge_pmd(k, proc, base)
+
+
+def block_empty(proc: Process, base: int) -> bool:
+    lf = proc.pt.leaf(base)
+    return lf is None or (not isinstance(lf, int) and not lf.any())
+
+
+def no_fault_needed(e: int, write: bool) -> bool:
+    kind = kind_of(e)
+    if kind == PRESENT:
+        return not write or bool(e & W)
+    return kind == ZERO and not write
+
+
+def access(k: OptimizedKernel, proc: Process, v: int, write: bool, x: int) -> OpResult:
+    """The access itself, once no fault is needed."""
+    e = proc.pt.entry(v)
+    k.pops += 1
+    if kind_of(e) == ZERO:
+        return Num(0)
+    pfn = payload_of(e)
+    if not k.frames.live[pfn]:
+        k.violation("no_use_after_free", f"CPU access at P{proc.pid}:{v} reaches freed frame")
+    if write:
+        k.frames.word[pfn] = x
+        return C.OK_RESULT
+    return Num(int(k.frames.word[pfn]))
+
+
+def op_access(k: OptimizedKernel, t: Thread, op: Read | Write) -> Gen[OpResult]:
+    """read P v / write P v x."""
+    write = isinstance(op, Write)
+    x = op.x if isinstance(op, Write) else 0
+    proc = k.proc(op.p)
+    if proc is None or not 0 <= op.v < (1 << 36) or not is_word(x):
+        return C.EINVAL
+    if proc.state != "live":
+        return C.ESRCH
+    vma = find_vma(proc, op.v)
+    if vma is None or not vma.readable or (write and not vma.writable):
+        return SIGSEGV
+    if no_fault_needed(proc.pt.entry(op.v), write):
+        return access(k, proc, op.v, write, x)
+    yield from proc.mmap_lock.read_lock(t)
+    if proc.state != "live":
+        proc.mmap_lock.read_unlock(t)
+        return C.ESRCH
+    vma = find_vma(proc, op.v)
+    if vma is None or not vma.readable or (write and not vma.writable):
+        proc.mmap_lock.read_unlock(t)
+        return SIGSEGV
+    err = yield from handle_mm_fault(k, t, proc, vma, op.v, write)
+    if err is not None:
+        proc.mmap_lock.read_unlock(t)
+        return err
+    res = access(k, proc, op.v, write, x)
+    proc.mmap_lock.read_unlock(t)
+    return res
+
+
+def handle_mm_fault(k: OptimizedKernel, t: Thread, proc: Process, vma: Vma, v: int,
+                    write: bool) -> Gen[OpResult | None]:
+    """fault(v): act on the entry until no fault is needed; None, or ENOMEM."""
+    from model.optimized.migrate_device import migrate_back
+
+    while True:
+        e, pmd = proc.pt.get(v)
+        kind = kind_of(e)
+        if no_fault_needed(e, write):
+            return None
+        k.pops += 1
+        if kind == NONE:
+            if vma.kind == "shared":
+                assert vma.obj is not None
+                pfn = object_page(k, k.objects[vma.obj], vma.index_of(v))
+                if pfn is None:
+                    return C.ENOMEM
+                set_pte(k, proc, v, mkentry(PRESENT, pfn, vma.writable, False), None)
+                continue
+            if not write:
+                set_pte(k, proc, v, ZERO_ENTRY, None)
+                continue
+            base = v & ~(PTRS - 1)
+            if (vma.huge and vma.start <= base and base + PTRS <= vma.end
+                    and block_empty(proc, base) and k.frames.can_alloc(9)):
+                head = k.frames.alloc(9, vma.index_of(base))
+                assert head is not None
+                map_huge(k, proc, base, head, True, True)
+                continue
+            pfn = k.frames.alloc(0, vma.index_of(v))
+            if pfn is None:
+                return C.ENOMEM
+            set_pte(k, proc, v, mkentry(PRESENT, pfn, True, True), None)
+            continue
+        if kind == ZERO:
+            nomem = yield from _replace_with_copy(k, t, proc, vma, v, e, zero=True)
+            if nomem:
+                return C.ENOMEM
+            continue
+        if kind == SWAP:
+            s = payload_of(e)
+            excl = write or int(k.swap.count[s]) == 1
+            w = excl and vma.writable
+            pfn = k.frames.alloc(0, vma.index_of(v))
+            if pfn is None:
+                return C.ENOMEM
+            k.frames.word[pfn] = k.swap.word[s]
+            set_pte(k, proc, v, mkentry(PRESENT, pfn, w, excl), None)
+            continue
+        if kind == PRESENT:  # write fault on a read-only present entry
+            pfn = payload_of(e)
+            head = k.frames.head(pfn)
+            if vma.kind == "shared" or e & X:
+                if pmd:
+                    lf = proc.pt.leaf(v & ~(PTRS - 1))
+                    assert isinstance(lf, int)
+                    proc.pt.set_leaf(v & ~(PTRS - 1), lf | W)
+                else:
+                    proc.pt.set(v, e | W)
+                continue
+            if k.frames.order[head] == 0 and int(k.frames.refcount[head]) == 1:
+                proc.pt.set(v, e | W | X)
+                continue
+            if pmd:
+                yield from split_block(k, t, proc, v & ~(PTRS - 1))
+                continue
+            nomem = yield from _replace_with_copy(k, t, proc, vma, v, e, zero=False)
+            if nomem:
+                return C.ENOMEM
+            continue
+        if kind in (MIG_F, MIG_D):
+            yield from wait(t, lambda: kind_of(proc.pt.entry(v)) not in (MIG_F, MIG_D),
+                            "migration entry")
+            continue
+        if kind == DEVICE:
+            res = yield from migrate_back(k, t, payload_of(e))
+            if res == "nomem":
+                return C.ENOMEM
+            continue
+        return None  # unreachable: every kind handled
+
+
+def _replace_with_copy(k: OptimizedKernel, t: Thread, proc: Process, vma: Vma, v: int, e: int,
+                       zero: bool, writable: bool = True) -> Gen[bool]:
+    """I(clear,[v,v+1)); apply: a new order-0 folio (zeroed, or a copy of the
+    page) mapped w (if ``writable``) and x.  Returns True on ENOMEM."""
+    nomem = [False]
+
+    def apply() -> None:
+        cur, pmd = proc.pt.get(v)
+        if cur != e or pmd:
+            return
+        pfn = k.frames.alloc(0, vma.index_of(v))
+        if pfn is None:
+            nomem[0] = True
+            return
+        if not zero:
+            k.frames.word[pfn] = k.frames.word[payload_of(e)]
+        set_pte(k, proc, v, mkentry(PRESENT, pfn, writable, True), None)
+
+    yield from invalidate(t, proc.mn, Range("clear", v, v + 1, None, True), apply)
+    return nomem[0]

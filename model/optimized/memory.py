@@ -1,0 +1,252 @@
+"""Mapping and unmapping pages with the ledger of SPEC §1.
+
+Mirrors ``mm/memory.c``: ``zap_pte_range``/``zap_huge_pmd`` (drop what each
+entry holds, hand folios to the mmu_gather), ``set_pte_at`` with
+``folio_add_new_anon_rmap``/``folio_ref_inc``, ``change_pte_range`` (write
+protect), ``__split_huge_pmd_locked`` (PMD -> 512 PTEs, refcount +511),
+``folio_put``.  Range operations work a leaf slice at a time with numpy.
+
+The rule enforced here: every entry change keeps the ledger
+``refcount(F) = PTEs + PMDs + pins + object + migrators``,
+``mapcount(F,i) = PTEs of page i + PMDs``, ``refcount(d)`` = device entries
+(+ migrators), ``count(S)`` = swap entries.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from model.optimized.mmu_gather import MmuGather
+from model.optimized.pagetable import (
+    DEVICE,
+    KIND_MASK,
+    MIG_D,
+    MIG_F,
+    PRESENT,
+    PTRS,
+    SHIFT,
+    SWAP,
+    Arr,
+    W,
+    X,
+    kind_of,
+    mkentry,
+    payload_of,
+)
+from model.optimized.state import Process, SharedObject
+
+if TYPE_CHECKING:
+    from model.optimized.kernel import OptimizedKernel
+
+
+def tlb_gather(k: OptimizedKernel) -> MmuGather:
+    return MmuGather(k.frames, k.swap, k.dpages)
+
+
+def hold_entry(k: OptimizedKernel, e: int) -> None:
+    """Take the references one new entry ``e`` holds (PTE level)."""
+    kind = e & KIND_MASK
+    p = e >> SHIFT
+    if kind == PRESENT:
+        fr = k.frames
+        fr.mapcount[p] += 1
+        fr.refcount[fr.head(p)] += 1
+    elif kind == SWAP:
+        k.swap.count[p] += 1
+    elif kind == DEVICE:
+        k.dpages.refcount[p] += 1
+
+
+def drop_entry(k: OptimizedKernel, e: int, tlb: MmuGather | None) -> None:
+    """Drop the references one PTE-level entry held; free now if no gather."""
+    kind = e & KIND_MASK
+    p = e >> SHIFT
+    if kind == PRESENT:
+        fr = k.frames
+        h = fr.head(p)
+        fr.mapcount[p] -= 1
+        fr.refcount[h] -= 1
+        if tlb is not None:
+            tlb.remove_folio(h)
+        elif fr.refcount[h] == 0:
+            fr.free(h)
+    elif kind == SWAP:
+        k.swap.count[p] -= 1
+        if tlb is not None:
+            tlb.remove_slots(np.array([p], np.int64))
+        elif k.swap.count[p] == 0:
+            k.swap.free(p)
+    elif kind == DEVICE:
+        k.dpages.refcount[p] -= 1
+        if tlb is not None:
+            tlb.remove_devs(np.array([p], np.int64))
+        elif k.dpages.refcount[p] == 0:
+            k.dpages.free(p)
+
+
+def set_pte(k: OptimizedKernel, proc: Process, v: int, e: int, tlb: MmuGather | None) -> None:
+    """Replace the PTE at v by e, moving references."""
+    old = proc.pt.entry(v)
+    hold_entry(k, e)
+    proc.pt.set(v, e)
+    drop_entry(k, old, tlb)
+    k.pops += 1
+
+
+def map_huge(k: OptimizedKernel, proc: Process, base: int, head: int, w: bool, x: bool) -> None:
+    """do_huge_pmd_anonymous_page: one PMD mapping of an order-9 folio."""
+    proc.pt.set_leaf(base, mkentry(PRESENT, head, w, x))
+    fr = k.frames
+    fr.refcount[head] += 1
+    fr.mapcount[head: head + PTRS] += 1
+    k.pops += PTRS
+
+
+def split_huge_pmd(k: OptimizedKernel, proc: Process, base: int) -> bool:
+    """__split_huge_pmd: replace a huge leaf by 512 PTEs (refcount +511)."""
+    lf = proc.pt.leaf(base)
+    if not isinstance(lf, int):
+        return False
+    table = lf + (np.arange(PTRS, dtype=np.int64) << SHIFT)
+    proc.pt.set_leaf(base, table)
+    k.frames.refcount[payload_of(lf)] += PTRS - 1
+    k.pops += PTRS
+    return True
+
+
+def zap_range(k: OptimizedKernel, proc: Process, a: int, b: int, tlb: MmuGather) -> None:
+    """zap_page_range: every entry in [a, b) becomes none."""
+    fr = k.frames
+    for base, lf, lo, hi in proc.pt.chunks(a, b):
+        if isinstance(lf, int):
+            if lo == 0 and hi == PTRS:
+                h = payload_of(lf)
+                fr.refcount[h] -= 1
+                fr.mapcount[h: h + PTRS] -= 1
+                tlb.remove_folio(h)
+                proc.pt.clear_leaf(base)
+                k.pops += PTRS
+                continue
+            split_huge_pmd(k, proc, base)
+            new = proc.pt.leaf(base)
+            assert new is not None and not isinstance(new, int)
+            lf = new
+        sl = lf[lo:hi]
+        nz = np.flatnonzero(sl)
+        if nz.size == 0:
+            continue
+        e = sl[nz]
+        drop_entries(k, e, tlb)
+        sl[nz] = 0
+        k.pops += int(nz.size)
+        proc.pt.prune(base)
+
+
+def drop_entries(k: OptimizedKernel, e: Arr, tlb: MmuGather) -> None:
+    """Vectorized drop_entry for PTE-level entries."""
+    kinds = e & KIND_MASK
+    pay = e >> SHIFT
+    fr = k.frames
+    p = pay[kinds == PRESENT]
+    if p.size:
+        np.subtract.at(fr.mapcount, p, 1)
+        h = fr.heads(p)
+        np.subtract.at(fr.refcount, h, 1)
+        tlb.remove_folios(h)
+    s = pay[kinds == SWAP]
+    if s.size:
+        np.subtract.at(k.swap.count, s, 1)
+        tlb.remove_slots(s)
+    d = pay[kinds == DEVICE]
+    if d.size:
+        np.subtract.at(k.dpages.refcount, d, 1)
+        tlb.remove_devs(d)
+
+
+def hold_entries(k: OptimizedKernel, e: Arr) -> None:
+    """Vectorized hold_entry (used by fork's copy)."""
+    kinds = e & KIND_MASK
+    pay = e >> SHIFT
+    fr = k.frames
+    p = pay[kinds == PRESENT]
+    if p.size:
+        np.add.at(fr.mapcount, p, 1)
+        np.add.at(fr.refcount, fr.heads(p), 1)
+    s = pay[kinds == SWAP]
+    if s.size:
+        np.add.at(k.swap.count, s, 1)
+    d = pay[kinds == DEVICE]
+    if d.size:
+        np.add.at(k.dpages.refcount, d, 1)
+
+
+def wrprotect_range(k: OptimizedKernel, proc: Process, a: int, b: int) -> None:
+    """change_protection without write: present, device and migration entries lose w."""
+    for base, lf, lo, hi in proc.pt.chunks(a, b):
+        if isinstance(lf, int):
+            if lo == 0 and hi == PTRS:
+                proc.pt.set_leaf(base, lf & ~W)
+                k.pops += PTRS
+                continue
+            split_huge_pmd(k, proc, base)
+            new = proc.pt.leaf(base)
+            assert new is not None and not isinstance(new, int)
+            lf = new
+        sl = lf[lo:hi]
+        kinds = sl & KIND_MASK
+        m = (kinds == PRESENT) | (kinds == DEVICE) | (kinds == MIG_F) | (kinds == MIG_D)
+        sl[m] &= ~W
+        k.pops += int(np.count_nonzero(sl))
+
+
+def put_folio(k: OptimizedKernel, head: int, tlb: MmuGather | None = None) -> None:
+    """folio_put: drop one reference; free at 0 (now, or at the gather's finish)."""
+    fr = k.frames
+    fr.refcount[head] -= 1
+    if tlb is not None:
+        tlb.remove_folio(head)
+    elif fr.refcount[head] == 0 and fr.live[head]:
+        fr.free(head)
+
+
+def put_dpage(k: OptimizedKernel, d: int) -> None:
+    k.dpages.refcount[d] -= 1
+    if k.dpages.refcount[d] == 0 and k.dpages.live[d]:
+        k.dpages.free(d)
+
+
+def object_page(k: OptimizedKernel, o: SharedObject, idx: int) -> int | None:
+    """shmem_get_folio: the object's page at idx, allocated zeroed if absent."""
+    cur = o.pages.entry(idx)
+    if cur:
+        return cur - 1
+    pfn = k.frames.alloc(0, idx)
+    if pfn is None:
+        return None
+    k.frames.obj[pfn] = o.id
+    k.frames.refcount[pfn] = 1  # the object's reference
+    o.pages.set(idx, pfn + 1)
+    return pfn
+
+
+def object_release(k: OptimizedKernel, o: SharedObject, tlb: MmuGather) -> None:
+    """The object dies: its pages lose its reference."""
+    o.live = False
+    fr = k.frames
+    for vpns, pfns1, _ in o.pages.populated(0, o.size):
+        del vpns
+        pfns = pfns1 - 1
+        fr.obj[pfns] = -1
+        np.subtract.at(fr.refcount, pfns, 1)
+        tlb.remove_folios(pfns)
+    o.pages = type(o.pages)()
+
+
+def is_exclusive_w(e: int) -> bool:
+    return bool(e & W) and bool(e & X)
+
+
+def present_pfn(e: int) -> int | None:
+    return payload_of(e) if kind_of(e) == PRESENT else None

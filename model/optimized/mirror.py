@@ -1,0 +1,298 @@
+"""The mirror device (SPEC §6.1), after lib/test_hmm.c's dmirror.
+
+Mirrors ``dmirror_interval_invalidate`` (the callback), ``dmirror_fault`` /
+``dmirror_range_fault`` with ``hmm_range_fault`` (the walk) and
+``dmirror_do_read``/``dmirror_do_write`` (the access check), and
+``dmirror_snapshot``.  The device table is a radix tree (``dmirror->pt``
+is an xarray) of packed targets: a folio page or device page with ``w``,
+or the zero page; it holds no references.
+
+The rule: a table entry is installed only by a commit whose
+``mmu_interval_read_retry`` was false under the driver lock; every callback
+drops the invalidated range under that lock (except the device's own
+migrate events, fixed in their apply).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from model.ops import (
+    ADDRESS_PAGES,
+    MAX_VALUE_PAGES,
+    Dread,
+    Dwrite,
+    HandleResult,
+    Ok,
+    Open,
+    OpResult,
+    Snap,
+    Snapshot,
+    Values,
+)
+from model.optimized import common as C
+from model.optimized.fault import handle_mm_fault, no_fault_needed
+from model.optimized.mmu_notifier import Notifier, Range, Subscription
+from model.optimized.pagetable import (
+    DEVICE,
+    KIND_MASK,
+    PRESENT,
+    SHIFT,
+    ZERO,
+    Arr,
+    W,
+    X,
+    kind_of,
+    payload_of,
+)
+from model.optimized.state import Device
+from model.optimized.threads import Gen, Thread, lazily
+from model.optimized.vma import find_vma
+
+if TYPE_CHECKING:
+    from model.optimized.kernel import OptimizedKernel
+
+GROUP = 64
+
+
+def mirror_invalidate(k: OptimizedKernel, t: Thread, sub: Subscription, rng: Range) -> Gen[bool]:
+    """dmirror_interval_invalidate."""
+    dev = k.devices[sub.owner]
+    if rng.blockable:
+        yield from dev.lock.lock(t)
+    elif not dev.lock.trylock(t):
+        return False
+    if not (k.mutant == "mirror_skip_set_seq_own_migrate"
+            and rng.event == "migrate" and rng.owner == dev.id):
+        Notifier.mmu_interval_set_seq(sub, rng.cur_seq)
+    if not (rng.event == "migrate" and rng.owner == dev.id):
+        k.pops += dev.table.clear_range(rng.start, rng.end)
+    dev.lock.unlock(t)
+    return True
+
+
+def _open(k: OptimizedKernel, op: Open) -> OpResult:
+    proc = k.proc(op.p)
+    if proc is None or op.dev < 0 or op.dev in k.devices:
+        return C.EINVAL
+    if proc.state != "live":
+        return C.ESRCH
+    dev = Device(op.dev, op.kind, op.p)
+    k.devices[op.dev] = dev
+    if op.kind == "mirror":
+        sub = Subscription(k.new_sub_id(), 0, ADDRESS_PAGES, "mirror", op.dev,
+                           partial(mirror_invalidate, k))
+        dev.sub = sub
+        proc.mn.mmu_interval_notifier_insert(sub)
+    return HandleResult("D", op.dev)
+
+
+def op_open(k: OptimizedKernel, t: Thread, op: Open) -> Gen[OpResult]:
+    return lazily(lambda: _open(k, op))
+
+
+def _table_complete(k: OptimizedKernel, dev: Device, a: int, b: int, write: bool) -> bool:
+    have = 0
+    for _, lf, lo, hi in dev.table.chunks(a, b):
+        assert not isinstance(lf, int)
+        sl = lf[lo:hi]
+        have += int(np.count_nonzero((sl & W) != 0 if write else sl))
+    k.pops += have
+    return have == b - a
+
+
+def _device_access(k: OptimizedKernel, dev: Device, a: int, b: int, op: Dread | Dwrite,
+                   faults: int) -> OpResult:
+    """dmirror_do_read / dmirror_do_write on a complete table."""
+    words: list[Arr] = []
+    for base, lf, lo, hi in dev.table.chunks(a, b):
+        assert not isinstance(lf, int)
+        sl = lf[lo:hi]
+        kinds = sl & KIND_MASK
+        pay = sl >> SHIFT
+        fol = kinds == PRESENT
+        dv = kinds == DEVICE
+        if (fol.any() and not k.frames.live[pay[fol]].all()) or (
+                dv.any() and not k.dpages.live[pay[dv]].all()):
+            k.violation("no_use_after_free", f"D{dev.id} access reaches a freed page")
+        if isinstance(op, Dwrite):
+            ks = np.arange(base + lo - a, base + hi - a, dtype=np.int64)
+            vals = np.int64(op.x) + ks * np.int64(op.stride or 0)
+            k.frames.word[pay[fol]] = vals[fol]
+            k.dpages.word[pay[dv]] = vals[dv]
+        else:
+            w = np.zeros(hi - lo, np.int64)
+            w[fol] = k.frames.word[pay[fol]]
+            w[dv] = k.dpages.word[pay[dv]]
+            words.append(w)
+        k.pops += hi - lo
+    if isinstance(op, Dwrite):
+        return Ok(faults)
+    vals_all = np.concatenate(words) if words else np.zeros(0, np.int64)
+    return Values(tuple(int(v) for v in vals_all.tolist()), faults)
+
+
+def op_dread_dwrite(k: OptimizedKernel, t: Thread, op: Dread | Dwrite) -> Gen[OpResult]:
+    """dread D s n / dwrite D s n x [stride] (dmirror_fault loop)."""
+    write = isinstance(op, Dwrite)
+    dev = C.device(k, op.d, "mirror")
+    if dev is None or not C.range_ok(op.s, op.n):
+        return C.EINVAL
+    if isinstance(op, Dwrite):
+        if not C.words_ok(op.x, op.stride or 0, op.n):
+            return C.EINVAL
+    elif op.n > MAX_VALUE_PAGES:
+        return C.EINVAL
+    proc = k.procs[dev.pid]
+    if proc.state != "live":
+        return C.ESRCH
+    sub = dev.sub
+    assert sub is not None
+    a, b = op.s, op.s + op.n
+    faults = 0
+    committed = False
+    while True:
+        yield from dev.lock.lock(t)
+        if _table_complete(k, dev, a, b, write):
+            res = _device_access(k, dev, a, b, op, faults)
+            dev.lock.unlock(t)
+            return res
+        dev.lock.unlock(t)
+        if committed:
+            t.failed_commits += 1
+        stale = False
+        s0 = 0
+        while True:  # a round
+            if not stale:
+                s0 = yield from proc.mn.mmu_interval_read_begin(t, sub)
+            if proc.state != "live":
+                return C.ESRCH
+            yield None  # Y3
+            yield from proc.mmap_lock.read_lock(t)
+            if proc.state != "live":
+                proc.mmap_lock.read_unlock(t)
+                return C.ESRCH
+            rec_v: list[Arr] = []
+            rec_e: list[Arr] = []
+            for g in range(a, b, GROUP):
+                gend = min(g + GROUP, b)
+                err = yield from _walk_group(k, t, dev, g, gend, write, rec_v, rec_e)
+                if err is not None:
+                    proc.mmap_lock.read_unlock(t)
+                    return err
+                if gend == b:
+                    proc.mmap_lock.read_unlock(t)
+                yield None  # Y3 after every 64 pages and after the last
+            yield from dev.lock.lock(t)
+            if proc.state != "live":
+                dev.lock.unlock(t)
+                return C.ESRCH
+            retry = Notifier.mmu_interval_read_retry(sub, s0)
+            yield None  # Y3 holding the driver lock
+            if retry:
+                t.failed_commits += 1
+                dev.lock.unlock(t)
+                stale = k.mutant == "mirror_retry_without_read_begin"
+                continue
+            proc.mn.check_commit(t, sub)
+            if rec_v:
+                vv = np.concatenate(rec_v)
+                dev.table.set_many(vv, np.concatenate(rec_e))
+                k.pops += int(vv.size)
+            faults += 1
+            dev.lock.unlock(t)
+            yield None  # Y3
+            committed = True
+            break
+
+
+def _walk_group(k: OptimizedKernel, t: Thread, dev: Device, a: int, b: int, write: bool,
+                rec_v: list[Arr], rec_e: list[Arr]) -> Gen[OpResult | None]:
+    """hmm_range_fault over [a, b): record (vpn, target) pairs; faults inline."""
+    from model.optimized.migrate_device import migrate_back as mb
+
+    proc = k.procs[dev.pid]
+    vma = find_vma(proc, a)
+    if vma is not None and vma.readable and (vma.writable or not write) and vma.end >= b:
+        ents, pmd = proc.pt.gather(a, b)
+        del pmd
+        kinds = ents & KIND_MASK
+        pay = ents >> SHIFT
+        own = (kinds == DEVICE) & (k.dpages.owner[pay * (kinds == DEVICE)] == dev.id)
+        wbit = (ents & W) != 0
+        good = ((kinds == PRESENT) & (wbit | (not write))) | ((kinds == ZERO) & (not write)) \
+            | (own & (wbit | (not write)))
+        if good.all():
+            rec_v.append(np.arange(a, b, dtype=np.int64))
+            rec_e.append(ents & ~X)
+            k.pops += b - a
+            return None
+    for v in range(a, b):
+        if vma is None or not (vma.start <= v < vma.end):
+            vma = find_vma(proc, v)
+        if vma is None or not vma.readable:
+            return C.EFAULT
+        if write and not vma.writable:
+            return C.EPERM
+        while True:
+            e = proc.pt.entry(v)
+            k.pops += 1
+            kind = kind_of(e)
+            if kind == DEVICE:
+                d = payload_of(e)
+                if int(k.dpages.owner[d]) == dev.id and (not write or e & W):
+                    break
+                res = yield from mb(k, t, d)
+                if res == "nomem":
+                    return C.ENOMEM
+                continue
+            if not no_fault_needed(e, write):
+                err = yield from handle_mm_fault(k, t, proc, vma, v, write)
+                if err is not None:
+                    return err
+                continue
+            break
+        rec_v.append(np.array([v], np.int64))
+        rec_e.append(np.array([e & ~X], np.int64))
+    return None
+
+
+def _snapshot(k: OptimizedKernel, dev: Device, op: Snapshot) -> list[str]:
+    proc = k.procs[dev.pid]
+    out: list[str] = []
+    for v in range(op.s, op.s + op.n):
+        k.pops += 1
+        vma = find_vma(proc, v)
+        if vma is None or not vma.readable:
+            out.append("error")
+            continue
+        e, pmd = proc.pt.get(v)
+        kind = kind_of(e)
+        if kind == ZERO:
+            out.append("zero")
+        elif kind == PRESENT:
+            out.append(("w" if e & W else "r") + ("+pmd" if pmd else ""))
+        elif kind == DEVICE and int(k.dpages.owner[payload_of(e)]) == dev.id:
+            out.append("dev-w" if e & W else "dev-r")
+        else:
+            out.append("none")
+    return out
+
+
+def op_snapshot(k: OptimizedKernel, t: Thread, op: Snapshot) -> Gen[OpResult]:
+    dev = C.device(k, op.d, "mirror")
+    if dev is None or not C.range_ok(op.s, op.n) or op.n > MAX_VALUE_PAGES:
+        return C.EINVAL
+    proc = k.procs[dev.pid]
+    if proc.state != "live":
+        return C.ESRCH
+    yield from proc.mmap_lock.read_lock(t)
+    if proc.state != "live":
+        proc.mmap_lock.read_unlock(t)
+        return C.ESRCH
+    words = _snapshot(k, dev, op)
+    proc.mmap_lock.read_unlock(t)
+    return Snap(tuple(words))

@@ -1,0 +1,84 @@
+"""An mmu_gather batch: what an apply releases is freed once, after the flush.
+
+Mirrors ``mm/mmu_gather.c`` (``tlb_gather_mmu``, ``__tlb_remove_folio_pages``,
+``tlb_finish_mmu``): while an apply zaps entries it only drops counts and
+records the folios, device pages and swap slots whose count may have reached
+0; ``tlb_finish_mmu`` (the end of the apply, after the TLB flush, SPEC §1)
+frees each one whose count is still 0.  Shared-object pages keep the object's
+reference and so are not freed while the object lives.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from model.optimized.folios import DevicePages, FrameTable, SwapTable
+
+I64 = npt.NDArray[np.int64]
+
+
+def unique(a: I64) -> I64:
+    """Sorted distinct values (np.unique without its lazy numpy.ma import)."""
+    a = np.sort(a)
+    if a.size < 2:
+        return a
+    keep = np.empty(a.size, np.bool_)
+    keep[0] = True
+    np.not_equal(a[1:], a[:-1], out=keep[1:])
+    return a[keep]
+
+
+class MmuGather:
+    """tlb_gather_mmu .. tlb_finish_mmu."""
+
+    __slots__ = ("frames", "swap", "dpages", "folios", "slots", "devs")
+
+    def __init__(self, frames: FrameTable, swap: SwapTable, dpages: DevicePages) -> None:
+        self.frames = frames
+        self.swap = swap
+        self.dpages = dpages
+        self.folios: list[I64] = []
+        self.slots: list[I64] = []
+        self.devs: list[I64] = []
+
+    def remove_folios(self, heads: I64) -> None:
+        """__tlb_remove_folio_pages: these heads lost a reference."""
+        if heads.size:
+            self.folios.append(heads)
+
+    def remove_folio(self, head: int) -> None:
+        self.folios.append(np.array([head], np.int64))
+
+    def remove_slots(self, slots: I64) -> None:
+        if slots.size:
+            self.slots.append(slots)
+
+    def remove_devs(self, devs: I64) -> None:
+        if devs.size:
+            self.devs.append(devs)
+
+    def finish(self) -> list[int]:
+        """tlb_finish_mmu: free every gathered object whose count is 0.
+        Returns the heads of the folios freed."""
+        freed: list[int] = []
+        fr = self.frames
+        if self.folios:
+            heads = unique(np.concatenate(self.folios))
+            heads = heads[(fr.live[heads] == 1) & (fr.refcount[heads] == 0)]
+            fr.free_many(heads)
+            freed.extend(heads.tolist())
+        if self.slots:
+            slots = unique(np.concatenate(self.slots))
+            slots = slots[(self.swap.live[slots] == 1) & (self.swap.count[slots] == 0)]
+            for s in slots.tolist():
+                self.swap.free(s)
+        if self.devs:
+            devs = unique(np.concatenate(self.devs))
+            devs = devs[(self.dpages.live[devs] == 1) & (self.dpages.refcount[devs] == 0)]
+            for d in devs.tolist():
+                self.dpages.free(d)
+        self.folios.clear()
+        self.slots.clear()
+        self.devs.clear()
+        return freed

@@ -1,0 +1,161 @@
+"""The observation of SPEC §8.1 from the optimized structures.
+
+Raw ids: a folio is ``(head pfn, generation)``, a device page ``(d, gen)``,
+a swap slot ``(slot, gen)``; ``model.observation.canonicalize`` renumbers
+them.  Only the folios, device pages and slots the walk reaches are built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from typing import TYPE_CHECKING
+
+from model.observation import (
+    ZERO_REF,
+    DevicePageView,
+    DeviceView,
+    EntryClass,
+    EntryView,
+    FolioView,
+    JobView,
+    LockView,
+    NotifierView,
+    ObjectView,
+    Observation,
+    ProcessView,
+    ProcState,
+    RawObservation,
+    Ref,
+    RegionView,
+    SubscriptionView,
+    SwapSlotView,
+    TableEntryView,
+    ThreadView,
+    VmaView,
+    canonicalize,
+)
+from model.ops import ADDRESS_PAGES, format_op, thread_order
+from model.optimized.pagetable import DEVICE, MIG_D, MIG_F, PRESENT, SWAP, ZERO, W, X
+from model.optimized.state import Process
+
+if TYPE_CHECKING:
+    from model.optimized.kernel import OptimizedKernel
+
+_CLASS: dict[int, EntryClass] = {ZERO: "zero", PRESENT: "present", SWAP: "swap",
+                                 MIG_F: "migration", MIG_D: "migration", DEVICE: "device"}
+
+
+def vma_views(proc: Process) -> tuple[VmaView, ...]:
+    return tuple(VmaView(m.start, m.end, m.prot, m.kind, m.huge, m.obj,
+                         m.pgoff if m.kind == "shared" else None) for m in proc.vmas)
+
+
+class _Refs:
+    def __init__(self, k: OptimizedKernel) -> None:
+        self.k = k
+        self.folios: dict[Hashable, FolioView] = {}
+        self.dpages: dict[Hashable, DevicePageView] = {}
+        self.slots: dict[Hashable, SwapSlotView] = {}
+
+    def folio(self, pfn: int) -> tuple[Ref, int]:
+        fr = self.k.frames
+        head = fr.head(pfn)
+        raw = (head, int(fr.gen[head]))
+        if raw not in self.folios:
+            n = fr.nr_pages(head)
+            self.folios[raw] = FolioView(
+                int(fr.order[head]), int(fr.refcount[head]), int(fr.pincount[head]),
+                tuple(int(x) for x in fr.mapcount[head: head + n].tolist()),
+                tuple(int(x) for x in fr.word[head: head + n].tolist()))
+        return Ref("folio", raw, pfn - head), int(fr.word[pfn])
+
+    def dpage(self, d: int) -> tuple[Ref, int]:
+        dp = self.k.dpages
+        raw = (d, int(dp.gen[d]))
+        if raw not in self.dpages:
+            self.dpages[raw] = DevicePageView(int(dp.owner[d]), int(dp.refcount[d]),
+                                              int(dp.word[d]))
+        return Ref("dpage", raw), int(dp.word[d])
+
+    def slot(self, s: int) -> tuple[Ref, int]:
+        sw = self.k.swap
+        raw = (s, int(sw.gen[s]))
+        if raw not in self.slots:
+            self.slots[raw] = SwapSlotView(int(sw.word[s]), int(sw.count[s]))
+        return Ref("swap", raw), int(sw.word[s])
+
+    def target(self, e: int) -> tuple[Ref, int]:
+        kind = e & 7
+        p = e >> 5
+        if kind in (PRESENT, MIG_F):
+            return self.folio(p)
+        if kind in (DEVICE, MIG_D):
+            return self.dpage(p)
+        if kind == SWAP:
+            return self.slot(p)
+        return ZERO_REF, 0
+
+
+def _process(k: OptimizedKernel, proc: Process, refs: _Refs) -> ProcessView:
+    state: ProcState = "dead" if proc.state == "dead" else (
+        "killed" if proc.state == "killed" else "live")
+    lock = LockView(proc.mmap_lock.writer,
+                    tuple(sorted(proc.mmap_lock.readers, key=thread_order)))
+    if state == "dead":
+        return ProcessView(proc.pid, state)  # its state only (DECISIONS D7)
+    entries: list[EntryView] = []
+    for vpns, ents, pmd in proc.pt.populated(0, ADDRESS_PAGES):
+        for v, e in zip(vpns.tolist(), ents.tolist(), strict=True):
+            ref, word = refs.target(e)
+            entries.append(EntryView(v, _CLASS[e & 7], word, bool(e & W), bool(e & X),
+                                     pmd, ref))
+    mn = proc.mn
+    subs = tuple(SubscriptionView(s.id, s.start, s.end, s.invalidate_seq)
+                 for s in mn.itree.items())
+    notifier = NotifierView(mn.seq, mn.active, subs,
+                            tuple((kind, s.id) for kind, s in mn.deferred))
+    return ProcessView(proc.pid, state, vma_views(proc), tuple(entries), notifier, lock)
+
+
+def observe(k: OptimizedKernel) -> Observation:
+    refs = _Refs(k)
+    processes = [_process(k, k.procs[pid], refs) for pid in sorted(k.procs)]
+    objects: list[ObjectView] = []
+    for oid in sorted(k.objects):
+        o = k.objects[oid]
+        if not o.live:
+            continue
+        resident = []
+        for idxs, pfns1, _ in o.pages.populated(0, ADDRESS_PAGES):
+            for i, p1 in zip(idxs.tolist(), pfns1.tolist(), strict=True):
+                resident.append((i, refs.folio(p1 - 1)[0]))
+        objects.append(ObjectView(oid, o.size, tuple(resident)))
+    devices: list[DeviceView] = []
+    for did in sorted(k.devices):
+        dev = k.devices[did]
+        table: list[TableEntryView] = []
+        if dev.kind == "mirror":
+            for vpns, ents, _ in dev.table.populated(0, ADDRESS_PAGES):
+                for v, e in zip(vpns.tolist(), ents.tolist(), strict=True):
+                    table.append(TableEntryView(v, refs.target(e)[0], bool(e & W)))
+        devices.append(DeviceView(did, dev.kind, dev.pid, dev.dead, dev.lock.holder,
+                                  tuple(table),
+                                  k.dpages.used.get(did, 0) if dev.kind == "mirror" else 0))
+    regions: list[RegionView] = []
+    for rid in sorted(k.regions):
+        reg = k.regions[rid]
+        pins: list[tuple[int, Ref]] = []
+        if reg.pins is not None:
+            for i, pfn in enumerate(reg.pins.tolist()):
+                pins.append((i, refs.folio(pfn)[0]))
+        regions.append(RegionView(rid, reg.kind, reg.dev, reg.start, reg.n, reg.mode,
+                                  tuple(pins), reg.valid, reg.dying, reg.active,
+                                  reg.valid_seq))
+    jobs = [JobView(j.id, j.region, j.direction, j.off, j.count)
+            for j in sorted(k.jobs.values(), key=lambda j: j.id)]
+    threads = [ThreadView(t.name, format_op(t.op), t.failed_commits)
+               for t in k.threads.values()]
+    raw = RawObservation(processes, objects, devices, regions, jobs, threads,
+                         refs.folios, refs.dpages, refs.slots,
+                         k.frames.in_use, k.swap.in_use)
+    return canonicalize(raw)

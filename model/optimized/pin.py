@@ -1,0 +1,225 @@
+"""Long-term pins: pin_page (SPEC §6.4) and the pin device (SPEC §6.3).
+
+Mirrors ``mm/gup.c``: ``pin_user_pages`` -> ``__get_user_pages`` with
+``faultin_page`` and FOLL_PIN (``gup_must_unshare`` for read-only pins of
+non-exclusive anonymous pages, ``try_grab_folio``: pincount and refcount
++1), ``unpin_user_pages``; the region is an RDMA memory region (``ib_umem``)
+with no notifier.  A region's pins are numpy arrays of frames (and their
+generations, so that a pin that no longer names its page is caught).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from model.ops import MAX_VALUE_PAGES, Dma, HandleResult, Ok, OpResult, Pin, Unpin, Values
+from model.optimized import common as C
+from model.optimized.fault import _replace_with_copy, handle_mm_fault, split_block
+from model.optimized.pagetable import (
+    DEVICE,
+    MIG_D,
+    MIG_F,
+    NONE,
+    PRESENT,
+    PTRS,
+    SWAP,
+    ZERO,
+    W,
+    X,
+    kind_of,
+    mkentry,
+    payload_of,
+)
+from model.optimized.state import Process, Region
+from model.optimized.threads import Gen, Thread, lazily, wait
+from model.optimized.vma import find_vma
+
+if TYPE_CHECKING:
+    from model.optimized.kernel import OptimizedKernel
+
+
+def pin_page(k: OptimizedKernel, t: Thread, proc: Process, v: int,
+             mode: str) -> Gen[int | OpResult]:
+    """Pin the page at v (caller holds mmap_lock for reading): its pfn, or an errno."""
+    from model.optimized.migrate_device import migrate_back
+
+    rw = mode == "rw"
+    vma = find_vma(proc, v)
+    if vma is None or not vma.readable or (rw and not vma.writable):
+        return C.EFAULT
+    fr = k.frames
+    while True:
+        e, pmd = proc.pt.get(v)
+        kind = kind_of(e)
+        k.pops += 1
+        if kind in (MIG_F, MIG_D):
+            yield from wait(t, lambda: kind_of(proc.pt.entry(v)) not in (MIG_F, MIG_D),
+                            "migration entry")
+            continue
+        if kind == DEVICE:
+            res = yield from migrate_back(k, t, payload_of(e))
+            if res == "nomem":
+                return C.ENOMEM
+            continue
+        if rw:
+            if kind == PRESENT and e & W:
+                break
+            err = yield from handle_mm_fault(k, t, proc, vma, v, True)
+            if err is not None:
+                return err
+            continue
+        if vma.kind == "shared":
+            if kind == PRESENT:
+                break
+            err = yield from handle_mm_fault(k, t, proc, vma, v, False)
+            if err is not None:
+                return err
+            continue
+        if kind == NONE:
+            g = fr.alloc(0, vma.index_of(v))
+            if g is None:
+                return C.ENOMEM
+            proc.pt.set(v, mkentry(PRESENT, g, False, True))
+            fr.mapcount[g] += 1
+            fr.refcount[g] += 1
+            continue
+        if kind == ZERO:
+            nomem = yield from _replace_with_copy(k, t, proc, vma, v, e, zero=True,
+                                                  writable=False)
+            if nomem:
+                return C.ENOMEM
+            continue
+        if kind == SWAP:
+            err = yield from handle_mm_fault(k, t, proc, vma, v, False)
+            if err is not None:
+                return err
+            continue
+        # present in a private VMA
+        if e & X:
+            break
+        if pmd:
+            yield from split_block(k, t, proc, v & ~(PTRS - 1))
+            continue
+        pfn = payload_of(e)
+        if fr.order[pfn] == 0 and int(fr.refcount[pfn]) == 1:
+            proc.pt.set(v, e | X)
+            continue
+        nomem = yield from _replace_with_copy(k, t, proc, vma, v, e, zero=False, writable=False)
+        if nomem:
+            return C.ENOMEM
+        continue
+    pfn = payload_of(e)
+    head = fr.head(pfn)
+    fr.pincount[head] += 1
+    fr.refcount[head] += 1
+    return pfn
+
+
+def unpin_pages(k: OptimizedKernel, pfns: np.ndarray, gens: np.ndarray | None) -> None:
+    """unpin_user_pages: pincount and refcount -1; free at refcount 0."""
+    fr = k.frames
+    for i, pfn in enumerate(pfns.tolist()):
+        head = fr.head(pfn)
+        if gens is not None and (not fr.live[pfn] or int(fr.gen[pfn]) != int(gens[i])):
+            k.violation("pins_are_stable", f"a pin on frame {pfn} no longer names its page")
+            continue
+        fr.pincount[head] -= 1
+        fr.refcount[head] -= 1
+        k.pops += 1
+        if fr.refcount[head] == 0:
+            fr.free(head)
+
+
+def pin_range(k: OptimizedKernel, t: Thread, proc: Process, a: int, n: int,
+              mode: str) -> Gen[tuple[np.ndarray, np.ndarray] | OpResult]:
+    """Pin every page of [a, a+n) in order; on error unpin them and give it.
+    Until the caller keeps or drops them, the pins are the thread's (``t.pins``)."""
+    t.pins = []
+    for v in range(a, a + n):
+        r = yield from pin_page(k, t, proc, v, mode)
+        if not isinstance(r, int):
+            unpin_pages(k, np.array(t.pins, np.int64), None)
+            t.pins = []
+            return r
+        t.pins.append(r)
+    arr = np.array(t.pins, np.int64)
+    return arr, k.frames.gen[arr].astype(np.int64)
+
+
+def op_pin(k: OptimizedKernel, t: Thread, op: Pin) -> Gen[OpResult]:
+    dev = C.device(k, op.d, "pin")
+    if dev is None or not C.range_ok(op.s, op.n) or op.region < 0 or op.region in k.regions:
+        return C.EINVAL
+    proc = k.procs[dev.pid]
+    if proc.state != "live":
+        return C.ESRCH
+    yield from proc.mmap_lock.read_lock(t)
+    if proc.state != "live":
+        proc.mmap_lock.read_unlock(t)
+        return C.ESRCH
+    r = yield from pin_range(k, t, proc, op.s, op.n, op.mode)
+    t.pins = []
+    proc.mmap_lock.read_unlock(t)
+    if not isinstance(r, tuple):
+        return r
+    k.regions[op.region] = Region(op.region, "pin", dev.id, op.s, op.n, op.mode,
+                                  pins=r[0], pin_gens=r[1])
+    return HandleResult("R", op.region)
+
+
+def region_io(k: OptimizedKernel, reg: Region, direction: str, off: int, cnt: int,
+              x: int, stride: int) -> OpResult:
+    """Read or write pinned pages [off, off+cnt) of a region (DMA)."""
+    fr = k.frames
+    assert reg.pins is not None and reg.pin_gens is not None
+    pfns = reg.pins[off: off + cnt]
+    gens = reg.pin_gens[off: off + cnt]
+    if not (fr.live[pfns] == 1).all() or not (fr.gen[pfns] == gens).all():
+        k.violation("no_use_after_free", f"R{reg.id}: DMA reaches a freed page")
+    k.pops += cnt
+    if direction == "write":
+        ks = np.arange(cnt, dtype=np.int64)
+        fr.word[pfns] = np.int64(x) + ks * np.int64(stride)
+        return Ok()
+    return Values(tuple(int(w) for w in fr.word[pfns].tolist()))
+
+
+def _pin_region(k: OptimizedKernel, r: int) -> Region | None:
+    reg = k.regions.get(r)
+    return reg if reg is not None and reg.kind == "pin" else None
+
+
+def _dma(k: OptimizedKernel, op: Dma) -> OpResult:
+    reg = _pin_region(k, op.r)
+    x, stride = op.x or 0, op.stride or 0
+    if reg is None or op.off < 0 or op.cnt < 1 or op.off + op.cnt > reg.n:
+        return C.EINVAL
+    if op.direction == "read" and op.cnt > MAX_VALUE_PAGES:
+        return C.EINVAL
+    if op.direction == "write" and not C.words_ok(x, stride, op.cnt):
+        return C.EINVAL
+    if k.procs[k.devices[reg.dev].pid].state == "dead":
+        return C.ESRCH
+    if op.direction == "write" and reg.mode == "ro":
+        return C.EPERM
+    return region_io(k, reg, op.direction, op.off, op.cnt, x, stride)
+
+
+def op_dma(k: OptimizedKernel, t: Thread, op: Dma) -> Gen[OpResult]:
+    return lazily(lambda: _dma(k, op))
+
+
+def _unpin(k: OptimizedKernel, op: Unpin) -> OpResult:
+    reg = _pin_region(k, op.r)
+    if reg is None:
+        return C.EINVAL
+    if reg.pins is not None:
+        unpin_pages(k, reg.pins, reg.pin_gens)
+    del k.regions[op.r]
+    return C.OK_RESULT
+
+
+def op_unpin(k: OptimizedKernel, t: Thread, op: Unpin) -> Gen[OpResult]:
+    return lazily(lambda: _unpin(k, op))
