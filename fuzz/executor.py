@@ -259,9 +259,11 @@ class _Run:
             self._find("violation", "liveness",
                        f"livelock: {name} failed {fails} commits with no other thread running")
 
-    def _after_step(self) -> None:
+    def _after_step(self, *, last: bool = False) -> None:
+        """Compare observations every K steps, and once more after the last
+        step (so a divergence in the last K - 1 steps is not missed)."""
         k = self.settings.observe_every
-        if len(self.impls) < 2 or k <= 0 or self.verdict.steps % k:
+        if len(self.impls) < 2 or k <= 0 or (self.verdict.steps % k and not last):
             return
         observations = self._all(lambda impl: impl.observe())
         for impl, obs in zip(self.impls[1:], observations[1:], strict=True):
@@ -342,6 +344,7 @@ class _Run:
                 self._expect(index, line, result)
             if self.settings.drain:
                 self.drain()
+            self._after_step(last=True)
         except _Stop:
             pass
         return self.verdict

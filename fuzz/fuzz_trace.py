@@ -55,6 +55,10 @@ variable                     flag               meaning (default)
                                                 only) (``structure``)
 ===========================  =================  ==============================
 
+With ``K`` > 1 the executor compares observations at multiples of ``K`` only,
+not once more after the drain, so a divergence in a trace's last ``K - 1``
+steps that changes no result goes unseen (``--observe-every=1`` sees it).
+
 Modules are imported lazily, so that :func:`main` can import the judged code
 under ``atheris.instrument_imports`` first; the mutator is never instrumented.
 Importing this module needs no atheris (the unit tests call

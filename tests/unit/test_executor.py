@@ -232,3 +232,24 @@ def test_observation_divergence() -> None:
 def test_step_of_a_thread_that_is_not_live_gives_einval(text: str) -> None:
     verdict = run_trace(parse_trace(trace(text)), [side("a", Fake)])
     assert verdict.ok, (verdict.findings, verdict.mismatches)
+
+
+def test_observations_are_compared_after_the_last_step_too() -> None:
+    def extra_thread_late() -> Fake:
+        fake = Fake()
+        original = fake.step
+
+        def step(thread: str) -> StepOutcome | Err:
+            out = original(thread)
+            if isinstance(fake.ops.get(thread), Write):
+                fake.threads["T9"] = [Blocked()]
+                fake.ops["T9"] = Read(0, 0)
+                fake.fails["T9"] = 0
+            return out
+        fake.step = step  # type: ignore[method-assign]
+        return fake
+    t = parse_trace(trace("read P0 1\nread P0 2\nwrite P0 1 1\n"))
+    settings = Settings(observe_every=100, drain=False)
+    verdict = run_trace(t, [side("a", Fake), side("b", extra_thread_late)], settings)
+    assert verdict.finding is not None
+    assert verdict.finding.detail == "observation"
