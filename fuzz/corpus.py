@@ -166,6 +166,7 @@ def _temp_copy(directory: Path, text: str) -> Path:
     """A new fsynced temporary file in ``directory`` holding ``text``."""
     fd, name = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=directory)
     try:
+        os.fchmod(fd, 0o644)  # a corpus file, readable like any other (mkstemp gives 0600)
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
             f.write(text)
             f.flush()

@@ -64,14 +64,13 @@ from hypothesis.stateful import (
 from fuzz import impls
 from fuzz.corpus import save_repro
 from fuzz.executor import Settings, Verdict, run_trace
+from fuzz.guide import DrawChooser, Guide
 from fuzz.schedulers import PCT, Scheduler, Uniform
 from fuzz.trace import StepLine, Trace, format_trace, make_trace, with_expected
 from model import ops as m
-from model.interface import Config, Factory, Implementation
-from model.observation import VmaView
+from model.interface import Config, Factory
 from model.ops import (
     ADDRESS_PAGES,
-    EINVAL,
     FIRST_HANDLE,
     HUGE_PAGES,
     MAX_VALUE_PAGES,
@@ -79,17 +78,12 @@ from model.ops import (
     SCHEMA_BY_CLASS,
     WORD_MAX,
     WORD_MIN,
-    Blocked,
-    BlockedOn,
-    Done,
-    Err,
     HandleResult,
     LineResult,
     Op,
     OpResult,
     RunThread,
     StepThread,
-    plain_thread,
 )
 
 BLOCKS: Final = 8
@@ -101,7 +95,6 @@ MAX_ADVANCE: Final = 4
 MAX_BURST: Final = 6
 MAX_PROCESSES: Final = 4
 RECENT: Final = 8
-MAX_LINE_STEPS: Final = 100_000
 FAILURES_ENV: Final = "MIRRORFUZZ_FAILURES"
 DEFAULT_FAILURES: Final = "mirrorfuzz-failures"
 WILD_ADDRESSES: Final = (-1, ADDRESS_PAGES - 1, ADDRESS_PAGES, 1 << 40)
@@ -144,95 +137,6 @@ class Region:
     s: int
     n: int
     mode: str
-
-
-class DrawChooser:
-    """A ``fuzz.schedulers.Chooser`` drawing from the current rule's data."""
-
-    def __init__(self, data: st.DataObject) -> None:
-        self.data = data
-
-    def randrange(self, start: int, /) -> int:
-        return self.data.draw(st.integers(0, start - 1)) if start > 1 else 0
-
-
-class Guide:
-    """A reference implementation run line by line to steer the rules.
-
-    It runs a line exactly as ``fuzz.executor`` does (a plain op is thread
-    ``Li`` stepped until done or blocked; ``run`` steps until done or
-    blocked), but compares nothing: findings are the executor's business.
-    """
-
-    def __init__(self, config: Config) -> None:
-        self.impl: Implementation = impls.factory("reference")(config)
-        self.ops: dict[str, Op] = {}  # live thread -> its op
-        self.blocked: set[str] = set()  # live threads known to be blocked
-        self.completed: list[tuple[str, Op, OpResult]] = []  # by the last line
-        self.trouble: str | None = None  # an exception or violation: judge now
-
-    def run_line(self, index: int, line: StepLine) -> LineResult | None:
-        self.completed = []
-        try:
-            result = self._line(index, line)
-            violations = self.impl.take_violations()
-        except Exception as exc:  # the executor will report it
-            self.trouble = f"the guide raised {exc!r}"
-            return None
-        if violations:
-            self.trouble = f"the guide reports {violations[0]}"
-        return result
-
-    def _line(self, index: int, line: StepLine) -> LineResult:
-        action = line.action
-        if isinstance(action, StepThread):
-            return self._step(action.thread)
-        if isinstance(action, RunThread):
-            if action.thread not in self.impl.live_threads():
-                return EINVAL
-            return self._drive(action.thread, plain=False)
-        name = line.thread or plain_thread(index)
-        started = self.impl.start(name, action)
-        if started == OK:
-            self.ops[name] = action
-        if line.thread is not None or started != OK:
-            return started
-        return self._drive(name, plain=True)
-
-    def _step(self, name: str) -> LineResult:
-        out = self.impl.step(name)
-        if isinstance(out, Blocked):
-            self.blocked.add(name)
-        elif not isinstance(out, Err):
-            self.blocked.clear()  # something ran: any wait may have come true
-        if isinstance(out, Done | Err):
-            op = self.ops.pop(name, None)
-            if isinstance(out, Done) and op is not None:
-                self.completed.append((name, op, out.result))
-        return out
-
-    def _drive(self, name: str, *, plain: bool) -> LineResult:
-        for _ in range(MAX_LINE_STEPS):
-            out = self._step(name)
-            if isinstance(out, Blocked):
-                return BlockedOn(name) if plain else out
-            if isinstance(out, Done):
-                return out.result if plain else out
-            if isinstance(out, Err):
-                return out
-        raise RuntimeError(f"{name} does not finish")
-
-    def live(self) -> list[str]:
-        return [] if self.trouble else self.impl.live_threads()
-
-    def runnable(self) -> list[str]:
-        return [t for t in self.live() if t not in self.blocked]
-
-    def vmas(self, pid: int) -> tuple[VmaView, ...]:
-        return () if self.trouble else self.impl.vmas(pid)
-
-    def jobs(self) -> list[int]:
-        return [] if self.trouble else self.impl.active_jobs()
 
 
 class MirrorMachine(RuleBasedStateMachine):

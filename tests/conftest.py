@@ -1,10 +1,12 @@
 """Test settings: Hypothesis profiles chosen by HYPOTHESIS_PROFILE.
 
-* ``ci`` (the default): bounded, derandomized, so the default run is quick
-  and repeatable; the example database stays on so a failure found locally
-  replays first next time.
-* ``dev``: more examples, random.
-* ``nightly``: many more examples, for long runs.
+* ``ci`` (the default): bounded and derandomized, so the default run is
+  quick and repeatable; a derandomized run has nothing to persist, so it uses
+  no example database (a failure is still saved as a trace file by the
+  stateful engine).
+* ``dev``: more examples, random, with Hypothesis's example database
+  (``.hypothesis/``) kept, so a failure found replays first next time.
+* ``nightly``: many more examples, for long runs; database kept likewise.
 """
 
 from __future__ import annotations

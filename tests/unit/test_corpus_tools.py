@@ -255,3 +255,9 @@ def test_minimize_output_round_trips(tmp_path: Path, capsys: pytest.CaptureFixtu
     run(["minimize", str(source), "-o", str(tmp_path / "r.trace")], capsys)
     text = (tmp_path / "r.trace").read_text()
     assert format_trace(parse_trace(text)) == text
+
+
+def test_saved_repro_is_world_readable(tmp_path: Path) -> None:
+    target = tmp_path / "r.trace"
+    write_atomic(target, "# mirrorfuzz-trace 1\n")
+    assert target.stat().st_mode & 0o777 == 0o644
