@@ -435,8 +435,25 @@ class Segv:
 OpResult = Ok | Num | HandleResult | Values | Snap | Err | Segv
 
 OK: Final = Ok()
-EINVAL: Final = Err(Errno.EINVAL)
 SIGSEGV: Final = Segv()
+EINVAL: Final = Err(Errno.EINVAL)
+ENOMEM: Final = Err(Errno.ENOMEM)
+EFAULT: Final = Err(Errno.EFAULT)
+EPERM: Final = Err(Errno.EPERM)
+EBUSY: Final = Err(Errno.EBUSY)
+ENOENT: Final = Err(Errno.ENOENT)
+ESRCH: Final = Err(Errno.ESRCH)
+
+
+def range_ok(s: int, n: int) -> bool:
+    """SPEC §2: ``0 <= s``, ``1 <= n``, ``s + n <= 2^36``."""
+    return 0 <= s and 1 <= n and s + n <= ADDRESS_PAGES
+
+
+def words_ok(x: int, stride: int, n: int) -> bool:
+    """SPEC §2: ``x + k*stride`` is a word for every page k < n (linear, so
+    the two ends suffice)."""
+    return is_word(x) and is_word(stride) and is_word(x + (n - 1) * stride)
 
 
 def err(name: Errno) -> Err:

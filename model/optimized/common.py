@@ -8,32 +8,42 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final
 
-from model.ops import ADDRESS_PAGES, OK, Err, Errno, is_word
-from model.ops import EINVAL as EINVAL_
+from model.ops import (  # re-exported: the model's modules import them from here
+    EBUSY as EBUSY,
+)
+from model.ops import (
+    EFAULT as EFAULT,
+)
+from model.ops import (
+    EINVAL as EINVAL,
+)
+from model.ops import (
+    ENOENT as ENOENT,
+)
+from model.ops import (
+    ENOMEM as ENOMEM,
+)
+from model.ops import (
+    EPERM as EPERM,
+)
+from model.ops import (
+    ESRCH as ESRCH,
+)
+from model.ops import OK
+from model.ops import (
+    range_ok as range_ok,
+)
+from model.ops import (
+    words_ok as words_ok,
+)
 from model.optimized.state import Device, Process
 
 if TYPE_CHECKING:
     from model.optimized.kernel import OptimizedKernel
 
-ESRCH: Final = Err(Errno.ESRCH)
-ENOMEM: Final = Err(Errno.ENOMEM)
-EFAULT: Final = Err(Errno.EFAULT)
-EPERM: Final = Err(Errno.EPERM)
-EBUSY: Final = Err(Errno.EBUSY)
-ENOENT: Final = Err(Errno.ENOENT)
-
 LIVE: Final = frozenset({"live"})
 NOT_DEAD: Final = frozenset({"live", "killed"})
 ANY: Final = frozenset({"live", "killed", "dead"})
-
-
-def range_ok(s: int, n: int) -> bool:
-    return 0 <= s and 1 <= n and s + n <= ADDRESS_PAGES
-
-
-def words_ok(x: int, stride: int, cnt: int) -> bool:
-    """x + k*stride is a word for every k in [0, cnt)."""
-    return is_word(x) and is_word(stride) and is_word(x + (cnt - 1) * stride)
 
 
 def ok_state(proc: Process, allowed: frozenset[str]) -> bool:
@@ -51,4 +61,3 @@ def dev_proc(k: OptimizedKernel, dev: Device) -> Process:
     return k.procs[dev.pid]
 
 OK_RESULT: Final = OK
-EINVAL: Final = EINVAL_

@@ -19,34 +19,44 @@ from __future__ import annotations
 
 from typing import Final
 
-from model.ops import ADDRESS_PAGES, MAX_VALUE_PAGES, Err, Errno, is_word
+from model.ops import (  # re-exported: the model's modules import them from here
+    EBUSY as EBUSY,
+)
+from model.ops import (
+    EFAULT as EFAULT,
+)
+from model.ops import (
+    EINVAL as EINVAL,
+)
+from model.ops import (
+    ENOENT as ENOENT,
+)
+from model.ops import (
+    ENOMEM as ENOMEM,
+)
+from model.ops import (
+    EPERM as EPERM,
+)
+from model.ops import (
+    ESRCH as ESRCH,
+)
+from model.ops import MAX_VALUE_PAGES, Err
+from model.ops import (
+    range_ok as range_ok,
+)
+from model.ops import (
+    words_ok as words_ok,
+)
 
 from .state import Device, Process, Region, State
-
-EINVAL: Final = Err(Errno.EINVAL)
-ESRCH: Final = Err(Errno.ESRCH)
-EPERM: Final = Err(Errno.EPERM)
-ENOMEM: Final = Err(Errno.ENOMEM)
-EFAULT: Final = Err(Errno.EFAULT)
-EBUSY: Final = Err(Errno.EBUSY)
-ENOENT: Final = Err(Errno.ENOENT)
 
 LIVE: Final = frozenset({"live"})
 NOT_DEAD: Final = frozenset({"live", "killed"})
 ANY: Final = frozenset({"live", "killed", "dead"})
 
 
-def range_ok(s: int, n: int) -> bool:
-    return 0 <= s and 1 <= n and s + n <= ADDRESS_PAGES
-
-
 def capped_ok(s: int, n: int) -> bool:
     return range_ok(s, n) and n <= MAX_VALUE_PAGES
-
-
-def values_ok(x: int, stride: int, n: int) -> bool:
-    """``x + k*stride`` is a word for every k < n (linear: the ends suffice)."""
-    return is_word(x) and is_word(stride) and is_word(x + (n - 1) * stride)
 
 
 def proc_handle(st: State, pid: int) -> Process | None:

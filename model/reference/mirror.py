@@ -50,7 +50,7 @@ from .checks import (
     device_handle,
     range_ok,
     state_err,
-    values_ok,
+    words_ok,
 )
 from .faults import fault, needs_fault, split_blocks
 from .locks import driver_lock, driver_trylock, driver_unlock, mmap_read, mmap_release
@@ -174,7 +174,7 @@ def op_dread_dwrite(st: State, th: Thread, op: Dread | Dwrite) -> Gen[OpResult]:
     stride = 0
     if isinstance(op, Dwrite):
         stride = op.stride or 0
-        if not range_ok(op.s, op.n) or not values_ok(op.x, stride, op.n):
+        if not range_ok(op.s, op.n) or not words_ok(op.x, stride, op.n):
             return EINVAL
     elif not capped_ok(op.s, op.n):
         return EINVAL

@@ -49,7 +49,7 @@ from .checks import (
     range_ok,
     region_handle,
     state_err,
-    values_ok,
+    words_ok,
 )
 from .faults import fault, install_new, is_migration, replace_entry, split_block
 from .locks import mmap_read
@@ -174,7 +174,7 @@ def job_args_ok(region: Region, direction: str, off: int, cnt: int, x: int,
         return False
     if direction == "read":
         return cnt <= MAX_VALUE_PAGES
-    return values_ok(x, stride, cnt)
+    return words_ok(x, stride, cnt)
 
 
 def region_access(st: State, region: Region, direction: str, off: int, cnt: int, x: int,
