@@ -64,10 +64,25 @@ headers, and raises ``ValueError`` for a trace it cannot reproduce exactly
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Final, Protocol
+from typing import Final
 
+from fuzz.byteschemes import (
+    PICK_LIMIT,
+    Below,
+    Computed,
+    Ctx,
+    Enum,
+    Mix,
+    Pick,
+    Range,
+    Reader,
+    Relative,
+    Scheme,
+    Switch,
+    same,
+    table,
+)
 from fuzz.trace import StepLine, Trace, make_trace
 from model import ops as m
 from model.ops import ADDRESS_PAGES, FIRST_HANDLE, OP_SCHEMAS, SCHEMA_BY_KEYWORD, WORD_MAX, WORD_MIN
@@ -78,40 +93,9 @@ BASE: Final = 1 << 21
 WINDOW: Final = 8 * 512
 FRAMES_TABLE: Final = (64, 512, 520, 1024, 1100, 2048, 3000)
 DEVICE_FRAMES_TABLE: Final = (1, 2, 8, 64, 256, 512, 600)
-PICK_LIMIT: Final = 64
 LIVE_LIMIT: Final = 4
 """``step``/``run`` mostly pick among the 4 most recent threads guessed live."""
 _ONE_STEP = frozenset({"open", "reg", "complete", "dma", "unpin", "read", "write", "snapshot"})
-
-# ------------------------------------------------------------ byte streams
-
-
-class _Reader:
-    """The next byte, or 0 once the data is exhausted."""
-
-    __slots__ = ("data", "pos")
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.pos = 0
-
-    def byte(self) -> int:
-        pos = self.pos
-        self.pos = pos + 1
-        return self.data[pos] if pos < len(self.data) else 0
-
-    def uint(self, n: int) -> int:
-        """An ``n``-byte little-endian number."""
-        return int.from_bytes(bytes(self.byte() for _ in range(n)), "little")
-
-    @property
-    def exhausted(self) -> bool:
-        return self.pos >= len(self.data)
-
-
-def _same(a: object, b: object) -> bool:
-    return type(a) is type(b) and a == b
-
 
 # ------------------------------------------------------------------ state
 
@@ -205,96 +189,11 @@ class _State:
             self.touched.append(op.v)
 
 
-Ctx = dict[str, object]
-
-# ---------------------------------------------------------------- schemes
-
-
-class _Scheme(Protocol):
-    def decode(self, r: _Reader, st: _State, ctx: Ctx) -> object: ...
-
-    def encode(self, v: object, st: _State, ctx: Ctx) -> bytes | None: ...
-
-
-@dataclass(frozen=True)
-class _Computed:
-    fn: Callable[[_State, Ctx], object]
-
-    def decode(self, r: _Reader, st: _State, ctx: Ctx) -> object:
-        return self.fn(st, ctx)
-
-    def encode(self, v: object, st: _State, ctx: Ctx) -> bytes | None:
-        return b"" if _same(v, self.fn(st, ctx)) else None
-
-
-@dataclass(frozen=True)
-class _Enum:
-    """One byte: ``fn(byte % count)``; a table when ``fn`` indexes a tuple."""
-
-    fn: Callable[[int], object]
-    count: int
-
-    def decode(self, r: _Reader, st: _State, ctx: Ctx) -> object:
-        return self.fn(r.byte() % self.count)
-
-    def encode(self, v: object, st: _State, ctx: Ctx) -> bytes | None:
-        for i in range(self.count):
-            if _same(self.fn(i), v):
-                return bytes([i])
-        return None
-
-
-def _table(*values: object) -> _Enum:
-    return _Enum(values.__getitem__, len(values))
-
-
-@dataclass(frozen=True)
-class _Range:
-    """``lo + uint % size`` from as few little-endian bytes as ``size`` needs."""
-
-    lo: int
-    size: int
-
-    @property
-    def nbytes(self) -> int:
-        return max(1, ((self.size - 1).bit_length() + 7) // 8)
-
-    def decode(self, r: _Reader, st: _State, ctx: Ctx) -> object:
-        return self.lo + r.uint(self.nbytes) % self.size
-
-    def encode(self, v: object, st: _State, ctx: Ctx) -> bytes | None:
-        if type(v) is not int or not 0 <= v - self.lo < self.size:
-            return None
-        return (v - self.lo).to_bytes(self.nbytes, "little")
-
-
-@dataclass(frozen=True)
-class _Pick:
-    """One byte choosing among the 64 most recent of a list, most recent first."""
-
-    getter: Callable[[_State, Ctx], Sequence[object]]
-    default: object
-
-    def decode(self, r: _Reader, st: _State, ctx: Ctx) -> object:
-        b = r.byte()
-        items = self.getter(st, ctx)[-PICK_LIMIT:]
-        return items[-1 - b % len(items)] if items else self.default
-
-    def encode(self, v: object, st: _State, ctx: Ctx) -> bytes | None:
-        items = self.getter(st, ctx)[-PICK_LIMIT:]
-        if not items:
-            return b"\0" if _same(v, self.default) else None
-        for i in range(len(items)):
-            if _same(items[-1 - i], v):
-                return bytes([i])
-        return None
-
-
 @dataclass(frozen=True)
 class _Inside:
     """A page inside one of the 64 most recent mapped ranges: a pick, then ``u16 % n``."""
 
-    def decode(self, r: _Reader, st: _State, ctx: Ctx) -> object:
+    def decode(self, r: Reader, st: _State, ctx: Ctx) -> object:
         b, offset = r.byte(), r.uint(2)
         ranges = st.ranges[-PICK_LIMIT:]
         if not ranges:
@@ -305,7 +204,7 @@ class _Inside:
     def encode(self, v: object, st: _State, ctx: Ctx) -> bytes | None:
         ranges = st.ranges[-PICK_LIMIT:]
         if not ranges:
-            return b"\0\0\0" if _same(v, BASE) else None
+            return b"\0\0\0" if same(v, BASE) else None
         for i in range(len(ranges)):
             s, n = ranges[-1 - i]
             if type(v) is int and 0 <= v - s < min(n, 1 << 16):
@@ -313,121 +212,51 @@ class _Inside:
         return None
 
 
-@dataclass(frozen=True)
-class _Below:
-    """``lo + byte % k`` for ``k = bound(...)`` clamped to [1, 256]."""
-
-    lo: int
-    bound: Callable[[_State, Ctx], int]
-
-    def decode(self, r: _Reader, st: _State, ctx: Ctx) -> object:
-        return self.lo + r.byte() % max(1, min(256, self.bound(st, ctx)))
-
-    def encode(self, v: object, st: _State, ctx: Ctx) -> bytes | None:
-        k = max(1, min(256, self.bound(st, ctx)))
-        return bytes([v - self.lo]) if type(v) is int and 0 <= v - self.lo < k else None
-
-
-@dataclass(frozen=True)
-class _Relative:
-    """``target - ctx[base]`` for a target above the base, else 1."""
-
-    target: _Scheme
-    base: str
-
-    def decode(self, r: _Reader, st: _State, ctx: Ctx) -> object:
-        t, b = self.target.decode(r, st, ctx), ctx[self.base]
-        if isinstance(t, int) and isinstance(b, int) and t > b:
-            return t - b
-        return 1
-
-    def encode(self, v: object, st: _State, ctx: Ctx) -> bytes | None:
-        b = ctx[self.base]
-        if type(v) is not int or v <= 0 or not isinstance(b, int):
-            return None
-        return self.target.encode(b + v, st, ctx)
-
-
-@dataclass(frozen=True)
-class _Switch:
-    """The scheme chosen by an earlier field's value."""
-
-    key: str
-    cases: dict[object, _Scheme]
-
-    def decode(self, r: _Reader, st: _State, ctx: Ctx) -> object:
-        return self.cases[ctx[self.key]].decode(r, st, ctx)
-
-    def encode(self, v: object, st: _State, ctx: Ctx) -> bytes | None:
-        return self.cases[ctx[self.key]].encode(v, st, ctx)
-
-
-class _Mix:
-    """One byte ``% total weight`` picks a category; its bytes follow."""
-
-    def __init__(self, *cases: tuple[int, _Scheme]) -> None:
-        self.selector: list[_Scheme] = []
-        self.first: list[tuple[int, _Scheme]] = []
-        for weight, scheme in cases:
-            self.first.append((len(self.selector), scheme))
-            self.selector.extend([scheme] * weight)
-        assert len(self.selector) <= 256
-
-    def decode(self, r: _Reader, st: _State, ctx: Ctx) -> object:
-        return self.selector[r.byte() % len(self.selector)].decode(r, st, ctx)
-
-    def encode(self, v: object, st: _State, ctx: Ctx) -> bytes | None:
-        for index, scheme in self.first:
-            rest = scheme.encode(v, st, ctx)
-            if rest is not None:
-                return bytes([index]) + rest
-        return None
-
 
 # ------------------------------------------------------------ value kinds
 
-_RAW_NAT = _Range(0, 1 << 64)  # eight raw bytes
-_RAW_WORD = _Range(WORD_MIN, 1 << 64)
-_BOUNDARY = _Enum(lambda i: BASE + 512 * i, 9)
-_NEAR = _Enum(lambda i: BASE + 512 * (i % 9) + i // 9 - 4, 72)
-_EDGE = _Pick(lambda st, ctx: st.edges, BASE)
-_TOUCHED = _Pick(lambda st, ctx: st.touched, BASE)
-_IN_WINDOW = _Mix((30, _Inside()), (8, _TOUCHED), (4, _BOUNDARY), (3, _EDGE),
-                  (2, _Range(BASE, WINDOW)), (1, _NEAR))
-_WILD_ADDRESS = _Mix((3, _table(0, 1, 511, ADDRESS_PAGES - 512, ADDRESS_PAGES - 1,
+_RAW_NAT = Range(0, 1 << 64)  # eight raw bytes
+_RAW_WORD = Range(WORD_MIN, 1 << 64)
+_BOUNDARY = Enum(lambda i: BASE + 512 * i, 9)
+_NEAR = Enum(lambda i: BASE + 512 * (i % 9) + i // 9 - 4, 72)
+_EDGE = Pick(lambda st, ctx: st.edges, BASE)
+_TOUCHED = Pick(lambda st, ctx: st.touched, BASE)
+_IN_WINDOW = Mix((30, _Inside()), (8, _TOUCHED), (4, _BOUNDARY), (3, _EDGE),
+                  (2, Range(BASE, WINDOW)), (1, _NEAR))
+_WILD_ADDRESS = Mix((3, table(0, 1, 511, ADDRESS_PAGES - 512, ADDRESS_PAGES - 1,
                                 ADDRESS_PAGES, -1, 1 << 40, (1 << 64) - 1)), (1, _RAW_NAT))
-ADDRESS = _Mix((40, _IN_WINDOW), (1, _WILD_ADDRESS))
-_WILD_COUNT = _Mix((3, _table(0, 4096, 4097, ADDRESS_PAGES, -1, 1 << 40)), (1, _RAW_NAT))
+ADDRESS = Mix((40, _IN_WINDOW), (1, _WILD_ADDRESS))
+_WILD_COUNT = Mix((3, table(0, 4096, 4097, ADDRESS_PAGES, -1, 1 << 40)), (1, _RAW_NAT))
 
 
-def _count(base: str, small: int = 14, huge: int = 3) -> _Mix:
-    return _Mix((small, _Range(1, 16)), (huge, _Enum(lambda i: 512 * (i + 1), 4)),
-                (6, _Relative(_IN_WINDOW, base)), (3, _Range(0, 4097)), (1, _WILD_COUNT))
+def _count(base: str, small: int = 14, huge: int = 3) -> Mix:
+    return Mix((small, Range(1, 16)), (huge, Enum(lambda i: 512 * (i + 1), 4)),
+                (6, Relative(_IN_WINDOW, base)), (3, Range(0, 4097)), (1, _WILD_COUNT))
 
 
 _SPECIAL_WORDS = (WORD_MIN, WORD_MAX, -1, 1 << 62, 1 << 63, -(1 << 63) - 1, 1 << 64)
-WORD = _Mix((24, _Range(0, 65536)), (4, _Range(-256, 512)), (1, _table(*_SPECIAL_WORDS)),
+WORD = Mix((24, Range(0, 65536)), (4, Range(-256, 512)), (1, table(*_SPECIAL_WORDS)),
             (1, _RAW_WORD))
-STRIDE = _Mix((14, _Range(-3, 19)), (1, _table(*_SPECIAL_WORDS)), (1, _RAW_WORD))
+STRIDE = Mix((14, Range(-3, 19)), (1, table(*_SPECIAL_WORDS)), (1, _RAW_WORD))
 
-_RAW_HANDLE = _Range(0, 256)
-PID = _Mix((16, _Computed(lambda st, ctx: 0)), (12, _Pick(lambda st, ctx: st.procs, 0)),
-           (1, _Computed(lambda st, ctx: st.next_p)), (1, _RAW_HANDLE))
-VICTIM = _Mix((30, _Pick(lambda st, ctx: st.procs[1:], 0)), (1, _Computed(lambda st, ctx: 0)),
+_RAW_HANDLE = Range(0, 256)
+PID = Mix((16, Computed(lambda st, ctx: 0)), (12, Pick(lambda st, ctx: st.procs, 0)),
+           (1, Computed(lambda st, ctx: st.next_p)), (1, _RAW_HANDLE))
+VICTIM = Mix((30, Pick(lambda st, ctx: st.procs[1:], 0)), (1, Computed(lambda st, ctx: 0)),
               (1, _RAW_HANDLE))  # exit/oomreap: mostly a child, rarely P0
-JOB = _Mix((30, _Pick(lambda st, ctx: st.jobs, FIRST_HANDLE["J"])),
-           (1, _Computed(lambda st, ctx: st.next_j)), (1, _RAW_HANDLE))
+JOB = Mix((30, Pick(lambda st, ctx: st.jobs, FIRST_HANDLE["J"])),
+           (1, Computed(lambda st, ctx: st.next_j)), (1, _RAW_HANDLE))
 
 
-def _device(kind: str) -> _Mix:
-    return _Mix((28, _Pick(lambda st, ctx: st.devs(kind), FIRST_HANDLE["D"])),
-                (2, _Pick(lambda st, ctx: st.devs(None), FIRST_HANDLE["D"])),
-                (1, _Computed(lambda st, ctx: st.next_d)), (1, _RAW_HANDLE))
+def _device(kind: str) -> Mix:
+    return Mix((28, Pick(lambda st, ctx: st.devs(kind), FIRST_HANDLE["D"])),
+                (2, Pick(lambda st, ctx: st.devs(None), FIRST_HANDLE["D"])),
+                (1, Computed(lambda st, ctx: st.next_d)), (1, _RAW_HANDLE))
 
 
-def _region(kind: str) -> _Mix:
-    return _Mix((30, _Pick(lambda st, ctx: st.regs(kind), FIRST_HANDLE["R"])),
-                (1, _Computed(lambda st, ctx: st.next_r)), (1, _RAW_HANDLE))
+def _region(kind: str) -> Mix:
+    return Mix((30, Pick(lambda st, ctx: st.regs(kind), FIRST_HANDLE["R"])),
+                (1, Computed(lambda st, ctx: st.next_r)), (1, _RAW_HANDLE))
 
 
 def _size(st: _State, ctx: Ctx) -> int:
@@ -440,45 +269,45 @@ def _rest(st: _State, ctx: Ctx) -> int:
     return _size(st, ctx) - (off if isinstance(off, int) else 0)
 
 
-OFF = _Mix((20, _Computed(lambda st, ctx: 0)), (7, _Below(0, _size)),
-           (2, _Computed(lambda st, ctx: _size(st, ctx) - 1)), (1, _table(-1, 4096, 1 << 40)),
+OFF = Mix((20, Computed(lambda st, ctx: 0)), (7, Below(0, _size)),
+           (2, Computed(lambda st, ctx: _size(st, ctx) - 1)), (1, table(-1, 4096, 1 << 40)),
            (1, _RAW_NAT))
-CNT = _Mix((18, _Computed(_rest)), (8, _Below(1, _rest)),
-           (2, _Computed(lambda st, ctx: _rest(st, ctx) + 1)), (1, _table(0, 4097, -1)),
-           (1, _Range(0, 65536)))
+CNT = Mix((18, Computed(_rest)), (8, Below(1, _rest)),
+           (2, Computed(lambda st, ctx: _rest(st, ctx) + 1)), (1, table(0, 4097, -1)),
+           (1, Range(0, 65536)))
 
-PROT = _table(*["rw"] * 12, "r", "r", "r", "none")
-MODE = _table("rw", "rw", "ro")
-DIRECTION = _table("read", "write")
-_OPTIONAL = _Switch("direction", {
-    "read": _table("none", "none", "none", "none", "none", "none", "x", "xs"),
-    "write": _table("none", "x", "x", "x", "x", "x", "xs", "xs"),
+PROT = table(*["rw"] * 12, "r", "r", "r", "none")
+MODE = table("rw", "rw", "ro")
+DIRECTION = table("read", "write")
+_OPTIONAL = Switch("direction", {
+    "read": table("none", "none", "none", "none", "none", "none", "x", "xs"),
+    "write": table("none", "x", "x", "x", "x", "x", "xs", "xs"),
 })
 
 # An op's plan: (field, scheme) in order.  A field starting with "?" is a
 # presence choice, not an op field; "x"/"stride" after it are read only if
 # present.
-Plan = tuple[tuple[str, _Scheme], ...]
+Plan = tuple[tuple[str, Scheme], ...]
 _RANGE: Plan = (("s", ADDRESS), ("n", _count("s")))
 _XS: Plan = (("?opt", _OPTIONAL), ("x", WORD), ("stride", STRIDE))
 PLANS: Final[dict[str, Plan]] = {
     "mmap": (("p", PID), ("s", ADDRESS), ("n", _count("s", 8, 12)), ("prot", PROT),
-             ("kind", _table("private", "private", "private", "shared")),
-             ("huge", _table(False, False, True))),
+             ("kind", table("private", "private", "private", "shared")),
+             ("huge", table(False, False, True))),
     "munmap": (("p", PID), *_RANGE),
     "mremap": (("p", PID), ("old", ADDRESS), ("n", _count("old")), ("new", ADDRESS)),
     "mprotect": (("p", PID), *_RANGE, ("prot", PROT)),
-    "madvise": (("p", PID), *_RANGE, ("advice", _table("dontneed", "dontneed", "dontneed",
+    "madvise": (("p", PID), *_RANGE, ("advice", table("dontneed", "dontneed", "dontneed",
                 "dontneed", "hugepage", "hugepage", "nohugepage", "nohugepage"))),
     "fork": (("p", PID),),
     "exit": (("p", VICTIM),),
     "read": (("p", PID), ("v", ADDRESS)),
     "write": (("p", PID), ("v", ADDRESS), ("x", WORD)),
-    "open": (("p", PID), ("kind", _table("mirror", "mirror", "mirror", "userptr", "userptr",
+    "open": (("p", PID), ("kind", table("mirror", "mirror", "mirror", "userptr", "userptr",
              "pin", "pin"))),
     "dread": (("d", _device("mirror")), *_RANGE),
     "dwrite": (("d", _device("mirror")), *_RANGE, ("x", WORD),
-               ("?opt", _table("x", "x", "x", "xs")), ("stride", STRIDE)),
+               ("?opt", table("x", "x", "x", "xs")), ("stride", STRIDE)),
     "snapshot": (("d", _device("mirror")), *_RANGE),
     "migrate_to_dev": (("d", _device("mirror")), *_RANGE),
     "evict": (("d", _device("mirror")),),
@@ -537,21 +366,21 @@ def _substitute(kw: str, st: _State) -> tuple[str, Ctx]:
 
 LINE_KINDS: Final = ("plain",) * 13 + ("tn",) * 3 + ("step",) * 3 + ("run",)
 RAW_LINE: Final = 255
-TNAME = _Mix((1, _Pick(lambda st, ctx: st.t_names, "T0")),
-             (14, _Computed(lambda st, ctx: f"T{len(st.t_names)}")),
-             (1, _Enum(lambda i: f"T{i}", 256)))
-THREAD = _Mix((24, _Pick(lambda st, ctx: st.t_live, "T0")),
-              (2, _Pick(lambda st, ctx: st.t_names, "T0")),
-              (2, _Pick(lambda st, ctx: st.l_names, "L1")),
-              (1, _Enum(lambda i: f"T{i}", 256)), (1, _Enum(lambda i: f"L{i}", 256)))
+TNAME = Mix((1, Pick(lambda st, ctx: st.t_names, "T0")),
+             (14, Computed(lambda st, ctx: f"T{len(st.t_names)}")),
+             (1, Enum(lambda i: f"T{i}", 256)))
+THREAD = Mix((24, Pick(lambda st, ctx: st.t_live, "T0")),
+              (2, Pick(lambda st, ctx: st.t_names, "T0")),
+              (2, Pick(lambda st, ctx: st.l_names, "L1")),
+              (1, Enum(lambda i: f"T{i}", 256)), (1, Enum(lambda i: f"L{i}", 256)))
 HEADER_MODE: Final = ("none",) * 12 + ("frames",) * 2 + ("device-frames", "both")
-FRAMES = _Mix((7, _table(*FRAMES_TABLE)), (1, _Range(1, 65535)))
-DEVICE_FRAMES = _Mix((7, _table(*DEVICE_FRAMES_TABLE)), (1, _Range(1, 65535)))
+FRAMES = Mix((7, table(*FRAMES_TABLE)), (1, Range(1, 65535)))
+DEVICE_FRAMES = Mix((7, table(*DEVICE_FRAMES_TABLE)), (1, Range(1, 65535)))
 
 # ----------------------------------------------------------------- decode
 
 
-def _decode_op(r: _Reader, st: _State) -> m.Op:
+def _decode_op(r: Reader, st: _State) -> m.Op:
     b = r.byte()
     forced: Ctx = {}
     if b == RAW_OP:
@@ -583,7 +412,7 @@ def _build(kw: str, ctx: Ctx, st: _State) -> m.Op:
     return op
 
 
-def _decode_line(r: _Reader, st: _State) -> StepLine:
+def _decode_line(r: Reader, st: _State) -> StepLine:
     b = r.byte()
     if b == RAW_LINE:
         kind = ("step", "run")[r.byte() % 2]
@@ -600,7 +429,7 @@ def _decode_line(r: _Reader, st: _State) -> StepLine:
 
 def decode(data: bytes, max_steps: int = MAX_STEPS) -> Trace:
     """The trace these bytes mean; total: every byte string gives a valid trace."""
-    r = _Reader(data)
+    r = Reader(data)
     headers: dict[str, str] = {}
     mode = HEADER_MODE[r.byte() % len(HEADER_MODE)]
     if mode in ("frames", "both"):
@@ -624,7 +453,7 @@ def random_trace(rng: random.Random, steps: int) -> Trace:
 # ----------------------------------------------------------------- encode
 
 
-def _put(out: bytearray, scheme: _Scheme, v: object, st: _State, ctx: Ctx, what: str) -> None:
+def _put(out: bytearray, scheme: Scheme, v: object, st: _State, ctx: Ctx, what: str) -> None:
     data = scheme.encode(v, st, ctx)
     if data is None:
         raise ValueError(f"cannot encode {what} = {v!r}")
