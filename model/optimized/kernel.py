@@ -32,6 +32,22 @@ MUTANTS: dict[str, str] = {
     "mirror_retry_without_read_begin":
         "B9b: the mirror retries its walk with the old sequence (no new read_begin)",
     "userptr_keep_pins": "userptr callback returns success without unpinning (i915 style)",
+    "itree_inclusive_end":
+        "the interval tree's overlap test takes a subscription's end as inclusive",
+    "invalidate_range_end_off_by_one":
+        "an invalidation's callbacks see a range one page short at the end",
+    "flag_instead_of_seq":
+        "B1: the mirror commit checks a valid flag (false only mid-invalidation), not the seq",
+    "per_chunk_read_begin":
+        "B9a: the mirror walk takes read_begin again per 64-page chunk; the commit checks the last",
+    "unlock_before_program":
+        "B16: the mirror's read_retry runs before the driver lock the table is programmed under",
+    "nonblock_callback_blocks":
+        "B4/B15: the mirror callback waits for the driver lock in a non-blockable invalidation",
+    "zap_without_invalidate":
+        "B10: madvise(DONTNEED)'s zap skips its invalidation callbacks (Y1s kept)",
+    "rmap_misses_second_process":
+        "B6-style: the reverse-map walk (migrate/reclaim) stops after the first process",
 }
 """Planted bugs ``config.mutant`` may switch on, one at a time (Linux bug ids
 from background/linux-semantics.md §11).  With none, nothing changes."""

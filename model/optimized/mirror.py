@@ -61,7 +61,7 @@ GROUP = 64
 def mirror_invalidate(k: OptimizedKernel, t: Thread, sub: Subscription, rng: Range) -> Gen[bool]:
     """dmirror_interval_invalidate."""
     dev = k.devices[sub.owner]
-    if rng.blockable:
+    if rng.blockable or k.mutant == "nonblock_callback_blocks":  # B4/B15 when mutated
         yield from dev.lock.lock(t)
     elif not dev.lock.trylock(t):
         return False
@@ -165,6 +165,7 @@ def op_dread_dwrite(k: OptimizedKernel, t: Thread, op: Dread | Dwrite) -> Gen[Op
             t.failed_commits += 1
         stale = False
         s0 = 0
+        early = False
         while True:  # a round
             if not stale:
                 s0 = yield from proc.mn.mmu_interval_read_begin(t, sub)
@@ -179,18 +180,33 @@ def op_dread_dwrite(k: OptimizedKernel, t: Thread, op: Dread | Dwrite) -> Gen[Op
             rec_e: list[Arr] = []
             for g in range(a, b, GROUP):
                 gend = min(g + GROUP, b)
+                if k.mutant == "per_chunk_read_begin" and g != a \
+                        and sub.invalidate_seq != proc.mn.seq:
+                    # B9a: read_begin again for every chunk (it would not wait
+                    # here); the commit validates only the last one
+                    s0 = sub.invalidate_seq
+                    Notifier.stamp += 1
+                    sub.begin_stamps[t.name] = Notifier.stamp
                 err = yield from _walk_group(k, t, dev, g, gend, write, rec_v, rec_e)
                 if err is not None:
                     proc.mmap_lock.read_unlock(t)
                     return err
                 if gend == b:
                     proc.mmap_lock.read_unlock(t)
+                    if k.mutant == "unlock_before_program":  # B16: check outside the lock
+                        early = Notifier.mmu_interval_read_retry(sub, s0)
                 yield None  # Y3 after every 64 pages and after the last
             yield from dev.lock.lock(t)
             if proc.state != "live":
                 dev.lock.unlock(t)
                 return C.ESRCH
-            retry = Notifier.mmu_interval_read_retry(sub, s0)
+            if k.mutant == "flag_instead_of_seq":
+                # B1: a "valid" flag, false only while an invalidation runs
+                retry = bool(proc.mn.seq & 1)
+            elif k.mutant == "unlock_before_program":
+                retry = early  # B16: checked before the lock, programmed under it
+            else:
+                retry = Notifier.mmu_interval_read_retry(sub, s0)
             yield None  # Y3 holding the driver lock
             if retry:
                 t.failed_commits += 1

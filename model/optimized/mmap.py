@@ -262,7 +262,8 @@ def op_madvise(k: OptimizedKernel, t: Thread, op: Madvise) -> Gen[OpResult]:
             lo, hi = max(m.start, a), min(m.end, b)
             yield from split_blocks(k, t, proc, cut_blocks(proc, lo, hi))
             yield from invalidate(t, proc.mn, Range("clear", lo, hi, None, True),
-                                  partial(_zap_apply, k, proc, lo, hi))
+                                  partial(_zap_apply, k, proc, lo, hi),
+                                  k.mutant != "zap_without_invalidate")  # B10 if mutated
         proc.mmap_lock.read_unlock(t)
         return C.ENOMEM if hole else C.OK_RESULT
     huge = op.advice == "hugepage"

@@ -175,7 +175,13 @@ class Notifier:
         if self.dead:
             self.violations.append(("release_is_final", "invalidation started on a dead mm"))
         self.active += 1
-        rng.hits = self.itree.overlaps(rng.start, rng.end)
+        if self.mutant == "invalidate_range_end_off_by_one":
+            rng.end -= 1  # the callbacks see a range one page short
+        if self.mutant == "itree_inclusive_end":
+            # the overlap test takes a subscription's end as inclusive
+            rng.hits = self.itree.overlaps(rng.start - 1, rng.end)
+        else:
+            rng.hits = self.itree.overlaps(rng.start, rng.end)
         if rng.hits:
             self.seq |= 1
         rng.cur_seq = self.seq
@@ -197,16 +203,21 @@ class Notifier:
             self.deferred.clear()
 
 
-def invalidate(t: Thread, mn: Notifier, rng: Range, apply: Callable[[], None]) -> Gen[bool]:
+def invalidate(t: Thread, mn: Notifier, rng: Range, apply: Callable[[], None],
+               notify: bool = True) -> Gen[bool]:
     """I(e, r) of SPEC §4: start; callbacks (a Y1 after each); apply; Y2; end.
 
     Returns False when a non-blockable callback failed: ``end`` then ran at
     once (before that callback's Y1) and ``apply`` was not called.  ``end``
     after Y2 runs at the start of the thread's next step, together with
-    whatever the caller does next."""
+    whatever the caller does next.  ``notify`` False (only for a mutant)
+    skips every callback but keeps the Y1s."""
     rng.thread = t.name
     mn.mn_itree_inv_start_range(rng)
     for sub in rng.hits:
+        if not notify:
+            yield None  # Y1
+            continue
         if not rng.blockable:
             t.nonblocking += 1
         ok = yield from sub.callback(t, sub, rng)

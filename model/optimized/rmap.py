@@ -42,10 +42,13 @@ def rmap_walk(k: OptimizedKernel, index: int, npages: int, obj: int, kinds: tupl
               lo: int, hi: int) -> Iterator[tuple[Process, Arr, Arr, bool]]:
     """(proc, vpns, entries, pmd) of the entries whose kind is in ``kinds`` and
     payload in [lo, hi), per process in pid order (not dead), vpn order."""
+    found = False
     for pid in sorted(k.procs):
         proc = k.procs[pid]
         if proc.state == "dead":
             continue
+        if found and k.mutant == "rmap_misses_second_process":
+            return  # the walk stops after the first process with a mapping
         for a, b in vma_ranges(k, proc, index, npages, obj):
             for vpns, ents, pmd in proc.pt.populated(a, b):
                 kk = ents & KIND_MASK
@@ -56,6 +59,7 @@ def rmap_walk(k: OptimizedKernel, index: int, npages: int, obj: int, kinds: tupl
                 m &= (pay >= lo) & (pay < hi)
                 if m.any():
                     k.pops += int(m.sum())
+                    found = True
                     yield proc, vpns[m], ents[m], pmd
 
 
