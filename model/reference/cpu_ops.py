@@ -18,11 +18,13 @@ list is computed once, after the lock is taken (DECISIONS D3).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 
 from model.ops import (
     OK,
     SIGSEGV,
+    Err,
     Madvise,
     Mmap,
     Mprotect,
@@ -74,15 +76,26 @@ def _unmap(st: State, th: Thread, proc: Process, a: int, b: int) -> Gen[None]:
                           lambda: unmap_apply(st, proc, a, b))
 
 
-def op_mmap(st: State, th: Thread, op: Mmap) -> Gen[OpResult]:
-    proc = proc_handle(st, op.p)
-    if proc is None or not range_ok(op.s, op.n):
+def _locked(st: State, th: Thread, pid: int, args_ok: bool,
+            lock: Callable[[State, Thread, Process], Gen[None]]) -> Gen[Process | Err]:
+    """The preamble of an mm op: a bad handle or argument gives ``EINVAL``,
+    a process that is not live ``ESRCH`` (Appendix C rules 1-2); then take
+    ``mmap_lock`` and check the state again once it is held (SPEC §5.3)."""
+    proc = proc_handle(st, pid)
+    if proc is None or not args_ok:
         return EINVAL
     if (e := state_err(proc, LIVE)) is not None:
         return e
-    yield from mmap_write(st, th, proc)
+    yield from lock(st, th, proc)
     if (e := state_err(proc, LIVE)) is not None:
         return e
+    return proc
+
+
+def op_mmap(st: State, th: Thread, op: Mmap) -> Gen[OpResult]:
+    proc = yield from _locked(st, th, op.p, range_ok(op.s, op.n), mmap_write)
+    if isinstance(proc, Err):
+        return proc
     a, b = op.s, op.s + op.n
     if vmas_in(proc, a, b):
         yield from _unmap(st, th, proc, a, b)
@@ -96,14 +109,9 @@ def op_mmap(st: State, th: Thread, op: Mmap) -> Gen[OpResult]:
 
 
 def op_munmap(st: State, th: Thread, op: Munmap) -> Gen[OpResult]:
-    proc = proc_handle(st, op.p)
-    if proc is None or not range_ok(op.s, op.n):
-        return EINVAL
-    if (e := state_err(proc, LIVE)) is not None:
-        return e
-    yield from mmap_write(st, th, proc)
-    if (e := state_err(proc, LIVE)) is not None:
-        return e
+    proc = yield from _locked(st, th, op.p, range_ok(op.s, op.n), mmap_write)
+    if isinstance(proc, Err):
+        return proc
     a, b = op.s, op.s + op.n
     if vmas_in(proc, a, b):
         yield from _unmap(st, th, proc, a, b)
@@ -128,14 +136,10 @@ def _move_apply(st: State, proc: Process, old: int, n: int, new: int) -> None:
 
 
 def op_mremap(st: State, th: Thread, op: Mremap) -> Gen[OpResult]:
-    proc = proc_handle(st, op.p)
-    if proc is None or not range_ok(op.old, op.n) or not range_ok(op.new, op.n):
-        return EINVAL
-    if (e := state_err(proc, LIVE)) is not None:
-        return e
-    yield from mmap_write(st, th, proc)
-    if (e := state_err(proc, LIVE)) is not None:
-        return e
+    args_ok = range_ok(op.old, op.n) and range_ok(op.new, op.n)
+    proc = yield from _locked(st, th, op.p, args_ok, mmap_write)
+    if isinstance(proc, Err):
+        return proc
     old, n, new = op.old, op.n, op.new
     if old < new + n and new < old + n:
         return EINVAL
@@ -172,14 +176,9 @@ def _set_attr(st: State, proc: Process, a: int, b: int, prot: str | None,
 
 
 def op_mprotect(st: State, th: Thread, op: Mprotect) -> Gen[OpResult]:
-    proc = proc_handle(st, op.p)
-    if proc is None or not range_ok(op.s, op.n):
-        return EINVAL
-    if (e := state_err(proc, LIVE)) is not None:
-        return e
-    yield from mmap_write(st, th, proc)
-    if (e := state_err(proc, LIVE)) is not None:
-        return e
+    proc = yield from _locked(st, th, op.p, range_ok(op.s, op.n), mmap_write)
+    if isinstance(proc, Err):
+        return proc
     a, b, prot = op.s, op.s + op.n, op.prot
     if not covered(proc, a, b):
         return ENOMEM
@@ -194,16 +193,13 @@ def op_mprotect(st: State, th: Thread, op: Mprotect) -> Gen[OpResult]:
 
 
 def op_madvise(st: State, th: Thread, op: Madvise) -> Gen[OpResult]:
-    proc = proc_handle(st, op.p)
-    if proc is None or not range_ok(op.s, op.n):
-        return EINVAL
-    if (e := state_err(proc, LIVE)) is not None:
-        return e
+    dontneed = op.advice == "dontneed"
+    lock = mmap_read if dontneed else mmap_write  # Appendix A: [R] for dontneed
+    proc = yield from _locked(st, th, op.p, range_ok(op.s, op.n), lock)
+    if isinstance(proc, Err):
+        return proc
     a, b = op.s, op.s + op.n
-    if op.advice == "dontneed":
-        yield from mmap_read(st, th, proc)
-        if (e := state_err(proc, LIVE)) is not None:
-            return e
+    if dontneed:
         hole = not covered(proc, a, b)
         parts = [(max(a, v.start), min(b, v.end)) for v in vmas_in(proc, a, b)]
         for lo, hi in parts:
@@ -211,9 +207,6 @@ def op_madvise(st: State, th: Thread, op: Madvise) -> Gen[OpResult]:
             yield from invalidate(st, th, proc, "clear", lo, hi, None, True,
                                   partial(zap_range, st, proc, lo, hi))
         return ENOMEM if hole else OK
-    yield from mmap_write(st, th, proc)
-    if (e := state_err(proc, LIVE)) is not None:
-        return e
     want = op.advice == "hugepage"
     yield from split_blocks(st, th, proc, cut_blocks(proc, a, b, lambda v: v.huge != want))
     _set_attr(st, proc, a, b, None, want)
