@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from model.ops import ADDRESS_PAGES, Madvise, Mmap, Mprotect, Mremap, Munmap, OpResult
+from model.ops import ADDRESS_PAGES, Err, Madvise, Mmap, Mprotect, Mremap, Munmap, OpResult
 from model.optimized import common as C
 from model.optimized.fault import split_block
 from model.optimized.memory import (
@@ -105,7 +105,21 @@ def munmap_range(k: OptimizedKernel, t: Thread, proc: Process, a: int, b: int) -
                               lambda: unmap_apply(k, proc, a, b))
 
 
+def _enter_write(k: OptimizedKernel, t: Thread, pid: int,
+                 args_ok: bool) -> Gen[Process | Err]:
+    """The preamble of a write-locked mm op (Appendix C rules 1-2, SPEC §5.3):
+    ``EINVAL`` for a bad handle or argument, ``ESRCH`` unless live; then
+    ``mmap_write_lock`` and the state checked again once it is held."""
+    proc = k.proc(pid)
+    if proc is None or not args_ok:
+        return C.EINVAL
+    if proc.state != "live" or not (yield from _lock_write(k, t, proc)):
+        return C.ESRCH
+    return proc
+
+
 def _lock_write(k: OptimizedKernel, t: Thread, proc: Process) -> Gen[bool]:
+    """``mmap_write_lock``, then False (lock dropped) if P died meanwhile."""
     yield from proc.mmap_lock.write_lock(t)
     if proc.state != "live":
         proc.mmap_lock.write_unlock(t)
@@ -114,13 +128,9 @@ def _lock_write(k: OptimizedKernel, t: Thread, proc: Process) -> Gen[bool]:
 
 
 def op_mmap(k: OptimizedKernel, t: Thread, op: Mmap) -> Gen[OpResult]:
-    proc = k.proc(op.p)
-    if proc is None or not C.range_ok(op.s, op.n):
-        return C.EINVAL
-    if proc.state != "live":
-        return C.ESRCH
-    if not (yield from _lock_write(k, t, proc)):
-        return C.ESRCH
+    proc = yield from _enter_write(k, t, op.p, C.range_ok(op.s, op.n))
+    if isinstance(proc, Err):
+        return proc
     a, b = op.s, op.s + op.n
     if any_overlap(proc, a, b):
         yield from munmap_range(k, t, proc, a, b)
@@ -136,13 +146,9 @@ def op_mmap(k: OptimizedKernel, t: Thread, op: Mmap) -> Gen[OpResult]:
 
 
 def op_munmap(k: OptimizedKernel, t: Thread, op: Munmap) -> Gen[OpResult]:
-    proc = k.proc(op.p)
-    if proc is None or not C.range_ok(op.s, op.n):
-        return C.EINVAL
-    if proc.state != "live":
-        return C.ESRCH
-    if not (yield from _lock_write(k, t, proc)):
-        return C.ESRCH
+    proc = yield from _enter_write(k, t, op.p, C.range_ok(op.s, op.n))
+    if isinstance(proc, Err):
+        return proc
     yield from munmap_range(k, t, proc, op.s, op.s + op.n)
     proc.mmap_lock.write_unlock(t)
     return C.OK_RESULT
@@ -168,13 +174,10 @@ def move_entries(k: OptimizedKernel, proc: Process, old: int, new: int, n: int) 
 
 
 def op_mremap(k: OptimizedKernel, t: Thread, op: Mremap) -> Gen[OpResult]:
-    proc = k.proc(op.p)
-    if proc is None or not C.range_ok(op.old, op.n) or not C.range_ok(op.new, op.n):
-        return C.EINVAL
-    if proc.state != "live":
-        return C.ESRCH
-    if not (yield from _lock_write(k, t, proc)):
-        return C.ESRCH
+    args_ok = C.range_ok(op.old, op.n) and C.range_ok(op.new, op.n)
+    proc = yield from _enter_write(k, t, op.p, args_ok)
+    if isinstance(proc, Err):
+        return proc
     old, new, n = op.old, op.new, op.n
     if old < new + n and new < old + n:
         proc.mmap_lock.write_unlock(t)
@@ -211,13 +214,9 @@ def _loses(old: str, new: str) -> bool:
 
 
 def op_mprotect(k: OptimizedKernel, t: Thread, op: Mprotect) -> Gen[OpResult]:
-    proc = k.proc(op.p)
-    if proc is None or not C.range_ok(op.s, op.n):
-        return C.EINVAL
-    if proc.state != "live":
-        return C.ESRCH
-    if not (yield from _lock_write(k, t, proc)):
-        return C.ESRCH
+    proc = yield from _enter_write(k, t, op.p, C.range_ok(op.s, op.n))
+    if isinstance(proc, Err):
+        return proc
     a, b, prot = op.s, op.s + op.n, op.prot
     if not covered(proc, a, b):
         proc.mmap_lock.write_unlock(t)
