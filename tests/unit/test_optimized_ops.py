@@ -3,6 +3,8 @@ and yield structure worked out from SPEC, not from the code)."""
 
 from __future__ import annotations
 
+from functools import partial
+
 from model.interface import Config
 from model.observation import Observation
 from model.ops import (
@@ -29,7 +31,6 @@ from model.ops import (
     Oomreap,
     Op,
     Open,
-    OpResult,
     Pin,
     Read,
     Reclaim,
@@ -37,7 +38,6 @@ from model.ops import (
     Segv,
     Snap,
     Snapshot,
-    StepOutcome,
     Submit,
     Unpin,
     Values,
@@ -45,44 +45,9 @@ from model.ops import (
     Yielded,
 )
 from model.optimized import OptimizedKernel
+from tests.driver import Driver as SharedDriver
 
-
-class Driver:
-    """Runs plain ops to completion; fails on any violation."""
-
-    def __init__(self, **config: int) -> None:
-        self.k = OptimizedKernel(Config(**config))  # type: ignore[arg-type]
-        self.line = 0
-
-    def start(self, name: str, op: Op) -> None:
-        assert self.k.start(name, op) == OK
-
-    def step(self, name: str) -> StepOutcome | Err:
-        out = self.k.step(name)
-        assert self.k.take_violations() == []
-        return out
-
-    def steps(self, op: Op) -> list[StepOutcome | Err]:
-        self.line += 1
-        name = f"L{self.line}"
-        self.start(name, op)
-        outs = []
-        while True:
-            out = self.step(name)
-            outs.append(out)
-            if not isinstance(out, Yielded):
-                return outs
-
-    def run(self, op: Op) -> OpResult | str:
-        last = self.steps(op)[-1]
-        if isinstance(last, Done):
-            return last.result
-        return str(last)
-
-    def obs(self) -> Observation:
-        return self.k.observe()
-
-
+Driver = partial(SharedDriver, OptimizedKernel)
 def test_write_then_read_private() -> None:
     d = Driver()
     assert d.run(Mmap(0, 0, 16, "rw", "private")) == OK

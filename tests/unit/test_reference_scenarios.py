@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
+from functools import partial
 
-from model.interface import Config
 from model.ops import (
     ADDRESS_PAGES,
     OK,
@@ -28,16 +28,13 @@ from model.ops import (
     Num,
     Ok,
     Oomreap,
-    Op,
     Open,
-    OpResult,
     Pin,
     Read,
     Reg,
     Segv,
     Snap,
     Snapshot,
-    StepOutcome,
     Submit,
     Unpin,
     Unreg,
@@ -46,39 +43,9 @@ from model.ops import (
     Yielded,
 )
 from model.reference import ReferenceKernel
+from tests.driver import Driver as SharedDriver
 
-
-class Driver:
-    """Runs plain ops to completion and steps named threads; fails on violations."""
-
-    def __init__(self, **config: int) -> None:
-        self.k = ReferenceKernel(Config(**config))  # type: ignore[arg-type]
-        self.line = 0
-
-    def run(self, op: Op) -> OpResult | str:
-        self.line += 1
-        name = f"L{self.line}"
-        assert self.k.start(name, op) == OK
-        while True:
-            out = self.k.step(name)
-            self.clean()
-            if isinstance(out, Done):
-                return out.result
-            if isinstance(out, Blocked):
-                return f"blocked {name}"
-
-    def start(self, name: str, op: Op) -> None:
-        assert self.k.start(name, op) == OK
-
-    def step(self, name: str) -> StepOutcome | Err:
-        out = self.k.step(name)
-        self.clean()
-        return out
-
-    def clean(self) -> None:
-        assert self.k.take_violations() == []
-
-
+Driver = partial(SharedDriver, ReferenceKernel)
 Y = Yielded()
 
 
