@@ -9,21 +9,18 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from fuzz import impls
 from fuzz.corpus import check_corpus, corpus_traces, write_atomic
+from fuzz.errors import BadInput
 from fuzz.executor import Settings, Verdict, run_trace
 from fuzz.minimize import DEFAULT_MAX_RUNS, NoFinding, Stats, minimize_file
 from fuzz.trace import Trace, TraceError, format_step, format_trace, load_trace
 
 EXIT_OK, EXIT_FOUND, EXIT_BAD_INPUT = 0, 1, 2
-
-
-class BadInput(Exception):
-    """Input the command cannot use; its text is the one-line error."""
 
 
 def trace_files(paths: Sequence[str]) -> Iterator[Path]:
@@ -178,7 +175,14 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("dir", nargs="?", default="corpus",
                        help="the corpus directory (default: corpus)")
     check.set_defaults(func=cmd_corpus_check)
+    for register in _extra_commands():
+        register(sub)
     return parser
+
+
+def _extra_commands() -> list[Callable[[Any], None]]:
+    """The ``register(subparsers)`` of each command that lives in its own module."""
+    return []
 
 
 def main(argv: Sequence[str] | None = None) -> int:
