@@ -182,7 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _extra_commands() -> list[Callable[[Any], None]]:
     """The ``register(subparsers)`` of each command that lives in its own module."""
-    return []
+    registers: list[Callable[[Any], None]] = []
+    return registers
 
 
 def main(argv: Sequence[str] | None = None) -> int:

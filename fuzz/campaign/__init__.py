@@ -1,0 +1,1 @@
+"""Overnight campaigns: worker processes, findings, statistics and reports."""

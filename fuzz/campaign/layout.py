@@ -1,0 +1,60 @@
+"""The layout of a campaign directory: the contract between the campaign
+runner (which writes it), ``mirrorfuzz report`` and ``mirrorfuzz promote``
+(which read it), and ``--resume`` (which carries it on).
+
+::
+
+    OUT/
+      campaign.json          the configuration (written atomically; see CONFIG keys)
+      stats.jsonl            one JSON object per line, appended (see below)
+      findings/NAME.trace    minimized repros, one per signature (fuzz.corpus.save_repro),
+                             headers: signature, found-by, found-at, mutant (when one was on)
+      findings/raw/NAME.trace  the first unminimized example of each signature, written
+                             atomically before minimizing starts
+      corpus/atheris/        the libFuzzer corpus (byte inputs; working data)
+      corpus/traces/         readable traces the campaign found interesting
+      hypothesis-db/         the Hypothesis example database (unless --db names another)
+      workers/ID.log         each worker's output
+      report.html, report.md the report (mirrorfuzz report OUT)
+
+Every line of ``stats.jsonl`` has ``kind``, ``t`` (seconds of campaign time,
+counted on across resumes) and ``at`` (ISO 8601 UTC wall time).  Kinds:
+
+* ``start`` / ``resume``: ``config`` (the campaign.json object).
+* ``progress``: ``engines`` maps an engine name (``hypothesis``, ``atheris``)
+  to ``{"workers", "execs", "steps", "execs_per_s", "steps_per_s"}`` (execs
+  and steps cumulative over the campaign); ``coverage`` is
+  ``{"lines": pct, "branches": pct}`` of ``model/`` or null before the first
+  measurement; ``corpus`` (entries), ``findings`` (distinct signatures),
+  ``rss_mb`` (worker id -> resident MB).
+* ``finding``: ``signature``, ``path`` (the minimized repro, relative to OUT),
+  ``raw`` (the raw example, relative to OUT), ``engine``, ``worker``,
+  ``lines`` (step lines in the repro).
+* ``worker``: ``worker``, ``engine``, ``event`` (``started``, ``crashed``,
+  ``hung``, ``oom``, ``restarted``), ``detail``.
+* ``stop``: ``reason`` (``time``, ``interrupted``).
+
+Readers skip a line that does not parse (the last line of a campaign killed
+mid-write) and kinds they do not know.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Final
+
+CONFIG: Final = "campaign.json"
+STATS: Final = "stats.jsonl"
+FINDINGS: Final = "findings"
+RAW: Final = "findings/raw"
+ATHERIS_CORPUS: Final = "corpus/atheris"
+TRACE_CORPUS: Final = "corpus/traces"
+HYPOTHESIS_DB: Final = "hypothesis-db"
+WORKERS: Final = "workers"
+REPORT_HTML: Final = "report.html"
+REPORT_MD: Final = "report.md"
+
+
+def path(out: str | Path, part: str) -> Path:
+    """``OUT/part``."""
+    return Path(out) / part
