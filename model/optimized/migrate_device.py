@@ -191,8 +191,12 @@ def _migrate_apply(k: OptimizedKernel, proc: Process, dev: Device, a: int, b: in
                    rng: Range) -> None:
     """migrate_vma_pages + finalize for [a, b).  A moved page that another
     running invalidation of the mm covers is not mapped in D's table
-    (DECISIONS D15): that invalidation may still zap it."""
+    (DECISIONS D15): that invalidation may still zap it.  Nor is any page
+    while D's subscription waits on the deferred list (D21): no invalidation
+    would reach D until it enters the tree."""
     others = [(r.start, r.end) for r in proc.mn.running if r is not rng]
+    if dev.sub is None or not dev.sub.in_tree:
+        others = [(a, b)]
     _split_folios(k, proc, a, b)
     fr, dp = k.frames, k.dpages
     tlb = tlb_gather(k)

@@ -316,12 +316,15 @@ def _pmd_maps(st: State, fid: int) -> bool:
     return False
 
 
-def _raced(st: State, proc: Process, v: int) -> bool:
-    """True if another invalidation covering v is running on the mm (DECISIONS
-    D15): its apply may still zap the new device entry, so the table must not
-    map it."""
-    return any(inv is not st.applying and inv.start <= v < inv.end
-               for inv in proc.notifier.running.values())
+def _raced(st: State, dev: Device, proc: Process, v: int) -> bool:
+    """True if D would not be told of the next change at v, so its table must
+    not map v: another invalidation covering v is running on the mm (its apply
+    may still zap the new device entry, DECISIONS D15), or D's subscription is
+    still on the deferred list, out of every invalidation's reach (D21)."""
+    assert dev.sub is not None
+    return not st.subs[dev.sub].in_tree or any(
+        inv is not st.applying and inv.start <= v < inv.end
+        for inv in proc.notifier.running.values())
 
 
 def _to_device_apply(st: State, dev: Device, proc: Process, a: int, b: int) -> None:
@@ -366,7 +369,7 @@ def _to_device_apply(st: State, dev: Device, proc: Process, a: int, b: int) -> N
             else:
                 continue
             put(st, proc, v, Dev(page.id, w, x))
-            if _raced(st, proc, v):
+            if _raced(st, dev, proc, v):
                 dev.table.pop(v, None)
             else:
                 dev.table[v] = (("dpage", page.id, 0), w)
