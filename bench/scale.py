@@ -521,10 +521,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--traces", type=int, default=200, help="traces for the pair figure")
     p.add_argument("--pair-checks", action="store_true",
                    help="run the pair figure with invariant checks on (default off)")
+    p.add_argument("--pair-only", action="store_true",
+                   help="only the fuzz-trace pair figure (no workloads, memory or sparse); "
+                        "with --pair-checks, issue 3's pair target as under fuzzing")
     p.add_argument("--sparse-blocks", default="1024,4096")
     args = p.parse_args(argv)
     if args.quick:
         args.sizes, args.repeat, args.traces, args.sparse_blocks = "10,12", 1, 2, "64,256"
+    if args.pair_only:
+        args.workloads, args.no_memory, args.no_sparse, args.no_pair = "", True, True, False
     return args
 
 

@@ -19,6 +19,11 @@ for benchmarks.
 * 9 ``release_is_final``: a dead process's mirrors have empty tables.
 * 10 ``accounting``: the ledger of SPEC §1, the limits, exclusivity of
   writable private entries, and nothing in use once everything is gone.
+
+What the tables reference comes from :class:`ledger.Ledger`, which re-reads
+only the leaves changed since the last check; the comparisons with the
+frame, device-page and swap arrays are whole-array numpy operations.  Only
+when one of them fails are the tables scanned in full, for the report.
 """
 
 from __future__ import annotations
@@ -26,8 +31,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
+import numpy.typing as npt
 
 from model.ops import ADDRESS_PAGES
+from model.optimized.ledger import CPU, DEV, OBJ, Ledger
 from model.optimized.pagetable import (
     DEVICE,
     KIND_MASK,
@@ -39,17 +46,17 @@ from model.optimized.pagetable import (
     SWAP,
     ZERO,
     W,
-    X,
 )
-from model.optimized.vma import find_vma
 
 if TYPE_CHECKING:
     from model.optimized.kernel import OptimizedKernel
+    from model.optimized.state import Process
 
 
 class CheckState:
     def __init__(self) -> None:
         self.last_seq: dict[int, int] = {}
+        self.ledger = Ledger()
 
 
 def run_checks(k: OptimizedKernel) -> None:
@@ -58,8 +65,13 @@ def run_checks(k: OptimizedKernel) -> None:
         found.extend(proc.mn.violations)
         proc.mn.violations.clear()
     _seq_and_pairing(k, found)
-    if not _references_live(k, found):
-        _ledger(k, found)
+    lg = k.check_state.ledger
+    lg.update([(p.pt, CPU) for p in k.procs.values()]
+              + [(d.table, DEV) for d in k.devices.values()]
+              + [(o.pages, OBJ) for o in k.objects.values() if o.live])
+    bad = _references_live(k, found) if _tables_maybe_bad(k, lg) else _pins_live(k, found)
+    if not bad:
+        _ledger(k, lg, found)
     _device_entries(k, found)
     for inv, detail in found:
         k.violation(inv, detail)
@@ -83,8 +95,29 @@ def _seq_and_pairing(k: OptimizedKernel, found: list[tuple[str, str]]) -> None:
             found.append(("pairing", f"P{pid}: active {mn.active}, running {len(mn.running)}"))
 
 
+def _tables_maybe_bad(k: OptimizedKernel, lg: Ledger) -> bool:
+    """Whether some entry or table entry names a freed (or never allocated)
+    frame, device page or swap slot, from the ledger's counts."""
+    fr, dp, sw = k.frames, k.dpages, k.swap
+    nf, nd, ns = fr.top, dp.top, sw.top
+    if any(lg.beyond(n, nf) for n in ("pte", "migf", "devp", "pmd")) \
+            or any(lg.beyond(n, nd) for n in ("dev", "migd", "devd")) or lg.beyond("swp", ns):
+        return True
+    f = lg.get("pte", nf) + lg.get("migf", nf) + lg.get("devp", nf)
+    if f[fr.live[:nf] == 0].any():
+        return True
+    for h in np.flatnonzero(lg.get("pmd", nf)).tolist():
+        if h + PTRS > nf or not fr.live[h: h + PTRS].all():
+            return True
+    d = lg.get("dev", nd) + lg.get("migd", nd) + lg.get("devd", nd)
+    if d[dp.live[:nd] == 0].any():
+        return True
+    return bool(lg.get("swp", ns)[sw.live[:ns] == 0].any())
+
+
 def _references_live(k: OptimizedKernel, found: list[tuple[str, str]]) -> bool:
-    """Invariants 1 and 3 on entries, table entries and pins; True if broken."""
+    """Invariants 1 and 3 on entries, table entries and pins (a full scan,
+    for the report); True if broken."""
     fr, dp, sw = k.frames, k.dpages, k.swap
     bad = False
     for proc in k.procs.values():
@@ -109,6 +142,13 @@ def _references_live(k: OptimizedKernel, found: list[tuple[str, str]]) -> bool:
             if not fr.live[f].all() or not dp.live[d].all():
                 found.append(("no_use_after_free", f"D{dev.id}: a table entry names a freed page"))
                 bad = True
+    return _pins_live(k, found) or bad
+
+
+def _pins_live(k: OptimizedKernel, found: list[tuple[str, str]]) -> bool:
+    """Invariants 1 and 3 on the pins of regions; True if broken."""
+    fr = k.frames
+    bad = False
     for reg in k.regions.values():
         if reg.pins is not None and reg.pin_gens is not None:
             if (not fr.live[reg.pins].all()
@@ -120,38 +160,38 @@ def _references_live(k: OptimizedKernel, found: list[tuple[str, str]]) -> bool:
     return bad
 
 
-def _ledger(k: OptimizedKernel, found: list[tuple[str, str]]) -> None:
+def _ledger(k: OptimizedKernel, lg: Ledger, found: list[tuple[str, str]]) -> None:
+    """Invariant 10 (every reference is live: the ledger's counts index the arrays)."""
     fr, dp, sw = k.frames, k.dpages, k.swap
-    ref = np.zeros(fr.top + 1, np.int64)
-    mc = np.zeros(fr.top + 1, np.int64)
-    pc = np.zeros(fr.top + 1, np.int64)
-    dref = np.zeros(dp.top + 1, np.int64)
-    cnt = np.zeros(sw.top + 1, np.int64)
+    n = fr.top + 1
+    pte = lg.get("pte", n)
+    mc = pte.copy()
+    ref = lg.get("objp", n).copy()
+    nz = np.flatnonzero(pte)
+    if nz.size:
+        np.add.at(ref, fr.heads(nz), pte[nz])
+    pmd = lg.get("pmd", n)
+    for hd in np.flatnonzero(pmd).tolist():
+        mc[hd: hd + PTRS] += pmd[hd]
+        ref[hd] += pmd[hd]
+    pc = np.zeros(n, np.int64)
+    dref = lg.get("dev", dp.top + 1).copy()
+    cnt = lg.get("swp", sw.top + 1)
     for proc in k.procs.values():
+        leaves = lg.wx(proc.pt)
+        if not leaves:
+            continue
         private = [(m.start, m.end) for m in proc.vmas if m.kind == "private"]
-        for vpns, ents, pmd in proc.pt.populated(0, ADDRESS_PAGES):
-            kinds = ents & KIND_MASK
-            pay = ents >> SHIFT
-            p = pay[kinds == PRESENT]
-            if pmd:
-                mc[p] += 1
-                ref[int(p[0]) & ~(PTRS - 1)] += 1
-            else:
-                np.add.at(mc, p, 1)
-                np.add.at(ref, fr.heads(p), 1)
-            np.add.at(cnt, pay[kinds == SWAP], 1)
-            np.add.at(dref, pay[kinds == DEVICE], 1)
-            wx = (kinds == PRESENT) & ((ents & W) != 0) & ((ents & X) == 0)
-            if wx.any():
-                for v in vpns[wx].tolist():
-                    if any(a <= v < b for a, b in private):
-                        found.append(("accounting",
-                                      f"P{proc.pid}:{v} writable private entry not exclusive"))
-                        break
-    for o in k.objects.values():
-        if o.live:
-            for _, pfns1, _ in o.pages.populated(0, ADDRESS_PAGES):
-                np.add.at(ref, pfns1 - 1, 1)
+        if not private:
+            continue
+        starts = np.array([a for a, _ in private], np.int64)
+        ends = np.array([b for _, b in private], np.int64)
+        for _, vpns in leaves:
+            inside = ((vpns[:, None] >= starts) & (vpns[:, None] < ends)).any(axis=1)
+            if inside.any():
+                v = int(vpns[inside][0])
+                found.append(("accounting",
+                              f"P{proc.pid}:{v} writable private entry not exclusive"))
     for reg in k.regions.values():
         if reg.pins is not None:
             h = fr.heads(reg.pins)
@@ -190,6 +230,23 @@ def _ledger(k: OptimizedKernel, found: list[tuple[str, str]]) -> None:
             found.append(("accounting", "memory in use after every process died"))
 
 
+def _outside_rights(proc: Process, vpns: npt.NDArray[np.int64],
+                    tw: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
+    """The vpns (in order) outside every VMA, in a VMA without r, or with a
+    writable table entry (``tw``) in a VMA without w."""
+    vmas = proc.vmas
+    if vpns.size == 0 or not vmas:
+        return vpns
+    starts = np.array([m.start for m in vmas], np.int64)
+    ends = np.array([m.end for m in vmas], np.int64)
+    rd = np.array([m.readable for m in vmas], np.bool_)
+    wr = np.array([m.writable for m in vmas], np.bool_)
+    i = np.searchsorted(starts, vpns, side="right") - 1  # find_vma's bisect
+    j = np.maximum(i, 0)
+    inside = (i >= 0) & (vpns < ends[j])
+    return vpns[~inside | ~rd[j] | (tw & ~wr[j])]
+
+
 def _device_entries(k: OptimizedKernel, found: list[tuple[str, str]]) -> None:
     """Invariants 2 and 9."""
     for dev in k.devices.values():
@@ -219,11 +276,9 @@ def _device_entries(k: OptimizedKernel, found: list[tuple[str, str]]) -> None:
                     continue
                 found.append(("device_entries_follow_cpu", f"D{dev.id}: table entry at {v}"))
                 break
-            for v in vpns[ok & ((tk == PRESENT) | (tk == ZERO)) | (ok & tw)].tolist():
-                vma = find_vma(proc, v)
-                e_tw = bool(dev.table.entry(v) & W)
-                if vma is None or not vma.readable or (e_tw and not vma.writable):
-                    if not any(s <= v < e for s, e in excused):
-                        found.append(("device_entries_follow_cpu",
-                                      f"D{dev.id}: table entry at {v} outside its VMA rights"))
-                        break
+            sel = ok & ((tk == PRESENT) | (tk == ZERO)) | (ok & tw)
+            for v in _outside_rights(proc, vpns[sel], tw[sel]).tolist():
+                if not any(s <= v < e for s, e in excused):
+                    found.append(("device_entries_follow_cpu",
+                                  f"D{dev.id}: table entry at {v} outside its VMA rights"))
+                    break

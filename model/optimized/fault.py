@@ -43,7 +43,8 @@ if TYPE_CHECKING:
 def split_block(k: OptimizedKernel, t: Thread, proc: Process, base: int) -> Gen[None]:
     """A PMD split: I(clear, block) whose apply splits it if still PMD-mapped."""
     rng = Range("clear", base, base + PTRS, None, True)
-    yield from invalidate(t, proc.mn, rng, lambda: _split(k, proc, base))
+    yield from invalidate(t, proc.mn, rng, lambda: _split(k, proc, base),
+                          k.mutant != "split_without_invalidate")  # no callbacks if mutated
 
 
 def _split(k: OptimizedKernel, proc: Process, base: int) -> None:
@@ -126,22 +127,24 @@ def handle_mm_fault(k: OptimizedKernel, t: Thread, proc: Process, vma: Vma, v: i
                 if pfn is None:
                     return C.ENOMEM
                 set_pte(k, proc, v, mkentry(PRESENT, pfn, vma.writable, False), None)
+                if vma.writable or not write:
+                    return None  # the entry just set needs no fault
                 continue
             if not write:
                 set_pte(k, proc, v, ZERO_ENTRY, None)
-                continue
+                return None  # zero needs no read fault
             base = v & ~(PTRS - 1)
             if (vma.huge and vma.start <= base and base + PTRS <= vma.end
                     and block_empty(proc, base) and k.frames.can_alloc(9)):
                 head = k.frames.alloc(9, vma.index_of(base))
                 assert head is not None
                 map_huge(k, proc, base, head, True, True)
-                continue
+                return None  # present with w
             pfn = k.frames.alloc(0, vma.index_of(v))
             if pfn is None:
                 return C.ENOMEM
             set_pte(k, proc, v, mkentry(PRESENT, pfn, True, True), None)
-            continue
+            return None  # present with w
         if kind == ZERO:
             nomem = yield from _replace_with_copy(k, t, proc, vma, v, e, zero=True)
             if nomem:

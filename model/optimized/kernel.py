@@ -48,6 +48,15 @@ MUTANTS: dict[str, str] = {
         "B10: madvise(DONTNEED)'s zap skips its invalidation callbacks (Y1s kept)",
     "rmap_misses_second_process":
         "B6-style: the reverse-map walk (migrate/reclaim) stops after the first process",
+    "free_at_invalidate_start":
+        "B11-class (page freed before its last translation is gone; CPU-TLB analogue "
+        "CVE-2018-18281, mremap 'properly flush TLB before releasing the page'): "
+        "munmap/madvise(DONTNEED) free the folios they zap when the invalidation starts, "
+        "not at tlb_finish_mmu after the apply, while the CPU and device still map them",
+    "split_without_invalidate":
+        "B10-class (missing invalidate, cf. f268f6cf875f for THP collapse): "
+        "__split_huge_pmd calls no MMU_NOTIFY_CLEAR callbacks for the block it splits "
+        "(start/end and Y1s kept), so the mirror keeps entries SPEC drops",
 }
 """Planted bugs ``config.mutant`` may switch on, one at a time (Linux bug ids
 from background/linux-semantics.md §11).  With none, nothing changes."""
@@ -105,6 +114,7 @@ class OptimizedKernel:
         self.violations: list[Violation] = []
         self.pops = 0
         self._last_pops = 0
+        self.serial = 0  # steps taken (a walk's cache is good for its next step only)
         self.dispatch = _dispatch()
         self.check_state = checks.CheckState()
 
@@ -122,6 +132,7 @@ class OptimizedKernel:
         if t is None or t.gen is None:
             return EINVAL
         self.pops = 0
+        self.serial += 1
         if t.waiting is not None:
             if not t.waiting.pred():
                 self._last_pops = 0

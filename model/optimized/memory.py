@@ -14,9 +14,10 @@ The rule enforced here: every entry change keeps the ledger
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 
 from model.optimized.mmu_gather import MmuGather
 from model.optimized.pagetable import (
@@ -119,7 +120,11 @@ def split_huge_pmd(k: OptimizedKernel, proc: Process, base: int) -> bool:
 def zap_range(k: OptimizedKernel, proc: Process, a: int, b: int, tlb: MmuGather) -> None:
     """zap_page_range: every entry in [a, b) becomes none."""
     fr = k.frames
+    full: list[tuple[int, Arr]] = []
     for base, lf, lo, hi in proc.pt.chunks(a, b):
+        if not isinstance(lf, int) and lo == 0 and hi == PTRS:
+            full.append((base, lf))  # whole PTE tables: zapped together below
+            continue
         if isinstance(lf, int):
             if lo == 0 and hi == PTRS:
                 h = payload_of(lf)
@@ -142,6 +147,44 @@ def zap_range(k: OptimizedKernel, proc: Process, a: int, b: int, tlb: MmuGather)
         sl[nz] = 0
         k.pops += int(nz.size)
         proc.pt.prune(base)
+    if full:
+        _zap_tables(k, proc, full, tlb)
+
+
+def _zap_tables(k: OptimizedKernel, proc: Process, full: list[tuple[int, Arr]],
+                tlb: MmuGather) -> None:
+    """zap_pte_range over whole PTE tables at once (free_pte_range: each freed)."""
+    ents = np.concatenate([lf for _, lf in full])
+    e = ents[ents != 0]
+    if e.size == 0:
+        return
+    drop_entries(k, e, tlb)
+    k.pops += int(e.size)
+    rows = np.flatnonzero(np.count_nonzero(ents.reshape(len(full), PTRS), axis=1))
+    for i in rows.tolist():
+        base, lf = full[i]
+        lf[:] = 0
+        proc.pt.clear_leaf(base)
+
+
+def free_zapped_early(k: OptimizedKernel, proc: Process, a: int, b: int) -> None:
+    """Mutant ``free_at_invalidate_start`` only: at the start of the invalidation
+    of [a, b), free (to the LIFO free list) every folio whose only references
+    are the present entries of [a, b), while those entries (and the device's)
+    still name it; the apply's zap then drops counts on a freed, maybe reused,
+    frame."""
+    fr = k.frames
+    drops: dict[int, int] = {}
+    for _, ents, pmd in proc.pt.populated(a, b):
+        p = (ents >> SHIFT)[(ents & KIND_MASK) == PRESENT]
+        if p.size == 0:
+            continue
+        heads = [fr.head(int(p[0]))] if pmd else fr.heads(p).tolist()
+        for h in heads:
+            drops[h] = drops.get(h, 0) + 1
+    for h, n in drops.items():
+        if fr.live[h] and int(fr.refcount[h]) == n:
+            fr.free(h)
 
 
 def drop_entries(k: OptimizedKernel, e: Arr, tlb: MmuGather) -> None:
@@ -151,18 +194,27 @@ def drop_entries(k: OptimizedKernel, e: Arr, tlb: MmuGather) -> None:
     fr = k.frames
     p = pay[kinds == PRESENT]
     if p.size:
-        np.subtract.at(fr.mapcount, p, 1)
+        sub_counts(fr.mapcount, p)
         h = fr.heads(p)
-        np.subtract.at(fr.refcount, h, 1)
+        sub_counts(fr.refcount, h)
         tlb.remove_folios(h)
     s = pay[kinds == SWAP]
     if s.size:
-        np.subtract.at(k.swap.count, s, 1)
+        sub_counts(k.swap.count, s)
         tlb.remove_slots(s)
     d = pay[kinds == DEVICE]
     if d.size:
-        np.subtract.at(k.dpages.refcount, d, 1)
+        sub_counts(k.dpages.refcount, d)
         tlb.remove_devs(d)
+
+
+def sub_counts(counts: npt.NDArray[Any], idx: Arr) -> None:
+    """np.subtract.at(counts, idx, 1); by bincount when idx is long."""
+    if idx.size < 256:
+        np.subtract.at(counts, idx, 1)
+    else:
+        c = np.bincount(idx)
+        np.subtract(counts[: c.size], c, out=counts[: c.size], casting="unsafe")
 
 
 def hold_entries(k: OptimizedKernel, e: Arr) -> None:

@@ -19,6 +19,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
+import numpy.typing as npt
 
 from model.ops import (
     ADDRESS_PAGES,
@@ -56,6 +57,20 @@ if TYPE_CHECKING:
     from model.optimized.kernel import OptimizedKernel
 
 GROUP = 64
+
+
+class WalkCache:
+    """hmm_range_fault's view of a round's whole range, read at one step and
+    used by the groups of the following steps only while no other thread has
+    stepped in between (nothing else can have changed it)."""
+
+    __slots__ = ("serial", "a", "ents", "good")
+
+    def __init__(self) -> None:
+        self.serial = -1
+        self.a = 0
+        self.ents: Arr = np.zeros(0, np.int64)
+        self.good: npt.NDArray[np.bool_] = np.zeros(0, np.bool_)
 
 
 def mirror_invalidate(k: OptimizedKernel, t: Thread, sub: Subscription, rng: Range) -> Gen[bool]:
@@ -132,7 +147,7 @@ def _device_access(k: OptimizedKernel, dev: Device, a: int, b: int, op: Dread | 
     if isinstance(op, Dwrite):
         return Ok(faults)
     vals_all = np.concatenate(words) if words else np.zeros(0, np.int64)
-    return Values(tuple(int(v) for v in vals_all.tolist()), faults)
+    return Values(tuple(vals_all.tolist()), faults)
 
 
 def op_dread_dwrite(k: OptimizedKernel, t: Thread, op: Dread | Dwrite) -> Gen[OpResult]:
@@ -178,6 +193,7 @@ def op_dread_dwrite(k: OptimizedKernel, t: Thread, op: Dread | Dwrite) -> Gen[Op
                 return C.ESRCH
             rec_v: list[Arr] = []
             rec_e: list[Arr] = []
+            cache = WalkCache()
             for g in range(a, b, GROUP):
                 gend = min(g + GROUP, b)
                 if k.mutant == "per_chunk_read_begin" and g != a \
@@ -187,7 +203,7 @@ def op_dread_dwrite(k: OptimizedKernel, t: Thread, op: Dread | Dwrite) -> Gen[Op
                     s0 = sub.invalidate_seq
                     Notifier.stamp += 1
                     sub.begin_stamps[t.name] = Notifier.stamp
-                err = yield from _walk_group(k, t, dev, g, gend, write, rec_v, rec_e)
+                err = yield from _walk_group(k, t, dev, g, gend, b, write, rec_v, rec_e, cache)
                 if err is not None:
                     proc.mmap_lock.read_unlock(t)
                     return err
@@ -225,27 +241,35 @@ def op_dread_dwrite(k: OptimizedKernel, t: Thread, op: Dread | Dwrite) -> Gen[Op
             break
 
 
-def _walk_group(k: OptimizedKernel, t: Thread, dev: Device, a: int, b: int, write: bool,
-                rec_v: list[Arr], rec_e: list[Arr]) -> Gen[OpResult | None]:
-    """hmm_range_fault over [a, b): record (vpn, target) pairs; faults inline."""
+def _walk_group(k: OptimizedKernel, t: Thread, dev: Device, a: int, b: int, end: int,
+                write: bool, rec_v: list[Arr], rec_e: list[Arr],
+                cache: WalkCache) -> Gen[OpResult | None]:
+    """hmm_range_fault over [a, b) (of a round over [.., end)): record (vpn,
+    target) pairs; faults inline.  Entries that need no fault are read for
+    all of [a, end) at once and kept in ``cache`` for the next groups."""
     from model.optimized.migrate_device import migrate_back as mb
 
     proc = k.procs[dev.pid]
     vma = find_vma(proc, a)
     if vma is not None and vma.readable and (vma.writable or not write) and vma.end >= b:
-        ents, pmd = proc.pt.gather(a, b)
-        del pmd
-        kinds = ents & KIND_MASK
-        pay = ents >> SHIFT
-        own = (kinds == DEVICE) & (k.dpages.owner[pay * (kinds == DEVICE)] == dev.id)
-        wbit = (ents & W) != 0
-        good = ((kinds == PRESENT) & (wbit | (not write))) | ((kinds == ZERO) & (not write)) \
-            | (own & (wbit | (not write)))
-        if good.all():
+        if cache.serial != k.serial - 1 or not cache.a <= a:
+            cache.a = a
+            cache.ents, _ = proc.pt.gather(a, end)
+            ents = cache.ents
+            kinds = ents & KIND_MASK
+            pay = ents >> SHIFT
+            own = (kinds == DEVICE) & (k.dpages.owner[pay * (kinds == DEVICE)] == dev.id)
+            wbit = (ents & W) != 0
+            cache.good = ((kinds == PRESENT) & (wbit | (not write))) \
+                | ((kinds == ZERO) & (not write)) | (own & (wbit | (not write)))
+        cache.serial = k.serial
+        lo, hi = a - cache.a, b - cache.a
+        if cache.good[lo:hi].all():
             rec_v.append(np.arange(a, b, dtype=np.int64))
-            rec_e.append(ents & ~X)
+            rec_e.append(cache.ents[lo:hi] & ~X)
             k.pops += b - a
             return None
+    cache.serial = -1  # the slow walk may fault: read again next time
     for v in range(a, b):
         if vma is None or not (vma.start <= v < vma.end):
             vma = find_vma(proc, v)

@@ -21,6 +21,7 @@ from model.ops import ADDRESS_PAGES, Err, Madvise, Mmap, Mprotect, Mremap, Munma
 from model.optimized import common as C
 from model.optimized.fault import split_block
 from model.optimized.memory import (
+    free_zapped_early,
     object_release,
     split_huge_pmd,
     tlb_gather,
@@ -101,6 +102,8 @@ def munmap_range(k: OptimizedKernel, t: Thread, proc: Process, a: int, b: int) -
     """S; I(unmap, [a, b)) if any VMA overlaps."""
     yield from split_blocks(k, t, proc, cut_blocks(proc, a, b))
     if any_overlap(proc, a, b):
+        if k.mutant == "free_at_invalidate_start":
+            free_zapped_early(k, proc, a, b)  # same step as the start below
         yield from invalidate(t, proc.mn, Range("unmap", a, b, None, True),
                               lambda: unmap_apply(k, proc, a, b))
 
@@ -260,6 +263,8 @@ def op_madvise(k: OptimizedKernel, t: Thread, op: Madvise) -> Gen[OpResult]:
         for m in vmas_in(proc, a, b):
             lo, hi = max(m.start, a), min(m.end, b)
             yield from split_blocks(k, t, proc, cut_blocks(proc, lo, hi))
+            if k.mutant == "free_at_invalidate_start":
+                free_zapped_early(k, proc, lo, hi)  # same step as the start below
             yield from invalidate(t, proc.mn, Range("clear", lo, hi, None, True),
                                   partial(_zap_apply, k, proc, lo, hi),
                                   k.mutant != "zap_without_invalidate")  # B10 if mutated

@@ -19,7 +19,14 @@ I64 = npt.NDArray[np.int64]
 
 
 def unique(a: I64) -> I64:
-    """Sorted distinct values (np.unique without its lazy numpy.ma import)."""
+    """Sorted distinct values (np.unique without its lazy numpy.ma import);
+    a long array through a mask over [0, max] instead of a sort."""
+    if a.size > 4096:
+        top = int(a.max()) + 1
+        if top <= 4 * a.size:
+            mask = np.zeros(top, np.bool_)
+            mask[a] = True
+            return np.flatnonzero(mask).astype(np.int64)
     a = np.sort(a)
     if a.size < 2:
         return a

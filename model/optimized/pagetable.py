@@ -11,6 +11,13 @@ Tables are allocated on demand and freed when empty (``prune``).  Range
 operations visit only populated tables (``chunks``) and hand back a table's
 slice so callers work on it with numpy, never page by page.
 
+``dirty`` collects the base of every leaf handed out for writing or changed
+(``leaf``, ``blocks``/``chunks``, the setters, ``prune``) since the
+invariant checks last took it, so the checks rescan only what changed;
+read-only walks (``populated``, ``gather``, ``get``) do not mark.  Callers
+write a leaf only in the step that looked it up (no leaf is held across a
+yield).
+
 Packed entry (int64): bits 0-2 the kind, bit 3 ``w``, bit 4 ``x``, bits 5..
 the payload (frame number, swap slot or device page).  0 is ``none``.
 """
@@ -70,10 +77,11 @@ class Radix:
     """pgd -> pud -> pmd -> leaf.  Used for CPU page tables (with huge leaves),
     mirror device tables and shared-object page indexes (without)."""
 
-    __slots__ = ("pgd",)
+    __slots__ = ("pgd", "dirty")
 
     def __init__(self) -> None:
         self.pgd: dict[int, dict[int, dict[int, Leaf]]] = {}
+        self.dirty: set[int] = set()
 
     # ------------------------------------------------------------ lookup
     def _pmd(self, vpn: int, create: bool) -> dict[int, Leaf] | None:
@@ -93,6 +101,11 @@ class Radix:
 
     def leaf(self, base: int) -> Leaf | None:
         """The leaf of the 512-block at ``base`` (aligned), or None."""
+        self.dirty.add(base)
+        return self.peek(base)
+
+    def peek(self, base: int) -> Leaf | None:
+        """leaf() for reading only (not marked dirty)."""
         pmd = self._pmd(base, False)
         return None if pmd is None else pmd.get((base >> 9) & 511)
 
@@ -117,6 +130,7 @@ class Radix:
         pmd = self._pmd(vpn, e != 0)
         if pmd is None:
             return
+        self.dirty.add(vpn & ~511)
         i3 = (vpn >> 9) & 511
         lf = pmd.get(i3)
         if lf is None:
@@ -131,6 +145,7 @@ class Radix:
     def set_leaf(self, base: int, lf: Leaf) -> None:
         pmd = self._pmd(base, True)
         assert pmd is not None
+        self.dirty.add(base)
         pmd[(base >> 9) & 511] = lf
 
     def prune(self, base: int) -> None:
@@ -147,6 +162,7 @@ class Radix:
             return
         if lf is not None and isinstance(lf, int):
             return
+        self.dirty.add(base)
         pmd.pop(i3, None)
         if not pmd:
             del pud[i2]
@@ -155,6 +171,7 @@ class Radix:
 
     def clear_leaf(self, base: int) -> None:
         pmd = self._pmd(base, False)
+        self.dirty.add(base)
         if pmd is not None:
             pmd.pop((base >> 9) & 511, None)
             self.prune(base)
@@ -164,12 +181,18 @@ class Radix:
         """Populated 512-blocks overlapping [a, b), in order, as (base, leaf).
 
         A list (not a generator) so that callers may change the table."""
+        out = self.peek_blocks(a, b)
+        self.dirty.update(base for base, _ in out)
+        return out
+
+    def peek_blocks(self, a: int, b: int) -> list[tuple[int, Leaf]]:
+        """blocks() for reading only (not marked dirty)."""
         out: list[tuple[int, Leaf]] = []
         if a >= b:
             return out
         last = b - 1
         if a >> 9 == last >> 9:  # one leaf: a direct walk
-            lf = self.leaf(a & ~(PTRS - 1))
+            lf = self.peek(a & ~(PTRS - 1))
             if lf is not None:
                 out.append((a & ~(PTRS - 1), lf))
             return out
@@ -187,9 +210,10 @@ class Radix:
                     out.append((base, pmd[i3]))
         return out
 
-    def chunks(self, a: int, b: int) -> Iterator[tuple[int, Leaf, int, int]]:
-        """(base, leaf, lo, hi): the slice [lo, hi) of each populated leaf inside [a, b)."""
-        for base, lf in self.blocks(a, b):
+    def chunks(self, a: int, b: int, mark: bool = True) -> Iterator[tuple[int, Leaf, int, int]]:
+        """(base, leaf, lo, hi): the slice [lo, hi) of each populated leaf inside [a, b)
+        (``mark=False``: for reading only)."""
+        for base, lf in (self.blocks(a, b) if mark else self.peek_blocks(a, b)):
             lo = max(a, base) - base
             hi = min(b, base + PTRS) - base
             yield base, lf, lo, hi
@@ -197,7 +221,7 @@ class Radix:
     def populated(self, a: int, b: int) -> Iterator[tuple[Arr, Arr, bool]]:
         """(vpns, entries, pmd) of the non-none entries in [a, b), in vpn order,
         one leaf at a time (a huge leaf expands to its 512 entries)."""
-        for base, lf, lo, hi in self.chunks(a, b):
+        for base, lf, lo, hi in self.chunks(a, b, mark=False):
             if isinstance(lf, int):
                 idx = np.arange(lo, hi, dtype=np.int64)
                 yield base + idx, lf + (idx << SHIFT), True
@@ -243,13 +267,13 @@ class Radix:
 
     def huge_bases(self, a: int, b: int) -> list[int]:
         """Bases of the huge leaves overlapping [a, b), in order."""
-        return [base for base, lf in self.blocks(a, b) if isinstance(lf, int)]
+        return [base for base, lf in self.peek_blocks(a, b) if isinstance(lf, int)]
 
     def gather(self, a: int, b: int) -> tuple[Arr, npt.NDArray[np.bool_]]:
         """Dense (entries, pmd) of [a, b) (for short ranges)."""
         out = np.zeros(b - a, np.int64)
         pmd = np.zeros(b - a, np.bool_)
-        for base, lf, lo, hi in self.chunks(a, b):
+        for base, lf, lo, hi in self.chunks(a, b, mark=False):
             dst = slice(base + lo - a, base + hi - a)
             if isinstance(lf, int):
                 out[dst] = lf + (np.arange(lo, hi, dtype=np.int64) << SHIFT)
