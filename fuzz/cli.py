@@ -182,8 +182,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _extra_commands() -> list[Callable[[Any], None]]:
     """The ``register(subparsers)`` of each command that lives in its own module."""
-    registers: list[Callable[[Any], None]] = []
-    return registers
+    from fuzz.campaign.cli import register as campaign
+    from fuzz.campaign.commands import register as report_and_promote
+    from fuzz.mutants_table import register as mutants
+
+    return [campaign, report_and_promote, mutants]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -55,6 +55,11 @@ variable                     flag               meaning (default)
                                                 only) (``structure``)
 ===========================  =================  ==============================
 
+Two more variables are for the campaign runner (``fuzz.campaign``):
+``MIRRORFUZZ_PROGRESS`` (print a progress line with inputs and executor steps
+at most once a second) and ``MIRRORFUZZ_KNOWN`` (a directory of finding traces
+whose signatures are not reported again).
+
 With ``K`` > 1 the executor compares observations at multiples of ``K`` only,
 not once more after the drain, so a divergence in a trace's last ``K - 1``
 steps that changes no result goes unseen (``--observe-every=1`` sees it).
@@ -73,6 +78,7 @@ import importlib
 import os
 import pkgutil
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,6 +119,44 @@ class InputTooLong(Exception):
 
 CAPPED: list[int] = [0]
 """How many inputs this process cut at the step cap."""
+
+PROGRESS_ENV: Final = "MIRRORFUZZ_PROGRESS"
+"""When set (the campaign runner sets it), :func:`TestOneInput` prints
+``mirrorfuzz-progress execs=N steps=S`` (inputs run and executor steps taken by
+this process) to stderr at most once a second."""
+_progress: list[float] = [0, 0, 0.0]  # inputs, steps, when last printed
+
+KNOWN_ENV: Final = "MIRRORFUZZ_KNOWN"
+"""A directory of finding traces (the campaign runner sets its ``findings/raw``):
+a finding whose signature one of them names in its ``# signature:`` header is
+not reported again, so that a worker moves on past a bug already found."""
+
+
+def _known(signature: str) -> bool:
+    directory = os.environ.get(KNOWN_ENV)
+    if not directory:
+        return False
+    wanted = f"# signature: {signature}\n"
+    for path in Path(directory).glob("*.trace"):
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                if any(line == wanted for _, line in zip(range(12), f, strict=False)):
+                    return True
+        except OSError:
+            continue
+    return False
+
+
+def _count_progress(steps: int) -> None:
+    if not os.environ.get(PROGRESS_ENV):
+        return
+    _progress[0] += 1
+    _progress[1] += steps
+    now = time.monotonic()
+    if now - _progress[2] >= 1.0:
+        _progress[2] = now
+        print(f"mirrorfuzz-progress execs={int(_progress[0])} steps={int(_progress[1])}",
+              file=sys.stderr, flush=True)
 
 
 class TraceFinding(Exception):
@@ -280,11 +324,14 @@ def TestOneInput(data: bytes) -> None:  # noqa: N802 (libFuzzer's name)
     config = current()
     trace = decode(data)
     verdict = run_trace(trace, _implementations(), config.settings())
+    _count_progress(verdict.steps)
     finding = verdict.finding
     if finding is None:
         return
     if finding.kind == "exception" and finding.detail == InputTooLong.__name__:
         CAPPED[0] += 1
+        return
+    if _known(finding.signature):
         return
     raise _report(data, trace, finding, config)
 

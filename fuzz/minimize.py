@@ -453,6 +453,10 @@ PASSES: Final = ("ddmin", "merge_handles", "atomic_threads", "addresses", "argum
 """The passes of one round, in order (``normalize`` runs once, first)."""
 
 
+FIRST_PASS_RUNS: Final = 4
+"""How many times more runs the cheap first pass of ``minimize_file`` may use."""
+
+
 def minimize(trace: Trace, judge: Judge, *, max_runs: int = DEFAULT_MAX_RUNS,
              stats: Stats | None = None) -> Trace:
     """The smallest trace the passes reach whose first finding is ``judge(trace)``.
@@ -477,8 +481,16 @@ def judge_for(sides: Sequence[tuple[str, Factory]], settings: Settings) -> Judge
 
 def minimize_file(path: str | Path, sides: Sequence[tuple[str, Factory]], settings: Settings,
                   *, found_by: str, max_runs: int = DEFAULT_MAX_RUNS,
-                  stats: Stats | None = None, today: date | None = None) -> Trace:
+                  stats: Stats | None = None, today: date | None = None,
+                  first: Settings | None = None) -> Trace:
     """The repro of the trace file at ``path``: minimized, with headers and results.
+
+    With ``first`` (cheaper settings, such as observing only at the end), a
+    first pass minimizes under those, and the final pass starts from its
+    small result under ``settings``, so that most judge runs are cheap while
+    the repro's signature is still the one ``settings`` give.  The first
+    pass may use ``FIRST_PASS_RUNS`` times ``max_runs`` runs, the final pass
+    ``max_runs``.
 
     Headers ``title``, ``signature``, ``found-by``; a ``# minimized: DATE``
     comment; ``=> expected`` on every line the first side completes when it
@@ -487,7 +499,20 @@ def minimize_file(path: str | Path, sides: Sequence[tuple[str, Factory]], settin
     """
     stats = stats if stats is not None else Stats()
     original = load_trace(str(path))
-    small = minimize(original, judge_for(sides, settings), max_runs=max_runs, stats=stats)
+    start = original
+    if first is not None:
+        try:
+            start = minimize(original, judge_for(sides, first),
+                             max_runs=FIRST_PASS_RUNS * max_runs)
+        except NoFinding:
+            start = original
+    try:
+        small = minimize(start, judge_for(sides, settings), max_runs=max_runs, stats=stats)
+    except NoFinding:
+        if start is original:
+            raise
+        small = minimize(original, judge_for(sides, settings), max_runs=max_runs, stats=stats)
+    stats.lines_before = len(original.steps)
     assert stats.signature is not None
     results = run_trace(small, list(sides)[:1], settings).results
     small = with_expected(small, results[: len(small.steps)])

@@ -31,6 +31,9 @@ sequences.  Rules this module keeps:
   1).  Threads are named by a drawn slot, ``T1`` .. ``T4``, never by line
   index: deleting an unrelated rule leaves the names, and so the step lines
   naming them, unchanged.
+* **Swarm testing** (``fuzz.swarm``): each example switches a random
+  subset of the op rules off, so that deep sequences of a few ops are
+  common; the simplest draw switches none off.
 * **A failure is a file.**  On the final (shrunk) example the failing trace
   is cut after the finding's line, annotated with the reference's results
   and a ``# signature:`` header, saved in the corpus format (by
@@ -66,6 +69,7 @@ from fuzz.corpus import save_repro
 from fuzz.executor import Settings, Verdict, run_trace
 from fuzz.guide import DrawChooser, Guide
 from fuzz.schedulers import PCT, Scheduler, Uniform
+from fuzz.swarm import draw_disabled, gate
 from fuzz.trace import StepLine, Trace, format_trace, make_trace, with_expected
 from model import ops as m
 from model.interface import Config, Factory
@@ -159,6 +163,7 @@ class MirrorMachine(RuleBasedStateMachine):
         self.recent: deque[int] = deque(maxlen=RECENT)
         self.judged = False
         self.verdict: Verdict | None = None
+        self.swarm_off: frozenset[str] = frozenset()
 
     # ------------------------------------------------------------ appending
 
@@ -355,6 +360,7 @@ class MirrorMachine(RuleBasedStateMachine):
         for kind in ("mirror", "userptr", "pin"):
             if data.draw(st.booleans(), label=f"prelude {kind}"):
                 self._append(StepLine(m.Open(0, kind)))
+        self.swarm_off = draw_disabled(data, OP_RULES)
         self.chooser = DrawChooser(data)
         if data.draw(st.booleans(), label="uniform scheduler"):
             self.scheduler = Uniform(self.chooser)
@@ -570,6 +576,14 @@ class MirrorMachine(RuleBasedStateMachine):
 
     def _settings(self) -> Settings:
         return Settings(observe_every=self.config.observe_every, mutant=self.config.mutant)
+
+
+OP_RULES: Final = ("mmap", "munmap", "mremap", "mprotect", "madvise", "fork", "exit", "oomreap",
+                   "read", "write", "migrate", "reclaim", "open", "dread", "dwrite", "snapshot",
+                   "migrate_to_dev", "evict", "reg", "submit", "complete", "unreg", "pin", "dma",
+                   "unpin")
+"""The op rules swarm testing may switch off for an example (fuzz.swarm)."""
+gate(MirrorMachine, OP_RULES)
 
 
 def failing_trace(trace: Trace, verdict: Verdict, rejudge: Callable[[Trace], Verdict]) -> Trace:

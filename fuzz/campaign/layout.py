@@ -5,17 +5,29 @@ runner (which writes it), ``mirrorfuzz report`` and ``mirrorfuzz promote``
 ::
 
     OUT/
-      campaign.json          the configuration (written atomically; see CONFIG keys)
+      campaign.json          the configuration (written atomically; keys below)
       stats.jsonl            one JSON object per line, appended (see below)
       findings/NAME.trace    minimized repros, one per signature (fuzz.corpus.save_repro),
-                             headers: signature, found-by, found-at, mutant (when one was on)
+                             headers: signature, found-by (``campaign ENGINE worker ID``);
+                             found-at (ISO 8601 UTC) and mutant (when one was on) are
+                             written as the first comments ``# found-at: ...``,
+                             ``# mutant: ...`` (fuzz.trace knows no such header keys)
       findings/raw/NAME.trace  the first unminimized example of each signature, written
-                             atomically before minimizing starts
+                             atomically before minimizing starts (same headers and comments)
       corpus/atheris/        the libFuzzer corpus (byte inputs; working data)
       corpus/traces/         readable traces the campaign found interesting
       hypothesis-db/         the Hypothesis example database (unless --db names another)
       workers/ID.log         each worker's output
+      workers/ID/            a worker's scratch: findings/ (finding traces it wrote, until
+                             the runner takes them) and libFuzzer's crash/oom/timeout files
+      workers/coverage.log   the coverage passes' output
+      coverage/              the coverage passes' working data (coverage.py data, the
+                             entries replayed, summary.json)
       report.html, report.md the report (mirrorfuzz report OUT)
+
+``campaign.json`` keys (fuzz.campaign.config.CampaignConfig): ``time_s`` (the
+first run's budget), ``jobs``, ``engine``, ``mutant``, ``seed``, ``db``,
+``observe_every``, ``rss_limit_mb``, ``hang_s``, ``started``, ``version``.
 
 Every line of ``stats.jsonl`` has ``kind``, ``t`` (seconds of campaign time,
 counted on across resumes) and ``at`` (ISO 8601 UTC wall time).  Kinds:
@@ -29,7 +41,9 @@ counted on across resumes) and ``at`` (ISO 8601 UTC wall time).  Kinds:
   ``rss_mb`` (worker id -> resident MB).
 * ``finding``: ``signature``, ``path`` (the minimized repro, relative to OUT),
   ``raw`` (the raw example, relative to OUT), ``engine``, ``worker``,
-  ``lines`` (step lines in the repro).
+  ``lines`` (step lines in the repro); ``signature`` is the repro's (what
+  ``mirrorfuzz replay`` gives), and ``found_as``, present only when it
+  differs, is the signature the engine saw (observing less often).
 * ``worker``: ``worker``, ``engine``, ``event`` (``started``, ``crashed``,
   ``hung``, ``oom``, ``restarted``), ``detail``.
 * ``stop``: ``reason`` (``time``, ``interrupted``).

@@ -385,6 +385,23 @@ def test_minimize_file_writes_a_replayable_repro(tmp_path: Path) -> None:
           f"{stats.runs} judge runs ({stats.cached} cached), {stats.accepted}")
 
 
+def test_a_cheap_first_pass_gives_the_same_repro(tmp_path: Path) -> None:
+    """``first=`` minimizes under cheaper settings first; the repro and its
+    signature are those of the final settings, in fewer expensive runs."""
+    path = tmp_path / "noisy.trace"
+    path.write_text("# mirrorfuzz-trace 1\n# title: noisy\n" + FORK_NOISE)
+    sides = [side("a"), side("b", write7_after_fork)]
+    plain, staged = Stats(), Stats()
+    expected = minimize_file(path, sides, Settings(), found_by="t", stats=plain,
+                             today=date(2026, 11, 24))
+    repro = minimize_file(path, sides, Settings(), found_by="t", stats=staged,
+                          today=date(2026, 11, 24), first=Settings(observe_every=0))
+    assert format_trace(repro) == format_trace(expected)
+    assert staged.signature == plain.signature == "divergence/result/write"
+    assert staged.lines_before == plain.lines_before
+    assert staged.runs < plain.runs
+
+
 def test_real_reference_against_a_planted_copy_of_itself() -> None:
     reference = pytest.importorskip("model.reference")
 

@@ -1,0 +1,167 @@
+"""``mirrorfuzz campaign``: run, or carry on, a fuzzing campaign.
+
+Exit status: 0 when the campaign has no finding, 1 when it has (in this run
+or an earlier one of the same directory), 2 for bad input (one line).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from fuzz.campaign import layout
+from fuzz.campaign.config import (
+    DEFAULT_TIME,
+    ENGINE_CHOICES,
+    CampaignConfig,
+    default_out,
+    format_duration,
+    fresh_seed,
+    load_config,
+    now_iso,
+    parse_duration,
+)
+from fuzz.errors import BadInput
+
+EXIT_OK, EXIT_FOUND = 0, 1
+
+
+def register(sub: Any) -> None:
+    """Add the ``campaign`` subcommand to ``mirrorfuzz``'s subparsers."""
+    p = sub.add_parser("campaign", help="run a fuzzing campaign with worker processes",
+                       description="Run Hypothesis and Atheris workers for a while; findings "
+                       "are deduplicated, minimized and saved under OUT/findings/.")
+    p.add_argument("--time", default=None, metavar="DURATION",
+                   help="how long to run: 90s, 15m, 8h (default 60s; with --resume: "
+                        "the extra time, else what is left of the first run's)")
+    p.add_argument("--jobs", default=None, metavar="N",
+                   help="worker processes (default: one per core)")
+    p.add_argument("--engine", default=None, choices=ENGINE_CHOICES,
+                   help="which engine the workers run (default both: they alternate)")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="the campaign directory (default ./mirrorfuzz-campaign/<time>)")
+    p.add_argument("--mutant", default=None, metavar="NAME",
+                   help="switch on a planted bug by name")
+    p.add_argument("--seed", default=None, metavar="N",
+                   help="the campaign seed (worker seeds derive from it; default random)")
+    p.add_argument("--resume", default=None, metavar="DIR",
+                   help="carry on the campaign in DIR")
+    p.add_argument("--db", default=None, metavar="SPEC",
+                   help="the Hypothesis example database (default OUT/hypothesis-db)")
+    p.set_defaults(func=cmd_campaign)
+
+
+def _whole(text: str, what: str, low: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise BadInput(f"{what} {text!r}: expected a whole number") from None
+    if value < low:
+        raise BadInput(f"{what} {text!r}: expected a number >= {low}")
+    return value
+
+
+def check_mutant(name: str | None) -> None:
+    if name is None:
+        return
+    from model.optimized.kernel import MUTANTS
+
+    if name not in MUTANTS:
+        raise BadInput(f"--mutant {name!r}: unknown mutant (choose from "
+                       f"{', '.join(sorted(MUTANTS))})")
+
+
+def _atheris_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("atheris") is not None
+
+
+def _config(args: argparse.Namespace) -> tuple[Path, CampaignConfig, float, bool]:
+    """(OUT, configuration, seconds to run, resumed) from the arguments."""
+    jobs = None if args.jobs is None else _whole(args.jobs, "--jobs", 1)
+    seed = None if args.seed is None else _whole(args.seed, "--seed", 0)
+    extra = None if args.time is None else parse_duration(args.time)
+    check_mutant(args.mutant)
+    if args.db is not None:
+        from fuzz.dbs import open_database
+
+        open_database(args.db, Path("."))  # bad specs are bad input now, not in a worker
+    if args.resume is not None:
+        out = Path(args.resume)
+        if args.out is not None and Path(args.out).resolve() != out.resolve():
+            raise BadInput("--resume DIR carries on DIR: --out names another directory")
+        if not out.is_dir():
+            raise BadInput(f"--resume {args.resume}: no such directory")
+        config = load_config(out)
+        from fuzz.campaign.stats import read_stats, totals
+
+        before = totals(read_stats(out).lines)
+        for name, given in (("mutant", args.mutant), ("engine", args.engine),
+                            ("seed", seed), ("db", args.db)):
+            if given is not None and given != getattr(config, name):
+                raise BadInput(f"--{name} {given}: --resume keeps the campaign's "
+                               f"{name} ({getattr(config, name)})")
+        if jobs is not None:
+            config = replace(config, jobs=jobs)
+        time_s = extra if extra is not None else config.time_s - before.t
+        if time_s <= 0:
+            raise BadInput(f"{out}: the campaign already ran its "
+                           f"{format_duration(config.time_s)}; give --time for more")
+        return out, config, time_s, True
+    out = Path(args.out) if args.out is not None else default_out()
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        if layout.path(out, layout.CONFIG).exists():
+            raise BadInput(f"--out {out}: a campaign is there already; "
+                           f"carry it on with --resume {out}")
+        raise BadInput(f"--out {out}: exists and is not an empty directory")
+    engine = args.engine or "both"
+    if engine == "atheris" and not _atheris_available():
+        raise BadInput("--engine atheris: atheris is not installed (pip install '.[fuzz]')")
+    if engine == "both" and not _atheris_available():
+        engine = "hypothesis"
+        print("mirrorfuzz: atheris is not installed: every worker runs hypothesis",
+              file=sys.stderr)
+    time_s = extra if extra is not None else DEFAULT_TIME
+    config = CampaignConfig(time_s=time_s, jobs=jobs or os.cpu_count() or 1, engine=engine,
+                            mutant=args.mutant, seed=fresh_seed() if seed is None else seed,
+                            db=args.db, started=now_iso())
+    return out, config, time_s, False
+
+
+def cmd_campaign(args: argparse.Namespace) -> int:
+    from fuzz.campaign.progress import Display
+    from fuzz.campaign.runner import lock, run, write_report
+
+    out, config, time_s, resumed = _config(args)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BadInput(f"{out}: cannot create: {exc.strerror or exc}") from None
+    held = lock(out)  # one coordinator per directory, until this process ends
+    what = "resuming" if resumed else "campaign"
+    mutant = f", mutant {config.mutant}" if config.mutant else ""
+    print(f"mirrorfuzz: {what} {out}: {config.jobs} workers ({config.engine}{mutant}), "
+          f"seed {config.seed}, {format_duration(time_s)}", flush=True)
+    display = Display()
+    try:
+        reason, findings = run(out, config, time_s, resumed=resumed, display=display)
+    finally:
+        display.close()
+        held.close()
+    try:
+        report = write_report(out)
+    except Exception as exc:  # the report is a view: the campaign's files are all there
+        print(f"mirrorfuzz: no report ({type(exc).__name__}: {exc}); "
+              f"try: mirrorfuzz report {out}", file=sys.stderr)
+        report = None
+    if report is not None:
+        print(f"report: {report[0]} {report[1]}")
+    verb = "interrupted" if reason == "interrupted" else "done"
+    print(f"mirrorfuzz: {verb}: {findings} distinct findings in {out / layout.FINDINGS}"
+          + (f"; carry on with --resume {out}" if reason == "interrupted" else ""))
+    return EXIT_FOUND if findings else EXIT_OK

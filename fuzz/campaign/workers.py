@@ -1,0 +1,344 @@
+"""Worker processes and what they print: the Hypothesis worker, the Atheris
+command line, and the parsing of their output lines.
+
+A worker is a child process whose stdout and stderr go to
+``OUT/workers/ID.log``; the coordinator reads that log as it grows.  Rules
+this module enforces:
+
+* **Workers generate; the executor judges.**  A finding is whatever
+  ``fuzz.executor.run_trace`` says; the worker only writes the failing
+  trace, with its ``# signature:`` header, atomically into
+  ``OUT/workers/ID/findings/`` (Atheris: through ``MIRRORFUZZ_FINDINGS``),
+  where the coordinator takes it.
+* **Progress is a line**: the Hypothesis worker prints
+  ``@mirrorfuzz {"execs": N, "steps": S}`` (cumulative for the process) at
+  most once a second; Atheris prints libFuzzer's ``#N ... exec/s: E`` lines
+  and, with ``MIRRORFUZZ_PROGRESS`` set, ``mirrorfuzz-progress execs=N
+  steps=S`` lines (``fuzz/fuzz_trace.py``).  :func:`parse_progress` reads
+  either.
+* **A heartbeat, not a timer**: a Hypothesis worker reports progress every
+  second while its examples append lines or take executor steps, so a long
+  example is not taken for a hang while a step that never returns is.
+* **The Atheris target's work cap** (``fuzz.fuzz_trace``: 300,000 units per
+  side) bounds each Hypothesis example too; an example cut there counts as
+  run, with no finding, as in the Atheris target.
+* **Known signatures are not found again**: a Hypothesis example whose
+  finding has a signature already in ``OUT/findings/raw/`` when the chunk
+  started passes (it is counted, not reported), so the engine moves on.
+
+Run as ``python -m fuzz.campaign.workers hypothesis --out OUT --worker ID
+--seed S [--mutant M] [--db SPEC] [--observe-every K]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import faulthandler
+import json
+import os
+import re
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, cast
+
+if TYPE_CHECKING:
+    from model.interface import Config, Factory, Implementation
+
+from fuzz.campaign import layout
+from fuzz.campaign.procs import REPO
+
+PREFIX: Final = "@mirrorfuzz "
+CHUNK: Final = 25
+"""Hypothesis examples per run of the state machine (a new derived seed each)."""
+STEP_COUNT: Final = 30
+REPORT_EVERY: Final = 1.0
+TEST_CRASH_ENV: Final = "MIRRORFUZZ_TEST_CRASH"
+"""Test hook: the worker whose id this names crashes in its first process
+(after its first example), so that tests can see it restarted."""
+_LIBFUZZER = re.compile(r"^#(\d+)\s+\w+.*?exec/s:\s*(\d+)")
+_HOOK = re.compile(r"^mirrorfuzz-progress execs=(\d+) steps=(\d+)")
+_COV = re.compile(r"\bcov:\s*(\d+)")
+
+
+def worker_dir(out: Path, worker: int) -> Path:
+    """``OUT/workers/ID/``: the worker's scratch (pending findings, artifacts)."""
+    return layout.path(out, layout.WORKERS) / str(worker)
+
+
+def pending_dir(out: Path, worker: int) -> Path:
+    return worker_dir(out, worker) / "findings"
+
+
+def log_path(out: Path, worker: int) -> Path:
+    return layout.path(out, layout.WORKERS) / f"{worker}.log"
+
+
+# ------------------------------------------------------------ output lines
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Cumulative counts of the current worker process (None: not in this line)."""
+
+    execs: int | None = None
+    steps: int | None = None
+    coverage: int | None = None  # libFuzzer's cov: (features of the instrumented code)
+
+
+def parse_progress(line: str) -> Progress | None:
+    """The progress a worker's output line reports, or None."""
+    if line.startswith(PREFIX):
+        try:
+            event = json.loads(line[len(PREFIX):])
+        except ValueError:
+            return None
+        if isinstance(event, dict) and isinstance(event.get("execs"), int):
+            steps = event.get("steps")
+            return Progress(event["execs"], steps if isinstance(steps, int) else None)
+        return None
+    hook = _HOOK.match(line)
+    if hook is not None:
+        return Progress(int(hook.group(1)), int(hook.group(2)))
+    fuzzer = _LIBFUZZER.match(line)
+    if fuzzer is not None:
+        cov = _COV.search(line)
+        return Progress(int(fuzzer.group(1)), None, int(cov.group(1)) if cov else None)
+    return None
+
+
+def classify_exit(log_tail: str, code: int) -> tuple[str, str]:
+    """(event, detail) for a worker process that ended by itself.
+
+    ``restarted`` after an Atheris finding (libFuzzer stops at the first
+    one), ``oom``, ``hung`` (libFuzzer's own timeout) or ``crashed``.
+    """
+    if "out-of-memory" in log_tail or "MemoryError" in log_tail:
+        return "oom", f"out of memory (exit {code})"
+    if "libFuzzer: timeout" in log_tail or "ALARM: working on the last Unit" in log_tail:
+        return "hung", f"libFuzzer timeout (exit {code})"
+    if "TraceFinding" in log_tail or "mirrorfuzz finding" in log_tail:
+        return "restarted", "after a finding"
+    if code == 0:
+        return "restarted", "the process ended (exit 0)"
+    last = [line for line in log_tail.splitlines() if line.strip()][-1:] or [""]
+    return "crashed", f"exit {code}: {last[0][:200]}"
+
+
+# ---------------------------------------------------------------- atheris
+
+
+def atheris_command(out: Path, worker: int, seed: int, *, mutant: str | None,
+                    rss_limit_mb: int, timeout_s: int) -> tuple[list[str], dict[str, str | None]]:
+    """The argv and environment of an Atheris worker process."""
+    scratch = worker_dir(out, worker)
+    argv = [sys.executable, str(REPO / "fuzz" / "fuzz_trace.py"),
+            f"-seed={seed % 2_000_000_000 + 1}", f"-rss_limit_mb={rss_limit_mb}",
+            f"-timeout={timeout_s}", f"-dict={REPO / 'fuzz' / 'fuzz_trace.dict'}",
+            f"-artifact_prefix={scratch}/", "-print_final_stats=1",
+            str(layout.path(out, layout.ATHERIS_CORPUS))]
+    env: dict[str, str | None] = {
+        "MIRRORFUZZ_FINDINGS": str(pending_dir(out, worker)),
+        "MIRRORFUZZ_MUTANT": mutant, "MIRRORFUZZ_PROGRESS": "1",
+        "MIRRORFUZZ_KNOWN": str(layout.path(out, layout.RAW)),
+    }
+    return argv, env
+
+
+def hypothesis_command(out: Path, worker: int, seed: int, *, mutant: str | None,
+                       db: str | None, observe_every: int, generation: int) -> list[str]:
+    argv = [sys.executable, "-m", "fuzz.campaign.workers", "hypothesis", "--out", str(out),
+            "--worker", str(worker), "--seed", str(seed), "--observe-every", str(observe_every),
+            "--generation", str(generation)]
+    if mutant:
+        argv += ["--mutant", mutant]
+    if db:
+        argv += ["--db", db]
+    return argv
+
+
+# ------------------------------------------------------------- hypothesis
+
+
+_EMIT_LOCK = threading.Lock()
+
+
+def _emit(**event: object) -> None:
+    with _EMIT_LOCK:
+        sys.stdout.write(PREFIX + json.dumps(event) + "\n")
+        sys.stdout.flush()
+
+
+class _Counting:
+    """An implementation whose steps count as activity (for the heartbeat)."""
+
+    def __init__(self, impl: Implementation, activity: list[int]) -> None:
+        self._impl = impl
+        self._activity = activity
+
+    def step(self, thread: str) -> Any:
+        self._activity[0] += 1
+        return self._impl.step(thread)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._impl, name)
+
+
+def _counting(factory: Factory, activity: list[int]) -> Factory:
+    def make(config: Config) -> Implementation:
+        return cast("Implementation", _Counting(factory(config), activity))
+    return make
+
+
+def _heartbeat(activity: list[int], counts: dict[str, int]) -> None:
+    """Report progress every second while lines are built or steps are taken,
+    so that a long example is not taken for a hang, and a hang still is."""
+    seen = -1
+    while True:
+        time.sleep(REPORT_EVERY)
+        if activity[0] != seen:
+            seen = activity[0]
+            _emit(execs=counts["execs"], steps=counts["steps"])
+
+
+def _features(trace_steps: Sequence[object], results: Sequence[object]) -> set[str]:
+    """What a clean trace showed: (op keyword, result shape) pairs."""
+    from fuzz.trace import StepLine
+
+    found = set()
+    for line, result in zip(trace_steps, results, strict=False):
+        if isinstance(line, StepLine) and result is not None:
+            shape = re.sub(r"\d+", "#", str(result))[:40]
+            found.add(f"{type(line.action).__name__}:{shape}")
+    return found
+
+
+def run_hypothesis(args: argparse.Namespace) -> int:
+    """Run the stateful machine in chunks of :data:`CHUNK` examples, forever."""
+    from hypothesis import HealthCheck, Phase, Verbosity, seed, settings
+    from hypothesis.stateful import run_state_machine_as_test
+
+    from fuzz.campaign.findings import known_signatures
+    from fuzz.corpus import repro_name, write_atomic
+    from fuzz.dbs import open_database
+    from fuzz.executor import run_trace
+    from fuzz.fuzz_trace import MAX_WORK, InputTooLong, _capped
+    from fuzz.stateful import EngineConfig, failing_trace, machine_for
+    from fuzz.trace import format_trace, with_headers
+
+    out = Path(args.out)
+    pending = pending_dir(out, args.worker)
+    pending.mkdir(parents=True, exist_ok=True)
+    traces = layout.path(out, layout.TRACE_CORPUS)
+    traces.mkdir(parents=True, exist_ok=True)
+    crash = os.environ.get(TEST_CRASH_ENV) == str(args.worker) and args.generation == 0
+    database = open_database(args.db, layout.path(out, layout.HYPOTHESIS_DB))
+    config = EngineConfig(sides="both", mutant=args.mutant, observe_every=args.observe_every,
+                          failures=str(pending))
+    counts = {"execs": 0, "steps": 0, "duplicates": 0, "capped": 0}
+    seen: set[str] = set()
+    known: set[str] = set()
+    reported: set[str] = set()
+    last = [0.0]
+
+    def report(force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - last[0] >= REPORT_EVERY:
+            last[0] = now
+            _emit(execs=counts["execs"], steps=counts["steps"])
+
+    activity = [0]
+
+    class CampaignMachine(machine_for(config)):  # type: ignore[misc]
+        def _append(self, line: Any) -> Any:
+            activity[0] += 1
+            return super()._append(line)
+
+        def _sides(self) -> list[tuple[str, Factory]]:
+            (name, factory), *rest = [(n, _capped(f, MAX_WORK)) for n, f in super()._sides()]
+            return [(name, _counting(factory, activity)), *rest]
+
+        def judge(self) -> None:
+            self.judged = True
+            trace = self.trace()
+            verdict = run_trace(trace, self._sides(), self._settings())
+            self.verdict = verdict
+            counts["steps"] += verdict.steps
+            finding = verdict.finding
+            if finding is not None and finding.kind == "exception" \
+                    and finding.detail == InputTooLong.__name__:
+                counts["capped"] += 1  # judged up to the work cap, as the Atheris target does
+                return
+            if finding is None:
+                new = _features(trace.steps, verdict.results) - seen
+                if new:
+                    seen.update(new)
+                    text = format_trace(with_headers(trace, {"title": "campaign: new results"}))
+                    write_atomic(traces / f"hypothesis-{repro_name('trace', trace)}", text)
+                return
+            if finding.signature in known:
+                counts["duplicates"] += 1
+                return
+            failing = failing_trace(trace, verdict,
+                                    lambda t: run_trace(t, self._sides(), self._settings()))
+            write_atomic(pending / repro_name(finding.signature, failing),
+                         format_trace(failing))
+            _emit(finding=finding.signature)
+            reported.add(finding.signature)
+            raise AssertionError(str(finding))
+
+        def teardown(self) -> None:
+            super().teardown()
+            counts["execs"] += 1
+            report()
+            if crash:
+                print("MIRRORFUZZ_TEST_CRASH: crashing on purpose", flush=True)
+                os._exit(3)
+
+    CampaignMachine.__name__ = CampaignMachine.__qualname__ = "MirrorMachine"
+    chunk = 0
+    run_settings = settings(
+        max_examples=CHUNK, deadline=None, suppress_health_check=list(HealthCheck),
+        database=database, stateful_step_count=STEP_COUNT, verbosity=Verbosity.quiet,
+        phases=(Phase.explicit, Phase.reuse, Phase.generate), report_multiple_bugs=False,
+        print_blob=False)
+    faulthandler.register(signal.SIGUSR1)  # the pool asks for a traceback before killing a hang
+    report(force=True)
+    threading.Thread(target=_heartbeat, args=(activity, counts), daemon=True).start()
+    while True:
+        known = known_signatures(out) | reported
+        chunk_seed = (args.seed << 20) + chunk
+        machine = seed(chunk_seed)(CampaignMachine)
+        try:
+            run_state_machine_as_test(machine, settings=run_settings)
+        except Exception as exc:  # a finding (or Hypothesis's complaint about one)
+            print(f"chunk {chunk}: {type(exc).__name__}: {str(exc).splitlines()[:1]}",
+                  flush=True)
+        chunk += 1
+        report(force=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m fuzz.campaign.workers")
+    sub = parser.add_subparsers(dest="engine", required=True)
+    hyp = sub.add_parser("hypothesis")
+    hyp.add_argument("--out", required=True)
+    hyp.add_argument("--worker", type=int, required=True)
+    hyp.add_argument("--seed", type=int, required=True)
+    hyp.add_argument("--generation", type=int, default=0)
+    hyp.add_argument("--mutant", default=None)
+    hyp.add_argument("--db", default=None)
+    hyp.add_argument("--observe-every", type=int, default=1)
+    args = parser.parse_args(argv)
+    try:
+        return run_hypothesis(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

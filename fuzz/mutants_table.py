@@ -1,0 +1,423 @@
+"""``mirrorfuzz mutants``: how fast each engine finds each planted bug.
+
+For each engine x mutant (``model.optimized.kernel.MUTANTS``) the engine runs
+with that mutant switched on, under a time budget, until its first finding;
+the finding's trace is minimized by ``fuzz.minimize`` (on both sides, the
+mutant on, observations every step) and a table is printed: mutant, engine,
+found or not, CPU seconds to the finding, examples (Hypothesis) or executions
+(Atheris) and step lines until then, lines of the minimized repro, its
+signature.  ``found`` is ``yes`` only when the minimized repro also runs
+clean with the mutant off (else ``other``: a finding that is not the
+mutant's).
+
+* **Hypothesis** runs in this process: the real ``fuzz.stateful`` machine
+  (both sides, the mutant on), ``hypothesis.seed(SEED)``, no database, no
+  shrinking (``fuzz.minimize`` does that); the budget is checked before each
+  example.  :func:`hunt_hypothesis` is also what the quality tests call, with
+  an example budget instead of a time budget.
+* **Atheris** runs as a subprocess, ``fuzz/fuzz_trace.py`` with
+  ``-max_total_time``, ``-seed=SEED+1`` (libFuzzer's 0 means random),
+  ``MIRRORFUZZ_MUTANT`` and ``MIRRORFUZZ_FINDINGS``, on a fresh corpus
+  directory and the seeds ``--make-seeds`` makes from ``corpus/``.  Its time
+  is the child's CPU time (it stops at its first finding).
+
+Engines generate; the only judge is ``fuzz.executor.run_trace``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from fuzz import impls
+from fuzz.corpus import write_atomic
+from fuzz.errors import BadInput
+from fuzz.executor import Settings, run_trace
+from fuzz.fuzz_trace import MAX_WORK
+from fuzz.minimize import Stats, minimize_file
+from fuzz.trace import Trace, TraceError, format_trace
+from model.interface import Factory
+
+ENGINES: Final = ("hypothesis", "atheris")
+STEP_COUNT: Final = 30
+"""Hypothesis rules per example (``stateful_step_count``)."""
+OBSERVE_EVERY: Final = 0
+"""Observation period while hunting: only after the last step (results and
+invariants are judged at every step).  Observing is most of an example's
+cost, so this fits about ten times as many examples in a budget; the repro
+is minimized and replayed observing every step."""
+MAX_RUNS: Final = 1000
+"""Judge runs one minimization may use."""
+REPO: Final = Path(__file__).resolve().parent.parent
+TARGET: Final = REPO / "fuzz" / "fuzz_trace.py"
+
+
+@dataclass
+class Hunt:
+    """One engine's hunt for one mutant."""
+
+    mutant: str
+    engine: str
+    found: bool = False
+    cpu_to_find: float | None = None  # CPU seconds until the first finding
+    execs: int = 0  # examples or executions, until the finding (or in all)
+    steps: int | None = None  # step lines generated, likewise (None: not counted)
+    cpu: float = 0.0  # CPU seconds of the whole hunt
+    wall: float = 0.0
+    raw: Path | None = None  # the unminimized finding trace
+    repro: Trace | None = None  # minimized
+    signature: str | None = None
+    mutants_own: bool | None = None  # the repro runs clean with the mutant off
+    note: str = ""
+    extra: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def status(self) -> str:
+        if not self.found:
+            return "no"
+        return "yes" if self.mutants_own in (True, None) else "other"
+
+
+# ------------------------------------------------------------ hypothesis
+
+
+class _OutOfTime(BaseException):
+    """The time budget ran out (a BaseException: Hypothesis lets it through)."""
+
+
+class _Probe:
+    def __init__(self, deadline: float | None) -> None:
+        self.deadline = deadline
+        self.examples = 0
+        self.lines = 0
+        self.found: tuple[int, int, float] | None = None  # examples, lines, cpu
+        self.timed_out = False
+        self.capped = 0
+        self.done = False
+        self.start = time.process_time()
+
+
+def hunt_hypothesis(mutant: str, failures: Path, *, seed: int = 0,
+                    max_examples: int = 1000, seconds: float | None = None, cpu: bool = False,
+                    step_count: int = STEP_COUNT, observe_every: int = OBSERVE_EVERY,
+                    max_work: int = MAX_WORK) -> Hunt:
+    """Run the stateful engine against ``mutant`` until its first finding.
+
+    ``seconds`` is a budget of wall time (of this process's CPU time if
+    ``cpu``), checked before each example and, in the main thread, by a
+    timer that stops a long example too.  Deterministic for a given seed and
+    ``max_examples`` when the budget is not reached.  The finding's trace, as
+    the engine saves it, is ``Hunt.raw``.  Each side is capped at
+    ``max_work`` units of work per trace as in ``fuzz/fuzz_trace.py`` (0: no
+    cap): an example past the cap is dropped, not a finding, so that one
+    heavy-tailed example cannot eat the budget.
+    """
+    from fuzz.fuzz_trace import InputTooLong
+    from fuzz.fuzz_trace import _capped as capped
+    now = time.process_time if cpu else time.monotonic
+    from hypothesis import HealthCheck, Phase, settings
+    from hypothesis import seed as hseed
+    from hypothesis.stateful import get_state_machine_test
+
+    from fuzz.stateful import EngineConfig, machine_for
+
+    failures.mkdir(parents=True, exist_ok=True)
+    before = set(failures.glob("*.trace"))
+    wall0 = time.monotonic()
+    probe = _Probe(None if seconds is None else now() + seconds)
+    base = machine_for(EngineConfig(sides="both", mutant=mutant, observe_every=observe_every,
+                                    failures=str(failures)))
+
+    class Probed(base):  # type: ignore[valid-type,misc]
+        """The engine's machine, counted, each side capped at ``max_work``."""
+
+        def _sides(self) -> list[tuple[str, Factory]]:
+            return [(name, capped(factory, max_work) if max_work > 0 else factory)
+                    for name, factory in super()._sides()]
+
+        def __init__(self) -> None:
+            if (probe.found is None and probe.deadline is not None
+                    and now() > probe.deadline):
+                probe.timed_out = True
+                raise _OutOfTime
+            super().__init__()
+            probe.examples += probe.found is None
+
+        def teardown(self) -> None:
+            if probe.found is None:
+                probe.lines += len(self.lines)
+            super().teardown()
+
+        def judge(self) -> None:
+            try:
+                super().judge()
+            except AssertionError:
+                finding = self.verdict.finding if self.verdict is not None else None
+                if (finding is not None and finding.kind == "exception"
+                        and finding.detail == InputTooLong.__name__):
+                    probe.capped += 1  # past the work cap: dropped, as Atheris drops it
+                    return
+                if probe.found is None:
+                    probe.found = (probe.examples, probe.lines + len(self.lines),
+                                   time.process_time() - probe.start)
+                raise
+
+    test = get_state_machine_test(Probed, settings=settings(
+        max_examples=max_examples, database=None, deadline=None, phases=[Phase.generate],
+        stateful_step_count=step_count, suppress_health_check=list(HealthCheck),
+        print_blob=False))
+    hunt = Hunt(mutant, "hypothesis")
+
+    def out_of_time(signum: int, frame: object) -> None:
+        if probe.found is None and not probe.done:  # a long example: stop it too
+            probe.timed_out = True
+            signal.setitimer(timer, 0.2)  # again, should this one be swallowed (gc callback)
+            raise _OutOfTime
+
+    alarm = seconds is not None and threading.current_thread() is threading.main_thread()
+    timer, signum = ((signal.ITIMER_PROF, signal.SIGPROF) if cpu
+                     else (signal.ITIMER_REAL, signal.SIGALRM))
+    previous = signal.signal(signum, out_of_time) if alarm else None
+    if alarm and seconds is not None:
+        signal.setitimer(timer, seconds + 1.0)
+    try:
+        hseed(seed)(test)()
+    except _OutOfTime:
+        hunt.note = "time budget reached"
+    except Exception:  # the finding (AssertionError), or Hypothesis upset by the timer
+        if probe.timed_out and probe.found is None:
+            hunt.note = "time budget reached"
+        elif probe.found is None:
+            raise
+    finally:
+        probe.done = True
+        if alarm:
+            signal.setitimer(timer, 0)
+            signal.signal(signum, previous)
+    hunt.cpu = time.process_time() - probe.start
+    hunt.wall = time.monotonic() - wall0
+    hunt.execs, hunt.steps = probe.examples, probe.lines
+    hunt.extra["capped"] = probe.capped
+    if probe.found is not None:
+        hunt.execs, hunt.steps, hunt.cpu_to_find = probe.found
+        saved = sorted(set(failures.glob("*.trace")) - before)
+        if saved:
+            hunt.found, hunt.raw = True, saved[0]
+        else:
+            hunt.note = "a finding, but no trace was saved"
+    return hunt
+
+
+# --------------------------------------------------------------- atheris
+
+_EXECS = re.compile(r"^#(\d+)\s", re.MULTILINE)
+_DONE = re.compile(r"Done (\d+) runs")
+_STAT = re.compile(r"stat::number_of_executed_units:\s*(\d+)")
+
+
+def make_seeds(directory: Path) -> None:
+    """Seeds for Atheris, made by ``fuzz_trace.py --make-seeds`` from ``corpus/``."""
+    subprocess.run([sys.executable, str(TARGET), "--make-seeds", str(directory)], cwd=REPO,
+                   check=True, capture_output=True, text=True)
+
+
+def atheris_available() -> bool:
+    try:
+        import atheris  # type: ignore[import-not-found,import-untyped,unused-ignore]  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def hunt_atheris(mutant: str, work: Path, seeds: Path | None, *, seed: int = 0,
+                 seconds: float = 60.0) -> Hunt:
+    """Run ``fuzz/fuzz_trace.py`` against ``mutant`` until its first finding."""
+    hunt = Hunt(mutant, "atheris")
+    findings, corpus = work / "findings", work / "corpus"
+    for directory in (findings, corpus):
+        directory.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, str(TARGET), f"-max_total_time={max(1, round(seconds))}",
+               f"-seed={seed + 1}", f"-artifact_prefix={work}/", "-print_final_stats=1",
+               f"-dict={REPO / 'fuzz' / 'fuzz_trace.dict'}", str(corpus)]
+    if seeds is not None:
+        command.append(str(seeds))
+    env = {**os.environ, "MIRRORFUZZ_MUTANT": mutant, "MIRRORFUZZ_FINDINGS": str(findings)}
+    usage0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wall0 = time.monotonic()
+    try:
+        done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True,
+                              timeout=seconds * 3 + 120)
+        output = done.stderr + done.stdout
+    except subprocess.TimeoutExpired as exc:
+        output = str(exc.stderr or "")
+        hunt.note = "killed: the run overran its budget"
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    hunt.wall = time.monotonic() - wall0
+    hunt.cpu = (usage.ru_utime + usage.ru_stime) - (usage0.ru_utime + usage0.ru_stime)
+    (work / "fuzz.log").write_text(output, encoding="utf-8")
+    counts = [int(n) for n in _EXECS.findall(output) + _DONE.findall(output)
+              + _STAT.findall(output)]
+    hunt.execs = max(counts, default=0)
+    traces = sorted(findings.glob("*.trace"))
+    if traces:
+        hunt.found, hunt.raw, hunt.cpu_to_find = True, traces[0], hunt.cpu
+    return hunt
+
+
+# ------------------------------------------------------------- minimizing
+
+
+def minimize_hunt(hunt: Hunt, *, max_runs: int = MAX_RUNS) -> None:
+    """Minimize ``hunt.raw`` (both sides, the mutant on) and check it without the mutant."""
+    if hunt.raw is None:
+        return
+    sides = impls.sides("both")
+    stats = Stats()
+    try:
+        hunt.repro = minimize_file(hunt.raw, sides, Settings(mutant=hunt.mutant),
+                                   found_by=f"mirrorfuzz mutants {hunt.engine}",
+                                   max_runs=max_runs, stats=stats,
+                                   first=Settings(observe_every=0, mutant=hunt.mutant))
+    except ValueError as exc:  # NoFinding: the finding does not replay at observe_every=1
+        hunt.note = f"the finding does not replay: {exc}"
+        return
+    hunt.signature = stats.signature
+    hunt.mutants_own = run_trace(hunt.repro, sides, Settings()).ok
+
+
+# ------------------------------------------------------------------ table
+
+COLUMNS: Final = ("mutant", "engine", "found", "CPU s to find", "examples/execs",
+                  "steps", "repro lines", "signature")
+
+
+def row(hunt: Hunt) -> tuple[str, ...]:
+    found = hunt.found
+    return (hunt.mutant, hunt.engine, hunt.status,
+            f"{hunt.cpu_to_find:.1f}" if found and hunt.cpu_to_find is not None
+            else f">{hunt.cpu:.0f}",
+            str(hunt.execs), "-" if hunt.steps is None else str(hunt.steps),
+            str(len(hunt.repro.steps)) if hunt.repro is not None else "-",
+            hunt.signature or hunt.note or "-")
+
+
+def render(hunts: Sequence[Hunt], *, markdown: bool) -> str:
+    rows = [COLUMNS, *(row(h) for h in hunts)]
+    if markdown:
+        lines = ["| " + " | ".join(r) + " |" for r in rows]
+        lines.insert(1, "|" + "|".join(" --- " for _ in COLUMNS) + "|")
+        return "\n".join(lines)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+                     for r in rows)
+
+
+def throughput(hunts: Sequence[Hunt]) -> list[str]:
+    """Examples (executions) and steps per CPU second, per engine."""
+    out = []
+    for engine in ENGINES:
+        mine = [h for h in hunts if h.engine == engine]
+        cpu = sum(h.cpu_to_find if h.found and h.cpu_to_find else h.cpu for h in mine)
+        if not mine or cpu <= 0:
+            continue
+        execs = sum(h.execs for h in mine)
+        text = f"{engine}: {execs / cpu:.1f} {'examples' if engine == 'hypothesis' else 'execs'}"
+        if all(h.steps is not None for h in mine):
+            text += f"/s, {sum(h.steps or 0 for h in mine) / cpu:.0f} steps"
+        out.append(text + f"/s of CPU over {cpu:.1f} CPU s")
+    return out
+
+
+# -------------------------------------------------------------------- cli
+
+
+def _number(text: str, what: str, kind: type[float] | type[int]) -> Any:
+    try:
+        value = kind(text)
+    except ValueError:
+        raise BadInput(f"--{what}: expected a number, got {text!r}") from None
+    if value < 0 or (what == "time" and not value > 0):
+        raise BadInput(f"--{what}: expected a number {'> 0' if what == 'time' else '>= 0'}, "
+                       f"got {text}")
+    return value
+
+
+def _save(hunt: Hunt, out: Path) -> None:
+    if hunt.repro is not None:
+        write_atomic(out / f"{hunt.mutant}.{hunt.engine}.trace", format_trace(hunt.repro))
+
+
+def cmd(args: argparse.Namespace) -> int:
+    from model.optimized.kernel import MUTANTS
+
+    if args.engine not in (*ENGINES, "both"):
+        raise BadInput(f"--engine: expected hypothesis, atheris or both, got {args.engine!r}")
+    seconds: float = _number(args.time, "time", float)
+    seed: int = _number(args.seed, "seed", int)
+    names: list[str] = args.mutant or sorted(MUTANTS)
+    unknown = [n for n in names if n not in MUTANTS]
+    if unknown:
+        raise BadInput(f"unknown mutant {unknown[0]!r} (known: {', '.join(sorted(MUTANTS))})")
+    engines = list(ENGINES) if args.engine == "both" else [args.engine]
+    if "atheris" in engines and not atheris_available():
+        raise BadInput("atheris is not installed (pip install '.[fuzz]')")
+    out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="mirrorfuzz-mutants-"))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BadInput(f"{out}: cannot make the directory: {exc.strerror or exc}") from None
+    seeds: Path | None = None
+    if "atheris" in engines:
+        seeds = out / "work" / "seeds"
+        make_seeds(seeds)
+    hunts = []
+    for engine in engines:
+        for name in names:
+            work = out / "work" / f"{engine}-{name}"
+            if engine == "hypothesis":
+                hunt = hunt_hypothesis(name, work / "failures", seed=seed,
+                                       max_examples=10**9, seconds=seconds)
+            else:
+                hunt = hunt_atheris(name, work, seeds, seed=seed, seconds=seconds)
+            try:
+                minimize_hunt(hunt)
+            except TraceError as exc:
+                hunt.note = f"unreadable finding trace: {exc}"
+            _save(hunt, out)
+            hunts.append(hunt)
+            print(f"{engine} {name}: {hunt.status} ({hunt.cpu:.1f} CPU s)", file=sys.stderr,
+                  flush=True)
+    print(render(hunts, markdown=args.markdown))
+    for line in throughput(hunts):
+        print(line)
+    print(f"repros in {out}")
+    return 0
+
+
+def register(sub: Any) -> None:
+    """Add ``mutants`` to the ``mirrorfuzz`` subcommands."""
+    parser = sub.add_parser("mutants", help="how fast each engine finds each planted bug")
+    parser.add_argument("--engine", default="both", metavar="hypothesis|atheris|both",
+                        help="which engines to run (default both)")
+    parser.add_argument("--time", default="60", metavar="SECONDS",
+                        help="budget per engine and mutant (default 60)")
+    parser.add_argument("--mutant", action="append", default=None, metavar="NAME",
+                        help="a mutant to hunt (repeatable; default all)")
+    parser.add_argument("--seed", default="0", help="the engines' seed (default 0)")
+    parser.add_argument("--out", default=None, metavar="DIR",
+                        help="where the repros and working data go (default a new temp dir)")
+    parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    parser.set_defaults(func=cmd)
+
