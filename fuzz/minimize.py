@@ -87,6 +87,7 @@ class Stats:
 
     signature: str | None = None
     runs: int = 0  # judge calls, the first (the original) included
+    cheap_runs: int = 0  # judge calls of minimize_file's cheap first pass
     cached: int = 0  # candidates answered from the cache
     rounds: int = 0  # rounds of all passes
     accepted: dict[str, int] = field(default_factory=dict)  # pass -> accepted candidates
@@ -453,7 +454,7 @@ PASSES: Final = ("ddmin", "merge_handles", "atomic_threads", "addresses", "argum
 """The passes of one round, in order (``normalize`` runs once, first)."""
 
 
-FIRST_PASS_RUNS: Final = 4
+FIRST_PASS_RUNS: Final = 2
 """How many times more runs the cheap first pass of ``minimize_file`` may use."""
 
 
@@ -479,6 +480,24 @@ def judge_for(sides: Sequence[tuple[str, Factory]], settings: Settings) -> Judge
     return judge
 
 
+def _final_pass(original: Trace, start: Trace, judge: Judge, max_runs: int, stats: Stats, *,
+                verify_only: bool, first_signature: str | None) -> Trace:
+    """Minimize under the final judge, from ``start``.  After a cheap first
+    pass whose result gives the final judge the same signature, that result
+    is kept as it is (``stats`` record the one verifying run)."""
+    if verify_only and first_signature is not None and judge(start) == first_signature:
+        stats.signature = first_signature
+        stats.runs += 1
+        stats.lines_after = len(start.steps)
+        return start
+    try:
+        return minimize(start, judge, max_runs=max_runs, stats=stats)
+    except NoFinding:
+        if start is original:
+            raise
+        return minimize(original, judge, max_runs=max_runs, stats=stats)
+
+
 def minimize_file(path: str | Path, sides: Sequence[tuple[str, Factory]], settings: Settings,
                   *, found_by: str, max_runs: int = DEFAULT_MAX_RUNS,
                   stats: Stats | None = None, today: date | None = None,
@@ -488,9 +507,10 @@ def minimize_file(path: str | Path, sides: Sequence[tuple[str, Factory]], settin
     With ``first`` (cheaper settings, such as observing only at the end), a
     first pass minimizes under those, and the final pass starts from its
     small result under ``settings``, so that most judge runs are cheap while
-    the repro's signature is still the one ``settings`` give.  The first
-    pass may use ``FIRST_PASS_RUNS`` times ``max_runs`` runs, the final pass
-    ``max_runs``.
+    the repro's signature is still the one ``settings`` give: when the first
+    pass's result gives the same signature under ``settings``, it is the
+    repro; otherwise it is minimized again under ``settings``.  The first
+    pass may use ``FIRST_PASS_RUNS`` times ``max_runs`` runs.
 
     Headers ``title``, ``signature``, ``found-by``; a ``# minimized: DATE``
     comment; ``=> expected`` on every line the first side completes when it
@@ -502,16 +522,15 @@ def minimize_file(path: str | Path, sides: Sequence[tuple[str, Factory]], settin
     start = original
     if first is not None:
         try:
+            cheap = Stats()
             start = minimize(original, judge_for(sides, first),
-                             max_runs=FIRST_PASS_RUNS * max_runs)
+                             max_runs=FIRST_PASS_RUNS * max_runs, stats=cheap)
         except NoFinding:
             start = original
-    try:
-        small = minimize(start, judge_for(sides, settings), max_runs=max_runs, stats=stats)
-    except NoFinding:
-        if start is original:
-            raise
-        small = minimize(original, judge_for(sides, settings), max_runs=max_runs, stats=stats)
+        stats.cheap_runs += cheap.runs
+    small = _final_pass(original, start, judge_for(sides, settings), max_runs, stats,
+                        verify_only=first is not None and start is not original,
+                        first_signature=None if first is None else judge_for(sides, first)(start))
     stats.lines_before = len(original.steps)
     assert stats.signature is not None
     results = run_trace(small, list(sides)[:1], settings).results

@@ -24,15 +24,18 @@ finding it, the test fails until it is taken off the list.
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from fuzz import impls
 from fuzz.executor import Settings, run_trace
-from fuzz.mutants_table import hunt_hypothesis, minimize_hunt
-from fuzz.trace import format_trace, load_trace, parse_trace
+from fuzz.trace import load_trace, parse_trace
 from model.optimized.kernel import MUTANTS
 
 SEED = 0
@@ -53,6 +56,7 @@ OUT_OF_REACH: dict[str, str] = {
     "rmap_misses_second_process": _NOT_YET,
 }
 QUICK = os.environ.get("HYPOTHESIS_PROFILE", "ci") == "ci"
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _case(name: str) -> object:
@@ -63,21 +67,52 @@ def _case(name: str) -> object:
     return name
 
 
+_HUNT = """
+import json, sys
+from pathlib import Path
+from fuzz.mutants_table import hunt_hypothesis, minimize_hunt
+from fuzz.trace import format_trace
+name, failures, seed, examples, observe, runs = sys.argv[1:7]
+hunt = hunt_hypothesis(name, Path(failures), seed=int(seed), max_examples=int(examples),
+                       observe_every=int(observe))
+if hunt.found:
+    minimize_hunt(hunt, max_runs=int(runs))
+print(json.dumps({"found": bool(hunt.found), "execs": hunt.execs, "steps": hunt.steps,
+                  "note": hunt.note, "signature": hunt.signature,
+                  "raw": None if hunt.raw is None else str(hunt.raw),
+                  "repro": None if hunt.repro is None else format_trace(hunt.repro)}))
+"""
+
+
+def _hunt(name: str, failures: Path) -> dict[str, Any]:
+    """Hunt ``name`` in a fresh interpreter: a pytest worker's earlier tests
+    leave process state that changed what the seeded engine generated, and
+    a fresh process with a fixed hash seed makes the hunt the same on every
+    machine and in every test order."""
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    env.pop("HYPOTHESIS_PROFILE", None)
+    done = subprocess.run(
+        [sys.executable, "-c", _HUNT, name, str(failures), str(SEED), str(EXAMPLES),
+         str(OBSERVE_EVERY), str(MAX_RUNS)],
+        cwd=REPO, env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
 @pytest.mark.parametrize("name", [_case(name) for name in sorted(MUTANTS)])
 def test_hypothesis_finds_and_minimizes_mutant(name: str, tmp_path: Path) -> None:
-    hunt = hunt_hypothesis(name, tmp_path / "failures", seed=SEED, max_examples=EXAMPLES,
-                           observe_every=OBSERVE_EVERY)
-    assert hunt.found, (f"{name}: no finding in {hunt.execs} examples ({hunt.steps} step "
-                        f"lines, {hunt.cpu:.1f} CPU s) {hunt.note}")
-    minimize_hunt(hunt, max_runs=MAX_RUNS)
-    assert hunt.repro is not None and hunt.signature is not None, hunt.note
-    repro = parse_trace(format_trace(hunt.repro))
+    hunt = _hunt(name, tmp_path / "failures")
+    assert hunt["found"], (f"{name}: no finding in {hunt['execs']} examples "
+                           f"({hunt['steps']} step lines) {hunt['note']}")
+    assert hunt["repro"] is not None and hunt["signature"] is not None, hunt["note"]
+    repro = parse_trace(hunt["repro"])
     sides = impls.sides("both")
     runs = [run_trace(repro, sides, Settings(mutant=name)).finding for _ in range(2)]
     signatures = [None if f is None else f.signature for f in runs]
-    assert signatures == [hunt.signature, hunt.signature], signatures
-    assert repro.header("signature") == hunt.signature
-    assert hunt.raw is not None
-    assert len(repro.steps) <= len(load_trace(str(hunt.raw)).steps)
+    assert signatures == [hunt["signature"], hunt["signature"]], signatures
+    assert repro.header("signature") == hunt["signature"]
+    assert hunt["raw"] is not None
+    assert len(repro.steps) <= len(load_trace(hunt["raw"]).steps)
     clean = run_trace(repro, sides, Settings())
     assert clean.ok, f"{name}: the repro fails without the mutant: {clean.finding}"

@@ -399,7 +399,7 @@ def test_a_cheap_first_pass_gives_the_same_repro(tmp_path: Path) -> None:
     assert format_trace(repro) == format_trace(expected)
     assert staged.signature == plain.signature == "divergence/result/write"
     assert staged.lines_before == plain.lines_before
-    assert staged.runs < plain.runs
+    assert staged.cheap_runs > 0 and staged.runs < plain.runs
 
 
 def test_real_reference_against_a_planted_copy_of_itself() -> None:
