@@ -168,6 +168,10 @@ class Findings:
             elif signature not in recorded:
                 self._record(job, repro)
 
+    def distinct(self) -> int:
+        """Distinct signatures among the saved repros (what ``replay`` gives)."""
+        return len({signature_of(p) for p in self.dir.glob("*.trace")} - {None})
+
     def busy(self) -> bool:
         return self.running is not None or bool(self.queue)
 
@@ -220,6 +224,14 @@ class Findings:
         except TraceError:
             lines, signature = 0, job.signature
         extra = {"found_as": job.signature} if signature != job.signature else {}
+        same = [p for p in sorted(self.dir.glob("*.trace"))
+                if p != repro and signature_of(p) == signature]
+        if same and repro.parent == self.dir:
+            # Engines observing less often report one bug under several signatures; its
+            # repros all replay to one.  Keep the first repro (the raw example stays).
+            repro.unlink(missing_ok=True)
+            repro = same[0]
+            extra["duplicate"] = "true"
         self.record("finding", signature=signature, path=_rel(self.out, repro),
                     raw=_rel(self.out, job.raw), engine=job.engine, worker=job.worker,
                     lines=lines, **extra)

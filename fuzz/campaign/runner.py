@@ -139,7 +139,7 @@ class Campaign:
         return Snapshot(
             t=self.t(), time_left=time_s - (time.monotonic() - self.started),
             engines=self.engines(), coverage=self.coverage.latest,
-            corpus=corpus_size(self.out), findings=len(self.findings.signatures),
+            corpus=corpus_size(self.out), findings=self.findings.distinct(),
             minimizing=len(self.findings.queue) + (self.findings.running is not None),
             workers=[WorkerLine(w.id, w.engine, w.state, w.total_execs, w.rss)
                      for w in self.pool.workers])
@@ -224,7 +224,7 @@ def run(out: Path, config: CampaignConfig, time_s: float, *, resumed: bool,
             campaign.pool.stop_all()
             campaign.coverage.stop()
             campaign.findings.stop()
-    return reason, len(campaign.findings.signatures)
+    return reason, campaign.findings.distinct()
 
 
 def lock(out: Path) -> IO[bytes]:
