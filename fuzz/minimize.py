@@ -480,13 +480,13 @@ def judge_for(sides: Sequence[tuple[str, Factory]], settings: Settings) -> Judge
     return judge
 
 
-def _final_pass(original: Trace, start: Trace, judge: Judge, max_runs: int, stats: Stats, *,
-                verify_only: bool, first_signature: str | None) -> Trace:
-    """Minimize under the final judge, from ``start``.  After a cheap first
-    pass whose result gives the final judge the same signature, that result
-    is kept as it is (``stats`` record the one verifying run)."""
-    if verify_only and first_signature is not None and judge(start) == first_signature:
-        stats.signature = first_signature
+def _final_pass(original: Trace, start: Trace, judge: Judge, max_runs: int, stats: Stats,
+                cheap_signature: str | None) -> Trace:
+    """Minimize under the final judge, from ``start``.  When a cheap first
+    pass left ``start`` with ``cheap_signature`` and the final judge gives it
+    the same, ``start`` is kept as it is (``stats`` record that one run)."""
+    if cheap_signature is not None and judge(start) == cheap_signature:
+        stats.signature = cheap_signature
         stats.runs += 1
         stats.lines_after = len(start.steps)
         return start
@@ -519,18 +519,18 @@ def minimize_file(path: str | Path, sides: Sequence[tuple[str, Factory]], settin
     """
     stats = stats if stats is not None else Stats()
     original = load_trace(str(path))
-    start = original
+    start, cheap_signature = original, None
     if first is not None:
+        cheap = Stats()
         try:
-            cheap = Stats()
             start = minimize(original, judge_for(sides, first),
                              max_runs=FIRST_PASS_RUNS * max_runs, stats=cheap)
+            cheap_signature = cheap.signature
         except NoFinding:
-            start = original
+            pass
         stats.cheap_runs += cheap.runs
     small = _final_pass(original, start, judge_for(sides, settings), max_runs, stats,
-                        verify_only=first is not None and start is not original,
-                        first_signature=None if first is None else judge_for(sides, first)(start))
+                        cheap_signature)
     stats.lines_before = len(original.steps)
     assert stats.signature is not None
     results = run_trace(small, list(sides)[:1], settings).results

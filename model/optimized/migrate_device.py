@@ -195,8 +195,7 @@ def _migrate_apply(k: OptimizedKernel, proc: Process, dev: Device, a: int, b: in
     while D's subscription waits on the deferred list (D21): no invalidation
     would reach D until it enters the tree."""
     others = [(r.start, r.end) for r in proc.mn.running if r is not rng]
-    if dev.sub is None or not dev.sub.in_tree:
-        others = [(a, b)]
+    deferred = dev.sub is None or not dev.sub.in_tree
     _split_folios(k, proc, a, b)
     fr, dp = k.frames, k.dpages
     tlb = tlb_gather(k)
@@ -226,7 +225,7 @@ def _migrate_apply(k: OptimizedKernel, proc: Process, dev: Device, a: int, b: in
             if d is not None:
                 proc.pt.set(v, mkentry(DEVICE, d, w, x))
                 dp.refcount[d] += 1
-                if any(lo <= v < hi for lo, hi in others):
+                if deferred or any(lo <= v < hi for lo, hi in others):
                     dev.table.set(v, 0)
                 else:
                     dev.table.set(v, mkentry(DEVICE, d, w))
