@@ -6,13 +6,15 @@ line exactly as ``fuzz.executor`` does (a plain op is thread ``Li`` stepped
 until done or blocked; ``run`` steps until done or blocked) and reports what
 exists: live threads, threads known to be blocked (their last step gave
 ``blocked`` and nothing has run since), the VMAs of each process, the active
-jobs.  Findings are the executor's business; if the guide raises or reports
-a violation, it only says so (``trouble``) so that the engine judges the
-trace at once.
+jobs.  Findings are the executor's business: the guide runs without the
+invariant checks (the executor's reference side makes them), and if it
+raises or reports a violation, it only says so (``trouble``) so that the
+engine judges the trace at once.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Final
 
 from hypothesis import strategies as st
@@ -58,11 +60,14 @@ class Guide:
     """
 
     def __init__(self, config: Config) -> None:
-        self.impl: Implementation = impls.factory("reference")(config)
+        # no invariant checks: the executor's reference side makes them, at
+        # the same steps; here they only doubled the cost of every step
+        self.impl: Implementation = impls.factory("reference")(replace(config, checks=False))
         self.ops: dict[str, Op] = {}  # live thread -> its op
         self.blocked: set[str] = set()  # live threads known to be blocked
         self.completed: list[tuple[str, Op, OpResult]] = []  # by the last line
         self.trouble: str | None = None  # an exception or violation: judge now
+        self.work = 0  # as fuzz_trace counts it: 1 + the page operations of each step
 
     def run_line(self, index: int, line: StepLine) -> LineResult | None:
         self.completed = []
@@ -94,6 +99,7 @@ class Guide:
 
     def _step(self, name: str) -> LineResult:
         out = self.impl.step(name)
+        self.work += 1 + self.impl.page_ops()
         if isinstance(out, Blocked):
             self.blocked.add(name)
         elif not isinstance(out, Err):

@@ -31,6 +31,10 @@ sequences.  Rules this module keeps:
   1).  Threads are named by a drawn slot, ``T1`` .. ``T4``, never by line
   index: deleting an unrelated rule leaves the names, and so the step lines
   naming them, unchanged.
+* **Bounded work**: a trace stops growing once the guide has done
+  ``MAX_WORK`` page operations, and a registered region spans at most
+  ``REGION_PAGES``, so that no example takes the reference (which checks
+  every invariant at every step) tens of seconds.
 * **Swarm testing** (``fuzz.swarm``): each example switches a random
   subset of the op rules off, so that deep sequences of a few ops are
   common; the simplest draw switches none off.
@@ -66,6 +70,7 @@ from hypothesis.stateful import (
 
 from fuzz import impls
 from fuzz.corpus import save_repro
+from fuzz.determinism import settle_constant_pool
 from fuzz.executor import Settings, Verdict, run_trace
 from fuzz.guide import DrawChooser, Guide
 from fuzz.schedulers import PCT, Scheduler, Uniform
@@ -93,6 +98,15 @@ from model.ops import (
 BLOCKS: Final = 8
 WINDOW: Final = BLOCKS * HUGE_PAGES
 """Addresses mostly lie in [0, WINDOW): 8 huge pages from page 0."""
+MAX_WORK: Final = 8_000
+"""Work (as ``fuzz.fuzz_trace`` counts it) after which an example's trace
+stops growing: the reference checks every invariant at every step, so a
+trace of thousands of steps over thousands of pages took it tens of
+seconds; bugs need races, not size."""
+REGION_PAGES: Final = HUGE_PAGES + 1
+"""The most pages a userptr object or a pin region spans: registering
+faults every page in, and the reference checks every invariant over every
+resident page at every step, so that big regions only slow examples down."""
 THREAD_SLOTS: Final = 4
 """Threads are named T1 .. T4."""
 MAX_ADVANCE: Final = 4
@@ -126,6 +140,7 @@ class EngineConfig:
     mutant: str | None = None  # passed to the executor (Settings.mutant)
     observe_every: int = 1  # the executor compares observations every K steps
     failures: str | None = None  # directory; None: $MIRRORFUZZ_FAILURES or the default
+    max_work: int = MAX_WORK  # the trace stops growing once the guide's work passes it
 
     def failures_dir(self) -> Path:
         return Path(self.failures or os.environ.get(FAILURES_ENV) or DEFAULT_FAILURES)
@@ -168,6 +183,8 @@ class MirrorMachine(RuleBasedStateMachine):
     # ------------------------------------------------------------ appending
 
     def _append(self, line: StepLine) -> LineResult | None:
+        if self.guide.work > self.config.max_work:
+            return None  # the trace is big enough (MAX_WORK)
         schema = SCHEMA_BY_CLASS.get(type(line.action))
         if schema is not None and schema.reserves and schema.reserved_field:
             number = self.reserved[schema.reserves]
@@ -503,7 +520,7 @@ class MirrorMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def reg(self, data: st.DataObject) -> None:
         d, p = self._device(data, "userptr")
-        self._emit(data, m.Reg(d, *self._range(data, p), data.draw(MODES)))
+        self._emit(data, m.Reg(d, *self._range(data, p, REGION_PAGES), data.draw(MODES)))
 
     @precondition(lambda self: bool(self.regions["userptr"]))
     @rule(data=st.data())
@@ -527,7 +544,7 @@ class MirrorMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def pin(self, data: st.DataObject) -> None:
         d, p = self._device(data, "pin")
-        self._emit(data, m.Pin(d, *self._range(data, p), data.draw(MODES)))
+        self._emit(data, m.Pin(d, *self._range(data, p, REGION_PAGES), data.draw(MODES)))
 
     @precondition(lambda self: bool(self.regions["pin"]))
     @rule(data=st.data())
@@ -612,5 +629,7 @@ def _is_final() -> bool:
 
 
 def machine_for(config: EngineConfig) -> type[MirrorMachine]:
-    """A :class:`MirrorMachine` subclass bound to ``config``."""
+    """A :class:`MirrorMachine` subclass bound to ``config``; the constant
+    pool Hypothesis draws from is settled first (``fuzz.determinism``)."""
+    settle_constant_pool()
     return type("MirrorMachine", (MirrorMachine,), {"config": config})
