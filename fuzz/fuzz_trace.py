@@ -132,19 +132,35 @@ a finding whose signature one of them names in its ``# signature:`` header is
 not reported again, so that a worker moves on past a bug already found."""
 
 
+_seen_known: dict[Path, str | None] = {}
+"""Each known finding file read so far and the signature its header names:
+the files are written once (atomically) and never change, so each is read
+once, not again at every finding."""
+
+
 def _known(signature: str) -> bool:
     directory = os.environ.get(KNOWN_ENV)
     if not directory:
         return False
-    wanted = f"# signature: {signature}\n"
     for path in Path(directory).glob("*.trace"):
-        try:
-            with open(path, encoding="utf-8", errors="replace") as f:
-                if any(line == wanted for _, line in zip(range(12), f, strict=False)):
-                    return True
-        except OSError:
-            continue
+        if path not in _seen_known:
+            try:
+                _seen_known[path] = _header_signature(path)
+            except OSError:
+                continue  # not remembered: read again next time
+        if _seen_known[path] == signature:
+            return True
     return False
+
+
+def _header_signature(path: Path) -> str | None:
+    """The ``# signature:`` of a finding trace (in its first 12 lines), or None."""
+    prefix = "# signature: "
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for _, line in zip(range(12), f, strict=False):
+            if line.startswith(prefix) and line.endswith("\n"):
+                return line[len(prefix):-1]
+    return None
 
 
 def _count_progress(steps: int) -> None:

@@ -32,7 +32,7 @@ sequences.  Rules this module keeps:
   index: deleting an unrelated rule leaves the names, and so the step lines
   naming them, unchanged.
 * **Bounded work**: a trace stops growing once the guide has done
-  ``MAX_WORK`` page operations, and a registered region spans at most
+  ``MAX_TRACE_WORK`` page operations, and a registered region spans at most
   ``REGION_PAGES``, so that no example takes the reference (which checks
   every invariant at every step) tens of seconds.
 * **Swarm testing** (``fuzz.swarm``): each example switches a random
@@ -98,7 +98,7 @@ from model.ops import (
 BLOCKS: Final = 8
 WINDOW: Final = BLOCKS * HUGE_PAGES
 """Addresses mostly lie in [0, WINDOW): 8 huge pages from page 0."""
-MAX_WORK: Final = 8_000
+MAX_TRACE_WORK: Final = 8_000
 """Work (as ``fuzz.fuzz_trace`` counts it) after which an example's trace
 stops growing: the reference checks every invariant at every step, so a
 trace of thousands of steps over thousands of pages took it tens of
@@ -140,7 +140,7 @@ class EngineConfig:
     mutant: str | None = None  # passed to the executor (Settings.mutant)
     observe_every: int = 1  # the executor compares observations every K steps
     failures: str | None = None  # directory; None: $MIRRORFUZZ_FAILURES or the default
-    max_work: int = MAX_WORK  # the trace stops growing once the guide's work passes it
+    max_work: int = MAX_TRACE_WORK  # the trace stops growing once the guide's work passes it
 
     def failures_dir(self) -> Path:
         return Path(self.failures or os.environ.get(FAILURES_ENV) or DEFAULT_FAILURES)
@@ -184,7 +184,7 @@ class MirrorMachine(RuleBasedStateMachine):
 
     def _append(self, line: StepLine) -> LineResult | None:
         if self.guide.work > self.config.max_work:
-            return None  # the trace is big enough (MAX_WORK)
+            return None  # the trace is big enough (MAX_TRACE_WORK)
         schema = SCHEMA_BY_CLASS.get(type(line.action))
         if schema is not None and schema.reserves and schema.reserved_field:
             number = self.reserved[schema.reserves]

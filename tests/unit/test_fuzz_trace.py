@@ -172,3 +172,21 @@ def test_the_work_cap_cuts_an_input_without_a_finding(target: Path) -> None:
     fuzz_trace.configure(TargetConfig(mutant=MUTANT, observe_every=1, max_work=0, findings=target))
     with pytest.raises(TraceFinding):
         TestOneInput(data)  # no cap
+
+
+def test_a_known_finding_is_not_reported_again(
+        target: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """MIRRORFUZZ_KNOWN: a finding whose signature a file there names passes;
+    a file added later (after an earlier look at the directory) counts too."""
+    fuzz_trace.configure(TargetConfig(sides="both", mutant=MUTANT, observe_every=1,
+                                      findings=target))
+    data = encode(load_trace(str(CAUGHT)))
+    known = tmp_path / "known"
+    known.mkdir()
+    (known / "other.trace").write_text("# mirrorfuzz-trace 1\n# signature: violation/x/y\n")
+    monkeypatch.setenv(fuzz_trace.KNOWN_ENV, str(known))
+    with pytest.raises(TraceFinding) as caught:
+        TestOneInput(data)
+    (known / "same.trace").write_text(
+        f"# mirrorfuzz-trace 1\n# signature: {caught.value.signature}\n")
+    TestOneInput(data)
