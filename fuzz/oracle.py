@@ -20,9 +20,9 @@ word written there by the CPU or any device.
   write.
 * **Detached regions**: a ``pin`` region's page at a shared address keeps the
   key it had when pinned; a page at a private address (P, v) is detached once
-  P is ``oomreap``-ed or a ``munmap``, ``mmap``, ``mremap`` (source),
-  ``dontneed`` or ``exit`` covering v completes; ``dma`` through a detached
-  page neither sets nor checks a key.
+  P is ``oomreap``-ed or a ``munmap``, ``mmap``, ``mremap`` (source, or
+  destination: DECISIONS.md D22), ``dontneed`` or ``exit`` covering v
+  completes; ``dma`` through a detached page neither sets nor checks a key.
 * **Zapped in flight** (DECISIONS.md D18): a private key in the range of a
   delete op still in flight (``munmap``, ``mmap``, ``dontneed``, ``mremap``,
   ``exit``, ``oomreap``) may also read 0: an op that holds ``mmap_lock`` only
@@ -353,6 +353,7 @@ class Oracle:
                     self.last.pop(dest, None)
                     self.unknown.add(dest)
         self._detach(op.p, op.old, op.old + op.n)
+        self._detach(op.p, op.new, op.new + op.n)  # applied as munmap (DECISIONS D22)
 
     def _fork(self, op: Fork, flight: _Flight) -> None:
         self.forked.update((op.p, op.child))

@@ -114,6 +114,18 @@ def test_pin_region_detached_after_munmap_neither_sets_nor_checks() -> None:
     assert run(o, "L8", Read(0, 0), Num(0)) == []
 
 
+def test_pin_region_detached_where_mremap_lands_on_it() -> None:
+    """D22: mremap's destination is applied as munmap, so a page pinned there
+    is detached (the region keeps the old folio), like mremap's source."""
+    o = Oracle()
+    run(o, "L1", Open(0, "pin", 0), HandleResult("D", 0))
+    run(o, "L2", Pin(0, 0, 2, "ro", 0), HandleResult("R", 0))
+    run(o, "L3", Mremap(0, 50, 1, 0), OK)
+    run(o, "L4", Write(0, 0, 1), OK)
+    assert run(o, "L5", Dma(0, "read", 0, 2), Values((0, 0))) == []  # page 0 detached
+    assert run(o, "L6", Dma(0, "read", 1, 1), Values((7,))) == ["coherence"]  # page 1 not
+
+
 def test_read_of_page_zapped_by_delete_in_flight_may_give_zero() -> None:
     o = Oracle()
     run(o, "L1", Write(0, 5, 9), OK)
