@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from functools import partial
 from typing import TypeVar
 
@@ -140,6 +140,14 @@ class Settings:
     checks: bool = True
     mutant: str | None = None
     drain: bool = True
+    checked: tuple[str, ...] | None = None
+    """The sides that check their invariants (None: every side, when
+    ``checks``).  A mutant hunt checks the mutated side only: the reference
+    has no mutant, and its checks, O(resident pages) a step, are there to
+    find defects of SPEC itself, which a mutant hunt does not look for."""
+
+    def checks_on(self, side: str) -> bool:
+        return self.checks and (self.checked is None or side in self.checked)
 
 
 class _Stop(Exception):
@@ -331,10 +339,11 @@ class _Run:
 
     def run(self) -> Verdict:
         config = Config(frames=self.trace.frames, device_frames=self.trace.device_frames,
-                        checks=self.settings.checks, mutant=self.settings.mutant)
+                        mutant=self.settings.mutant)
         try:
             for name, factory in self.sides:
-                self.impls.append(self._call(name, partial(factory, config)))
+                checked = replace(config, checks=self.settings.checks_on(name))
+                self.impls.append(self._call(name, partial(factory, checked)))
             self._after_step()
             for index, line in enumerate(self.trace.steps, start=1):
                 self.line = index

@@ -58,6 +58,10 @@ OBSERVE_EVERY: Final = 0
 invariants are judged at every step).  Observing is most of an example's
 cost, so this fits about ten times as many examples in a budget; the repro
 is minimized and replayed observing every step."""
+HUNT_CHECKED: Final = ("optimized",)
+"""The sides that check invariants while hunting (``Settings.checked``): the
+mutated one.  Results are still compared at every step; the repro is
+minimized and replayed with every side checking."""
 MAX_RUNS: Final = 1000
 """Judge runs one minimization may use."""
 REPO: Final = Path(__file__).resolve().parent.parent
@@ -138,7 +142,7 @@ def hunt_hypothesis(mutant: str, failures: Path, *, seed: int = 0,
     wall0 = time.monotonic()
     probe = _Probe(None if seconds is None else now() + seconds)
     base = machine_for(EngineConfig(sides="both", mutant=mutant, observe_every=observe_every,
-                                    failures=str(failures)))
+                                    failures=str(failures), checked=HUNT_CHECKED))
 
     class Probed(base):  # type: ignore[valid-type,misc]
         """The engine's machine, counted, each side capped at ``max_work``."""

@@ -21,16 +21,22 @@ sequences.  Rules this module keeps:
 * **Handles are static** (SPEC §2): a line that creates a handle gets the
   next reserved number of its kind when appended, as ``fuzz.trace.renumber``
   would give it; the guide and the judged trace agree on every number.
-* **Arguments as bugs like them**: 512-page boundaries of a window of 8
-  huge pages at page 0, VMA edges, edges of pinned and registered ranges,
-  pages inside VMAs, recently used addresses, small counts, counts that
-  reach or straddle the next edge; values are fresh (distinct, so reads
-  tell writes apart); about 1 draw in 20 is wild (EINVAL paths).
+* **Arguments as bugs like them** (``fuzz.arguments``): huge-page
+  boundaries, VMA edges, edges of registered ranges, recently used
+  addresses, the process of the device last used; about 1 draw in 20 is
+  wild (EINVAL paths).
 * **Shrinks well.**  Every choice is a Hypothesis draw whose simplest value
   is the plainest trace (a plain op, P0, the first address category, count
   1).  Threads are named by a drawn slot, ``T1`` .. ``T4``, never by line
   index: deleting an unrelated rule leaves the names, and so the step lines
   naming them, unchanged.
+* **Resources on demand** (as syzkaller creates them): an op that needs a
+  device or a registered region, and finds none, first appends the lines
+  that open one (and register a range of its process), so that chains like
+  open, reg, submit, invalidate are common rather than a coincidence.
+* **Races on purpose**: the ``race`` rule starts two ops as threads and
+  interleaves them at once, so that a device fault meets an invalidation
+  mid-way far more often than independent rules would arrange.
 * **Bounded work**: a trace stops growing once the guide has done
   ``MAX_TRACE_WORK`` page operations, and a registered region spans at most
   ``REGION_PAGES``, so that no example takes the reference (which checks
@@ -51,7 +57,6 @@ configuration (sides, mutant, observation period, failure directory).
 from __future__ import annotations
 
 import os
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -61,6 +66,8 @@ from hypothesis import strategies as st
 from hypothesis.control import current_build_context
 from hypothesis.errors import InvalidArgument
 from hypothesis.stateful import (
+    RULE_MARKER,
+    Rule,
     RuleBasedStateMachine,
     initialize,
     invariant,
@@ -69,6 +76,19 @@ from hypothesis.stateful import (
 )
 
 from fuzz import impls
+from fuzz.arguments import (
+    ADVICE,
+    DEVICE_KINDS,
+    DIRECTIONS,
+    KINDS,
+    MODES,
+    PROTS,
+    REGION_PAGES,
+    WILD,
+    WINDOW,
+    Arguments,
+    Region,
+)
 from fuzz.corpus import save_repro
 from fuzz.determinism import settle_constant_pool
 from fuzz.executor import Settings, Verdict, run_trace
@@ -79,14 +99,10 @@ from fuzz.trace import StepLine, Trace, format_trace, make_trace, with_expected
 from model import ops as m
 from model.interface import Config, Factory
 from model.ops import (
-    ADDRESS_PAGES,
-    FIRST_HANDLE,
     HUGE_PAGES,
     MAX_VALUE_PAGES,
     OK,
     SCHEMA_BY_CLASS,
-    WORD_MAX,
-    WORD_MIN,
     HandleResult,
     LineResult,
     Op,
@@ -95,42 +111,18 @@ from model.ops import (
     StepThread,
 )
 
-BLOCKS: Final = 8
-WINDOW: Final = BLOCKS * HUGE_PAGES
-"""Addresses mostly lie in [0, WINDOW): 8 huge pages from page 0."""
 MAX_TRACE_WORK: Final = 8_000
 """Work (as ``fuzz.fuzz_trace`` counts it) after which an example's trace
 stops growing: the reference checks every invariant at every step, so a
 trace of thousands of steps over thousands of pages took it tens of
 seconds; bugs need races, not size."""
-REGION_PAGES: Final = HUGE_PAGES + 1
-"""The most pages a userptr object or a pin region spans: registering
-faults every page in, and the reference checks every invariant over every
-resident page at every step, so that big regions only slow examples down."""
 THREAD_SLOTS: Final = 4
 """Threads are named T1 .. T4."""
 MAX_ADVANCE: Final = 4
 MAX_BURST: Final = 6
 MAX_PROCESSES: Final = 4
-RECENT: Final = 8
 FAILURES_ENV: Final = "MIRRORFUZZ_FAILURES"
 DEFAULT_FAILURES: Final = "mirrorfuzz-failures"
-WILD_ADDRESSES: Final = (-1, ADDRESS_PAGES - 1, ADDRESS_PAGES, 1 << 40)
-WILD_COUNTS: Final = (0, -1, MAX_VALUE_PAGES + 1, ADDRESS_PAGES)
-WILD_WORDS: Final = (WORD_MAX, WORD_MIN, 1 << 63, -(1 << 64))
-
-PROTS: Final[st.SearchStrategy[m.Prot]] = st.sampled_from(("rw", "r", "none"))
-KINDS: Final[st.SearchStrategy[m.Kind]] = st.sampled_from(("private", "shared"))
-MODES: Final[st.SearchStrategy[m.Mode]] = st.sampled_from(("rw", "ro"))
-DIRECTIONS: Final[st.SearchStrategy[m.Direction]] = st.sampled_from(("read", "write"))
-ADVICE: Final[st.SearchStrategy[m.Advice]] = st.sampled_from(
-    ("dontneed", "hugepage", "nohugepage"))
-DEVICE_KINDS: Final[st.SearchStrategy[m.DeviceKind]] = st.sampled_from(
-    ("mirror", "userptr", "pin"))
-STRIDES: Final = st.sampled_from((None, 1, 0, -1, 7))
-WILD: Final = st.integers(0, 19).map(lambda k: k == 19)
-"""True about one time in 20; shrinks to False."""
-
 
 @dataclass(frozen=True)
 class EngineConfig:
@@ -141,24 +133,13 @@ class EngineConfig:
     observe_every: int = 1  # the executor compares observations every K steps
     failures: str | None = None  # directory; None: $MIRRORFUZZ_FAILURES or the default
     max_work: int = MAX_TRACE_WORK  # the trace stops growing once the guide's work passes it
+    checked: tuple[str, ...] | None = None  # Settings.checked: the sides checking invariants
 
     def failures_dir(self) -> Path:
         return Path(self.failures or os.environ.get(FAILURES_ENV) or DEFAULT_FAILURES)
 
 
-@dataclass(frozen=True)
-class Region:
-    """A userptr object or pin region created successfully."""
-
-    r: int
-    d: int
-    p: int
-    s: int
-    n: int
-    mode: str
-
-
-class MirrorMachine(RuleBasedStateMachine):
+class MirrorMachine(Arguments, RuleBasedStateMachine):
     """Builds one trace per example; see the module docstring."""
 
     config: ClassVar[EngineConfig] = EngineConfig()
@@ -170,15 +151,11 @@ class MirrorMachine(RuleBasedStateMachine):
         self.guide = Guide(Config())
         self.scheduler: Scheduler | None = None
         self.chooser: DrawChooser | None = None
-        self.reserved = dict(FIRST_HANDLE)
-        self.pids: list[int] = [0]  # created, not exited nor reaped
-        self.gone: list[int] = []
-        self.devices: dict[str, list[tuple[int, int]]] = {"mirror": [], "userptr": [], "pin": []}
-        self.regions: dict[str, list[Region]] = {"userptr": [], "pin": []}
-        self.recent: deque[int] = deque(maxlen=RECENT)
         self.judged = False
         self.verdict: Verdict | None = None
         self.swarm_off: frozenset[str] = frozenset()
+        self.racing = False  # _emit starts every op as a thread (the race rule)
+        self.raced: str | None = None  # the thread _emit started while racing
 
     # ------------------------------------------------------------ appending
 
@@ -220,13 +197,18 @@ class MirrorMachine(RuleBasedStateMachine):
             self.regions[kind] = [g for g in self.regions[kind] if g.r != op.r]
 
     def _emit(self, data: st.DataObject, op: Op) -> None:
-        """Append ``op`` as a plain op, or as a new thread advanced 0-4 steps."""
-        slot = data.draw(st.none() | st.integers(0, THREAD_SLOTS - 1), label="thread slot")
+        """Append ``op`` as a plain op, or as a new thread advanced 0-4 steps
+        (as a thread not advanced when racing)."""
+        slots = st.integers(0, THREAD_SLOTS - 1)
+        slot = data.draw(slots if self.racing else st.none() | slots, label="thread slot")
         name = None if slot is None else self._free_thread(slot)
         if name is None:
             self._append(StepLine(op))
             return
         self._append(StepLine(op, name))
+        if self.racing:
+            self.raced = name
+            return
         for _ in range(data.draw(st.integers(0, MAX_ADVANCE), label="advance")):
             if name not in self.guide.runnable():
                 break
@@ -249,114 +231,6 @@ class MirrorMachine(RuleBasedStateMachine):
 
     def trace(self) -> Trace:
         return make_trace(self.lines, self.headers)
-
-    # ------------------------------------------------------------ arguments
-
-    def _pid(self, data: st.DataObject, choices: Sequence[int] | None = None) -> int:
-        """A live pid; rarely a gone one (ESRCH) or one not yet created (EINVAL)."""
-        if data.draw(WILD, label="wild pid"):
-            return data.draw(st.sampled_from([*self.gone, self.reserved["P"]]))
-        return data.draw(st.sampled_from(choices or self.pids), label="pid")
-
-    def _device(self, data: st.DataObject, kind: str) -> tuple[int, int]:
-        """(device, its pid); rarely a device of another kind (EINVAL)."""
-        pool = self.devices[kind]
-        if data.draw(WILD, label="wild device"):
-            pool = [dev for k, devs in self.devices.items() if k != kind for dev in devs] or pool
-        return data.draw(st.sampled_from(pool), label="device")
-
-    def _region(self, data: st.DataObject, kind: str) -> Region:
-        return data.draw(st.sampled_from(self.regions[kind]), label="region")
-
-    def _edges(self, pid: int) -> list[int]:
-        edges = {HUGE_PAGES * k for k in range(BLOCKS + 1)}
-        for vma in self.guide.vmas(pid):
-            edges.update((vma.start, vma.end))
-        for kind in self.regions.values():
-            for g in kind:
-                edges.update((g.s, g.s + g.n))
-        return sorted(edges)
-
-    def _address(self, data: st.DataObject, pid: int) -> int:
-        how = "wild" if data.draw(WILD, label="wild address") else data.draw(st.sampled_from(
-            ("boundary", "inside", "inside", "edge", "recent", "window", "region")),
-            label="address kind")
-        vmas = self.guide.vmas(pid)
-        regions = [g for kind in self.regions.values() for g in kind]
-        if how == "inside" and vmas:
-            vma = data.draw(st.sampled_from(vmas))
-            v = vma.start + data.draw(st.integers(0, vma.end - vma.start - 1))
-        elif how == "edge" and vmas:
-            vma = data.draw(st.sampled_from(vmas))
-            v = data.draw(st.sampled_from((vma.start, vma.end))) + data.draw(
-                st.sampled_from((0, -1, 1, -2, 2)))
-        elif how == "recent" and self.recent:
-            v = data.draw(st.sampled_from(list(self.recent)))
-        elif how == "region" and regions:
-            g = data.draw(st.sampled_from(regions))
-            v = data.draw(st.sampled_from((g.s, g.s + g.n - 1, g.s + g.n, g.s - 1)))
-        elif how == "window":
-            v = data.draw(st.integers(0, WINDOW - 1))
-        elif how == "wild":
-            v = data.draw(st.sampled_from(WILD_ADDRESSES))
-        else:
-            v = HUGE_PAGES * data.draw(st.integers(0, BLOCKS - 1)) + data.draw(
-                st.sampled_from((0, 1, -1, 4, -4)))
-        v = max(v, 0) if how != "wild" else v
-        self.recent.appendleft(v)
-        return v
-
-    def _count(self, data: st.DataObject, pid: int, s: int, cap: int = WINDOW) -> int:
-        how = "wild" if data.draw(WILD, label="wild count") else data.draw(st.sampled_from(
-            ("small", "fit", "fit", "to_edge", "to_edge", "huge", "big")), label="count kind")
-        if how == "fit":  # stay inside the VMA holding s
-            room = next((v.end - s for v in self.guide.vmas(pid) if v.start <= s < v.end), 0)
-            if room > 0:
-                return min(cap, data.draw(st.sampled_from((room, 1, min(room, 16)))))
-        if how == "to_edge":
-            above = [e for e in self._edges(pid) if e > s]
-            if above:
-                e = data.draw(st.sampled_from(above))
-                return max(1, e - s + data.draw(st.sampled_from((0, 1, -1, 3))))
-        if how == "huge":
-            return data.draw(st.sampled_from((HUGE_PAGES, 2 * HUGE_PAGES, HUGE_PAGES + 1,
-                                              HUGE_PAGES - 1, 4 * HUGE_PAGES)))
-        if how == "big":
-            return data.draw(st.integers(1, cap))
-        if how == "wild":
-            return data.draw(st.sampled_from(WILD_COUNTS))
-        return data.draw(st.integers(1, 16))
-
-    def _word(self, data: st.DataObject) -> int:
-        if data.draw(WILD, label="wild word"):
-            return data.draw(st.sampled_from(WILD_WORDS))
-        return 100 + len(self.lines)  # fresh: reads tell writes apart
-
-    def _range(self, data: st.DataObject, pid: int, cap: int = WINDOW) -> tuple[int, int]:
-        s = self._address(data, pid)
-        return s, self._count(data, pid, s, cap)
-
-    def _window(self, data: st.DataObject, g: Region) -> tuple[int, int]:
-        """(off, cnt) into a region of ``g.n`` pages."""
-        how = data.draw(st.sampled_from(("all", "one", "tail")), label="window")
-        if data.draw(WILD, label="wild window"):
-            how = data.draw(st.sampled_from(("past", "wild")))
-        if how == "one":
-            return data.draw(st.integers(0, g.n - 1)), 1
-        if how == "tail":
-            off = data.draw(st.integers(0, g.n - 1))
-            return off, g.n - off
-        if how == "past":
-            return 0, g.n + 1
-        if how == "wild":
-            return data.draw(st.sampled_from(((-1, 1), (g.n, 1), (0, 0))))
-        return 0, g.n
-
-    def _payload(self, data: st.DataObject, direction: str) -> tuple[int | None, int | None]:
-        if direction == "read":
-            return None, None
-        stride = data.draw(STRIDES, label="stride")
-        return self._word(data), stride
 
     # ---------------------------------------------------------- setup rules
 
@@ -411,6 +285,62 @@ class MirrorMachine(RuleBasedStateMachine):
                 break
             self._append(StepLine(StepThread(self.scheduler.choose(runnable))))
 
+    @rule(data=st.data())
+    def race(self, data: st.DataObject) -> None:
+        """Interrupt a device op with an invalidation: start a device-side op
+        (of ``DEVICE_RULES`` this example has on) as a thread, advance it 0-8
+        steps, start an invalidating op as a thread, then step the
+        scheduler's choices 1-24 times.  A device fault meets an
+        invalidation mid-way, a job meets the OOM reaper, a DMA meets a
+        fork, as syzkaller's collide mode races pairs of calls; without it,
+        two ops overlap only when independent rules happen to leave a thread
+        mid-way.
+
+        SPEC has two invalidation paths, blockable and non-blockable, and
+        only ``oomreap`` takes the second; so the invalidating racer is, half
+        the time, an ``oomreap`` (when ``kill`` is on), else any op of
+        ``CPU_RULES``, so that both paths meet a busy device about equally
+        often."""
+        assert self.scheduler is not None and self.chooser is not None
+        device = self._draw_racer(data, DEVICE_RULES)
+        if device is not None:
+            self._start_racer(data, device)
+            for _ in range(data.draw(st.integers(0, 2 * MAX_ADVANCE), label="head start")):
+                if self.raced is None or self.raced not in self.guide.runnable():
+                    break
+                self._append(StepLine(StepThread(self.raced)))
+        if "kill" not in self.swarm_off and data.draw(st.booleans(), label="non-blockable"):
+            self._start_racer(data, "oomreap")
+        elif (cpu := self._draw_racer(data, CPU_RULES)) is not None:
+            self._start_racer(data, cpu)
+        self.chooser.data = data
+        for _ in range(data.draw(st.integers(1, 4 * MAX_BURST), label="race steps")):
+            runnable = self.guide.runnable()
+            if not runnable:
+                break
+            self._append(StepLine(StepThread(self.scheduler.choose(runnable))))
+
+    def _draw_racer(self, data: st.DataObject, rules: Sequence[str]) -> Rule | None:
+        """One of ``rules`` that this example has on, if its preconditions hold."""
+        names = [n for n in rules if n not in self.swarm_off]
+        if not names:
+            return None
+        name = data.draw(st.sampled_from(names), label="racer")
+        racer: Rule = getattr(getattr(type(self), name), RULE_MARKER)
+        return racer if all(ok(self) for ok in racer.preconditions) else None
+
+    def _start_racer(self, data: st.DataObject, racer: Rule | str) -> None:
+        """Start ``racer`` (a rule, or ``"oomreap"``) as a thread; its name
+        is left in ``self.raced``."""
+        self.racing, self.raced = True, None
+        try:
+            if isinstance(racer, str):
+                self._emit(data, m.Oomreap(self._pid(data)))
+            else:
+                racer.function(self, data=data)
+        finally:
+            self.racing = False
+
     # ------------------------------------------------------------- CPU ops
 
     @rule(data=st.data())
@@ -447,15 +377,16 @@ class MirrorMachine(RuleBasedStateMachine):
     def fork(self, data: st.DataObject) -> None:
         self._emit(data, m.Fork(self._pid(data)))
 
-    @precondition(lambda self: len(self.pids) > 1)
+    @precondition(lambda self: bool(self.pids))
     @rule(data=st.data())
-    def exit(self, data: st.DataObject) -> None:
-        self._emit(data, m.Exit(self._pid(data, self.pids[1:])))
-
-    @precondition(lambda self: len(self.pids) > 1)
-    @rule(data=st.data())
-    def oomreap(self, data: st.DataObject) -> None:
-        self._emit(data, m.Oomreap(self._pid(data, self.pids[1:])))
+    def kill(self, data: st.DataObject) -> None:
+        """``exit`` or ``oomreap`` of any live process, P0 included: the
+        OOM reaper's non-blockable invalidation racing a device is where
+        several bugs live.  One rule for both, so that a process dies no more
+        often than any other op runs."""
+        p = self._pid(data)
+        oomreap = data.draw(st.booleans(), label="oomreap, not exit")
+        self._emit(data, m.Oomreap(p) if oomreap else m.Exit(p))
 
     @rule(data=st.data())
     def read(self, data: st.DataObject) -> None:
@@ -484,48 +415,43 @@ class MirrorMachine(RuleBasedStateMachine):
         kind = data.draw(DEVICE_KINDS, label="device kind")
         self._emit(data, m.Open(self._pid(data), kind))
 
-    @precondition(lambda self: bool(self.devices["mirror"]))
     @rule(data=st.data())
     def dread(self, data: st.DataObject) -> None:
-        d, p = self._device(data, "mirror")
+        d, p = self._need_device(data, "mirror")
         self._emit(data, m.Dread(d, *self._range(data, p, MAX_VALUE_PAGES)))
 
-    @precondition(lambda self: bool(self.devices["mirror"]))
     @rule(data=st.data())
     def dwrite(self, data: st.DataObject) -> None:
-        d, p = self._device(data, "mirror")
+        d, p = self._need_device(data, "mirror")
         s, n = self._range(data, p)
         x, stride = self._payload(data, "write")
         assert x is not None
         self._emit(data, m.Dwrite(d, s, n, x, stride))
 
-    @precondition(lambda self: bool(self.devices["mirror"]))
     @rule(data=st.data())
     def snapshot(self, data: st.DataObject) -> None:
-        d, p = self._device(data, "mirror")
+        d, p = self._need_device(data, "mirror")
         self._emit(data, m.Snapshot(d, *self._range(data, p, MAX_VALUE_PAGES)))
 
-    @precondition(lambda self: bool(self.devices["mirror"]))
     @rule(data=st.data())
     def migrate_to_dev(self, data: st.DataObject) -> None:
-        d, p = self._device(data, "mirror")
+        d, p = self._need_device(data, "mirror")
         self._emit(data, m.MigrateToDev(d, *self._range(data, p)))
 
-    @precondition(lambda self: bool(self.devices["mirror"]))
     @rule(data=st.data())
     def evict(self, data: st.DataObject) -> None:
-        self._emit(data, m.Evict(self._device(data, "mirror")[0]))
+        self._emit(data, m.Evict(self._need_device(data, "mirror")[0]))
 
-    @precondition(lambda self: bool(self.devices["userptr"]))
     @rule(data=st.data())
     def reg(self, data: st.DataObject) -> None:
-        d, p = self._device(data, "userptr")
+        d, p = self._need_device(data, "userptr")
         self._emit(data, m.Reg(d, *self._range(data, p, REGION_PAGES), data.draw(MODES)))
 
-    @precondition(lambda self: bool(self.regions["userptr"]))
     @rule(data=st.data())
     def submit(self, data: st.DataObject) -> None:
-        g = self._region(data, "userptr")
+        g = self._need_region(data, "userptr")
+        if g is None:
+            return
         direction = data.draw(DIRECTIONS)
         off, cnt = self._window(data, g)
         self._emit(data, m.Submit(g.r, direction, off, cnt, *self._payload(data, direction)))
@@ -540,16 +466,16 @@ class MirrorMachine(RuleBasedStateMachine):
     def unreg(self, data: st.DataObject) -> None:
         self._emit(data, m.Unreg(self._region(data, "userptr").r))
 
-    @precondition(lambda self: bool(self.devices["pin"]))
     @rule(data=st.data())
     def pin(self, data: st.DataObject) -> None:
-        d, p = self._device(data, "pin")
+        d, p = self._need_device(data, "pin")
         self._emit(data, m.Pin(d, *self._range(data, p, REGION_PAGES), data.draw(MODES)))
 
-    @precondition(lambda self: bool(self.regions["pin"]))
     @rule(data=st.data())
     def dma(self, data: st.DataObject) -> None:
-        g = self._region(data, "pin")
+        g = self._need_region(data, "pin")
+        if g is None:
+            return
         direction = data.draw(DIRECTIONS)
         off, cnt = self._window(data, g)
         self._emit(data, m.Dma(g.r, direction, off, cnt, *self._payload(data, direction)))
@@ -592,14 +518,21 @@ class MirrorMachine(RuleBasedStateMachine):
         return impls.sides(self.config.sides)
 
     def _settings(self) -> Settings:
-        return Settings(observe_every=self.config.observe_every, mutant=self.config.mutant)
+        return Settings(observe_every=self.config.observe_every, mutant=self.config.mutant,
+                        checked=self.config.checked)
 
 
-OP_RULES: Final = ("mmap", "munmap", "mremap", "mprotect", "madvise", "fork", "exit", "oomreap",
+OP_RULES: Final = ("mmap", "munmap", "mremap", "mprotect", "madvise", "fork", "kill",
                    "read", "write", "migrate", "reclaim", "open", "dread", "dwrite", "snapshot",
                    "migrate_to_dev", "evict", "reg", "submit", "complete", "unreg", "pin", "dma",
                    "unpin")
 """The op rules swarm testing may switch off for an example (fuzz.swarm)."""
+DEVICE_RULES: Final = ("dread", "dwrite", "snapshot", "migrate_to_dev", "evict", "submit",
+                       "complete", "unreg", "dma", "reg", "pin", "unpin")
+"""The race rule's first racer: ops of a device (faults, DMA, jobs, pins)."""
+CPU_RULES: Final = ("mmap", "munmap", "mremap", "mprotect", "madvise", "fork", "kill",
+                    "write", "migrate", "reclaim")
+"""The race rule's second racer: CPU ops, the sources of invalidations."""
 gate(MirrorMachine, OP_RULES)
 
 

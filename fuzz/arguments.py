@@ -1,0 +1,240 @@
+"""Argument drawing for the stateful engine: values as bugs like them.
+
+:class:`Arguments` is the half of ``fuzz.stateful.MirrorMachine`` that picks
+an op's arguments from what the machine knows exists (live pids, devices,
+registered regions, the guide's VMAs), biased the way bugs in this area like
+them: 512-page boundaries of a window of 8 huge pages at page 0, VMA edges,
+edges of pinned and registered ranges, pages inside VMAs, recently used
+addresses, the process of the device last used, small counts, counts that
+reach or straddle the next edge; values are fresh (distinct, so reads tell
+writes apart); about 1 draw in 20 is wild (EINVAL, ESRCH, EFAULT paths).
+
+Every choice is a Hypothesis draw whose simplest value is the plainest one
+(P0, the first address category, count 1), so that examples shrink well.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from hypothesis import strategies as st
+
+from fuzz.guide import Guide
+from fuzz.trace import StepLine
+from model import ops as m
+from model.ops import (
+    ADDRESS_PAGES,
+    HUGE_PAGES,
+    MAX_VALUE_PAGES,
+    WORD_MAX,
+    WORD_MIN,
+    LineResult,
+)
+
+BLOCKS: Final = 8
+WINDOW: Final = BLOCKS * HUGE_PAGES
+"""Addresses mostly lie in [0, WINDOW): 8 huge pages from page 0."""
+REGION_PAGES: Final = HUGE_PAGES + 1
+"""The most pages a userptr object or a pin region spans: registering
+faults every page in, and the reference checks every invariant over every
+resident page at every step, so that big regions only slow examples down."""
+RECENT: Final = 8
+WILD_ADDRESSES: Final = (-1, ADDRESS_PAGES - 1, ADDRESS_PAGES, 1 << 40)
+WILD_COUNTS: Final = (0, -1, MAX_VALUE_PAGES + 1, ADDRESS_PAGES)
+WILD_WORDS: Final = (WORD_MAX, WORD_MIN, 1 << 63, -(1 << 64))
+
+PROTS: Final[st.SearchStrategy[m.Prot]] = st.sampled_from(("rw", "r", "none"))
+KINDS: Final[st.SearchStrategy[m.Kind]] = st.sampled_from(("private", "shared"))
+MODES: Final[st.SearchStrategy[m.Mode]] = st.sampled_from(("rw", "ro"))
+DIRECTIONS: Final[st.SearchStrategy[m.Direction]] = st.sampled_from(("read", "write"))
+ADVICE: Final[st.SearchStrategy[m.Advice]] = st.sampled_from(
+    ("dontneed", "hugepage", "nohugepage"))
+DEVICE_KINDS: Final[st.SearchStrategy[m.DeviceKind]] = st.sampled_from(
+    ("mirror", "userptr", "pin"))
+STRIDES: Final = st.sampled_from((None, 1, 0, -1, 7))
+WILD: Final = st.integers(0, 19).map(lambda k: k == 19)
+"""True about one time in 20; shrinks to False."""
+
+
+@dataclass(frozen=True)
+class Region:
+    """A userptr object or pin region created successfully."""
+
+    r: int
+    d: int
+    p: int
+    s: int
+    n: int
+    mode: str
+
+
+class Arguments:
+    """Draws arguments from the handles and VMAs a machine knows of."""
+
+    guide: Guide
+    lines: list[StepLine]
+    reserved: dict[str, int]
+    pids: list[int]  # created, not exited nor reaped
+    gone: list[int]
+    devices: dict[str, list[tuple[int, int]]]  # kind -> [(device, its pid)]
+    regions: dict[str, list[Region]]
+    recent: deque[int]
+    device_pid: int | None  # the process of the device or region last used
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reserved = dict(m.FIRST_HANDLE)
+        self.pids = [0]
+        self.gone = []
+        self.devices = {"mirror": [], "userptr": [], "pin": []}
+        self.regions = {"userptr": [], "pin": []}
+        self.recent = deque(maxlen=RECENT)
+        self.device_pid = None
+
+    def _append(self, line: StepLine) -> LineResult | None:
+        raise NotImplementedError  # the machine appends (and runs) the line
+
+    def _pid(self, data: st.DataObject, choices: Sequence[int] | None = None) -> int:
+        """A live pid, often the process of the device last used (whose
+        invalidations that device sees); rarely a gone one (ESRCH) or one not
+        yet created (EINVAL)."""
+        pool = choices or self.pids
+        if not pool or data.draw(WILD, label="wild pid"):
+            return data.draw(st.sampled_from([*self.gone, self.reserved["P"]]))
+        mine = self.device_pid
+        if mine is not None and mine in pool and data.draw(st.booleans(), label="device's pid"):
+            return mine
+        return data.draw(st.sampled_from(pool), label="pid")
+
+    def _device(self, data: st.DataObject, kind: str) -> tuple[int, int]:
+        """(device, its pid); rarely a device of another kind (EINVAL)."""
+        pool = self.devices[kind]
+        if data.draw(WILD, label="wild device"):
+            pool = [dev for k, devs in self.devices.items() if k != kind for dev in devs] or pool
+        d, p = data.draw(st.sampled_from(pool), label="device")
+        self.device_pid = p
+        return d, p
+
+    def _region(self, data: st.DataObject, kind: str) -> Region:
+        g = data.draw(st.sampled_from(self.regions[kind]), label="region")
+        self.device_pid = g.p
+        return g
+
+    def _need_device(self, data: st.DataObject, kind: m.DeviceKind) -> tuple[int, int]:
+        """A device of ``kind`` for an op that needs one: when none exists,
+        the line that opens one is appended first (syzkaller's way with
+        resources), so that device ops never wait for an ``open`` to come
+        along by chance."""
+        if not self.devices[kind]:
+            p = self._pid(data)
+            self._append(StepLine(m.Open(p, kind)))
+            if not self.devices[kind]:  # the open failed (a gone pid): EINVAL next
+                return self.reserved["D"], p
+        return self._device(data, kind)
+
+    def _need_region(self, data: st.DataObject, kind: m.DeviceKind) -> Region | None:
+        """A region of ``kind`` (userptr object or pin) for an op that needs
+        one: when none exists, the lines that open a device and register a
+        range of one of its process's VMAs are appended first.  None when
+        that registration failed."""
+        if not self.regions[kind]:
+            d, p = self._need_device(data, kind)
+            how = m.Reg if kind == "userptr" else m.Pin
+            self._append(StepLine(how(d, *self._range(data, p, REGION_PAGES),
+                                      data.draw(MODES))))
+            if not self.regions[kind]:
+                return None
+        return self._region(data, kind)
+
+    def _edges(self, pid: int) -> list[int]:
+        edges = {HUGE_PAGES * k for k in range(BLOCKS + 1)}
+        for vma in self.guide.vmas(pid):
+            edges.update((vma.start, vma.end))
+        for kind in self.regions.values():
+            for g in kind:
+                edges.update((g.s, g.s + g.n))
+        return sorted(edges)
+
+    def _address(self, data: st.DataObject, pid: int) -> int:
+        how = "wild" if data.draw(WILD, label="wild address") else data.draw(st.sampled_from(
+            ("boundary", "inside", "inside", "edge", "recent", "window", "region")),
+            label="address kind")
+        vmas = self.guide.vmas(pid)
+        regions = [g for kind in self.regions.values() for g in kind]
+        if how == "inside" and vmas:
+            vma = data.draw(st.sampled_from(vmas))
+            v = vma.start + data.draw(st.integers(0, vma.end - vma.start - 1))
+        elif how == "edge" and vmas:
+            vma = data.draw(st.sampled_from(vmas))
+            v = data.draw(st.sampled_from((vma.start, vma.end))) + data.draw(
+                st.sampled_from((0, -1, 1, -2, 2)))
+        elif how == "recent" and self.recent:
+            v = data.draw(st.sampled_from(list(self.recent)))
+        elif how == "region" and regions:
+            g = data.draw(st.sampled_from(regions))
+            v = data.draw(st.sampled_from((g.s, g.s + g.n - 1, g.s + g.n, g.s - 1)))
+        elif how == "window":
+            v = data.draw(st.integers(0, WINDOW - 1))
+        elif how == "wild":
+            v = data.draw(st.sampled_from(WILD_ADDRESSES))
+        else:
+            v = HUGE_PAGES * data.draw(st.integers(0, BLOCKS - 1)) + data.draw(
+                st.sampled_from((0, 1, -1, 4, -4)))
+        v = max(v, 0) if how != "wild" else v
+        self.recent.appendleft(v)
+        return v
+
+    def _count(self, data: st.DataObject, pid: int, s: int, cap: int = WINDOW) -> int:
+        how = "wild" if data.draw(WILD, label="wild count") else data.draw(st.sampled_from(
+            ("small", "fit", "fit", "to_edge", "to_edge", "huge", "big")), label="count kind")
+        if how == "fit":  # stay inside the VMA holding s
+            room = next((v.end - s for v in self.guide.vmas(pid) if v.start <= s < v.end), 0)
+            if room > 0:
+                return min(cap, data.draw(st.sampled_from((room, 1, min(room, 16)))))
+        if how == "to_edge":
+            above = [e for e in self._edges(pid) if e > s]
+            if above:
+                e = data.draw(st.sampled_from(above))
+                return max(1, e - s + data.draw(st.sampled_from((0, 1, -1, 3))))
+        if how == "huge":
+            return data.draw(st.sampled_from((HUGE_PAGES, 2 * HUGE_PAGES, HUGE_PAGES + 1,
+                                              HUGE_PAGES - 1, 4 * HUGE_PAGES)))
+        if how == "big":
+            return data.draw(st.integers(1, cap))
+        if how == "wild":
+            return data.draw(st.sampled_from(WILD_COUNTS))
+        return data.draw(st.integers(1, 16))
+
+    def _word(self, data: st.DataObject) -> int:
+        if data.draw(WILD, label="wild word"):
+            return data.draw(st.sampled_from(WILD_WORDS))
+        return 100 + len(self.lines)  # fresh: reads tell writes apart
+
+    def _range(self, data: st.DataObject, pid: int, cap: int = WINDOW) -> tuple[int, int]:
+        s = self._address(data, pid)
+        return s, self._count(data, pid, s, cap)
+
+    def _window(self, data: st.DataObject, g: Region) -> tuple[int, int]:
+        """(off, cnt) into a region of ``g.n`` pages."""
+        how = data.draw(st.sampled_from(("all", "one", "tail")), label="window")
+        if data.draw(WILD, label="wild window"):
+            how = data.draw(st.sampled_from(("past", "wild")))
+        if how == "one":
+            return data.draw(st.integers(0, g.n - 1)), 1
+        if how == "tail":
+            off = data.draw(st.integers(0, g.n - 1))
+            return off, g.n - off
+        if how == "past":
+            return 0, g.n + 1
+        if how == "wild":
+            return data.draw(st.sampled_from(((-1, 1), (g.n, 1), (0, 0))))
+        return 0, g.n
+
+    def _payload(self, data: st.DataObject, direction: str) -> tuple[int | None, int | None]:
+        if direction == "read":
+            return None, None
+        stride = data.draw(STRIDES, label="stride")
+        return self._word(data), stride
