@@ -293,7 +293,8 @@ def minimize_hunt(hunt: Hunt, *, max_runs: int = MAX_RUNS) -> None:
         hunt.repro = minimize_file(hunt.raw, sides, Settings(mutant=hunt.mutant),
                                    found_by=f"mirrorfuzz mutants {hunt.engine}",
                                    max_runs=max_runs, stats=stats,
-                                   first=Settings(observe_every=0, mutant=hunt.mutant))
+                                   first=Settings(observe_every=0, mutant=hunt.mutant,
+                                                  checked=HUNT_CHECKED))
     except ValueError as exc:  # NoFinding: the finding does not replay at observe_every=1
         hunt.note = f"the finding does not replay: {exc}"
         return

@@ -253,3 +253,28 @@ def test_observations_are_compared_after_the_last_step_too() -> None:
     verdict = run_trace(t, [side("a", Fake), side("b", extra_thread_late)], settings)
     assert verdict.finding is not None
     assert verdict.finding.detail == "observation"
+
+
+@pytest.mark.parametrize(("checked", "want"), [
+    (None, {"a": True, "b": True}),
+    (("b",), {"a": False, "b": True}),
+    ((), {"a": False, "b": False}),
+])
+def test_checked_names_the_sides_that_check_their_invariants(
+        checked: tuple[str, ...] | None, want: dict[str, bool]) -> None:
+    """Settings.checked: a mutant hunt checks the mutated side only; every
+    side gets the trace's other settings unchanged."""
+    got: dict[str, Config] = {}
+
+    def spy(name: str) -> tuple[str, Factory]:
+        def factory(config: Config) -> Implementation:
+            got[name] = config
+            return Fake(name=name)
+        return (name, factory)
+
+    t = parse_trace(trace("# frames: 64\nwrite P0 5 7 => ok\n"))
+    assert run_trace(t, [spy("a"), spy("b")], Settings(checked=checked, mutant="m")).ok
+    assert {name: c.checks for name, c in got.items()} == want
+    assert all(c.frames == 64 and c.mutant == "m" for c in got.values())
+    off = run_trace(t, [spy("a"), spy("b")], Settings(checks=False, checked=("a",)))
+    assert off.ok and not any(c.checks for c in got.values())
