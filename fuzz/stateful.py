@@ -34,9 +34,11 @@ sequences.  Rules this module keeps:
   device or a registered region, and finds none, first appends the lines
   that open one (and register a range of its process), so that chains like
   open, reg, submit, invalidate are common rather than a coincidence.
-* **Races on purpose**: the ``race`` rule starts two ops as threads and
-  interleaves them at once, so that a device fault meets an invalidation
-  mid-way far more often than independent rules would arrange.
+* **Races on purpose**: the ``race`` rule starts a device op as a thread,
+  gives it a head start of a few steps, starts an invalidating op (half the
+  time the non-blockable ``oomreap``) and lets the scheduler interleave
+  them, so that a device fault meets an invalidation mid-way far more often
+  than independent rules would arrange.
 * **Bounded work**: a trace stops growing once the guide has done
   ``MAX_TRACE_WORK`` page operations, and a registered region spans at most
   ``REGION_PAGES``, so that no example takes the reference (which checks
