@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from model.ops import thread_order
 
@@ -30,7 +30,7 @@ EntryClass = Literal["zero", "present", "swap", "migration", "device"]
 ProcState = Literal["live", "killed", "dead"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Ref:
     """A reference to a page: system folio page (``index`` in the folio),
     device page, swap slot, or the zero page.  ``raw`` is the
@@ -55,10 +55,11 @@ class VmaView:
     offset: int | None  # object offset of start
 
 
-@dataclass(frozen=True)
-class EntryView:
+class EntryView(NamedTuple):
     """A non-``none`` page-table entry.  ``word`` is the word the entry's
-    target holds (0 for ``zero``)."""
+    target holds (0 for ``zero``).  (A named tuple, as is
+    ``TableEntryView``: an observation builds one per resident page, and a
+    frozen dataclass costs several times as much to create.)"""
 
     vpn: int
     cls: EntryClass
@@ -132,8 +133,7 @@ class ObjectView:
     resident: tuple[tuple[int, Ref], ...]  # (page index, folio ref), index order
 
 
-@dataclass(frozen=True)
-class TableEntryView:
+class TableEntryView(NamedTuple):
     vpn: int
     target: Ref  # folio page, zero page or own device page
     w: bool

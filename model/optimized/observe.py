@@ -10,6 +10,9 @@ from __future__ import annotations
 from collections.abc import Hashable
 from typing import TYPE_CHECKING
 
+import numpy as np
+import numpy.typing as npt
+
 from model.observation import (
     ZERO_REF,
     DevicePageView,
@@ -35,7 +38,18 @@ from model.observation import (
     canonicalize,
 )
 from model.ops import ADDRESS_PAGES, format_op, thread_order
-from model.optimized.pagetable import DEVICE, MIG_D, MIG_F, PRESENT, SWAP, ZERO, W, X
+from model.optimized.pagetable import (
+    DEVICE,
+    KIND_MASK,
+    MIG_D,
+    MIG_F,
+    PRESENT,
+    SHIFT,
+    SWAP,
+    ZERO,
+    W,
+    X,
+)
 from model.optimized.state import Process
 
 if TYPE_CHECKING:
@@ -84,16 +98,46 @@ class _Refs:
             self.slots[raw] = SwapSlotView(int(sw.word[s]), int(sw.count[s]))
         return Ref("swap", raw), int(sw.word[s])
 
-    def target(self, e: int) -> tuple[Ref, int]:
-        kind = e & 7
-        p = e >> 5
-        if kind in (PRESENT, MIG_F):
-            return self.folio(p)
-        if kind in (DEVICE, MIG_D):
-            return self.dpage(p)
-        if kind == SWAP:
-            return self.slot(p)
-        return ZERO_REF, 0
+    def _folio_views(self, heads: npt.NDArray[np.int64], gens: npt.NDArray[np.int32]) -> None:
+        """Build the views of the folios at ``heads`` not seen yet; those of
+        order 0 (most of them) from whole-array reads."""
+        fr = self.k.frames
+        hs, first = np.unique(heads, return_index=True)
+        small = fr.order[hs] == 0
+        for h, g, rc, pc, mc, w in zip(
+                hs[small].tolist(), gens[first][small].tolist(), fr.refcount[hs[small]].tolist(),
+                fr.pincount[hs[small]].tolist(), fr.mapcount[hs[small]].tolist(),
+                fr.word[hs[small]].tolist(), strict=True):
+            if (h, g) not in self.folios:
+                self.folios[(h, g)] = FolioView(0, rc, pc, (mc,), (w,))
+        for h in hs[~small].tolist():
+            self.folio(h)
+
+    def targets(self, ents: npt.NDArray[np.int64]) -> tuple[list[Ref], list[int]]:
+        """``target`` of each entry of ``ents`` (none of them NONE), read from
+        the tables by whole arrays: the ids, page indexes and words of a
+        populated page-table chunk at once, and each folio, device page or
+        slot view built once."""
+        kind = ents & KIND_MASK
+        pay = ents >> SHIFT
+        refs: list[Ref] = [ZERO_REF] * len(ents)
+        words = np.zeros(len(ents), np.int64)
+        fr = self.k.frames
+        at = np.flatnonzero((kind == PRESENT) | (kind == MIG_F))
+        if at.size:
+            pfns = pay[at]
+            heads = fr.heads(pfns)
+            words[at] = fr.word[pfns]
+            gens = fr.gen[heads]
+            self._folio_views(heads, gens)
+            for i, h, g, idx in zip(at.tolist(), heads.tolist(), gens.tolist(),
+                                    (pfns - heads).tolist(), strict=True):
+                refs[i] = Ref("folio", (h, g), idx)
+        for kinds, one in (((DEVICE, MIG_D), self.dpage), ((SWAP,), self.slot)):
+            at = np.flatnonzero(np.isin(kind, kinds))
+            for i, p in zip(at.tolist(), pay[at].tolist(), strict=True):
+                refs[i], words[i] = one(p)
+        return refs, words.tolist()
 
 
 def _process(k: OptimizedKernel, proc: Process, refs: _Refs) -> ProcessView:
@@ -105,9 +149,9 @@ def _process(k: OptimizedKernel, proc: Process, refs: _Refs) -> ProcessView:
         return ProcessView(proc.pid, state)  # its state only (DECISIONS D7)
     entries: list[EntryView] = []
     for vpns, ents, pmd in proc.pt.populated(0, ADDRESS_PAGES):
-        for v, e in zip(vpns.tolist(), ents.tolist(), strict=True):
-            ref, word = refs.target(e)
-            entries.append(EntryView(v, _CLASS[e & 7], word, bool(e & W), bool(e & X),
+        targets, words = refs.targets(ents)
+        for v, e, ref, word in zip(vpns.tolist(), ents.tolist(), targets, words, strict=True):
+            entries.append(EntryView(v, _CLASS[e & KIND_MASK], word, bool(e & W), bool(e & X),
                                      pmd, ref))
     mn = proc.mn
     subs = tuple(SubscriptionView(s.id, s.start, s.end, s.invalidate_seq)
@@ -136,8 +180,9 @@ def observe(k: OptimizedKernel) -> Observation:
         table: list[TableEntryView] = []
         if dev.kind == "mirror":
             for vpns, ents, _ in dev.table.populated(0, ADDRESS_PAGES):
-                for v, e in zip(vpns.tolist(), ents.tolist(), strict=True):
-                    table.append(TableEntryView(v, refs.target(e)[0], bool(e & W)))
+                targets, _ = refs.targets(ents)
+                for v, e, ref in zip(vpns.tolist(), ents.tolist(), targets, strict=True):
+                    table.append(TableEntryView(v, ref, bool(e & W)))
         devices.append(DeviceView(did, dev.kind, dev.pid, dev.dead, dev.lock.holder,
                                   tuple(table),
                                   k.dpages.used.get(did, 0) if dev.kind == "mirror" else 0))
