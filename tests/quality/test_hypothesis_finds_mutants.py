@@ -10,7 +10,10 @@ the same signature twice (deterministic) and run clean with the mutant off
 every time.
 
 The budget is a number of examples (and each example's work is capped in
-page operations), never time, so the outcome is the same on any machine.
+page operations), never time, so the outcome is the same on any machine;
+Hypothesis itself is pinned in the ``dev`` extra, since another release may
+generate other examples from the same seed (and so does another
+``max_examples``: Hypothesis's generation depends on it).
 The engine compares observations only after the last step (``OBSERVE_EVERY
 = 0``) and only the mutated side checks its invariants
 (``fuzz.mutants_table.HUNT_CHECKED``): results are still compared and the
