@@ -52,7 +52,17 @@ def register(sub: Any) -> None:
                    help="carry on the campaign in DIR")
     p.add_argument("--db", default=None, metavar="SPEC",
                    help="the Hypothesis example database (default OUT/hypothesis-db)")
+    p.add_argument("--hang", default=None, metavar="DURATION",
+                   help="a worker with no progress for this long is killed and restarted "
+                        "(default 2m; a hang is recorded, never a finding)")
+    p.add_argument("--rss-limit", default=None, metavar="MB",
+                   help="a worker above this resident memory is killed and restarted "
+                        "(default 2048)")
     p.set_defaults(func=cmd_campaign)
+
+
+MIN_RSS_MB = 128
+"""The smallest ``--rss-limit``: below it a worker cannot even import numpy."""
 
 
 def _whole(text: str, what: str, low: int) -> int:
@@ -86,6 +96,11 @@ def _config(args: argparse.Namespace) -> tuple[Path, CampaignConfig, float, bool
     jobs = None if args.jobs is None else _whole(args.jobs, "--jobs", 1)
     seed = None if args.seed is None else _whole(args.seed, "--seed", 0)
     extra = None if args.time is None else parse_duration(args.time)
+    limits: dict[str, float] = {}
+    if args.hang is not None:
+        limits["hang_s"] = parse_duration(args.hang, "--hang")
+    if args.rss_limit is not None:
+        limits["rss_limit_mb"] = _whole(args.rss_limit, "--rss-limit", MIN_RSS_MB)
     check_mutant(args.mutant)
     if args.db is not None:
         from fuzz.dbs import open_database
@@ -108,6 +123,7 @@ def _config(args: argparse.Namespace) -> tuple[Path, CampaignConfig, float, bool
                                f"{name} ({getattr(config, name)})")
         if jobs is not None:
             config = replace(config, jobs=jobs)
+        config = replace(config, **limits)  # type: ignore[arg-type]
         time_s = extra if extra is not None else config.time_s - before.t
         if time_s <= 0:
             raise BadInput(f"{out}: the campaign already ran its "
@@ -129,7 +145,7 @@ def _config(args: argparse.Namespace) -> tuple[Path, CampaignConfig, float, bool
     time_s = extra if extra is not None else DEFAULT_TIME
     config = CampaignConfig(time_s=time_s, jobs=jobs or os.cpu_count() or 1, engine=engine,
                             mutant=args.mutant, seed=fresh_seed() if seed is None else seed,
-                            db=args.db, started=now_iso())
+                            db=args.db, started=now_iso(), **limits)  # type: ignore[arg-type]
     return out, config, time_s, False
 
 

@@ -33,11 +33,12 @@ _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd]?)")
 _UNIT: Final = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-def parse_duration(text: str) -> float:
-    """``90`` or ``90s``, ``15m``, ``8h``, ``1d`` -> seconds (BadInput otherwise)."""
+def parse_duration(text: str, flag: str = "--time") -> float:
+    """``90`` or ``90s``, ``15m``, ``8h``, ``1d`` -> seconds (BadInput, naming
+    ``flag``, otherwise)."""
     match = _DURATION.fullmatch(text.strip())
     if match is None or float(match.group(1)) <= 0:
-        raise BadInput(f"--time {text!r}: expected a duration like 90s, 15m or 8h")
+        raise BadInput(f"{flag} {text!r}: expected a duration like 90s, 15m or 8h")
     return float(match.group(1)) * _UNIT[match.group(2)]
 
 

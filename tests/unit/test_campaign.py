@@ -55,6 +55,10 @@ def stats_lines(out: Path) -> list[dict[str, Any]]:
     (["--jobs", "two"], "--jobs 'two'"),
     (["--seed", "-1"], "--seed '-1'"),
     (["--db", "ftp://example/x"], "ftp://example/x"),
+    (["--hang", "never"], "--hang 'never'"),
+    (["--hang", "0"], "--hang '0'"),
+    (["--rss-limit", "lots"], "--rss-limit 'lots'"),
+    (["--rss-limit", "16"], "--rss-limit '16'"),
 ])
 def test_bad_arguments_give_one_line_and_exit_2(
         argv: list[str], needle: str, tmp_path: Path,
@@ -65,6 +69,19 @@ def test_bad_arguments_give_one_line_and_exit_2(
     assert needle in err and len(err.strip().splitlines()) == 1
     assert "Traceback" not in out + err
     assert not (tmp_path / "c").exists()
+
+
+def test_hang_and_rss_limit_reach_the_configuration(tmp_path: Path) -> None:
+    from fuzz.campaign.cli import _config
+    from fuzz.cli import build_parser
+
+    args = build_parser().parse_args(["campaign", "--out", str(tmp_path / "c"), "--hang",
+                                      "5m", "--rss-limit", "512"])
+    _, config, _, resumed = _config(args)
+    assert (config.hang_s, config.rss_limit_mb, resumed) == (300.0, 512, False)
+    _, default, _, _ = _config(build_parser().parse_args(["campaign", "--out",
+                                                          str(tmp_path / "d")]))
+    assert (default.hang_s, default.rss_limit_mb) == (120.0, 2048)
 
 
 def test_resume_of_a_missing_or_foreign_directory_is_bad_input(
