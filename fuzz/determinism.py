@@ -12,8 +12,13 @@ and a hunt that imported the minimizer first from one that did not.
 
 :func:`settle_constant_pool` imports every module of those packages, so that
 the pool is the same in every process, and stays the same while the run
-goes on (a module imported lazily mid-run would otherwise grow it).  The
-engines call it before they generate.
+goes on (a module imported lazily mid-run would otherwise grow it).  It then
+replaces the pool's contents by :data:`POOL`, a fixed set of SPEC's edge
+values: otherwise any integer written anywhere in our sources (a new
+constant in the campaign CLI, say) changed the examples a seed generates,
+and so which example of a seed-0 quality hunt finds which planted bug.  The
+engines call it before they generate.  (This reaches into Hypothesis's
+internals; with a release that lacks them, the import alone still holds.)
 """
 
 from __future__ import annotations
@@ -25,6 +30,10 @@ from typing import Final
 
 PACKAGES: Final = ("model", "fuzz", "bench")
 """Our packages: every module of each one found is imported."""
+POOL: Final = frozenset({0, 1, -1, 2, 7, 63, 64, 65, 511, 512, 513, 4096, 1 << 36, (1 << 63) - 1,
+                         -(1 << 63)})
+"""The local constants Hypothesis may draw: page, huge-page, walk-chunk and
+address-space edges and the word limits (SPEC §2)."""
 
 _settled = False
 
@@ -40,4 +49,19 @@ def settle_constant_pool() -> None:
         package = importlib.import_module(name)
         for info in pkgutil.walk_packages(package.__path__, prefix=f"{name}."):
             importlib.import_module(info.name)
+    _pin_pool()
     _settled = True
+
+
+def _pin_pool() -> None:
+    """Let Hypothesis scan every module loaded now (so none is scanned again),
+    then make its local-constant pool :data:`POOL`."""
+    try:
+        from hypothesis.internal.conjecture import providers
+        pool = providers._get_local_constants()
+        for kind in ("integers", "floats", "bytes", "strings"):
+            getattr(pool, kind).clear()
+        pool.integers |= POOL
+        providers.CONSTANTS_CACHE.cache.clear()
+    except (ImportError, AttributeError):  # another Hypothesis: the import alone
+        return
