@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 from hypothesis import HealthCheck, settings
 
 settings.register_profile(
@@ -23,3 +25,12 @@ settings.register_profile(
 settings.register_profile(
     "nightly", max_examples=20000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Longest first: the quality hunts (a minute or more each, one several
+    minutes) lead the run, so that with ``--dist worksteal`` the other
+    worker takes the many short tests meanwhile, instead of one hunt
+    starting last and running alone at the end."""
+    items.sort(key=lambda item: (0 if "tests/quality/test_hypothesis" in item.nodeid else 1,
+                                 0 if "nonblock_callback_blocks" in item.nodeid else 1))
