@@ -211,10 +211,25 @@ class MirrorMachine(Arguments, RuleBasedStateMachine):
         if self.racing:
             self.raced = name
             return
-        for _ in range(data.draw(st.integers(0, MAX_ADVANCE), label="advance")):
-            if name not in self.guide.runnable():
+        self._advance(data, name, MAX_ADVANCE, "advance")
+
+    def _advance(self, data: st.DataObject, name: str | None, most: int, label: str) -> None:
+        """Step thread ``name`` 0 to ``most`` times (drawn), while it is runnable."""
+        for _ in range(data.draw(st.integers(0, most), label=label)):
+            if name is None or name not in self.guide.runnable():
                 break
             self._append(StepLine(StepThread(name)))
+
+    def _schedule(self, data: st.DataObject, most: int, label: str) -> None:
+        """Step the scheduler's choice among runnable threads 1 to ``most``
+        times (drawn), while any is runnable."""
+        assert self.scheduler is not None and self.chooser is not None
+        self.chooser.data = data
+        for _ in range(data.draw(st.integers(1, most), label=label)):
+            runnable = self.guide.runnable()
+            if not runnable:
+                break
+            self._append(StepLine(StepThread(self.scheduler.choose(runnable))))
 
     def _free_thread(self, slot: int) -> str | None:
         live = set(self.guide.live())
@@ -279,13 +294,7 @@ class MirrorMachine(Arguments, RuleBasedStateMachine):
     @rule(data=st.data())
     def step_scheduled(self, data: st.DataObject) -> None:
         """Step the scheduler's choice among runnable threads, 1-6 times."""
-        assert self.scheduler is not None and self.chooser is not None
-        self.chooser.data = data
-        for _ in range(data.draw(st.integers(1, MAX_BURST), label="burst")):
-            runnable = self.guide.runnable()
-            if not runnable:
-                break
-            self._append(StepLine(StepThread(self.scheduler.choose(runnable))))
+        self._schedule(data, MAX_BURST, "burst")
 
     @rule(data=st.data())
     def race(self, data: st.DataObject) -> None:
@@ -303,24 +312,15 @@ class MirrorMachine(Arguments, RuleBasedStateMachine):
         the time, an ``oomreap`` (when ``kill`` is on), else any op of
         ``CPU_RULES``, so that both paths meet a busy device about equally
         often."""
-        assert self.scheduler is not None and self.chooser is not None
         device = self._draw_racer(data, DEVICE_RULES)
         if device is not None:
             self._start_racer(data, device)
-            for _ in range(data.draw(st.integers(0, 2 * MAX_ADVANCE), label="head start")):
-                if self.raced is None or self.raced not in self.guide.runnable():
-                    break
-                self._append(StepLine(StepThread(self.raced)))
+            self._advance(data, self.raced, 2 * MAX_ADVANCE, "head start")
         if "kill" not in self.swarm_off and data.draw(st.booleans(), label="non-blockable"):
             self._start_racer(data, "oomreap")
         elif (cpu := self._draw_racer(data, CPU_RULES)) is not None:
             self._start_racer(data, cpu)
-        self.chooser.data = data
-        for _ in range(data.draw(st.integers(1, 4 * MAX_BURST), label="race steps")):
-            runnable = self.guide.runnable()
-            if not runnable:
-                break
-            self._append(StepLine(StepThread(self.scheduler.choose(runnable))))
+        self._schedule(data, 4 * MAX_BURST, "race steps")
 
     def _draw_racer(self, data: st.DataObject, rules: Sequence[str]) -> Rule | None:
         """One of ``rules`` that this example has on, if its preconditions hold."""

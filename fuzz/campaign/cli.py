@@ -96,11 +96,14 @@ def _config(args: argparse.Namespace) -> tuple[Path, CampaignConfig, float, bool
     jobs = None if args.jobs is None else _whole(args.jobs, "--jobs", 1)
     seed = None if args.seed is None else _whole(args.seed, "--seed", 0)
     extra = None if args.time is None else parse_duration(args.time)
-    limits: dict[str, float] = {}
-    if args.hang is not None:
-        limits["hang_s"] = parse_duration(args.hang, "--hang")
-    if args.rss_limit is not None:
-        limits["rss_limit_mb"] = _whole(args.rss_limit, "--rss-limit", MIN_RSS_MB)
+    hang_s = None if args.hang is None else parse_duration(args.hang, "--hang")
+    rss_mb = None if args.rss_limit is None else _whole(args.rss_limit, "--rss-limit",
+                                                        MIN_RSS_MB)
+
+    def limited(config: CampaignConfig) -> CampaignConfig:
+        """``config`` with the worker limits given (for this run, with --resume)."""
+        return replace(config, hang_s=config.hang_s if hang_s is None else hang_s,
+                       rss_limit_mb=config.rss_limit_mb if rss_mb is None else rss_mb)
     check_mutant(args.mutant)
     if args.db is not None:
         from fuzz.dbs import open_database
@@ -123,7 +126,7 @@ def _config(args: argparse.Namespace) -> tuple[Path, CampaignConfig, float, bool
                                f"{name} ({getattr(config, name)})")
         if jobs is not None:
             config = replace(config, jobs=jobs)
-        config = replace(config, **limits)  # type: ignore[arg-type]
+        config = limited(config)
         time_s = extra if extra is not None else config.time_s - before.t
         if time_s <= 0:
             raise BadInput(f"{out}: the campaign already ran its "
@@ -145,8 +148,8 @@ def _config(args: argparse.Namespace) -> tuple[Path, CampaignConfig, float, bool
     time_s = extra if extra is not None else DEFAULT_TIME
     config = CampaignConfig(time_s=time_s, jobs=jobs or os.cpu_count() or 1, engine=engine,
                             mutant=args.mutant, seed=fresh_seed() if seed is None else seed,
-                            db=args.db, started=now_iso(), **limits)  # type: ignore[arg-type]
-    return out, config, time_s, False
+                            db=args.db, started=now_iso())
+    return out, limited(config), time_s, False
 
 
 def cmd_campaign(args: argparse.Namespace) -> int:

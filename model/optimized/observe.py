@@ -114,10 +114,10 @@ class _Refs:
             self.folio(h)
 
     def targets(self, ents: npt.NDArray[np.int64]) -> tuple[list[Ref], list[int]]:
-        """``target`` of each entry of ``ents`` (none of them NONE), read from
-        the tables by whole arrays: the ids, page indexes and words of a
-        populated page-table chunk at once, and each folio, device page or
-        slot view built once."""
+        """The target (a raw ``Ref``) and the word of each entry of ``ents``
+        (none of them NONE), read from the tables by whole arrays: the ids,
+        page indexes and words of a populated page-table chunk at once, and
+        each folio, device page or slot view built once."""
         kind = ents & KIND_MASK
         pay = ents >> SHIFT
         refs: list[Ref] = [ZERO_REF] * len(ents)
