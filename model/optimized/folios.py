@@ -36,6 +36,11 @@ def _grow(a: npt.NDArray[np.generic], n: int) -> npt.NDArray[np.generic]:
     return out
 
 
+def huge_rows(a: npt.NDArray[np.generic]) -> npt.NDArray[np.generic]:
+    """A view of ``a`` as rows of 512 frames: row r is the order-9 folio at r * 512."""
+    return a[: a.size - a.size % HUGE].reshape(-1, HUGE)
+
+
 class FrameTable:
     """System frames (SPEC §1 'system folio')."""
 
@@ -143,17 +148,30 @@ class FrameTable:
             self.free_small.append(head)
 
     def free_many(self, heads: I64) -> None:
-        """free() for many heads at once (the mmu_gather's batch)."""
-        huge = heads[self.order[heads] == 9]
-        small = heads[self.order[heads] != 9]
+        """free() for many heads at once (the mmu_gather's batch), in order."""
+        is_huge = self.order[heads] == 9
+        huge = heads[is_huge]
+        small = heads[~is_huge]
         if small.size:
             self.live[small] = 0
             self.gen[small] += 1
             self.obj[small] = -1
             self.in_use -= int(small.size)
             self.free_small.extend(small.tolist())
-        for h in huge.tolist():
-            self.free(h)
+        if huge.size:
+            rows = huge >> 9
+            huge_rows(self.live)[rows] = 0
+            huge_rows(self.gen)[rows] += 1
+            huge_rows(self.obj)[rows] = -1
+            self.in_use -= HUGE * int(huge.size)
+            self.free_huge.extend(huge.tolist())
+
+    def remove_rmap_ptes(self, heads: I64) -> None:
+        """folio_remove_rmap_ptes + folio_ref_sub over whole PTE-mapped
+        order-9 folios (distinct ``heads``): every page's mapcount -1, each
+        head's refcount -512."""
+        huge_rows(self.mapcount)[heads >> 9] -= 1
+        self.refcount[heads] -= HUGE
 
     def split(self, head: int) -> None:
         """split_folio: an order-9 folio becomes 512 order-0 folios in place;

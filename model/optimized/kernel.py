@@ -10,7 +10,7 @@ for ``do_mmap``/``do_munmap``/..., ``fault.py`` for ``handle_mm_fault``,
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from model import ops as O
 from model.interface import Config, Violation
@@ -19,7 +19,10 @@ from model.ops import EINVAL, Blocked, Done, Err, Op, OpResult, StepOutcome, Yie
 from model.optimized import checks, observe
 from model.optimized.folios import DevicePages, FrameTable, SwapTable
 from model.optimized.state import Device, Job, Process, Region, SharedObject
-from model.optimized.threads import Gen, Thread, Wait
+from model.optimized.threads import Gen, Thread
+
+_YIELDED: Final = Yielded()
+_BLOCKED: Final = Blocked()
 
 OpFn = Callable[[Any, Thread, Any], Gen[OpResult]]
 
@@ -99,6 +102,7 @@ class OptimizedKernel:
     def __init__(self, config: Config | None = None) -> None:
         self.config = config or Config()
         self.mutant = self.config.mutant
+        self.checks = self.config.checks
         self.frames = FrameTable(self.config.frames)
         self.swap = SwapTable()
         self.dpages = DevicePages(self.config.device_frames)
@@ -136,7 +140,7 @@ class OptimizedKernel:
         if t.waiting is not None:
             if not t.waiting.pred():
                 self._last_pops = 0
-                return Blocked()
+                return _BLOCKED
             t.waiting = None
         out: StepOutcome
         try:
@@ -152,14 +156,15 @@ class OptimizedKernel:
                 if any(r.thread == thread for r in proc.mn.running):
                     self.violation("pairing", f"{thread} ended with an invalidation not ended")
         else:
-            if isinstance(y, Wait):
+            if y is not None:  # a Wait
                 t.waiting = y
-            out = Yielded()
+            out = _YIELDED
         self._last_pops = self.pops
-        for msg in t.violations:
-            self.violations.append(Violation("no_block_when_nonblockable", msg))
-        t.violations.clear()
-        if self.config.checks:
+        if t.violations:
+            for msg in t.violations:
+                self.violations.append(Violation("no_block_when_nonblockable", msg))
+            t.violations.clear()
+        if self.checks:
             checks.run_checks(self)
         return out
 

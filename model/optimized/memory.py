@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from model.optimized.mmu_gather import MmuGather
+from model.optimized.mmu_gather import MmuGather, unique
 from model.optimized.pagetable import (
     DEVICE,
     KIND_MASK,
@@ -153,18 +153,43 @@ def zap_range(k: OptimizedKernel, proc: Process, a: int, b: int, tlb: MmuGather)
 
 def _zap_tables(k: OptimizedKernel, proc: Process, full: list[tuple[int, Arr]],
                 tlb: MmuGather) -> None:
-    """zap_pte_range over whole PTE tables at once (free_pte_range: each freed)."""
-    ents = np.concatenate([lf for _, lf in full])
+    """zap_pte_range over whole PTE tables at once (free_pte_range: each freed).
+    A table that maps one order-9 folio whole is dropped as one batch
+    (zap_present_ptes after folio_pte_batch); the other entries one by one."""
+    ents = np.concatenate([lf for _, lf in full]).reshape(len(full), PTRS)
+    batch = folio_pte_batch(k, ents)
+    if batch.any():
+        heads = ents[batch, 0] >> SHIFT
+        k.frames.remove_rmap_ptes(heads)
+        tlb.remove_folios(heads)
+        k.pops += PTRS * int(heads.size)
+        ents = ents[~batch]
     e = ents[ents != 0]
-    if e.size == 0:
-        return
-    drop_entries(k, e, tlb)
-    k.pops += int(e.size)
-    rows = np.flatnonzero(np.count_nonzero(ents.reshape(len(full), PTRS), axis=1))
-    for i in rows.tolist():
-        base, lf = full[i]
-        lf[:] = 0
-        proc.pt.clear_leaf(base)
+    if e.size:
+        drop_entries(k, e, tlb)
+        k.pops += int(e.size)
+    proc.pt.clear_leaves([base for base, _ in full])
+
+
+RAMP = np.arange(PTRS, dtype=np.int64) << SHIFT
+
+
+def folio_pte_batch(k: OptimizedKernel, ents: Arr) -> npt.NDArray[np.bool_]:
+    """folio_pte_batch over whole tables (rows of ``ents``): True where a row
+    maps the 512 pages of one order-9 folio in order, with one set of bits,
+    and no other row maps that folio."""
+    first = ents[:, 0]
+    pfn = first >> SHIFT
+    ok: npt.NDArray[np.bool_] = ((first & KIND_MASK) == PRESENT) & ((pfn & (PTRS - 1)) == 0)
+    if not ok.any():
+        return ok
+    ok[ok] = k.frames.order[pfn[ok]] == 9
+    rows = np.flatnonzero(ok)
+    ok[rows] = ((ents[rows] - RAMP) == first[rows, None]).all(axis=1)
+    heads = pfn[ok]
+    if unique(heads).size != heads.size:  # a folio in two tables: entry by entry
+        ok[:] = False
+    return ok
 
 
 def free_zapped_early(k: OptimizedKernel, proc: Process, a: int, b: int) -> None:

@@ -19,7 +19,6 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
-import numpy.typing as npt
 
 from model.ops import (
     ADDRESS_PAGES,
@@ -62,15 +61,53 @@ GROUP = 64
 class WalkCache:
     """hmm_range_fault's view of a round's whole range, read at one step and
     used by the groups of the following steps only while no other thread has
-    stepped in between (nothing else can have changed it)."""
+    stepped in between (nothing else can have changed it).
 
-    __slots__ = ("serial", "a", "ents", "good")
+    ``good_end``: the groups before it need no fault (inside one readable
+    VMA, every entry present or zero, or the device's own, with write access
+    when needed), so a group there is taken from ``vpns``/``ents`` as it is."""
+
+    __slots__ = ("serial", "a", "vpns", "ents", "good_end")
 
     def __init__(self) -> None:
         self.serial = -1
         self.a = 0
+        self.vpns: Arr = np.zeros(0, np.int64)
         self.ents: Arr = np.zeros(0, np.int64)
-        self.good: npt.NDArray[np.bool_] = np.zeros(0, np.bool_)
+        self.good_end = 0
+
+    def fill(self, k: OptimizedKernel, dev: Device, a: int, end: int, write: bool) -> None:
+        """Read [a, end): what the groups from ``a`` on may take without a walk."""
+        proc = k.procs[dev.pid]
+        self.serial = k.serial
+        self.a = a
+        self.good_end = a
+        vma = find_vma(proc, a)
+        if vma is None or not vma.readable or (write and not vma.writable):
+            return
+        end = min(end, vma.end)
+        ents, _ = proc.pt.gather(a, end)
+        kinds = ents & KIND_MASK
+        pay = ents >> SHIFT
+        own = (kinds == DEVICE) & (k.dpages.owner[pay * (kinds == DEVICE)] == dev.id)
+        wbit = (ents & W) != 0
+        good = ((kinds == PRESENT) & (wbit | (not write))) \
+            | ((kinds == ZERO) & (not write)) | (own & (wbit | (not write)))
+        n = int(good.argmin()) if not good.all() else good.size
+        self.good_end = a + n
+        self.vpns = np.arange(a, a + n, dtype=np.int64)
+        self.ents = ents[:n] & ~X
+
+    def take(self, k: OptimizedKernel, a: int, b: int, rec_v: list[Arr],
+             rec_e: list[Arr]) -> bool:
+        """Record the group [a, b) from the cache if it is still good there."""
+        if k.serial - self.serial > 1 or not self.a <= a or b > self.good_end:
+            return False
+        self.serial = k.serial
+        rec_v.append(self.vpns[a - self.a: b - self.a])
+        rec_e.append(self.ents[a - self.a: b - self.a])
+        k.pops += b - a
+        return True
 
 
 def mirror_invalidate(k: OptimizedKernel, t: Thread, sub: Subscription, rng: Range) -> Gen[bool]:
@@ -170,7 +207,8 @@ def op_dread_dwrite(k: OptimizedKernel, t: Thread, op: Dread | Dwrite) -> Gen[Op
     faults = 0
     committed = False
     while True:
-        yield from dev.lock.lock(t)
+        if not dev.lock.trylock(t):
+            yield from dev.lock.lock(t)
         if _table_complete(k, dev, a, b, write):
             res = _device_access(k, dev, a, b, op, faults)
             dev.lock.unlock(t)
@@ -203,16 +241,19 @@ def op_dread_dwrite(k: OptimizedKernel, t: Thread, op: Dread | Dwrite) -> Gen[Op
                     s0 = sub.invalidate_seq
                     Notifier.stamp += 1
                     sub.begin_stamps[t.name] = Notifier.stamp
-                err = yield from _walk_group(k, t, dev, g, gend, b, write, rec_v, rec_e, cache)
-                if err is not None:
-                    proc.mmap_lock.read_unlock(t)
-                    return err
+                if not cache.take(k, g, gend, rec_v, rec_e):
+                    err = yield from _walk_group(k, t, dev, g, gend, b, write, rec_v, rec_e,
+                                                 cache)
+                    if err is not None:
+                        proc.mmap_lock.read_unlock(t)
+                        return err
                 if gend == b:
                     proc.mmap_lock.read_unlock(t)
                     if k.mutant == "unlock_before_program":  # B16: check outside the lock
                         early = Notifier.mmu_interval_read_retry(sub, s0)
                 yield None  # Y3 after every 64 pages and after the last
-            yield from dev.lock.lock(t)
+            if not dev.lock.trylock(t):
+                yield from dev.lock.lock(t)
             if proc.state != "live":
                 dev.lock.unlock(t)
                 return C.ESRCH
@@ -250,25 +291,10 @@ def _walk_group(k: OptimizedKernel, t: Thread, dev: Device, a: int, b: int, end:
     from model.optimized.migrate_device import migrate_back as mb
 
     proc = k.procs[dev.pid]
+    cache.fill(k, dev, a, end, write)
+    if cache.take(k, a, b, rec_v, rec_e):
+        return None
     vma = find_vma(proc, a)
-    if vma is not None and vma.readable and (vma.writable or not write) and vma.end >= b:
-        if cache.serial != k.serial - 1 or not cache.a <= a:
-            cache.a = a
-            cache.ents, _ = proc.pt.gather(a, end)
-            ents = cache.ents
-            kinds = ents & KIND_MASK
-            pay = ents >> SHIFT
-            own = (kinds == DEVICE) & (k.dpages.owner[pay * (kinds == DEVICE)] == dev.id)
-            wbit = (ents & W) != 0
-            cache.good = ((kinds == PRESENT) & (wbit | (not write))) \
-                | ((kinds == ZERO) & (not write)) | (own & (wbit | (not write)))
-        cache.serial = k.serial
-        lo, hi = a - cache.a, b - cache.a
-        if cache.good[lo:hi].all():
-            rec_v.append(np.arange(a, b, dtype=np.int64))
-            rec_e.append(cache.ents[lo:hi] & ~X)
-            k.pops += b - a
-            return None
     cache.serial = -1  # the slow walk may fault: read again next time
     for v in range(a, b):
         if vma is None or not (vma.start <= v < vma.end):

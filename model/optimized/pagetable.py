@@ -176,6 +176,19 @@ class Radix:
             pmd.pop((base >> 9) & 511, None)
             self.prune(base)
 
+    def clear_leaves(self, bases: list[int]) -> None:
+        """clear_leaf for many leaves (free_pgtables over a range): upper
+        tables are pruned once per PMD table."""
+        last: dict[int, int] = {}
+        for base in bases:
+            pmd = self._pmd(base, False)
+            if pmd is not None:
+                pmd.pop((base >> 9) & 511, None)
+                last[base >> 18] = base
+        self.dirty.update(bases)
+        for base in last.values():
+            self.prune(base)
+
     # ------------------------------------------------------------ walks
     def blocks(self, a: int, b: int) -> list[tuple[int, Leaf]]:
         """Populated 512-blocks overlapping [a, b), in order, as (base, leaf).

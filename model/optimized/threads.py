@@ -99,7 +99,9 @@ class RwSem:
 
 
 class Mutex:
-    """A device's driver lock."""
+    """A device's driver lock.  Hot paths write ``if not m.trylock(t): yield
+    from m.lock(t)``: the same as ``lock`` (no wait when free) without
+    making a generator."""
 
     __slots__ = ("holder",)
 

@@ -42,27 +42,28 @@ def userptr_invalidate(k: OptimizedKernel, t: Thread, sub: Subscription, rng: Ra
         return True
     dev = k.devices[reg.dev]
     if reg.dying:
-        if rng.blockable:
+        if not dev.lock.trylock(t):
+            if not rng.blockable:
+                return False
             yield from dev.lock.lock(t)
-        elif not dev.lock.trylock(t):
-            return False
         Notifier.mmu_interval_set_seq(sub, rng.cur_seq)
         dev.lock.unlock(t)
         return True
     if not rng.blockable and reg.active > 0:
         return False
-    if rng.blockable:
+    if not dev.lock.trylock(t):
+        if not rng.blockable:
+            return False
         yield from dev.lock.lock(t)
-    elif not dev.lock.trylock(t):
-        return False
     Notifier.mmu_interval_set_seq(sub, rng.cur_seq)
     reg.valid = False
     dev.lock.unlock(t)
-    yield from wait(t, lambda: reg.active == 0, "userptr active jobs")
-    if rng.blockable:
+    if reg.active:
+        yield from wait(t, lambda: reg.active == 0, "userptr active jobs")
+    if not dev.lock.trylock(t):
+        if not rng.blockable:
+            return False
         yield from dev.lock.lock(t)
-    elif not dev.lock.trylock(t):
-        return False
     if k.mutant != "userptr_keep_pins":
         _unpin_all(k, reg)
     dev.lock.unlock(t)
