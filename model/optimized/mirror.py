@@ -146,45 +146,35 @@ def op_open(k: OptimizedKernel, t: Thread, op: Open) -> Gen[OpResult]:
     return lazily(lambda: _open(k, op))
 
 
-def _table_complete(k: OptimizedKernel, dev: Device, a: int, b: int, write: bool) -> bool:
-    have = 0
-    for _, lf, lo, hi in dev.table.chunks(a, b):
-        assert not isinstance(lf, int)
-        sl = lf[lo:hi]
-        have += int(np.count_nonzero((sl & W) != 0 if write else sl))
+def _complete_table(k: OptimizedKernel, dev: Device, a: int, b: int, write: bool) -> Arr | None:
+    """The device entries of [a, b) if every one is there (and writable for
+    a write), else None."""
+    ents, _ = dev.table.gather(a, b)
+    have = int(np.count_nonzero((ents & W) != 0 if write else ents))
     k.pops += have
-    return have == b - a
+    return ents if have == b - a else None
 
 
-def _device_access(k: OptimizedKernel, dev: Device, a: int, b: int, op: Dread | Dwrite,
+def _device_access(k: OptimizedKernel, dev: Device, ents: Arr, op: Dread | Dwrite,
                    faults: int) -> OpResult:
     """dmirror_do_read / dmirror_do_write on a complete table."""
-    words: list[Arr] = []
-    for base, lf, lo, hi in dev.table.chunks(a, b):
-        assert not isinstance(lf, int)
-        sl = lf[lo:hi]
-        kinds = sl & KIND_MASK
-        pay = sl >> SHIFT
-        fol = kinds == PRESENT
-        dv = kinds == DEVICE
-        if (fol.any() and not k.frames.live[pay[fol]].all()) or (
-                dv.any() and not k.dpages.live[pay[dv]].all()):
-            k.violation("no_use_after_free", f"D{dev.id} access reaches a freed page")
-        if isinstance(op, Dwrite):
-            ks = np.arange(base + lo - a, base + hi - a, dtype=np.int64)
-            vals = np.int64(op.x) + ks * np.int64(op.stride or 0)
-            k.frames.word[pay[fol]] = vals[fol]
-            k.dpages.word[pay[dv]] = vals[dv]
-        else:
-            w = np.zeros(hi - lo, np.int64)
-            w[fol] = k.frames.word[pay[fol]]
-            w[dv] = k.dpages.word[pay[dv]]
-            words.append(w)
-        k.pops += hi - lo
+    kinds = ents & KIND_MASK
+    pay = ents >> SHIFT
+    fol = kinds == PRESENT
+    dv = kinds == DEVICE
+    pf, pd = pay[fol], pay[dv]
+    if not k.frames.live[pf].all() or not k.dpages.live[pd].all():
+        k.violation("no_use_after_free", f"D{dev.id} access reaches a freed page")
+    k.pops += ents.size
     if isinstance(op, Dwrite):
+        vals = np.int64(op.x) + np.arange(ents.size, dtype=np.int64) * np.int64(op.stride or 0)
+        k.frames.word[pf] = vals[fol]
+        k.dpages.word[pd] = vals[dv]
         return Ok(faults)
-    vals_all = np.concatenate(words) if words else np.zeros(0, np.int64)
-    return Values(tuple(vals_all.tolist()), faults)
+    w = np.zeros(ents.size, np.int64)
+    w[fol] = k.frames.word[pf]
+    w[dv] = k.dpages.word[pd]
+    return Values(tuple(w.tolist()), faults)
 
 
 def op_dread_dwrite(k: OptimizedKernel, t: Thread, op: Dread | Dwrite) -> Gen[OpResult]:
@@ -209,8 +199,9 @@ def op_dread_dwrite(k: OptimizedKernel, t: Thread, op: Dread | Dwrite) -> Gen[Op
     while True:
         if not dev.lock.trylock(t):
             yield from dev.lock.lock(t)
-        if _table_complete(k, dev, a, b, write):
-            res = _device_access(k, dev, a, b, op, faults)
+        ents = _complete_table(k, dev, a, b, write)
+        if ents is not None:
+            res = _device_access(k, dev, ents, op, faults)
             dev.lock.unlock(t)
             return res
         dev.lock.unlock(t)
