@@ -148,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
                         choices=["auto", "both", *impls.IMPLEMENTATIONS],
                         help="which implementations to run (auto: every one available)")
     replay.add_argument("--observe-every", type=_positive, default=1, metavar="K",
-                        help="compare observations every K steps (0: never; default 1)")
+                        help="compare observations every K steps not blocked (0: never; default 1)")
     replay.add_argument("--budget", type=_positive, default=Settings.budget,
                         help="page operations one step may do")
     replay.add_argument("--mutant", default=None, help="switch on a planted bug by name")

@@ -134,7 +134,7 @@ class Verdict:
 class Settings:
     """Engine settings of a run."""
 
-    observe_every: int = 1  # compare observations every K steps (0: never)
+    observe_every: int = 1  # compare observations every K steps not blocked (0: never)
     budget: int = 1 << 22  # page ops one step may do (SPEC §5.4 B)
     max_line_steps: int = 100_000
     checks: bool = True
@@ -168,6 +168,7 @@ class _Run:
         self.op_kw = "-"
         self.sides = sides
         self.impls: list[Implementation] = []
+        self.changes = 0  # starts and steps that were not Blocked
 
     # -------------------------------------------------------------- findings
 
@@ -242,7 +243,7 @@ class _Run:
             self.thread_ops.pop(name, None)
         if not isinstance(out, Blocked | Err):
             self._livelock(name, done=isinstance(out, Done))
-        self._after_step()
+        self._after_step(changed=not isinstance(out, Blocked))
         return out
 
     def _violations(self) -> None:
@@ -267,11 +268,18 @@ class _Run:
             self._find("violation", "liveness",
                        f"livelock: {name} failed {fails} commits with no other thread running")
 
-    def _after_step(self, *, last: bool = False) -> None:
-        """Compare observations every K steps, and once more after the last
-        step (so a divergence in the last K - 1 steps is not missed)."""
+    def _after_step(self, *, last: bool = False, changed: bool = True) -> None:
+        """Compare observations every K starts and steps that were not
+        ``blocked``, and once more after the last step (so a divergence in
+        the last K - 1 is not missed).  A blocked step changes nothing (SPEC
+        §5.1), so observing after it would only repeat the last comparison:
+        in a drain of many waiting threads, most steps are blocked."""
+        if not changed and not last:
+            return
+        count = self.changes
+        self.changes += not last
         k = self.settings.observe_every
-        if len(self.impls) < 2 or k <= 0 or (self.verdict.steps % k and not last):
+        if len(self.impls) < 2 or k <= 0 or (count % k and not last):
             return
         observations = self._all(lambda impl: impl.observe())
         for impl, obs in zip(self.impls[1:], observations[1:], strict=True):

@@ -255,6 +255,29 @@ def test_observations_are_compared_after_the_last_step_too() -> None:
     assert verdict.finding.detail == "observation"
 
 
+def test_no_observation_after_a_blocked_step() -> None:
+    """A blocked step changes nothing (SPEC 5.1): observations count only
+    the starts and steps that were not blocked."""
+    seen: list[str] = []
+
+    def counting() -> Fake:
+        fake = Fake(script=lambda op: [Yielded(), Blocked(), Blocked(), Blocked(), Done(OK)]
+                    if isinstance(op, Write) else [Done(OK)])
+        original = fake.observe
+
+        def observe() -> Observation:
+            seen.append(fake.name)
+            return original()
+        fake.observe = observe  # type: ignore[method-assign]
+        return fake
+    t = parse_trace(trace("T1 = write P0 1 1 => ok\nstep T1 => yield\nstep T1 => blocked\n"
+                          "step T1 => blocked\nstep T1 => blocked\nstep T1 => done ok\n"))
+    verdict = run_trace(t, [side("a", counting), side("b", counting)], Settings(drain=False))
+    assert verdict.ok, (verdict.findings, verdict.mismatches)
+    # before the first line, the start, the yield, the done, and after the last line
+    assert seen == ["a", "b"] * 5
+
+
 @pytest.mark.parametrize(("checked", "want"), [
     (None, {"a": True, "b": True}),
     (("b",), {"a": False, "b": True}),
