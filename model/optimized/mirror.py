@@ -88,11 +88,14 @@ class WalkCache:
         end = min(end, vma.end)
         ents, _ = proc.pt.gather(a, end)
         kinds = ents & KIND_MASK
-        pay = ents >> SHIFT
-        own = (kinds == DEVICE) & (k.dpages.owner[pay * (kinds == DEVICE)] == dev.id)
-        wbit = (ents & W) != 0
-        good = ((kinds == PRESENT) & (wbit | (not write))) \
-            | ((kinds == ZERO) & (not write)) | (own & (wbit | (not write)))
+        if write:
+            good = (kinds == PRESENT) & ((ents & W) != 0)
+        else:
+            good = (kinds == PRESENT) | (kinds == ZERO)
+        dv = kinds == DEVICE
+        if dv.any():  # the device's own pages need no fault either
+            own = dv & (k.dpages.owner[(ents >> SHIFT) * dv] == dev.id)
+            good |= own & ((ents & W) != 0) if write else own
         n = int(good.argmin()) if not good.all() else good.size
         self.good_end = a + n
         self.vpns = np.arange(a, a + n, dtype=np.int64)
@@ -264,7 +267,11 @@ def op_dread_dwrite(k: OptimizedKernel, t: Thread, op: Dread | Dwrite) -> Gen[Op
             proc.mn.check_commit(t, sub)
             if rec_v:
                 vv = np.concatenate(rec_v)
-                dev.table.set_many(vv, np.concatenate(rec_e))
+                ee = np.concatenate(rec_e)
+                if int(vv[-1]) - int(vv[0]) == vv.size - 1:  # [a, b) whole, in order
+                    dev.table.set_range(int(vv[0]), ee)
+                else:
+                    dev.table.set_many(vv, ee)
                 k.pops += int(vv.size)
             faults += 1
             dev.lock.unlock(t)

@@ -269,6 +269,27 @@ class Radix:
             if not lf.any():
                 self.prune(base)
 
+    def set_range(self, a: int, entries: Arr) -> None:
+        """set_many for the consecutive vpns ``a, a + 1, ..``: a slice a leaf."""
+        b = a + entries.size
+        v = a
+        while v < b:
+            base = v & ~(PTRS - 1)
+            hi = min(b, base + PTRS)
+            vals = entries[v - a: hi - a]
+            lf = self.leaf(base)
+            if lf is None:
+                if vals.any():
+                    lf = new_table()
+                    lf[v - base: hi - base] = vals
+                    self.set_leaf(base, lf)
+            else:
+                assert not isinstance(lf, int)
+                lf[v - base: hi - base] = vals
+                if not lf.any():
+                    self.prune(base)
+            v = hi
+
     def count(self) -> int:
         """Non-none entries (for tests and accounting)."""
         n = 0

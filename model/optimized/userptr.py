@@ -57,12 +57,9 @@ def userptr_invalidate(k: OptimizedKernel, t: Thread, sub: Subscription, rng: Ra
         yield from dev.lock.lock(t)
     Notifier.mmu_interval_set_seq(sub, rng.cur_seq)
     reg.valid = False
-    dev.lock.unlock(t)
-    if reg.active:
+    if reg.active:  # (blockable) wait for the jobs without the lock, then take it again
+        dev.lock.unlock(t)
         yield from wait(t, lambda: reg.active == 0, "userptr active jobs")
-    if not dev.lock.trylock(t):
-        if not rng.blockable:
-            return False
         yield from dev.lock.lock(t)
     if k.mutant != "userptr_keep_pins":
         _unpin_all(k, reg)
