@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from hypothesis import settings
+from hypothesis import seed, settings
 
 from fuzz import impls
 from fuzz.executor import Settings, run_trace
@@ -23,7 +23,7 @@ from fuzz.trace import StepLine, parse_trace, renumber
 from model import ops as m
 
 PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")
-EXAMPLES = {"ci": 60, "dev": 300}.get(PROFILE, 5000)
+EXAMPLES = {"ci": 300, "dev": 1000}.get(PROFILE, 5000)
 # ci compares observations every 16 steps: its drains can leave a dozen
 # threads stepping in lockstep over thousands of pages, where observing both
 # sides every 4 steps took minutes an example; results and invariants are
@@ -31,6 +31,11 @@ EXAMPLES = {"ci": 60, "dev": 300}.get(PROFILE, 5000)
 OBSERVE_EVERY = 16 if PROFILE == "ci" else 4
 
 Machine = machine_for(EngineConfig(sides="auto", observe_every=OBSERVE_EVERY))
+if PROFILE == "ci":
+    # Seed 0, not derandomize's seed: that one is a digest of the machine
+    # class's source, so any edit of fuzz/stateful.py drew other examples
+    # (one such edit made this test take 833 s instead of 46 s)
+    Machine = seed(0)(Machine)
 TestStateful = Machine.TestCase
 TestStateful.settings = settings(settings.default, max_examples=EXAMPLES,
                                  stateful_step_count=30)
