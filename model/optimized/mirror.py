@@ -200,8 +200,7 @@ def op_dread_dwrite(k: OptimizedKernel, t: Thread, op: Dread | Dwrite) -> Gen[Op
     faults = 0
     committed = False
     while True:
-        if not dev.lock.trylock(t):
-            yield from dev.lock.lock(t)
+        yield from dev.lock.lock(t)
         ents = _complete_table(k, dev, a, b, write)
         if ents is not None:
             res = _device_access(k, dev, ents, op, faults)
@@ -246,8 +245,7 @@ def op_dread_dwrite(k: OptimizedKernel, t: Thread, op: Dread | Dwrite) -> Gen[Op
                     if k.mutant == "unlock_before_program":  # B16: check outside the lock
                         early = Notifier.mmu_interval_read_retry(sub, s0)
                 yield None  # Y3 after every 64 pages and after the last
-            if not dev.lock.trylock(t):
-                yield from dev.lock.lock(t)
+            yield from dev.lock.lock(t)
             if proc.state != "live":
                 dev.lock.unlock(t)
                 return C.ESRCH

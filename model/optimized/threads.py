@@ -13,7 +13,7 @@ it (a fault inside an op reuses the op's hold).  The driver lock is a mutex.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -99,16 +99,23 @@ class RwSem:
 
 
 class Mutex:
-    """A device's driver lock.  Hot paths write ``if not m.trylock(t): yield
-    from m.lock(t)``: the same as ``lock`` (no wait when free) without
-    making a generator."""
+    """A device's driver lock."""
 
     __slots__ = ("holder",)
 
     def __init__(self) -> None:
         self.holder: str | None = None
 
-    def lock(self, t: Thread) -> Gen[None]:
+    def lock(self, t: Thread) -> Iterable[Wait | None]:
+        """mutex_lock, for ``yield from``: a free mutex is taken at once,
+        without making a generator (callbacks and faults take it on every
+        step that programs the device); else a Y4 until it is free."""
+        if self.holder is None:
+            self.holder = t.name
+            return ()
+        return self._lock_slow(t)
+
+    def _lock_slow(self, t: Thread) -> Gen[None]:
         yield from wait(t, lambda: self.holder is None, "driver lock")
         self.holder = t.name
 

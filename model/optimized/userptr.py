@@ -42,19 +42,19 @@ def userptr_invalidate(k: OptimizedKernel, t: Thread, sub: Subscription, rng: Ra
         return True
     dev = k.devices[reg.dev]
     if reg.dying:
-        if not dev.lock.trylock(t):
-            if not rng.blockable:
-                return False
+        if rng.blockable:
             yield from dev.lock.lock(t)
+        elif not dev.lock.trylock(t):
+            return False
         Notifier.mmu_interval_set_seq(sub, rng.cur_seq)
         dev.lock.unlock(t)
         return True
     if not rng.blockable and reg.active > 0:
         return False
-    if not dev.lock.trylock(t):
-        if not rng.blockable:
-            return False
+    if rng.blockable:
         yield from dev.lock.lock(t)
+    elif not dev.lock.trylock(t):
+        return False
     Notifier.mmu_interval_set_seq(sub, rng.cur_seq)
     reg.valid = False
     if reg.active:  # (blockable) wait for the jobs without the lock, then take it again
