@@ -101,10 +101,15 @@ class WalkCache:
         self.vpns = np.arange(a, a + n, dtype=np.int64)
         self.ents = ents[:n] & ~X
 
+    def fresh(self, k: OptimizedKernel, a: int) -> bool:
+        """Read from ``a`` or before, at this step or at this thread's last
+        one with no other thread stepping since."""
+        return k.serial - self.serial <= 1 and self.a <= a
+
     def take(self, k: OptimizedKernel, a: int, b: int, rec_v: list[Arr],
              rec_e: list[Arr]) -> bool:
         """Record the group [a, b) from the cache if it is still good there."""
-        if k.serial - self.serial > 1 or not self.a <= a or b > self.good_end:
+        if not self.fresh(k, a) or b > self.good_end:
             return False
         self.serial = k.serial
         rec_v.append(self.vpns[a - self.a: b - self.a])
@@ -287,9 +292,10 @@ def _walk_group(k: OptimizedKernel, t: Thread, dev: Device, a: int, b: int, end:
     from model.optimized.migrate_device import migrate_back as mb
 
     proc = k.procs[dev.pid]
-    cache.fill(k, dev, a, end, write)
-    if cache.take(k, a, b, rec_v, rec_e):
-        return None
+    if not cache.fresh(k, a):  # (a fresh cache already said this group needs the walk)
+        cache.fill(k, dev, a, end, write)
+        if cache.take(k, a, b, rec_v, rec_e):
+            return None
     vma = find_vma(proc, a)
     cache.serial = -1  # the slow walk may fault: read again next time
     for v in range(a, b):
