@@ -270,11 +270,7 @@ def op_dread_dwrite(k: OptimizedKernel, t: Thread, op: Dread | Dwrite) -> Gen[Op
             proc.mn.check_commit(t, sub)
             if rec_v:
                 vv = np.concatenate(rec_v)
-                ee = np.concatenate(rec_e)
-                if int(vv[-1]) - int(vv[0]) == vv.size - 1:  # [a, b) whole, in order
-                    dev.table.set_range(int(vv[0]), ee)
-                else:
-                    dev.table.set_many(vv, ee)
+                dev.table.set_many(vv, np.concatenate(rec_e))
                 k.pops += int(vv.size)
             faults += 1
             dev.lock.unlock(t)

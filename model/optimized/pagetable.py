@@ -248,8 +248,11 @@ class Radix:
         return any(True for _ in self.populated(a, b))
 
     def set_many(self, vpns: Arr, entries: Arr) -> None:
-        """Set PTE-level entries at sorted ``vpns`` (no huge leaf among them)."""
+        """Set PTE-level entries at sorted, distinct ``vpns`` (no huge leaf among them)."""
         if vpns.size == 0:
+            return
+        if int(vpns[-1]) - int(vpns[0]) == vpns.size - 1:  # consecutive: slices
+            self._set_range(int(vpns[0]), entries)
             return
         keys = vpns >> 9
         cuts = np.flatnonzero(np.diff(keys)) + 1
@@ -269,7 +272,7 @@ class Radix:
             if not lf.any():
                 self.prune(base)
 
-    def set_range(self, a: int, entries: Arr) -> None:
+    def _set_range(self, a: int, entries: Arr) -> None:
         """set_many for the consecutive vpns ``a, a + 1, ..``: a slice a leaf."""
         b = a + entries.size
         v = a
