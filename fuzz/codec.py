@@ -63,6 +63,7 @@ headers, and raises ``ValueError`` for a trace it cannot reproduce exactly
 
 from __future__ import annotations
 
+import functools
 import random
 from dataclasses import dataclass, field
 from typing import Final
@@ -85,7 +86,15 @@ from fuzz.byteschemes import (
 )
 from fuzz.trace import StepLine, Trace, make_trace
 from model import ops as m
-from model.ops import ADDRESS_PAGES, FIRST_HANDLE, OP_SCHEMAS, SCHEMA_BY_KEYWORD, WORD_MAX, WORD_MIN
+from model.decl import Arg, OpDecl, creator, declared
+from model.ops import (
+    ADDRESS_PAGES,
+    FIRST_HANDLE,
+    SCHEMA_BY_CLASS,
+    SCHEMA_BY_KEYWORD,
+    WORD_MAX,
+    WORD_MIN,
+)
 
 MAX_STEPS: Final = 200
 BASE: Final = 1 << 21
@@ -95,7 +104,6 @@ FRAMES_TABLE: Final = (64, 512, 520, 1024, 1100, 2048, 3000)
 DEVICE_FRAMES_TABLE: Final = (1, 2, 8, 64, 256, 512, 600)
 LIVE_LIMIT: Final = 4
 """``step``/``run`` mostly pick among the 4 most recent threads guessed live."""
-_ONE_STEP = frozenset({"open", "reg", "complete", "dma", "unpin", "read", "write", "snapshot"})
 
 # ------------------------------------------------------------------ state
 
@@ -156,37 +164,52 @@ class _State:
             if line.thread in self.t_live:
                 self.t_live.remove(line.thread)
             self.t_live = [*self.t_live[-(LIVE_LIMIT - 1):], line.thread]
-            self.t_left[line.thread] = 1 if m.op_keyword(op) in _ONE_STEP else 4
+            self.t_left[line.thread] = 1 if SCHEMA_BY_CLASS[type(op)].one_step else 4
         else:
             self.l_names.append(f"L{self.step_index}")
-        if isinstance(op, m.Fork):
+        decl = SCHEMA_BY_CLASS[type(op)]
+        if decl.reserves is not None:
+            self._reserve(decl, op)
+        if decl.retires is not None:
+            self._retire(decl, op)
+        addrs = [a for a in decl.args if a.role == "addr"]
+        if decl.shapes:
+            n = next(getattr(op, a.field) for a in decl.args if a.role == "count")
+            for a in addrs:
+                self.add_range(getattr(op, a.field), n, decl.maps or a.dest)
+        self.mapped = self.mapped or decl.maps
+        if decl.access and addrs and 0 <= (v := getattr(op, addrs[0].field)) < ADDRESS_PAGES:
+            self.touched.append(v)
+
+    def next_of(self, letter: str) -> int:
+        return {"P": self.next_p, "D": self.next_d, "R": self.next_r, "J": self.next_j}[letter]
+
+    def _reserve(self, decl: OpDecl, op: m.Op) -> None:
+        """The handle ``op`` reserves (fork, open, reg/pin, submit: SPEC §2)."""
+        if decl.reserves == "P":
             self.procs.append(self.next_p)
             self.next_p += 1
-        elif isinstance(op, m.Open):
-            self.devices.append((self.next_d, op.kind))
+        elif decl.reserves == "D":
+            self.devices.append((self.next_d, str(getattr(op, decl.kind_field or "kind"))))
             self.next_d += 1
-        elif isinstance(op, m.Reg | m.Pin):
-            self.regions.append((self.next_r, "reg" if isinstance(op, m.Reg) else "pin"))
-            self.region_size[self.next_r] = op.n
+        elif decl.reserves == "R":
+            self.regions.append((self.next_r, decl.keyword))
+            count = next((a for a in decl.args if a.role == "count"), None)
+            self.region_size[self.next_r] = getattr(op, count.field) if count else 1
             self.next_r += 1
-        elif isinstance(op, m.Submit):
+        elif decl.reserves == "J":
             self.jobs.append(self.next_j)
             self.next_j += 1
-        elif isinstance(op, m.Complete):
-            if op.j in self.jobs:
-                self.jobs.remove(op.j)
-        elif isinstance(op, m.Unreg | m.Unpin):
-            kind = "reg" if isinstance(op, m.Unreg) else "pin"
-            if (op.r, kind) in self.regions:
-                self.regions.remove((op.r, kind))
-        elif isinstance(op, m.Mmap | m.Munmap | m.Mprotect):
-            self.add_range(op.s, op.n, isinstance(op, m.Mmap))
-            self.mapped = self.mapped or isinstance(op, m.Mmap)
-        elif isinstance(op, m.Mremap):
-            self.add_range(op.old, op.n, False)
-            self.add_range(op.new, op.n, True)
-        elif isinstance(op, m.Read | m.Write) and 0 <= op.v < ADDRESS_PAGES:
-            self.touched.append(op.v)
+
+    def _retire(self, decl: OpDecl, op: m.Op) -> None:
+        """The handle ``op`` ends on success (complete, unreg, unpin)."""
+        assert decl.retires is not None
+        arg = decl.arg(decl.retires)
+        value = getattr(op, arg.field)
+        if arg.role == "job" and value in self.jobs:
+            self.jobs.remove(value)
+        elif arg.role == "region" and (value, arg.of) in self.regions:
+            self.regions.remove((value, arg.of or ""))
 
 
 @dataclass(frozen=True)
@@ -284,84 +307,139 @@ _OPTIONAL = Switch("direction", {
     "write": table("none", "x", "x", "x", "x", "x", "xs", "xs"),
 })
 
-# An op's plan: (field, scheme) in order.  A field starting with "?" is a
-# presence choice, not an op field; "x"/"stride" after it are read only if
-# present.
+# An op's plan: (field, scheme) in order, derived from its declaration
+# (model.decl).  A field starting with "?" is a presence choice, not an op
+# field; "x"/"stride" after it are read only if present.
 Plan = tuple[tuple[str, Scheme], ...]
-_RANGE: Plan = (("s", ADDRESS), ("n", _count("s")))
-_XS: Plan = (("?opt", _OPTIONAL), ("x", WORD), ("stride", STRIDE))
-PLANS: Final[dict[str, Plan]] = {
-    "mmap": (("p", PID), ("s", ADDRESS), ("n", _count("s", 8, 12)), ("prot", PROT),
-             ("kind", table("private", "private", "private", "shared")),
-             ("huge", table(False, False, True))),
-    "munmap": (("p", PID), *_RANGE),
-    "mremap": (("p", PID), ("old", ADDRESS), ("n", _count("old")), ("new", ADDRESS)),
-    "mprotect": (("p", PID), *_RANGE, ("prot", PROT)),
-    "madvise": (("p", PID), *_RANGE, ("advice", table("dontneed", "dontneed", "dontneed",
-                "dontneed", "hugepage", "hugepage", "nohugepage", "nohugepage"))),
-    "fork": (("p", PID),),
-    "exit": (("p", VICTIM),),
-    "read": (("p", PID), ("v", ADDRESS)),
-    "write": (("p", PID), ("v", ADDRESS), ("x", WORD)),
-    "open": (("p", PID), ("kind", table("mirror", "mirror", "mirror", "userptr", "userptr",
-             "pin", "pin"))),
-    "dread": (("d", _device("mirror")), *_RANGE),
-    "dwrite": (("d", _device("mirror")), *_RANGE, ("x", WORD),
-               ("?opt", table("x", "x", "x", "xs")), ("stride", STRIDE)),
-    "snapshot": (("d", _device("mirror")), *_RANGE),
-    "migrate_to_dev": (("d", _device("mirror")), *_RANGE),
-    "evict": (("d", _device("mirror")),),
-    "reg": (("d", _device("userptr")), *_RANGE, ("mode", MODE)),
-    "submit": (("r", _region("reg")), ("direction", DIRECTION), ("off", OFF), ("cnt", CNT),
-               *_XS),
-    "complete": (("j", JOB),),
-    "unreg": (("r", _region("reg")),),
-    "pin": (("d", _device("pin")), *_RANGE, ("mode", MODE)),
-    "dma": (("r", _region("pin")), ("direction", DIRECTION), ("off", OFF), ("cnt", CNT), *_XS),
-    "unpin": (("r", _region("pin")),),
-    "migrate": (("p", PID), *_RANGE),
-    "reclaim": (("p", PID), *_RANGE),
-    "oomreap": (("p", VICTIM),),
-}
-RESERVED: Final[dict[str, tuple[str, str]]] = {
-    sch.keyword: (sch.reserved_field, sch.reserves)
-    for sch in OP_SCHEMAS
-    if sch.reserved_field is not None and sch.reserves is not None
-}
 
-OP_WEIGHTS: Final = {
-    "mmap": 14, "munmap": 5, "mremap": 5, "mprotect": 6, "madvise": 6, "fork": 4, "exit": 1,
-    "read": 14, "write": 16, "open": 5, "dread": 8, "dwrite": 8, "snapshot": 4,
-    "migrate_to_dev": 5, "evict": 3, "reg": 4, "submit": 6, "complete": 5, "unreg": 2,
-    "pin": 4, "dma": 5, "unpin": 2, "migrate": 4, "reclaim": 4, "oomreap": 1,
-}
-OP_TABLE: Final = tuple(kw for kw, w in OP_WEIGHTS.items() for _ in range(w))
-KEYWORDS: Final = tuple(sch.keyword for sch in OP_SCHEMAS)
+
+def _expand(values: tuple[object, ...], weights: tuple[int, ...]) -> Scheme:
+    """A table of ``values``, each repeated by its weight, heaviest first."""
+    ranked = sorted(zip(values, weights, strict=True), key=lambda vw: -vw[1])
+    return table(*[v for v, w in ranked for _ in range(w)])
+
+
+def _scheme(arg: Arg) -> Scheme:
+    """The byte scheme of one field, by its role."""
+    match arg.role:
+        case "pid":
+            return PID
+        case "victim":
+            return VICTIM
+        case "device":
+            return _device(arg.of or "")
+        case "region":
+            return _region(arg.of or "")
+        case "job":
+            return JOB
+        case "addr":
+            return ADDRESS
+        case "count":
+            return _count(arg.of or "s", *arg.hint)
+        case "off":
+            return OFF
+        case "cnt":
+            return CNT
+        case "word":
+            return WORD
+        case "stride":
+            return STRIDE
+        case "choice":
+            assert isinstance(arg.kind, tuple)
+            return _expand(arg.kind, arg.weights)
+        case "flag":
+            return _expand((False, True), arg.weights)
+    raise ValueError(f"no byte scheme for role {arg.role!r} of {arg.field!r}")
+
+
+def _presence(decl: OpDecl) -> Scheme:
+    """Which of the optional ``[x [stride]]`` are written."""
+    optional = [a for a in decl.args if a.optional and a.role in ("word", "stride")]
+    if len(optional) == 1:
+        return table("x", "x", "x", "xs")  # a lone [stride]
+    if any(a.field == "direction" for a in decl.args):
+        return _OPTIONAL
+    return table("none", "x", "x", "xs")
+
+
+def plan_for(decl: OpDecl) -> Plan:
+    plan: list[tuple[str, Scheme]] = []
+    for arg in decl.args:
+        if arg.optional and arg.role in ("word", "stride") and not any(
+                name == "?opt" for name, _ in plan):
+            plan.append(("?opt", _presence(decl)))
+        plan.append((arg.field, _scheme(arg)))
+    return tuple(plan)
+
+
+@dataclass(frozen=True)
+class Generation:
+    """The op tables of one codec generation: the built-in ops declared
+    ``since`` it or earlier, by codec id.  Ids and weights are append-only,
+    so a generation's tables never change once released."""
+
+    number: int
+    decls: tuple[OpDecl, ...]
+
+    @property
+    def keywords(self) -> tuple[str, ...]:
+        return tuple(d.keyword for d in self.decls)
+
+    @functools.cached_property
+    def op_table(self) -> tuple[str, ...]:
+        table_ = tuple(d.keyword for d in self.decls for _ in range(d.weight))
+        assert len(table_) < RAW_OP
+        return table_
+
+    @functools.cached_property
+    def plans(self) -> dict[str, Plan]:
+        return {d.keyword: plan_for(d) for d in self.decls}
+
+    @functools.cached_property
+    def by_keyword(self) -> dict[str, OpDecl]:
+        return {d.keyword: d for d in self.decls}
+
+
+@functools.cache
+def generation(number: int) -> Generation:
+    decls = [d for d in declared() if d.plugin is None and d.since <= number]
+    ids = [d.codec_id for d in decls]
+    assert ids == list(range(len(ids))), f"codec ids must be dense: {ids}"
+    return Generation(number, tuple(decls))
+
+
+CURRENT: Final = max(d.since for d in declared())
+"""The newest generation: what ``encode`` writes for a trace that needs it."""
+MAGIC: Final = b"\xffMF"
+"""Inputs of generation 2 and later start with MAGIC and a generation byte;
+every other input is generation 1, read exactly as before generations
+existed."""
 RAW_OP: Final = 255
-assert len(OP_TABLE) < RAW_OP and set(OP_WEIGHTS) == set(KEYWORDS)
-
-_NEEDS_MAPPING = frozenset({"munmap", "mremap", "mprotect", "madvise", "read", "write",
-                            "migrate", "reclaim"})
-_NEEDS_DEVICE = {"dread": "mirror", "dwrite": "mirror", "snapshot": "mirror",
-                 "migrate_to_dev": "mirror", "evict": "mirror", "reg": "userptr", "pin": "pin"}
 
 
-def _substitute(kw: str, st: _State) -> tuple[str, Ctx]:
-    """The op a table choice becomes when its prerequisites do not exist yet."""
-    if kw in _NEEDS_MAPPING and not st.mapped:
+def _substitute(kw: str, st: _State, gen: Generation) -> tuple[str, Ctx]:
+    """The op a table choice becomes when its prerequisites do not exist
+    yet: a mapping (for a memory op), a child (for exit/oomreap), a job, a
+    region, a device; each replaced by the op that creates it."""
+    decl = gen.by_keyword[kw]
+    if decl.has("pid") and decl.has("addr") and not decl.maps and not st.mapped:
         return "mmap", {}
-    if kw in ("exit", "oomreap") and len(st.procs) == 1:
+    if decl.has("victim") and len(st.procs) == 1:
         return "fork", {}
-    if kw == "complete" and not st.jobs:
-        kw = "submit"
-    if kw in ("submit", "unreg") and not st.regs("reg"):
-        kw = "reg"
-    if kw in ("dma", "unpin") and not st.regs("pin"):
-        kw = "pin"
-    need = _NEEDS_DEVICE.get(kw)
-    if need is not None and not st.devs(need):
-        return "open", {"kind": need}
-    return kw, {}
+    while True:
+        arg = next((a for a in decl.args if a.role in ("job", "region")), None)
+        if arg is None or (st.jobs if arg.role == "job" else st.regs(arg.of or "")):
+            break
+        made = creator(arg.kind if isinstance(arg.kind, str) else "", arg.of)
+        if made is None or made.keyword not in gen.by_keyword:
+            break
+        decl = made
+    dev = next((a for a in decl.args if a.role == "device"), None)
+    if dev is not None and not st.devs(dev.of):
+        opener = creator("D")
+        if opener is not None and opener.kind_field is not None:
+            return opener.keyword, {opener.kind_field: dev.of}
+    return decl.keyword, {}
 
 
 LINE_KINDS: Final = ("plain",) * 13 + ("tn",) * 3 + ("step",) * 3 + ("run",)
@@ -380,15 +458,15 @@ DEVICE_FRAMES = Mix((7, table(*DEVICE_FRAMES_TABLE)), (1, Range(1, 65535)))
 # ----------------------------------------------------------------- decode
 
 
-def _decode_op(r: Reader, st: _State) -> m.Op:
+def _decode_op(r: Reader, st: _State, gen: Generation) -> m.Op:
     b = r.byte()
     forced: Ctx = {}
     if b == RAW_OP:
-        kw = KEYWORDS[r.byte() % len(KEYWORDS)]
+        kw = gen.keywords[r.byte() % len(gen.keywords)]
     else:
-        kw, forced = _substitute(OP_TABLE[b % len(OP_TABLE)], st)
+        kw, forced = _substitute(gen.op_table[b % len(gen.op_table)], st, gen)
     ctx: Ctx = {}
-    for name, scheme in PLANS[kw]:
+    for name, scheme in gen.plans[kw]:
         if name in forced:
             ctx[name] = forced[name]
         elif name in ("x", "stride") and not _present(name, ctx):
@@ -405,14 +483,14 @@ def _present(name: str, ctx: Ctx) -> bool:
 
 def _build(kw: str, ctx: Ctx, st: _State) -> m.Op:
     args = {k: v for k, v in ctx.items() if not k.startswith("?")}
-    if kw in RESERVED:
-        fld, letter = RESERVED[kw]
-        args[fld] = {"P": st.next_p, "D": st.next_d, "R": st.next_r, "J": st.next_j}[letter]
-    op: m.Op = SCHEMA_BY_KEYWORD[kw].cls(**args)
+    decl = SCHEMA_BY_KEYWORD[kw]
+    if decl.reserves is not None and decl.reserved_field is not None:
+        args[decl.reserved_field] = st.next_of(decl.reserves)
+    op: m.Op = decl.cls(**args)
     return op
 
 
-def _decode_line(r: Reader, st: _State) -> StepLine:
+def _decode_line(r: Reader, st: _State, gen: Generation) -> StepLine:
     b = r.byte()
     if b == RAW_LINE:
         kind = ("step", "run")[r.byte() % 2]
@@ -424,12 +502,21 @@ def _decode_line(r: Reader, st: _State) -> StepLine:
         name = str(THREAD.decode(r, st, {}))
         return StepLine(m.StepThread(name) if kind == "step" else m.RunThread(name))
     thread = str(TNAME.decode(r, st, {})) if kind == "tn" else None
-    return StepLine(_decode_op(r, st), thread)
+    return StepLine(_decode_op(r, st, gen), thread)
+
+
+def split_generation(data: bytes) -> tuple[Generation, bytes]:
+    """The generation an input is written in, and the bytes after its prefix."""
+    if data.startswith(MAGIC) and len(data) > len(MAGIC):
+        number = min(max(data[len(MAGIC)], 2), CURRENT)
+        return generation(number), data[len(MAGIC) + 1:]
+    return generation(1), data
 
 
 def decode(data: bytes, max_steps: int = MAX_STEPS) -> Trace:
     """The trace these bytes mean; total: every byte string gives a valid trace."""
-    r = Reader(data)
+    gen, body = split_generation(data)
+    r = Reader(body)
     headers: dict[str, str] = {}
     mode = HEADER_MODE[r.byte() % len(HEADER_MODE)]
     if mode in ("frames", "both"):
@@ -439,15 +526,17 @@ def decode(data: bytes, max_steps: int = MAX_STEPS) -> Trace:
     st = _State()
     steps: list[StepLine] = []
     while not r.exhausted and len(steps) < max_steps:
-        line = _decode_line(r, st)
+        line = _decode_line(r, st, gen)
         st.after(line)
         steps.append(line)
     return make_trace(steps, headers)
 
 
-def random_trace(rng: random.Random, steps: int) -> Trace:
-    """A decoded trace of up to ``steps`` lines from ``rng``'s bytes."""
-    return decode(rng.randbytes(64 * steps + 8), max_steps=steps)
+def random_trace(rng: random.Random, steps: int, gen: int = 1) -> Trace:
+    """A decoded trace of up to ``steps`` lines from ``rng``'s bytes, in
+    generation ``gen`` (1: the ops of the first byte format)."""
+    prefix = MAGIC + bytes([gen]) if gen > 1 else b""
+    return decode(prefix + rng.randbytes(64 * steps + 8), max_steps=steps)
 
 
 # ----------------------------------------------------------------- encode
@@ -460,14 +549,16 @@ def _put(out: bytearray, scheme: Scheme, v: object, st: _State, ctx: Ctx, what: 
     out += data
 
 
-def _encode_op(out: bytearray, op: m.Op, st: _State) -> None:
+def _encode_op(out: bytearray, op: m.Op, st: _State, gen: Generation) -> None:
     kw = m.op_keyword(op)
-    if _substitute(kw, st) == (kw, {}):
-        out.append(OP_TABLE.index(kw))
+    if kw not in gen.by_keyword:
+        raise ValueError(f"cannot encode {kw!r}: not in byte format generation {gen.number}")
+    if _substitute(kw, st, gen) == (kw, {}):
+        out.append(gen.op_table.index(kw))
     else:
-        out += bytes([RAW_OP, KEYWORDS.index(kw)])
+        out += bytes([RAW_OP, gen.keywords.index(kw)])
     ctx: Ctx = {}
-    for name, scheme in PLANS[kw]:
+    for name, scheme in gen.plans[kw]:
         if name == "?opt":
             x = getattr(op, "x", 0)
             stride = getattr(op, "stride", None)
@@ -483,7 +574,7 @@ def _encode_op(out: bytearray, op: m.Op, st: _State) -> None:
         ctx[name] = value
 
 
-def _encode_line(out: bytearray, line: StepLine, st: _State) -> None:
+def _encode_line(out: bytearray, line: StepLine, st: _State, gen: Generation) -> None:
     action = line.action
     if isinstance(action, m.StepThread | m.RunThread):
         kind = "step" if isinstance(action, m.StepThread) else "run"
@@ -495,7 +586,7 @@ def _encode_line(out: bytearray, line: StepLine, st: _State) -> None:
     else:
         out.append(LINE_KINDS.index("tn"))
         _put(out, TNAME, line.thread, st, {}, "thread")
-    _encode_op(out, action, st)
+    _encode_op(out, action, st, gen)
 
 
 def encode(trace: Trace) -> bytes:
@@ -504,7 +595,11 @@ def encode(trace: Trace) -> bytes:
     Comments, ``=>`` results and the title/found-by/signature headers are
     not encoded.  ``ValueError`` if the rest cannot be reproduced exactly.
     """
-    out = bytearray()
+    steps = trace.steps
+    needed = max((SCHEMA_BY_CLASS[type(s.action)].since for s in steps
+                  if type(s.action) in SCHEMA_BY_CLASS), default=1)
+    gen = generation(needed)
+    out = bytearray(MAGIC + bytes([needed]) if needed > 1 else b"")
     frames, dev_frames = trace.header("frames"), trace.header("device-frames")
     keys = [k for k, _ in trace.headers if k in ("frames", "device-frames")]
     if keys == ["device-frames", "frames"]:
@@ -516,12 +611,11 @@ def encode(trace: Trace) -> bytes:
         _put(out, FRAMES, int(frames), _State(), {}, "frames")
     if dev_frames is not None:
         _put(out, DEVICE_FRAMES, int(dev_frames), _State(), {}, "device-frames")
-    steps = trace.steps
     if len(steps) > MAX_STEPS:
         raise ValueError(f"cannot encode {len(steps)} steps (at most {MAX_STEPS})")
     st = _State()
     for line in steps:
-        _encode_line(out, line, st)
+        _encode_line(out, line, st, gen)
         st.after(line)
     data = bytes(out)
     wanted = make_trace([StepLine(s.action, s.thread) for s in steps],

@@ -235,6 +235,8 @@ class _Run:
                 self._find("budget", impl.name,
                            f"{used} page ops in one step (budget {self.settings.budget})")
         out = outs[0]
+        if not isinstance(out, Blocked | Err):
+            self.oracle.stepped(name)
         if isinstance(out, Done) and op is not None:
             problems = self.oracle.completed(name, op, out.result, lookup)
             if problems:

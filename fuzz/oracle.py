@@ -28,7 +28,12 @@ word written there by the CPU or any device.
   ``exit``, ``oomreap``) may also read 0: an op that holds ``mmap_lock`` only
   for reading (``dontneed``, ``oomreap``) lets a faulting reader in after
   its apply zapped the page and before the op completes.
-* **Checks**: every CPU ``read``, ``dread``, completed read job and ``dma``
+* **Range accesses** (``read_range``, ``write_range``: one page per step)
+  are judged like their single-page ops when no other thread stepped during
+  their flight; otherwise a ``write_range`` makes its keys unknown and a
+  ``read_range`` is not checked.  A ``write_range`` that fails part-way
+  makes its keys unknown (the pages before the failing one were written).
+* **Checks**: every CPU ``read``, ``read_range``, ``dread``, completed read job and ``dma``
   read must return ``last[key]`` for each page.  A mismatch is
   ``fork_isolation`` when the key is private and its process was created by
   fork or has forked, ``coherence`` otherwise.
@@ -66,10 +71,12 @@ from model.ops import (
     OpResult,
     Pin,
     Read,
+    ReadRange,
     Reg,
     Submit,
     Values,
     Write,
+    WriteRange,
 )
 
 Key = tuple[str, int, int]
@@ -142,13 +149,14 @@ class Oracle:
         self.regions: dict[int, _Region] = {}
         self.jobs: dict[int, Submit] = {}
         self.flights: dict[str, _Flight] = {}
+        self.alone: dict[str, bool] = {}  # range accesses in flight: no other thread stepped
 
     # ------------------------------------------------------------ lifecycle
 
     def pids_for(self, op: Op) -> set[int]:
         """The processes whose VMAs ``op``'s completion may resolve against."""
         pid: int | None = None
-        if isinstance(op, Read | Write):
+        if isinstance(op, Read | Write | ReadRange | WriteRange):
             pid = op.p
         elif isinstance(op, Dread | Dwrite | Reg | Pin):
             pid = self.devices.get(op.d)
@@ -158,8 +166,16 @@ class Oracle:
             pid = region.pid if region is not None else None
         return set() if pid is None else {pid}
 
+    def stepped(self, thread: str) -> None:
+        """``thread`` took a step that was not blocked."""
+        for other in self.alone:
+            if other != thread:
+                self.alone[other] = False
+
     def started(self, thread: str, op: Op) -> None:
         """``thread`` starts ``op``; delete-type ops open a flight."""
+        if isinstance(op, ReadRange | WriteRange):
+            self.alone[thread] = True
         if isinstance(op, Munmap | Mmap) or (
             isinstance(op, Madvise) and op.advice == "dontneed"
         ):
@@ -186,6 +202,8 @@ class Oracle:
                 self._write(key, op.x)
         elif isinstance(op, Read) and isinstance(result, Num):
             problems += self._check(resolve(vmas(op.p), op.p, op.v), result.value)
+        elif isinstance(op, ReadRange | WriteRange):
+            problems += self._range(op, result, vmas(op.p), self.alone.pop(thread, False))
         elif isinstance(op, Dread | Dwrite):
             problems += self._mirror(op, result, vmas)
         elif isinstance(op, Open) and isinstance(result, HandleResult):
@@ -241,6 +259,23 @@ class Oracle:
         private_forked = key[0] == "P" and key[1] in self.forked
         name = "fork_isolation" if private_forked else "coherence"
         return [Incoherence(name, key, expected, got)]
+
+    def _range(self, op: ReadRange | WriteRange, result: OpResult, views: tuple[VmaView, ...],
+               alone: bool) -> list[Incoherence]:
+        problems: list[Incoherence] = []
+        for k in range(op.n):
+            key = resolve(views, op.p, op.v + k)
+            if key is None:
+                continue
+            if isinstance(op, WriteRange):
+                if alone and isinstance(result, Ok):
+                    self._write(key, _word(op.x, op.stride, k))
+                else:
+                    self._write(key, 0)
+                    self.unknown.add(key)
+            elif alone and isinstance(result, Values) and k < len(result.values):
+                problems += self._check(key, result.values[k])
+        return problems
 
     def _mirror(self, op: Dread | Dwrite, result: OpResult, vmas: VmaLookup) -> list[Incoherence]:
         pid = self.devices.get(op.d)

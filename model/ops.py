@@ -17,6 +17,32 @@ from dataclasses import dataclass, fields
 from enum import StrEnum
 from typing import Final, Literal
 
+from model.decl import (
+    ANY,
+    NOT_DEAD,
+    SCHEMA_BY_CLASS,
+    SCHEMA_BY_KEYWORD,
+    Addr,
+    Arg,
+    Choice,
+    Cnt,
+    Count,
+    D,
+    Flag,
+    J,
+    Off,
+    OpDecl,
+    P,
+    R,
+    Stride,
+    Word,
+    declare,
+    declared,
+)
+
+OpSchema = OpDecl
+__all__ = ["Arg", "OpSchema", "OpDecl", "SCHEMA_BY_CLASS", "SCHEMA_BY_KEYWORD"]
+
 ADDRESS_PAGES: Final = 1 << 36
 """Every address space is [0, 2^36) pages."""
 HUGE_PAGES: Final = 512
@@ -32,7 +58,10 @@ DEFAULT_DEVICE_FRAMES: Final = 1024
 Prot = Literal["none", "r", "rw"]
 Kind = Literal["private", "shared"]
 Advice = Literal["dontneed", "hugepage", "nohugepage"]
-DeviceKind = Literal["mirror", "userptr", "pin"]
+DeviceKind = str
+"""A device kind: a driver's name (``mirror``, ``userptr``, ``pin`` or a plug-in's)."""
+DEVICE_KINDS: Final = ("mirror", "userptr", "pin")
+"""The built-in device kinds (codec v1's order)."""
 Mode = Literal["ro", "rw"]
 Direction = Literal["read", "write"]
 
@@ -239,10 +268,30 @@ class Oomreap:
     p: int
 
 
+@dataclass(frozen=True)
+class WriteRange:
+    """``write_range P v n x [stride]``: the n single-page writes of x + i*stride (§3.2)."""
+
+    p: int
+    v: int
+    n: int
+    x: int
+    stride: int | None = None
+
+
+@dataclass(frozen=True)
+class ReadRange:
+    """``read_range P v n``: the n single-page reads; ``values`` (§3.2)."""
+
+    p: int
+    v: int
+    n: int
+
+
 Op = (
     Mmap | Munmap | Mremap | Mprotect | Madvise | Fork | Exit | Read | Write | Open
     | Dread | Dwrite | Snapshot | MigrateToDev | Evict | Reg | Submit | Complete | Unreg
-    | Pin | Dma | Unpin | Migrate | Reclaim | Oomreap
+    | Pin | Dma | Unpin | Migrate | Reclaim | Oomreap | WriteRange | ReadRange
 )
 
 
@@ -260,76 +309,83 @@ class RunThread:
     thread: str
 
 
-# ------------------------------------------------------------- the schema
-# Argument kinds: a handle letter ("P", "D", "R", "J"), "nat" (a natural
-# number: addresses, counts, offsets), "word" (a signed 64-bit value), or a
-# tuple of keywords.  "huge" is a lone optional keyword.  Optional arguments
-# are trailing and nest: [x [stride]].
+# -------------------------------------------------------- the declarations
+# One declaration per op (model.decl): fields with roles, Appendix B's
+# process states, the handle it creates or retires, its byte-codec id (v1's
+# ids are the order of this list; new ops append) and the engines' hints.
 
+_PROT = Choice("prot", ("none", "r", "rw"), (1, 3, 12))
+_MODE = Choice("mode", ("ro", "rw"), (1, 2))
+_DIR = Choice("direction", ("read", "write"))
+_PAYLOAD = (Word("x", optional=True), Stride())
 
-@dataclass(frozen=True)
-class Arg:
-    field: str
-    kind: str | tuple[str, ...]
-    optional: bool = False
+MMAP: Final = declare(Mmap, "mmap", 0, P(), Addr(), Count(hint=(8, 12)), _PROT,
+                      Choice("kind", ("private", "shared"), (3, 1)),
+                      Flag("huge", "huge", (2, 1)), weight=14, racer="cpu", maps=True,
+                      shapes=True, draw=("p", "s", "n", "huge", "prot", "kind"))
+MUNMAP: Final = declare(Munmap, "munmap", 1, P(), Addr(), Count(), weight=5, racer="cpu",
+                        shapes=True)
+MREMAP: Final = declare(Mremap, "mremap", 2, P(), Addr("old"), Count(of="old"),
+                        Addr("new", dest=True), weight=5, racer="cpu", shapes=True)
+MPROTECT: Final = declare(Mprotect, "mprotect", 3, P(), Addr(), Count(), _PROT, weight=6,
+                          racer="cpu", shapes=True)
+MADVISE: Final = declare(Madvise, "madvise", 4, P(), Addr(), Count(),
+                         Choice("advice", ("dontneed", "hugepage", "nohugepage"), (4, 2, 2)),
+                         weight=6, racer="cpu", draw=("p", "advice", "s", "n"))
+FORK: Final = declare(Fork, "fork", 5, P(), reserves=("P", "child"), weight=4, racer="cpu",
+                      gate="processes")
+EXIT: Final = declare(Exit, "exit", 6, P(victim=True), states=NOT_DEAD, weight=1,
+                      racer="cpu", rule="kill")
+READ: Final = declare(Read, "read", 7, P(), Addr("v"), weight=14, access=True, one_step=True)
+WRITE: Final = declare(Write, "write", 8, P(), Addr("v"), Word(), weight=16, racer="cpu",
+                       access=True, one_step=True)
+OPEN: Final = declare(Open, "open", 9, P(), Choice("kind", DEVICE_KINDS, (3, 2, 2)),
+                      reserves=("D", "dev"), kind_field="kind", weight=5, one_step=True,
+                      draw=("kind", "p"))
+DREAD: Final = declare(Dread, "dread", 10, D("mirror"), Addr(), Count(cap=MAX_VALUE_PAGES),
+                       weight=8, device="mirror", racer="device")
+DWRITE: Final = declare(Dwrite, "dwrite", 11, D("mirror"), Addr(), Count(), Word(), Stride(),
+                        weight=8, device="mirror", racer="device",
+                        draw=("d", "s", "n", "stride", "x"))
+SNAPSHOT: Final = declare(Snapshot, "snapshot", 12, D("mirror"), Addr(),
+                          Count(cap=MAX_VALUE_PAGES), weight=4, device="mirror",
+                          racer="device", one_step=True)
+MIGRATE_TO_DEV: Final = declare(MigrateToDev, "migrate_to_dev", 13, D("mirror"), Addr(), Count(),
+                                weight=5, device="mirror", racer="device")
+EVICT: Final = declare(Evict, "evict", 14, D("mirror"), states=ANY, weight=3, device="mirror",
+                       racer="device")
+REG: Final = declare(Reg, "reg", 15, D("userptr"), Addr(), Count(), _MODE,
+                     reserves=("R", "region"), weight=4, device="userptr", racer="device",
+                     one_step=True)
+SUBMIT: Final = declare(Submit, "submit", 16, R("reg"), _DIR, Off(), Cnt(), *_PAYLOAD,
+                        reserves=("J", "job"), weight=6, device="userptr", racer="device",
+                        draw=("r", "direction", "off", "cnt", "stride", "x"))
+COMPLETE: Final = declare(Complete, "complete", 17, J(), states=ANY, retires="j", weight=5,
+                          device="userptr", racer="device", one_step=True, gate="jobs")
+UNREG: Final = declare(Unreg, "unreg", 18, R("reg"), states=ANY, retires="r", weight=2,
+                       device="userptr", racer="device", gate="regions")
+PIN: Final = declare(Pin, "pin", 19, D("pin"), Addr(), Count(), _MODE, reserves=("R", "region"),
+                     weight=4, device="pin", racer="device")
+DMA: Final = declare(Dma, "dma", 20, R("pin"), _DIR, Off(), Cnt(), *_PAYLOAD, states=NOT_DEAD,
+                     weight=5, device="pin", racer="device", one_step=True,
+                     draw=("r", "direction", "off", "cnt", "stride", "x"))
+UNPIN: Final = declare(Unpin, "unpin", 21, R("pin"), states=ANY, retires="r", weight=2,
+                       device="pin", racer="device", one_step=True, gate="regions")
+MIGRATE: Final = declare(Migrate, "migrate", 22, P(), Addr(), Count(), states=NOT_DEAD,
+                         weight=4, racer="cpu")
+RECLAIM: Final = declare(Reclaim, "reclaim", 23, P(), Addr(), Count(), states=NOT_DEAD,
+                         weight=4, racer="cpu")
+OOMREAP: Final = declare(Oomreap, "oomreap", 24, P(victim=True), weight=1, rule="kill")
+WRITE_RANGE: Final = declare(WriteRange, "write_range", 25, P(), Addr("v"),
+                             Count(of="v", cap=MAX_VALUE_PAGES), Word(), Stride(), since=2,
+                             weight=4, racer="cpu", access=True,
+                             draw=("p", "v", "n", "stride", "x"))
+READ_RANGE: Final = declare(ReadRange, "read_range", 26, P(), Addr("v"),
+                            Count(of="v", cap=MAX_VALUE_PAGES), since=2, weight=4, access=True)
 
-
-@dataclass(frozen=True)
-class OpSchema:
-    keyword: str
-    cls: type
-    args: tuple[Arg, ...]
-    reserves: str | None = None  # handle letter reserved by this op
-    reserved_field: str | None = None
-
-
-def _s(keyword: str, cls: type, *args: Arg, reserves: tuple[str, str] | None = None) -> OpSchema:
-    letter, fld = reserves if reserves else (None, None)
-    return OpSchema(keyword, cls, args, letter, fld)
-
-
-_PROT = ("none", "r", "rw")
-_MODE = ("ro", "rw")
-_DIR = ("read", "write")
-_RANGE = (Arg("s", "nat"), Arg("n", "nat"))
-
-OP_SCHEMAS: Final[tuple[OpSchema, ...]] = (
-    _s("mmap", Mmap, Arg("p", "P"), *_RANGE, Arg("prot", _PROT),
-       Arg("kind", ("private", "shared")), Arg("huge", ("huge",), optional=True)),
-    _s("munmap", Munmap, Arg("p", "P"), *_RANGE),
-    _s("mremap", Mremap, Arg("p", "P"), Arg("old", "nat"), Arg("n", "nat"), Arg("new", "nat")),
-    _s("mprotect", Mprotect, Arg("p", "P"), *_RANGE, Arg("prot", _PROT)),
-    _s("madvise", Madvise, Arg("p", "P"), *_RANGE,
-       Arg("advice", ("dontneed", "hugepage", "nohugepage"))),
-    _s("fork", Fork, Arg("p", "P"), reserves=("P", "child")),
-    _s("exit", Exit, Arg("p", "P")),
-    _s("read", Read, Arg("p", "P"), Arg("v", "nat")),
-    _s("write", Write, Arg("p", "P"), Arg("v", "nat"), Arg("x", "word")),
-    _s("open", Open, Arg("p", "P"), Arg("kind", ("mirror", "userptr", "pin")),
-       reserves=("D", "dev")),
-    _s("dread", Dread, Arg("d", "D"), *_RANGE),
-    _s("dwrite", Dwrite, Arg("d", "D"), *_RANGE, Arg("x", "word"),
-       Arg("stride", "word", optional=True)),
-    _s("snapshot", Snapshot, Arg("d", "D"), *_RANGE),
-    _s("migrate_to_dev", MigrateToDev, Arg("d", "D"), *_RANGE),
-    _s("evict", Evict, Arg("d", "D")),
-    _s("reg", Reg, Arg("d", "D"), *_RANGE, Arg("mode", _MODE), reserves=("R", "region")),
-    _s("submit", Submit, Arg("r", "R"), Arg("direction", _DIR), Arg("off", "nat"),
-       Arg("cnt", "nat"), Arg("x", "word", optional=True), Arg("stride", "word", optional=True),
-       reserves=("J", "job")),
-    _s("complete", Complete, Arg("j", "J")),
-    _s("unreg", Unreg, Arg("r", "R")),
-    _s("pin", Pin, Arg("d", "D"), *_RANGE, Arg("mode", _MODE), reserves=("R", "region")),
-    _s("dma", Dma, Arg("r", "R"), Arg("direction", _DIR), Arg("off", "nat"), Arg("cnt", "nat"),
-       Arg("x", "word", optional=True), Arg("stride", "word", optional=True)),
-    _s("unpin", Unpin, Arg("r", "R")),
-    _s("migrate", Migrate, Arg("p", "P"), *_RANGE),
-    _s("reclaim", Reclaim, Arg("p", "P"), *_RANGE),
-    _s("oomreap", Oomreap, Arg("p", "P")),
-)
-
-SCHEMA_BY_KEYWORD: Final = {sch.keyword: sch for sch in OP_SCHEMAS}
-SCHEMA_BY_CLASS: Final = {sch.cls: sch for sch in OP_SCHEMAS}
+OP_SCHEMAS: Final = declared()
+"""The built-in ops' declarations, in codec-id order (plug-ins add theirs to
+``SCHEMA_BY_KEYWORD``/``SCHEMA_BY_CLASS``; ``model.decl.declared()`` lists all)."""
 FIRST_HANDLE: Final = {"P": 1, "D": 0, "R": 0, "J": 0}
 """The first number each handle kind reserves (P0 exists at start)."""
 

@@ -12,7 +12,21 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from model.ops import SIGSEGV, Num, OpResult, Read, Write, is_word
+from model.ops import (
+    MAX_VALUE_PAGES,
+    OK,
+    SIGSEGV,
+    Num,
+    OpResult,
+    Read,
+    ReadRange,
+    Values,
+    Write,
+    WriteRange,
+    is_word,
+    range_ok,
+    words_ok,
+)
 from model.optimized import common as C
 from model.optimized.memory import map_huge, object_page, set_pte, split_huge_pmd
 from model.optimized.mmu_notifier import Range, invalidate
@@ -107,6 +121,29 @@ def op_access(k: OptimizedKernel, t: Thread, op: Read | Write) -> Gen[OpResult]:
     res = access(k, proc, op.v, write, x)
     proc.mmap_lock.read_unlock(t)
     return res
+
+
+def op_range_access(k: OptimizedKernel, t: Thread, op: ReadRange | WriteRange
+                    ) -> Gen[OpResult]:
+    """read_range / write_range: a userspace loop of single-page accesses
+    (each one do_user_addr_fault's path), yielding between pages."""
+    write = isinstance(op, WriteRange)
+    x = op.x if isinstance(op, WriteRange) else 0
+    stride = (op.stride or 0) if isinstance(op, WriteRange) else 0
+    if not range_ok(op.v, op.n) or op.n > MAX_VALUE_PAGES or not words_ok(x, stride, op.n):
+        return C.EINVAL
+    words: list[int] = []
+    for i in range(op.n):
+        page: Read | Write = Write(op.p, op.v + i, x + i * stride) if write else Read(
+            op.p, op.v + i)
+        res = yield from op_access(k, t, page)
+        if isinstance(res, Num):
+            words.append(res.value)
+        elif res != OK:
+            return res
+        if i < op.n - 1:
+            yield None
+    return OK if write else Values(tuple(words))
 
 
 def handle_mm_fault(k: OptimizedKernel, t: Thread, proc: Process, vma: Vma, v: int,

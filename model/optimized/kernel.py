@@ -90,7 +90,8 @@ def _dispatch() -> dict[type, OpFn]:
         O.Reg: userptr.op_reg, O.Submit: userptr.op_submit, O.Complete: userptr.op_complete,
         O.Unreg: userptr.op_unreg, O.Pin: pin.op_pin, O.Dma: pin.op_dma,
         O.Unpin: pin.op_unpin, O.Migrate: migrate.op_migrate, O.Reclaim: migrate.op_migrate,
-        O.Oomreap: migrate.op_oomreap,
+        O.Oomreap: migrate.op_oomreap, O.ReadRange: fault.op_range_access,
+        O.WriteRange: fault.op_range_access,
     }
 
 

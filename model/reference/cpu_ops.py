@@ -11,6 +11,8 @@ Each op is a generator yielding at exactly Appendix A's points::
     dontneed  [R]; for each VMA ∩ range: S; I(clear, VMA ∩ range); done
     hugepage  [W]; S; the change; done
     read/write  lockless: one step; else [R]; the fault; access; done
+    read_range/write_range  the n single-page ops in order, a plain yield
+              where one ends and the next begins (locks released there)
 
 ``S`` is the PMD splits of the blocks the op cuts, in address order; the
 list is computed once, after the lock is taken (DECISIONS D3).
@@ -22,6 +24,7 @@ from collections.abc import Callable
 from functools import partial
 
 from model.ops import (
+    MAX_VALUE_PAGES,
     OK,
     SIGSEGV,
     Err,
@@ -32,14 +35,18 @@ from model.ops import (
     Munmap,
     OpResult,
     Read,
+    ReadRange,
+    Values,
     Write,
+    WriteRange,
     is_word,
+    words_ok,
 )
 from model.ops import Num as NumResult
 
 from .checks import EFAULT, EINVAL, ENOMEM, LIVE, proc_handle, range_ok, state_err
 from .faults import fault, needs_fault, split_blocks
-from .locks import mmap_read, mmap_write
+from .locks import mmap_read, mmap_write, release_all
 from .mm import (
     add_vma,
     covered,
@@ -59,7 +66,7 @@ from .mm import (
 )
 from .notifier import invalidate
 from .state import Present, Process, SharedObject, State, Vma, Zero
-from .threads import Gen, Thread
+from .threads import Gen, Thread, y
 
 _RANK = {"none": 0, "r": 1, "rw": 2}
 
@@ -248,3 +255,28 @@ def op_access(st: State, th: Thread, op: Read | Write) -> Gen[OpResult]:
     if res is not None:
         return res
     return _access(st, proc, op.v, x)
+
+
+def op_range(st: State, th: Thread, op: ReadRange | WriteRange) -> Gen[OpResult]:
+    """``read_range P v n`` / ``write_range P v n x [stride]`` (SPEC §3.2):
+    the single-page ops on v, v+1, ... in order; where one ends the range
+    op releases its locks and yields, and the next starts in the next step.
+    The first result that is not ``ok`` or a word ends it."""
+    write = isinstance(op, WriteRange)
+    stride = op.stride or 0 if isinstance(op, WriteRange) else 0
+    x = op.x if isinstance(op, WriteRange) else 0
+    if not range_ok(op.v, op.n) or op.n > MAX_VALUE_PAGES or not words_ok(x, stride, op.n):
+        return EINVAL
+    words: list[int] = []
+    for i in range(op.n):
+        page: Read | Write = Write(op.p, op.v + i, x + i * stride) if write else Read(
+            op.p, op.v + i)
+        res = yield from op_access(st, th, page)
+        if isinstance(res, NumResult):
+            words.append(res.value)
+        elif res != OK:
+            return res
+        release_all(st, th)
+        if i < op.n - 1:
+            yield from y()
+    return OK if write else Values(tuple(words))

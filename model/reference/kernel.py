@@ -19,43 +19,27 @@ from model.observation import Observation, VmaView
 from model.ops import (
     EINVAL,
     OK,
+    SCHEMA_BY_CLASS,
     Blocked,
-    Complete,
-    Dma,
     Done,
-    Dread,
-    Dwrite,
     Err,
-    Evict,
-    Exit,
-    Fork,
-    Madvise,
-    Migrate,
-    MigrateToDev,
-    Mmap,
-    Mprotect,
-    Mremap,
-    Munmap,
-    Oomreap,
     Op,
-    Open,
     OpResult,
-    Pin,
-    Read,
-    Reclaim,
-    Reg,
-    Snapshot,
     StepOutcome,
-    Submit,
-    Unpin,
-    Unreg,
-    Write,
     Yielded,
     is_thread_name,
     thread_order,
 )
 
-from .cpu_ops import op_access, op_madvise, op_mmap, op_mprotect, op_mremap, op_munmap
+from .cpu_ops import (
+    op_access,
+    op_madvise,
+    op_mmap,
+    op_mprotect,
+    op_mremap,
+    op_munmap,
+    op_range,
+)
 from .devices import op_open
 from .invariants import check_all
 from .kernel_ops import op_migrate_reclaim, op_oomreap
@@ -71,14 +55,17 @@ from .userptr import op_complete, op_reg, op_submit, op_unreg
 
 OpFn = Callable[[State, Thread, Any], Gen[OpResult]]
 
-OPS: dict[type, OpFn] = {
-    Mmap: op_mmap, Munmap: op_munmap, Mremap: op_mremap, Mprotect: op_mprotect,
-    Madvise: op_madvise, Fork: op_fork, Exit: op_exit, Read: op_access, Write: op_access,
-    Open: op_open, Dread: op_dread_dwrite, Dwrite: op_dread_dwrite, Snapshot: op_snapshot,
-    MigrateToDev: op_migrate_to_dev, Evict: op_evict, Reg: op_reg, Submit: op_submit,
-    Complete: op_complete, Unreg: op_unreg, Pin: op_pin, Dma: op_dma, Unpin: op_unpin,
-    Migrate: op_migrate_reclaim, Reclaim: op_migrate_reclaim, Oomreap: op_oomreap,
+OPS: dict[str, OpFn] = {
+    "mmap": op_mmap, "munmap": op_munmap, "mremap": op_mremap, "mprotect": op_mprotect,
+    "madvise": op_madvise, "fork": op_fork, "exit": op_exit, "read": op_access,
+    "write": op_access, "open": op_open, "dread": op_dread_dwrite, "dwrite": op_dread_dwrite,
+    "snapshot": op_snapshot, "migrate_to_dev": op_migrate_to_dev, "evict": op_evict,
+    "reg": op_reg, "submit": op_submit, "complete": op_complete, "unreg": op_unreg,
+    "pin": op_pin, "dma": op_dma, "unpin": op_unpin, "migrate": op_migrate_reclaim,
+    "reclaim": op_migrate_reclaim, "oomreap": op_oomreap, "read_range": op_range,
+    "write_range": op_range,
 }
+"""Keyword -> the op's generator (each declared op has one: tests/unit/test_decl.py)."""
 
 
 class ReferenceKernel:
@@ -95,10 +82,12 @@ class ReferenceKernel:
     # ------------------------------------------------------------ threads
 
     def start(self, thread: str, op: Op) -> OpResult:
-        if thread in self.threads or not is_thread_name(thread) or type(op) not in OPS:
+        decl = SCHEMA_BY_CLASS.get(type(op))
+        fn = None if decl is None else OPS.get(decl.keyword)
+        if thread in self.threads or not is_thread_name(thread) or fn is None:
             return EINVAL
         th = Thread(thread, op)
-        th.gen = OPS[type(op)](self.state, th, op)
+        th.gen = fn(self.state, th, op)
         self.threads[thread] = th
         return OK
 

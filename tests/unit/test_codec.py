@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fuzz.codec import BASE, MAX_STEPS, WINDOW, decode, encode, random_trace
+from fuzz.codec import BASE, CURRENT, MAX_STEPS, WINDOW, decode, encode, random_trace
 from fuzz.trace import (
     Comment,
     StepLine,
@@ -180,7 +180,7 @@ def _sample(n: int = 300, steps: int = 120) -> list[StepLine]:
     rng = random.Random(5)
     lines: list[StepLine] = []
     for _ in range(n):
-        lines.extend(random_trace(rng, steps).steps)
+        lines.extend(random_trace(rng, steps, CURRENT).steps)
     return lines
 
 

@@ -121,6 +121,9 @@ run L48 => blocked
 run T2 => done values 1 faults 1
 step T3 => done snap zero
 T0 = read P0 3 => EINVAL
+write_range P0 0 3 5 => ok
+write_range P0 0 3 5 -1 => SIGSEGV
+read_range P0 0 3 => values 5 4 3
 """
 
 ALL_RESULTS: list[LineResult] = [
