@@ -25,10 +25,12 @@ from hypothesis import strategies as st
 from fuzz.guide import Guide
 from fuzz.trace import StepLine
 from model import ops as m
+from model.decl import Arg, OpDecl, creator
 from model.ops import (
     ADDRESS_PAGES,
     HUGE_PAGES,
     MAX_VALUE_PAGES,
+    SCHEMA_BY_KEYWORD,
     WORD_MAX,
     WORD_MIN,
     LineResult,
@@ -46,17 +48,26 @@ WILD_ADDRESSES: Final = (-1, ADDRESS_PAGES - 1, ADDRESS_PAGES, 1 << 40)
 WILD_COUNTS: Final = (0, -1, MAX_VALUE_PAGES + 1, ADDRESS_PAGES)
 WILD_WORDS: Final = (WORD_MAX, WORD_MIN, 1 << 63, -(1 << 64))
 
-PROTS: Final[st.SearchStrategy[m.Prot]] = st.sampled_from(("rw", "r", "none"))
-KINDS: Final[st.SearchStrategy[m.Kind]] = st.sampled_from(("private", "shared"))
-MODES: Final[st.SearchStrategy[m.Mode]] = st.sampled_from(("rw", "ro"))
-DIRECTIONS: Final[st.SearchStrategy[m.Direction]] = st.sampled_from(("read", "write"))
-ADVICE: Final[st.SearchStrategy[m.Advice]] = st.sampled_from(
-    ("dontneed", "hugepage", "nohugepage"))
-DEVICE_KINDS: Final[st.SearchStrategy[m.DeviceKind]] = st.sampled_from(
-    ("mirror", "userptr", "pin"))
 STRIDES: Final = st.sampled_from((None, 1, 0, -1, 7))
 WILD: Final = st.integers(0, 19).map(lambda k: k == 19)
 """True about one time in 20; shrinks to False."""
+
+
+def device_kinds() -> tuple[str, ...]:
+    """The device kinds ``open`` offers (built-in drivers, then plug-ins)."""
+    opener = creator("D")
+    assert opener is not None and opener.kind_field is not None
+    kinds = opener.arg(opener.kind_field).kind
+    assert isinstance(kinds, tuple)
+    return kinds
+
+
+def choices(arg: Arg) -> st.SearchStrategy[str]:
+    """An enum's values, the heaviest (as the codec weighs them) first: the
+    simplest draw is the most common value."""
+    assert isinstance(arg.kind, tuple)
+    ranked = sorted(zip(arg.kind, arg.weights, strict=True), key=lambda vw: -vw[1])
+    return st.sampled_from([v for v, _ in ranked])
 
 
 @dataclass(frozen=True)
@@ -89,8 +100,8 @@ class Arguments:
         self.reserved = dict(m.FIRST_HANDLE)
         self.pids = [0]
         self.gone = []
-        self.devices = {"mirror": [], "userptr": [], "pin": []}
-        self.regions = {"userptr": [], "pin": []}
+        self.devices = {kind: [] for kind in device_kinds()}
+        self.regions = {d.keyword: [] for d in SCHEMA_BY_KEYWORD.values() if d.reserves == "R"}
         self.recent = deque(maxlen=RECENT)
         self.device_pid = None
 
@@ -135,19 +146,69 @@ class Arguments:
                 return self.reserved["D"], p
         return self._device(data, kind)
 
-    def _need_region(self, data: st.DataObject, kind: m.DeviceKind) -> Region | None:
-        """A region of ``kind`` (userptr object or pin) for an op that needs
-        one: when none exists, the lines that open a device and register a
-        range of one of its process's VMAs are appended first.  None when
-        that registration failed."""
-        if not self.regions[kind]:
-            d, p = self._need_device(data, kind)
-            how = m.Reg if kind == "userptr" else m.Pin
-            self._append(StepLine(how(d, *self._range(data, p, REGION_PAGES),
-                                      data.draw(MODES))))
-            if not self.regions[kind]:
+    def _need_region(self, data: st.DataObject, made_by: str) -> Region | None:
+        """A region made by op ``made_by`` (a userptr object by ``reg``, a pin
+        region by ``pin``) for an op that needs one: when none exists, the
+        lines that open a device and register a range of one of its
+        process's VMAs are appended first.  None when that failed."""
+        if not self.regions[made_by]:
+            maker = SCHEMA_BY_KEYWORD[made_by]
+            op = self._draw_op(data, maker)
+            if op is None:
                 return None
-        return self._region(data, kind)
+            self._append(StepLine(op))
+            if not self.regions[made_by]:
+                return None
+        return self._region(data, made_by)
+
+    # ------------------------------------------------------- ops by role
+
+    def _draw_op(self, data: st.DataObject, decl: OpDecl) -> m.Op | None:
+        """An op of ``decl`` with each field drawn by its role, in the
+        declaration's draw order; None when a region it needs could not be
+        made.  The reserved handle is filled when the line is appended."""
+        ctx: dict[str, object] = {}
+        pid = 0
+        region: Region | None = None
+        for name in decl.draw_order:
+            arg = decl.arg(name)
+            value: object
+            if arg.role in ("pid", "victim"):
+                value = pid = self._pid(data)
+            elif arg.role == "device":
+                value, pid = self._need_device(data, arg.of or "")
+            elif arg.role == "region":
+                region = self._need_region(data, arg.of or "") if decl.retires is None else (
+                    self._region(data, arg.of or ""))
+                if region is None:
+                    return None
+                value, pid = region.r, region.p
+            elif arg.role == "job":
+                value = data.draw(st.sampled_from(self.guide.jobs()), label="job")
+            elif arg.role == "addr":
+                value = self._address(data, pid)
+            elif arg.role == "count":
+                cap = arg.cap or (REGION_PAGES if decl.reserves == "R" else WINDOW)
+                start = ctx[arg.of or "s"]
+                assert isinstance(start, int)
+                value = self._count(data, pid, start, cap)
+            elif arg.role in ("off", "cnt"):
+                assert region is not None
+                if "off" not in ctx:
+                    ctx["off"], ctx["cnt"] = self._window(data, region)
+                continue
+            elif arg.role in ("word", "stride") and ctx.get("direction") == "read":
+                value = None  # a read job or DMA carries no payload
+            elif arg.role == "word":
+                value = self._word(data)
+            elif arg.role == "stride":
+                value = data.draw(STRIDES, label="stride")
+            elif arg.role == "flag":
+                value = data.draw(st.booleans(), label=name)
+            else:
+                value = data.draw(choices(arg), label=name)
+            ctx[name] = value
+        return decl.cls(**ctx)  # type: ignore[no-any-return]
 
     def _edges(self, pid: int) -> list[int]:
         edges = {HUGE_PAGES * k for k in range(BLOCKS + 1)}

@@ -78,19 +78,7 @@ from hypothesis.stateful import (
 )
 
 from fuzz import impls
-from fuzz.arguments import (
-    ADVICE,
-    DEVICE_KINDS,
-    DIRECTIONS,
-    KINDS,
-    MODES,
-    PROTS,
-    REGION_PAGES,
-    WILD,
-    WINDOW,
-    Arguments,
-    Region,
-)
+from fuzz.arguments import WILD, WINDOW, Arguments, Region
 from fuzz.corpus import save_repro
 from fuzz.determinism import settle_constant_pool
 from fuzz.executor import Settings, Verdict, run_trace
@@ -99,10 +87,10 @@ from fuzz.schedulers import PCT, Scheduler, Uniform
 from fuzz.swarm import draw_disabled, gate
 from fuzz.trace import StepLine, Trace, format_trace, make_trace, with_expected
 from model import ops as m
+from model.decl import OpDecl, declared
 from model.interface import Config, Factory
 from model.ops import (
     HUGE_PAGES,
-    MAX_VALUE_PAGES,
     OK,
     SCHEMA_BY_CLASS,
     HandleResult,
@@ -181,22 +169,33 @@ class MirrorMachine(Arguments, RuleBasedStateMachine):
         return result
 
     def _register(self, op: Op, result: OpResult) -> None:
-        """Remember the handles an op created or ended."""
+        """Remember the handles an op created or ended (by its declaration)."""
+        decl = SCHEMA_BY_CLASS[type(op)]
         if isinstance(result, HandleResult):
-            if isinstance(op, m.Fork):
+            if decl.reserves == "P":
                 self.pids.append(result.num)
-            elif isinstance(op, m.Open):
-                self.devices[op.kind].append((result.num, op.p))
-            elif isinstance(op, m.Reg | m.Pin):
-                kind = "userptr" if isinstance(op, m.Reg) else "pin"
-                p = next((p for d, p in self.devices[kind] if d == op.d), 0)
-                self.regions[kind].append(Region(result.num, op.d, p, op.s, op.n, op.mode))
-        elif result == OK and isinstance(op, m.Exit | m.Oomreap) and op.p in self.pids:
-            self.pids.remove(op.p)
-            self.gone.append(op.p)
-        elif result == OK and isinstance(op, m.Unreg | m.Unpin):
-            kind = "userptr" if isinstance(op, m.Unreg) else "pin"
-            self.regions[kind] = [g for g in self.regions[kind] if g.r != op.r]
+            elif decl.reserves == "D" and decl.kind_field is not None:
+                self.devices[str(getattr(op, decl.kind_field))].append(
+                    (result.num, getattr(op, "p", 0)))
+            elif decl.reserves == "R":
+                self.regions[decl.keyword].append(self._made_region(decl, op, result.num))
+        elif result == OK and decl.has("victim"):
+            victim: int = next(getattr(op, a.field) for a in decl.args if a.role == "victim")
+            if victim in self.pids:
+                self.pids.remove(victim)
+                self.gone.append(victim)
+        elif result == OK and decl.retires is not None and decl.arg(decl.retires).role == "region":
+            r = getattr(op, decl.retires)
+            made_by = decl.arg(decl.retires).of or ""
+            self.regions[made_by] = [g for g in self.regions[made_by] if g.r != r]
+
+    def _made_region(self, decl: OpDecl, op: Op, r: int) -> Region:
+        dev = next(a for a in decl.args if a.role == "device")
+        d = getattr(op, dev.field)
+        p = next((p for dd, p in self.devices[dev.of or ""] if dd == d), 0)
+        s = next(getattr(op, a.field) for a in decl.args if a.role == "addr")
+        n = next(getattr(op, a.field) for a in decl.args if a.role == "count")
+        return Region(r, d, p, s, n, str(getattr(op, "mode", "rw")))
 
     def _emit(self, data: st.DataObject, op: Op) -> None:
         """Append ``op`` as a plain op, or as a new thread advanced 0-4 steps
@@ -268,7 +267,7 @@ class MirrorMachine(Arguments, RuleBasedStateMachine):
         for kind in ("mirror", "userptr", "pin"):
             if data.draw(st.booleans(), label=f"prelude {kind}"):
                 self._append(StepLine(m.Open(0, kind)))
-        self.swarm_off = draw_disabled(data, OP_RULES)
+        self.swarm_off = draw_disabled(data, op_rules())
         self.chooser = DrawChooser(data)
         if data.draw(st.booleans(), label="uniform scheduler"):
             self.scheduler = Uniform(self.chooser)
@@ -299,7 +298,7 @@ class MirrorMachine(Arguments, RuleBasedStateMachine):
     @rule(data=st.data())
     def race(self, data: st.DataObject) -> None:
         """Interrupt a device op with an invalidation: start a device-side op
-        (of ``DEVICE_RULES`` this example has on) as a thread, advance it 0-8
+        (a ``device`` racer this example has on) as a thread, advance it 0-8
         steps, start an invalidating op as a thread, then step the
         scheduler's choices 1-24 times.  A device fault meets an
         invalidation mid-way, a job meets the OOM reaper, a DMA meets a
@@ -310,15 +309,15 @@ class MirrorMachine(Arguments, RuleBasedStateMachine):
         SPEC has two invalidation paths, blockable and non-blockable, and
         only ``oomreap`` takes the second; so the invalidating racer is, half
         the time, an ``oomreap`` (when ``kill`` is on), else any op of
-        ``CPU_RULES``, so that both paths meet a busy device about equally
+        the ``cpu`` racers, so that both paths meet a busy device about equally
         often."""
-        device = self._draw_racer(data, DEVICE_RULES)
+        device = self._draw_racer(data, racers("device"))
         if device is not None:
             self._start_racer(data, device)
             self._advance(data, self.raced, 2 * MAX_ADVANCE, "head start")
         if "kill" not in self.swarm_off and data.draw(st.booleans(), label="non-blockable"):
             self._start_racer(data, "oomreap")
-        elif (cpu := self._draw_racer(data, CPU_RULES)) is not None:
+        elif (cpu := self._draw_racer(data, racers("cpu"))) is not None:
             self._start_racer(data, cpu)
         self._schedule(data, 4 * MAX_BURST, "race steps")
 
@@ -343,41 +342,9 @@ class MirrorMachine(Arguments, RuleBasedStateMachine):
         finally:
             self.racing = False
 
-    # ------------------------------------------------------------- CPU ops
-
-    @rule(data=st.data())
-    def mmap(self, data: st.DataObject) -> None:
-        p = self._pid(data)
-        s, n = self._range(data, p)
-        huge = data.draw(st.booleans(), label="huge")
-        self._emit(data, m.Mmap(p, s, n, data.draw(PROTS), data.draw(KINDS), huge))
-
-    @rule(data=st.data())
-    def munmap(self, data: st.DataObject) -> None:
-        p = self._pid(data)
-        self._emit(data, m.Munmap(p, *self._range(data, p)))
-
-    @rule(data=st.data())
-    def mremap(self, data: st.DataObject) -> None:
-        p = self._pid(data)
-        old, n = self._range(data, p)
-        self._emit(data, m.Mremap(p, old, n, self._address(data, p)))
-
-    @rule(data=st.data())
-    def mprotect(self, data: st.DataObject) -> None:
-        p = self._pid(data)
-        self._emit(data, m.Mprotect(p, *self._range(data, p), data.draw(PROTS)))
-
-    @rule(data=st.data())
-    def madvise(self, data: st.DataObject) -> None:
-        p = self._pid(data)
-        advice = data.draw(ADVICE, label="advice")
-        self._emit(data, m.Madvise(p, *self._range(data, p), advice))
-
-    @precondition(lambda self: len(self.pids) < MAX_PROCESSES)
-    @rule(data=st.data())
-    def fork(self, data: st.DataObject) -> None:
-        self._emit(data, m.Fork(self._pid(data)))
+    # ------------------------------------------------------------ op rules
+    # One rule per declared op (model.decl), made by _op_rule below; kill
+    # is the one rule of two ops.
 
     @precondition(lambda self: bool(self.pids))
     @rule(data=st.data())
@@ -389,103 +356,6 @@ class MirrorMachine(Arguments, RuleBasedStateMachine):
         p = self._pid(data)
         oomreap = data.draw(st.booleans(), label="oomreap, not exit")
         self._emit(data, m.Oomreap(p) if oomreap else m.Exit(p))
-
-    @rule(data=st.data())
-    def read(self, data: st.DataObject) -> None:
-        p = self._pid(data)
-        self._emit(data, m.Read(p, self._address(data, p)))
-
-    @rule(data=st.data())
-    def write(self, data: st.DataObject) -> None:
-        p = self._pid(data)
-        self._emit(data, m.Write(p, self._address(data, p), self._word(data)))
-
-    @rule(data=st.data())
-    def migrate(self, data: st.DataObject) -> None:
-        p = self._pid(data)
-        self._emit(data, m.Migrate(p, *self._range(data, p)))
-
-    @rule(data=st.data())
-    def reclaim(self, data: st.DataObject) -> None:
-        p = self._pid(data)
-        self._emit(data, m.Reclaim(p, *self._range(data, p)))
-
-    # ---------------------------------------------------------- device ops
-
-    @rule(data=st.data())
-    def open(self, data: st.DataObject) -> None:
-        kind = data.draw(DEVICE_KINDS, label="device kind")
-        self._emit(data, m.Open(self._pid(data), kind))
-
-    @rule(data=st.data())
-    def dread(self, data: st.DataObject) -> None:
-        d, p = self._need_device(data, "mirror")
-        self._emit(data, m.Dread(d, *self._range(data, p, MAX_VALUE_PAGES)))
-
-    @rule(data=st.data())
-    def dwrite(self, data: st.DataObject) -> None:
-        d, p = self._need_device(data, "mirror")
-        s, n = self._range(data, p)
-        x, stride = self._payload(data, "write")
-        assert x is not None
-        self._emit(data, m.Dwrite(d, s, n, x, stride))
-
-    @rule(data=st.data())
-    def snapshot(self, data: st.DataObject) -> None:
-        d, p = self._need_device(data, "mirror")
-        self._emit(data, m.Snapshot(d, *self._range(data, p, MAX_VALUE_PAGES)))
-
-    @rule(data=st.data())
-    def migrate_to_dev(self, data: st.DataObject) -> None:
-        d, p = self._need_device(data, "mirror")
-        self._emit(data, m.MigrateToDev(d, *self._range(data, p)))
-
-    @rule(data=st.data())
-    def evict(self, data: st.DataObject) -> None:
-        self._emit(data, m.Evict(self._need_device(data, "mirror")[0]))
-
-    @rule(data=st.data())
-    def reg(self, data: st.DataObject) -> None:
-        d, p = self._need_device(data, "userptr")
-        self._emit(data, m.Reg(d, *self._range(data, p, REGION_PAGES), data.draw(MODES)))
-
-    @rule(data=st.data())
-    def submit(self, data: st.DataObject) -> None:
-        g = self._need_region(data, "userptr")
-        if g is None:
-            return
-        direction = data.draw(DIRECTIONS)
-        off, cnt = self._window(data, g)
-        self._emit(data, m.Submit(g.r, direction, off, cnt, *self._payload(data, direction)))
-
-    @precondition(lambda self: bool(self.guide.jobs()))
-    @rule(data=st.data())
-    def complete(self, data: st.DataObject) -> None:
-        self._emit(data, m.Complete(data.draw(st.sampled_from(self.guide.jobs()), label="job")))
-
-    @precondition(lambda self: bool(self.regions["userptr"]))
-    @rule(data=st.data())
-    def unreg(self, data: st.DataObject) -> None:
-        self._emit(data, m.Unreg(self._region(data, "userptr").r))
-
-    @rule(data=st.data())
-    def pin(self, data: st.DataObject) -> None:
-        d, p = self._need_device(data, "pin")
-        self._emit(data, m.Pin(d, *self._range(data, p, REGION_PAGES), data.draw(MODES)))
-
-    @rule(data=st.data())
-    def dma(self, data: st.DataObject) -> None:
-        g = self._need_region(data, "pin")
-        if g is None:
-            return
-        direction = data.draw(DIRECTIONS)
-        off, cnt = self._window(data, g)
-        self._emit(data, m.Dma(g.r, direction, off, cnt, *self._payload(data, direction)))
-
-    @precondition(lambda self: bool(self.regions["pin"]))
-    @rule(data=st.data())
-    def unpin(self, data: st.DataObject) -> None:
-        self._emit(data, m.Unpin(self._region(data, "pin").r))
 
     # ------------------------------------------------------------- judging
 
@@ -524,18 +394,57 @@ class MirrorMachine(Arguments, RuleBasedStateMachine):
                         checked=self.config.checked)
 
 
-OP_RULES: Final = ("mmap", "munmap", "mremap", "mprotect", "madvise", "fork", "kill",
-                   "read", "write", "migrate", "reclaim", "open", "dread", "dwrite", "snapshot",
-                   "migrate_to_dev", "evict", "reg", "submit", "complete", "unreg", "pin", "dma",
-                   "unpin")
-"""The op rules swarm testing may switch off for an example (fuzz.swarm)."""
-DEVICE_RULES: Final = ("dread", "dwrite", "snapshot", "migrate_to_dev", "evict", "submit",
-                       "complete", "unreg", "dma", "reg", "pin", "unpin")
-"""The race rule's first racer: ops of a device (faults, DMA, jobs, pins)."""
-CPU_RULES: Final = ("mmap", "munmap", "mremap", "mprotect", "madvise", "fork", "kill",
-                    "write", "migrate", "reclaim")
-"""The race rule's second racer: CPU ops, the sources of invalidations."""
-gate(MirrorMachine, OP_RULES)
+def _op_rule(decl: OpDecl) -> Callable[..., None]:
+    """The rule of one declared op: its fields drawn by role
+    (``Arguments._draw_op``), appended as a plain op or a thread."""
+
+    def op_rule(self: MirrorMachine, data: st.DataObject) -> None:
+        op = self._draw_op(data, decl)
+        if op is not None:
+            self._emit(data, op)
+
+    op_rule.__name__ = op_rule.__qualname__ = decl.rule_name
+    op_rule.__doc__ = f"``{decl.keyword}``, fields drawn by role (model.decl, fuzz.arguments)."
+    made: Callable[..., None] = rule(data=st.data())(op_rule)
+    gate_ = _GATES.get(decl.gate)
+    if gate_ is not None:
+        made = precondition(gate_(decl))(made)
+    return made
+
+
+def _region_gate(decl: OpDecl) -> Callable[[MirrorMachine], bool]:
+    made_by = next(a.of for a in decl.args if a.role == "region")
+    return lambda self: bool(self.regions[made_by or ""])
+
+
+_GATES: Final[dict[str, Callable[[OpDecl], Callable[[MirrorMachine], bool]]]] = {
+    "processes": lambda decl: lambda self: len(self.pids) < MAX_PROCESSES,
+    "jobs": lambda decl: lambda self: bool(self.guide.jobs()),
+    "regions": _region_gate,
+}
+
+
+def install_rules(cls: type[MirrorMachine]) -> None:
+    """Give ``cls`` a rule for every declared op that has none yet, and
+    the swarm gate on each."""
+    for decl in declared():
+        if not hasattr(cls, decl.rule_name):
+            setattr(cls, decl.rule_name, _op_rule(decl))
+    gate(cls, op_rules())
+
+
+def op_rules() -> tuple[str, ...]:
+    """The op rules swarm testing may switch off for an example (fuzz.swarm)."""
+    return tuple(dict.fromkeys(d.rule_name for d in declared()))
+
+
+def racers(kind: str) -> tuple[str, ...]:
+    """The race rule's racers: ``device`` ops (faults, DMA, jobs, pins) go
+    first, ``cpu`` ops (the sources of invalidations) second."""
+    return tuple(dict.fromkeys(d.rule_name for d in declared() if d.racer == kind))
+
+
+install_rules(MirrorMachine)
 
 
 def failing_trace(trace: Trace, verdict: Verdict, rejudge: Callable[[Trace], Verdict]) -> Trace:

@@ -8,17 +8,14 @@ Errno precedence (Appendix C), rules 1-3, checked in an op's first step:
 2. ``ESRCH``: the process is killed or dead, as Appendix B says.
 3. ``EPERM``: a write job or ``dma`` write on an ``ro`` object or region.
 
-Appendix B, which process states let an op run (``LIVE``, ``NOT_DEAD`` or
-``ANY``): CPU ops, ``oomreap``, ``open`` and the device ops ``dread dwrite
-snapshot migrate_to_dev reg submit pin`` need a live process; ``exit``,
-``migrate``, ``reclaim`` and ``dma`` one that is not dead; ``complete unreg
-unpin evict`` run in every state.
+Appendix B, which process states let an op run, is a table: each op's
+declaration (``model.decl``, ``states``) is its row, and :func:`state_err`
+reads the row of the op its thread runs.
 """
 
 from __future__ import annotations
 
-from typing import Final
-
+from model.decl import decl_of
 from model.ops import (  # re-exported: the model's modules import them from here
     EBUSY as EBUSY,
 )
@@ -49,10 +46,7 @@ from model.ops import (
 )
 
 from .state import Device, Process, Region, State
-
-LIVE: Final = frozenset({"live"})
-NOT_DEAD: Final = frozenset({"live", "killed"})
-ANY: Final = frozenset({"live", "killed", "dead"})
+from .threads import Thread
 
 
 def capped_ok(s: int, n: int) -> bool:
@@ -78,6 +72,7 @@ def region_handle(st: State, r: int, kind: str) -> Region | None:
     return region
 
 
-def state_err(proc: Process, allowed: frozenset[str]) -> Err | None:
-    """``ESRCH`` if ``proc``'s state does not let the op run (Appendix B)."""
-    return None if proc.state in allowed else ESRCH
+def state_err(proc: Process, th: Thread) -> Err | None:
+    """``ESRCH`` if ``proc``'s state does not let ``th``'s op run (its
+    declaration's row of Appendix B)."""
+    return None if proc.state in decl_of(th.op).states else ESRCH

@@ -44,7 +44,7 @@ from model.ops import (
 )
 from model.ops import Num as NumResult
 
-from .checks import EFAULT, EINVAL, ENOMEM, LIVE, proc_handle, range_ok, state_err
+from .checks import EFAULT, EINVAL, ENOMEM, proc_handle, range_ok, state_err
 from .faults import fault, needs_fault, split_blocks
 from .locks import mmap_read, mmap_write, release_all
 from .mm import (
@@ -91,10 +91,10 @@ def _locked(st: State, th: Thread, pid: int, args_ok: bool,
     proc = proc_handle(st, pid)
     if proc is None or not args_ok:
         return EINVAL
-    if (e := state_err(proc, LIVE)) is not None:
+    if (e := state_err(proc, th)) is not None:
         return e
     yield from lock(st, th, proc)
-    if (e := state_err(proc, LIVE)) is not None:
+    if (e := state_err(proc, th)) is not None:
         return e
     return proc
 
@@ -240,7 +240,7 @@ def op_access(st: State, th: Thread, op: Read | Write) -> Gen[OpResult]:
     bad_word = isinstance(op, Write) and not is_word(op.x)
     if proc is None or not range_ok(op.v, 1) or bad_word:  # SPEC §2: values are words
         return EINVAL
-    if (e := state_err(proc, LIVE)) is not None:
+    if (e := state_err(proc, th)) is not None:
         return e
     vma = vma_at(proc, op.v)
     if vma is None or not vma.readable or (write and not vma.writable):
@@ -249,7 +249,7 @@ def op_access(st: State, th: Thread, op: Read | Write) -> Gen[OpResult]:
     if not needs_fault(get(st, proc, op.v), write):
         return _access(st, proc, op.v, x)
     yield from mmap_read(st, th, proc)
-    if (e := state_err(proc, LIVE)) is not None:
+    if (e := state_err(proc, th)) is not None:
         return e
     res = yield from fault(st, th, proc, op.v, write)
     if res is not None:

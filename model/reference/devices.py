@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from model.ops import ADDRESS_PAGES, HandleResult, Open, OpResult
 
-from .checks import EINVAL, LIVE, proc_handle, state_err
+from .checks import EINVAL, proc_handle, state_err
 from .notifier import insert
 from .state import Device, State, Subscription
 from .threads import Gen, Thread
@@ -16,7 +16,7 @@ def op_open(st: State, th: Thread, op: Open) -> Gen[OpResult]:
     proc = proc_handle(st, op.p)
     if proc is None or op.dev < 0 or op.dev in st.devices:
         return EINVAL
-    if (e := state_err(proc, LIVE)) is not None:
+    if (e := state_err(proc, th)) is not None:
         return e
     dev = Device(op.dev, op.kind, proc.pid)
     st.devices[dev.id] = dev

@@ -30,7 +30,7 @@ from functools import partial
 
 from model.ops import OK, Migrate, Num, Oomreap, OpResult, Reclaim
 
-from .checks import EINVAL, LIVE, NOT_DEAD, proc_handle, range_ok, state_err
+from .checks import EINVAL, proc_handle, range_ok, state_err
 from .faults import split_block
 from .locks import mmap_read
 from .mm import (
@@ -116,7 +116,7 @@ def op_migrate_reclaim(st: State, th: Thread, op: Migrate | Reclaim) -> Gen[OpRe
     proc = proc_handle(st, op.p)
     if proc is None or not range_ok(op.s, op.n):
         return EINVAL
-    if (e := state_err(proc, NOT_DEAD)) is not None:
+    if (e := state_err(proc, th)) is not None:
         return e
     a, b = op.s, op.s + op.n
     first: dict[int, int] = {}
@@ -152,10 +152,10 @@ def op_oomreap(st: State, th: Thread, op: Oomreap) -> Gen[OpResult]:
     proc = proc_handle(st, op.p)
     if proc is None:
         return EINVAL
-    if (e := state_err(proc, LIVE)) is not None:
+    if (e := state_err(proc, th)) is not None:
         return e
     yield from mmap_read(st, th, proc)
-    if (e := state_err(proc, LIVE)) is not None:
+    if (e := state_err(proc, th)) is not None:
         return e
     for vma in [v for v in proc.vmas if v.kind == "private"]:
         lo, hi = vma.start, vma.end

@@ -45,7 +45,6 @@ from .checks import (
     ENOENT,
     ENOMEM,
     EPERM,
-    LIVE,
     capped_ok,
     device_handle,
     range_ok,
@@ -179,7 +178,7 @@ def op_dread_dwrite(st: State, th: Thread, op: Dread | Dwrite) -> Gen[OpResult]:
     elif not capped_ok(op.s, op.n):
         return EINVAL
     proc = st.procs[dev.pid]
-    if (e := state_err(proc, LIVE)) is not None:
+    if (e := state_err(proc, th)) is not None:
         return e
     assert dev.sub is not None
     sub = st.subs[dev.sub]
@@ -202,12 +201,12 @@ def op_dread_dwrite(st: State, th: Thread, op: Dread | Dwrite) -> Gen[OpResult]:
             th.failed_commits += 1
         while True:  # rounds until a commit succeeds
             s0 = yield from read_begin(st, th, sub)
-            if (e := state_err(proc, LIVE)) is not None:
+            if (e := state_err(proc, th)) is not None:
                 return e
             successes = sub.successes
             yield from y()
             yield from mmap_read(st, th, proc)
-            if (e := state_err(proc, LIVE)) is not None:
+            if (e := state_err(proc, th)) is not None:
                 return e
             recorded: dict[int, tuple[Target, bool]] = {}
             for k in range(op.n):
@@ -223,7 +222,7 @@ def op_dread_dwrite(st: State, th: Thread, op: Dread | Dwrite) -> Gen[OpResult]:
                 elif (k + 1) % 64 == 0:
                     yield from y()
             yield from driver_lock(st, th, dev)
-            if (e := state_err(proc, LIVE)) is not None:
+            if (e := state_err(proc, th)) is not None:
                 return e
             retry = read_retry(sub, s0)
             if not retry and sub.successes != successes:
@@ -251,10 +250,10 @@ def op_snapshot(st: State, th: Thread, op: Snapshot) -> Gen[OpResult]:
     if dev is None or not capped_ok(op.s, op.n):
         return EINVAL
     proc = st.procs[dev.pid]
-    if (e := state_err(proc, LIVE)) is not None:
+    if (e := state_err(proc, th)) is not None:
         return e
     yield from mmap_read(st, th, proc)
-    if (e := state_err(proc, LIVE)) is not None:
+    if (e := state_err(proc, th)) is not None:
         return e
     words = []
     for v in range(op.s, op.s + op.n):
@@ -380,10 +379,10 @@ def op_migrate_to_dev(st: State, th: Thread, op: MigrateToDev) -> Gen[OpResult]:
     if dev is None or not range_ok(op.s, op.n):
         return EINVAL
     proc = st.procs[dev.pid]
-    if (e := state_err(proc, LIVE)) is not None:
+    if (e := state_err(proc, th)) is not None:
         return e
     yield from mmap_read(st, th, proc)
-    if (e := state_err(proc, LIVE)) is not None:
+    if (e := state_err(proc, th)) is not None:
         return e
     a, b = op.s, op.s + op.n
     if not covered(proc, a, b) or any(not v.readable for v in vmas_in(proc, a, b)):

@@ -43,8 +43,6 @@ from .checks import (
     EINVAL,
     ENOMEM,
     EPERM,
-    LIVE,
-    NOT_DEAD,
     device_handle,
     range_ok,
     region_handle,
@@ -155,10 +153,10 @@ def op_pin(st: State, th: Thread, op: Pin) -> Gen[OpResult]:
     if dev is None or not range_ok(op.s, op.n) or op.region in st.regions or op.region < 0:
         return EINVAL
     proc = st.procs[dev.pid]
-    if (e := state_err(proc, LIVE)) is not None:
+    if (e := state_err(proc, th)) is not None:
         return e
     yield from mmap_read(st, th, proc)
-    if (e := state_err(proc, LIVE)) is not None:
+    if (e := state_err(proc, th)) is not None:
         return e
     got = yield from pin_range(st, th, proc, op.s, op.n, op.mode)
     if not isinstance(got, dict):
@@ -198,7 +196,7 @@ def op_dma(st: State, th: Thread, op: Dma) -> Gen[OpResult]:
     if region is None or not job_args_ok(region, op.direction, op.off, op.cnt, x, stride):
         return EINVAL
     proc = st.procs[st.devices[region.device].pid]
-    if (e := state_err(proc, NOT_DEAD)) is not None:
+    if (e := state_err(proc, th)) is not None:
         return e
     if op.direction == "write" and region.mode == "ro":
         return EPERM

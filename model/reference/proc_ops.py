@@ -27,7 +27,7 @@ from functools import partial
 
 from model.ops import ADDRESS_PAGES, HUGE_PAGES, OK, Exit, Fork, HandleResult, OpResult
 
-from .checks import EINVAL, ENOMEM, LIVE, NOT_DEAD, proc_handle, state_err
+from .checks import EINVAL, ENOMEM, proc_handle, state_err
 from .faults import split_blocks
 from .locks import mmap_write
 from .mm import (
@@ -102,10 +102,10 @@ def op_fork(st: State, th: Thread, op: Fork) -> Gen[OpResult]:
     parent = proc_handle(st, op.p)
     if parent is None or op.child in st.procs or op.child < 0:
         return EINVAL
-    if (e := state_err(parent, LIVE)) is not None:
+    if (e := state_err(parent, th)) is not None:
         return e
     yield from mmap_write(st, th, parent)
-    if (e := state_err(parent, LIVE)) is not None:
+    if (e := state_err(parent, th)) is not None:
         return e
     child = Process(op.child)
     child.vmas = [Vma(v.start, v.end, v.prot, v.kind, v.huge, v.obj, v.offset)
@@ -130,10 +130,10 @@ def op_exit(st: State, th: Thread, op: Exit) -> Gen[OpResult]:
     proc = proc_handle(st, op.p)
     if proc is None:
         return EINVAL
-    if (e := state_err(proc, NOT_DEAD)) is not None:
+    if (e := state_err(proc, th)) is not None:
         return e
     yield from mmap_write(st, th, proc)
-    if (e := state_err(proc, NOT_DEAD)) is not None:
+    if (e := state_err(proc, th)) is not None:
         return e
 
     def release() -> None:

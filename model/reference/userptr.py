@@ -28,7 +28,6 @@ from .checks import (
     EBUSY,
     EINVAL,
     EPERM,
-    LIVE,
     device_handle,
     range_ok,
     region_handle,
@@ -81,7 +80,7 @@ def op_reg(st: State, th: Thread, op: Reg) -> Gen[OpResult]:
     if dev is None or not range_ok(op.s, op.n) or op.region in st.regions or op.region < 0:
         return EINVAL
     proc = st.procs[dev.pid]
-    if (e := state_err(proc, LIVE)) is not None:
+    if (e := state_err(proc, th)) is not None:
         return e
     region = Region(op.region, "userptr", dev.id, op.s, op.n, op.mode)
     sub = Subscription(st.new_id("sub"), proc.pid, op.s, op.s + op.n, "userptr", region.id)
@@ -106,7 +105,7 @@ def op_submit(st: State, th: Thread, op: Submit) -> Gen[OpResult]:
         return EINVAL
     dev = st.devices[region.device]
     proc = st.procs[dev.pid]
-    if (e := state_err(proc, LIVE)) is not None:
+    if (e := state_err(proc, th)) is not None:
         return e
     if op.direction == "write" and region.mode == "ro":
         return EPERM
@@ -114,7 +113,7 @@ def op_submit(st: State, th: Thread, op: Submit) -> Gen[OpResult]:
     sub = st.subs[region.sub]
     while True:
         s0 = yield from read_begin(st, th, sub)
-        if (e := state_err(proc, LIVE)) is not None:
+        if (e := state_err(proc, th)) is not None:
             return e
         successes = sub.successes
         yield from y()
@@ -125,7 +124,7 @@ def op_submit(st: State, th: Thread, op: Submit) -> Gen[OpResult]:
             return result
         driver_unlock(th, dev)
         yield from mmap_read(st, th, proc)
-        if (e := state_err(proc, LIVE)) is not None:
+        if (e := state_err(proc, th)) is not None:
             return e
         got = yield from pin_range(st, th, proc, region.start, region.n, region.mode)
         mmap_release(st, th, proc.pid)
@@ -133,7 +132,7 @@ def op_submit(st: State, th: Thread, op: Submit) -> Gen[OpResult]:
             return got
         yield from y()
         yield from driver_lock(st, th, dev)
-        if (e := state_err(proc, LIVE)) is not None:
+        if (e := state_err(proc, th)) is not None:
             unpin_all(st, got)
             return e
         if region.dying:

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RULE_MARKER
 
-from fuzz.stateful import OP_RULES, EngineConfig, machine_for
+from fuzz.stateful import EngineConfig, machine_for, op_rules
 from fuzz.swarm import ALWAYS, draw_disabled
 
 
@@ -22,15 +22,15 @@ def _swarm_allows(machine: Any, name: str) -> bool:
 
 def test_each_op_rule_but_the_always_ones_follows_the_swarm() -> None:
     machine = machine_for(EngineConfig(sides="reference"))()
-    machine.swarm_off = frozenset(OP_RULES) - ALWAYS
-    assert [n for n in OP_RULES if _swarm_allows(machine, n)] == [
-        n for n in OP_RULES if n in ALWAYS]
+    machine.swarm_off = frozenset(op_rules()) - ALWAYS
+    assert [n for n in op_rules() if _swarm_allows(machine, n)] == [
+        n for n in op_rules() if n in ALWAYS]
     machine.swarm_off = frozenset()
-    assert all(_swarm_allows(machine, n) for n in OP_RULES)
+    assert all(_swarm_allows(machine, n) for n in op_rules())
 
 
 @settings(max_examples=50)
 @given(st.data())
 def test_the_draw_never_switches_off_the_always_ones(data: st.DataObject) -> None:
-    off = draw_disabled(data, OP_RULES)
-    assert off <= set(OP_RULES) - ALWAYS
+    off = draw_disabled(data, op_rules())
+    assert off <= set(op_rules()) - ALWAYS
