@@ -15,8 +15,8 @@ from fuzz.stateful import MirrorMachine, op_rules, racers
 from fuzz.trace import TraceError, format_trace, parse_trace
 from model import decl
 from model.decl import ANY, LIVE, NOT_DEAD, DeclarationError
-from model.optimized.kernel import OptimizedKernel
 from model.ops import OP_SCHEMAS, SCHEMA_BY_KEYWORD
+from model.optimized.kernel import OptimizedKernel
 from model.reference.kernel import OPS as REFERENCE_OPS
 
 
