@@ -105,18 +105,31 @@ def _try_thp(st: State, proc: Process, v: int) -> bool:
     return True
 
 
+def same_entry(st: State, entry: Entry | None, seen: Entry) -> bool:
+    """``entry`` is still ``seen``: equal, or the same page with the same
+    bits under a new folio id, as a THP split leaves it (DECISIONS D23)."""
+    if entry == seen:
+        return True
+    if not (isinstance(entry, Present) and isinstance(seen, Present)):
+        return False
+
+    def page(e: Present) -> tuple[int, int]:
+        return st.folios[e.f].split_from or (e.f, e.i)
+    return (entry.w, entry.x) == (seen.w, seen.x) and page(entry) == page(seen)
+
+
 def replace_entry(st: State, proc: Process, v: int, seen: Entry, w: bool, x: bool) -> str:
     """Apply of a fault's I(clear,[v,v+1)): replace ``seen`` by a new folio
     (a copy of its page if ``seen`` is present, else zeroed)."""
     entry = get(st, proc, v)
-    if entry != seen or pmd_mapped(proc, v):
+    if entry is None or not same_entry(st, entry, seen) or pmd_mapped(proc, v):
         return "stale"
-    word = st.folios[seen.f].words[seen.i] if isinstance(seen, Present) else 0
+    word = st.folios[entry.f].words[entry.i] if isinstance(entry, Present) else 0
     folio = alloc_folio(st, 0, [word])
     if folio is None:
         return "nomem"
-    if isinstance(seen, Present):
-        unmap_pte(st, seen.f, seen.i)
+    if isinstance(entry, Present):
+        unmap_pte(st, entry.f, entry.i)
     map_pte(st, folio.id, 0)
     put(st, proc, v, Present(folio.id, 0, w, x))
     return "ok"

@@ -282,6 +282,7 @@ def _split_folio(st: State, folio: Folio) -> None:
     for i in range(folio.size):
         if folio.mapcount[i] > 0:
             new_ids[i] = _fresh_order0(st, folio.words[i], folio.mapcount[i])
+            st.folios[new_ids[i]].split_from = (folio.id, i)
     folio.freed = True
     st.live.discard(folio.id)
     folio.refcount = 0

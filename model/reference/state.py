@@ -88,6 +88,7 @@ class Folio:
     obj: int | None = None  # the live shared object holding it, if any
     index: int = 0  # its page index in that object
     freed: bool = False
+    split_from: tuple[int, int] | None = None  # the THP page whose frame it took over (D23)
 
     @property
     def size(self) -> int:
