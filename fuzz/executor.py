@@ -214,7 +214,9 @@ class _Run:
         if outs[0] == OK:
             self.thread_ops[name] = op
             self.commit_base.pop(name, None)
-            self.oracle.started(name, op)
+            first = self.impls[0]
+            self.oracle.started(name, op, lambda pid: self._call(
+                first.name, partial(first.vmas, pid)))
         self._after_step()
         return outs[0]
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 S = TypeVar("S")  # an implementation's state
 T = TypeVar("T")  # an implementation's thread
@@ -94,3 +94,89 @@ class Registry(Generic[S, T]):
     def ops(self) -> dict[str, OpFn]:
         """Every driver op's function, by keyword."""
         return {kw: fn for d in self.by_kind.values() for kw, fn in d.ops.items()}
+
+
+# ------------------------------------------------------------- plug-ins
+# A plug-in driver is one file that runs on both cores: its ops and its
+# callback are written against Core, which each implementation provides
+# over its own structures.  Its logic is then judged by the invariants
+# (a device table is checked by device_entries_follow_cpu like a mirror's)
+# and the coherence oracle; the two cores by the differential comparison.
+
+Page = Any
+"""A page as the core names it to a driver: a folio page, the zero page or
+a device page.  Opaque to the driver: it only stores, compares and hands it
+back (for DMA, or as a device-table target)."""
+
+
+class Core(Protocol):
+    """What the core offers a driver (Linux counterparts named)."""
+
+    def device(self, d: int, kind: str) -> Any | None:
+        """Driver state of device ``d`` if it is a live handle of ``kind``, else None."""
+
+    def device_pid(self, d: int) -> int:
+        """The process device ``d`` is bound to."""
+
+    def state_err(self, th: Any, pid: int) -> Any | None:
+        """``ESRCH`` if ``pid``'s state does not let ``th``'s op run (Appendix B)."""
+
+    def subscribe(self, d: int, start: int, end: int) -> int:
+        """``mmu_interval_notifier_insert`` on d's process: a subscription id."""
+
+    def unsubscribe(self, th: Any, sub: int) -> Gen:
+        """``mmu_interval_notifier_remove`` (SPEC §4: a Y4 while an invalidation runs)."""
+
+    def read_begin(self, th: Any, sub: int) -> Gen:
+        """``mmu_interval_read_begin``: the seq (a Y4 while it is the current odd seq)."""
+
+    def read_retry(self, sub: int, seq: int) -> bool:
+        """``mmu_interval_read_retry``."""
+
+    def set_seq(self, sub: int, seq: int) -> None:
+        """``mmu_interval_set_seq``: in every successful callback."""
+
+    def range_fault(self, th: Any, d: int, start: int, n: int, write: bool) -> Gen:
+        """``hmm_range_fault`` on d's process: take mmap_lock for reading,
+        walk [start, start+n) faulting as a CPU access would (device pages of
+        other owners migrated back), a Y3 after every 64 pages and after the
+        last (mmap_lock released before it).  Returns a tuple of (page, w)
+        per vpn, or EFAULT (no VMA or no r), EPERM (write without w),
+        ENOMEM, ESRCH."""
+
+    def dma_read(self, page: Page) -> int:
+        """The word of ``page`` (a use-after-free if it is freed)."""
+
+    def dma_write(self, page: Page, word: int) -> None:
+        """Store ``word`` in ``page``."""
+
+    def lock(self, th: Any, d: int) -> Gen:
+        """Take d's driver lock (a Y4 while held)."""
+
+    def trylock(self, th: Any, d: int) -> bool:
+        """Take d's driver lock if free (non-blockable callbacks)."""
+
+    def unlock(self, th: Any, d: int) -> None:
+        """Release d's driver lock."""
+
+    def y(self) -> Gen:
+        """A plain yield point (Y3)."""
+
+
+@dataclass(frozen=True)
+class PluginDriver:
+    """A driver that runs on both cores (one file, see docs/drivers.md).
+
+    ``ops[keyword](core, th, op)`` is each op's generator; ``open(core, d)``
+    returns the device's driver state; ``invalidate(core, th, state, sub,
+    event, a, b, owner, blockable, seq)`` is the callback (a generator
+    returning True on success; a non-blockable call may return False);
+    ``table(state)`` is the device table, vpn -> (page, w), that the
+    observation shows and invariant 2 checks."""
+
+    kind: str
+    ops: Mapping[str, Callable[..., Gen]]
+    open: Callable[[Core, int], Any]
+    invalidate: Callable[..., Gen]
+    table: Callable[[Any], Mapping[int, tuple[Page, bool]]]
+    checks: Callable[[Any], list[str]] | None = None

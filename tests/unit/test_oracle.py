@@ -19,8 +19,10 @@ from model.ops import (
     Open,
     Pin,
     Read,
+    ReadRange,
     Values,
     Write,
+    WriteRange,
 )
 
 PRIVATE = (VmaView(0, 100, "rw", "private", False, None, None),)
@@ -145,3 +147,48 @@ def test_oomreap_in_flight_covers_every_private_key_of_its_process() -> None:
     o.started("T1", Oomreap(0))
     assert run(o, "L3", Read(0, 5), Num(0)) == []
     assert run(o, "L4", Read(1, 5), Num(0)) == ["coherence"]  # another process
+
+
+# ------------------------------------------------------------ range accesses
+
+
+def test_a_write_range_that_ran_alone_sets_its_keys() -> None:
+    o = Oracle()
+    o.started("L1", WriteRange(0, 5, 3, 10, 2), private)
+    assert o.completed("L1", WriteRange(0, 5, 3, 10, 2), OK, private) == []
+    assert run(o, "L2", Read(0, 6), Num(12)) == []
+    assert run(o, "L3", Read(0, 7), Num(0)) == ["coherence"]
+    assert run(o, "L4", ReadRange(0, 5, 3), Values((10, 12, 14))) == []
+    assert run(o, "L5", ReadRange(0, 5, 2), Values((10, 13))) == ["coherence"]
+
+
+def test_an_interleaved_or_failed_write_range_makes_its_keys_unknown() -> None:
+    o = Oracle()
+    op = WriteRange(0, 5, 2, 10)
+    o.started("T1", op, private)
+    o.stepped("T1")
+    assert run(o, "L2", Write(0, 6, 99), OK) == []
+    o.stepped("L2")
+    assert o.completed("T1", op, OK, private) == []
+    assert run(o, "L3", Read(0, 6), Num(99)) == []  # which came last is not known
+    assert run(o, "L4", Read(0, 6), Num(10)) == []
+    o.started("T5", op, private)
+    assert o.completed("T5", op, Err(Errno.ENOMEM), private) == []
+    assert run(o, "L6", Read(0, 5), Num(10)) == [] and run(o, "L7", Read(0, 5), Num(0)) == []
+
+
+def test_a_write_range_in_flight_may_already_have_written_its_pages() -> None:
+    o = Oracle()
+    op = WriteRange(0, 5, 2, 10)
+    o.started("T1", op, private)
+    o.stepped("T1")  # page 5 written
+    assert run(o, "L2", Read(0, 5), Num(10)) == []
+    assert run(o, "L3", Read(0, 9), Num(10)) == ["coherence"]  # not one of its pages
+
+
+def test_a_read_range_is_checked_only_when_it_ran_alone() -> None:
+    o = Oracle()
+    o.started("T1", ReadRange(0, 5, 2))
+    o.stepped("T1")
+    o.stepped("L9")
+    assert o.completed("T1", ReadRange(0, 5, 2), Values((7, 7)), private) == []
