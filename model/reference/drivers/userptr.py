@@ -22,9 +22,10 @@ valid: its callback invalidates them, waits for active jobs and unpins;
 
 from __future__ import annotations
 
+from model.driver import Driver
 from model.ops import OK, Complete, HandleResult, OpResult, Reg, Submit, Unreg
 
-from .checks import (
+from ..checks import (
     EBUSY,
     EINVAL,
     EPERM,
@@ -33,11 +34,15 @@ from .checks import (
     region_handle,
     state_err,
 )
-from .locks import driver_lock, driver_trylock, driver_unlock, mmap_read, mmap_release
-from .notifier import insert, read_begin, read_retry, register_callback, remove, set_seq
-from .pin import job_args_ok, pin_range, region_access, unpin_all
-from .state import Device, Job, Region, State, Subscription
-from .threads import Gen, Thread, wait, y
+from ..devices import job_args_ok, region_access
+from ..locks import driver_lock, driver_trylock, driver_unlock, mmap_read, mmap_release
+from ..notifier import insert, read_begin, read_retry, remove, set_seq
+from ..observe import device_view, region_views
+from ..pinning import pin_range, unpin_all
+from ..state import Device, Job, Region, State, Subscription
+from ..threads import Gen, Thread, wait, y
+
+KIND = "userptr"
 
 
 def _lock(st: State, th: Thread, dev: Device, blockable: bool) -> Gen[bool]:
@@ -72,18 +77,15 @@ def userptr_callback(st: State, th: Thread, sub: Subscription, event: str, a: in
     return True
 
 
-register_callback("userptr", userptr_callback)
-
-
 def op_reg(st: State, th: Thread, op: Reg) -> Gen[OpResult]:
-    dev = device_handle(st, op.d, "userptr")
+    dev = device_handle(st, op.d, KIND)
     if dev is None or not range_ok(op.s, op.n) or op.region in st.regions or op.region < 0:
         return EINVAL
     proc = st.procs[dev.pid]
     if (e := state_err(proc, th)) is not None:
         return e
-    region = Region(op.region, "userptr", dev.id, op.s, op.n, op.mode)
-    sub = Subscription(st.new_id("sub"), proc.pid, op.s, op.s + op.n, "userptr", region.id)
+    region = Region(op.region, KIND, dev.id, op.s, op.n, op.mode)
+    sub = Subscription(st.new_id("sub"), proc.pid, op.s, op.s + op.n, KIND, region.id)
     region.sub = sub.id
     st.regions[region.id] = region
     insert(st, proc, sub)
@@ -99,7 +101,7 @@ def _job(st: State, region: Region, op: Submit) -> OpResult:
 
 
 def op_submit(st: State, th: Thread, op: Submit) -> Gen[OpResult]:
-    region = region_handle(st, op.r, "userptr")
+    region = region_handle(st, op.r, KIND)
     if (region is None or op.job in st.jobs or op.job < 0
             or not job_args_ok(region, op.direction, op.off, op.cnt, op.x or 0, op.stride or 0)):
         return EINVAL
@@ -169,7 +171,7 @@ def op_complete(st: State, th: Thread, op: Complete) -> Gen[OpResult]:
 
 
 def op_unreg(st: State, th: Thread, op: Unreg) -> Gen[OpResult]:
-    region = region_handle(st, op.r, "userptr")
+    region = region_handle(st, op.r, KIND)
     if region is None:
         return EINVAL
     if region.active > 0:
@@ -184,3 +186,11 @@ def op_unreg(st: State, th: Thread, op: Unreg) -> Gen[OpResult]:
     yield from remove(st, th, st.procs[dev.pid], st.subs[region.sub])
     region.gone = True
     return OK
+
+
+DRIVER: Driver[State, Thread] = Driver(
+    KIND,
+    ops={"reg": op_reg, "submit": op_submit, "complete": op_complete, "unreg": op_unreg},
+    invalidate=userptr_callback,
+    view=lambda st, dev: (device_view(dev), region_views(st, dev)),
+)
