@@ -36,7 +36,20 @@ from model.observation import (
 from model.ops import format_op, thread_order
 
 from .mm import entry_word, pmd_mapped
-from .state import Dev, Device, Entry, MigD, MigF, Present, Process, State, Swap, Target, Zero
+from .state import (
+    Dev,
+    Device,
+    Entry,
+    MigD,
+    MigF,
+    Present,
+    Process,
+    Region,
+    State,
+    Swap,
+    Target,
+    Zero,
+)
 from .threads import Thread
 
 
@@ -104,13 +117,17 @@ def device_view(dev: Device, pages_in_use: int = 0) -> DeviceView:
     return DeviceView(dev.id, dev.kind, dev.pid, dev.dead, dev.lock_holder, table, pages_in_use)
 
 
-def region_views(st: State, dev: Device) -> list[RegionView]:
-    """The views of a device's regions, until they are gone."""
-    return [RegionView(r.id, r.kind, r.device, r.start, r.n, r.mode,
-                       tuple((k, Ref("folio", r.pins[k][0], r.pins[k][1]))
-                             for k in sorted(r.pins)),
-                       r.valid, r.dying, r.active, r.valid_seq)
-            for r in st.regions.values() if r.device == dev.id and not r.gone]
+def regions_of(st: State, dev: Device) -> list[Region]:
+    """A device's regions that are not gone (the ones the observation lists)."""
+    return [r for r in st.regions.values() if r.device == dev.id and not r.gone]
+
+
+def region_view(r: Region, valid: bool = False, dying: bool = False, active: int = 0,
+                valid_seq: int | None = None) -> RegionView:
+    """A region's view: its pins, and a userptr object's state."""
+    pins = tuple((k, Ref("folio", r.pins[k][0], r.pins[k][1])) for k in sorted(r.pins))
+    return RegionView(r.id, r.kind, r.device, r.start, r.n, r.mode, pins, valid, dying, active,
+                      valid_seq)
 
 
 def observe(st: State, threads: list[Thread]) -> Observation:
@@ -124,7 +141,7 @@ def observe(st: State, threads: list[Thread]) -> Observation:
         if driver is not None and driver.view is not None:
             view, its_regions = driver.view(st, dev)
         else:
-            view, its_regions = device_view(dev), region_views(st, dev)
+            view, its_regions = device_view(dev), [region_view(r) for r in regions_of(st, dev)]
         devices.append(view)
         regions += its_regions
     jobs = [JobView(j.id, j.region, j.direction, j.off, j.cnt) for j in st.jobs.values()]

@@ -219,8 +219,8 @@ class Device:
 
 @dataclass
 class Region:
-    """A range of a device's process its driver pins (a userptr object, a pin
-    region); one with a subscription holds its pins only while ``valid``."""
+    """Pages of a range of a device's process that its driver pins (a pin
+    region, or a userptr object, which extends it with its own state)."""
 
     id: int
     kind: str
@@ -230,10 +230,6 @@ class Region:
     mode: Mode
     pins: dict[int, tuple[int, int]] = field(default_factory=dict)  # k -> (folio, i)
     sub: int | None = None
-    valid: bool = False
-    dying: bool = False
-    active: int = 0
-    valid_seq: int | None = None
     gone: bool = False  # unregistered or unpinned
 
 

@@ -13,7 +13,7 @@ from model.ops import Dma, HandleResult, Ok, OpResult, Pin, Unpin
 from ..checks import EINVAL, EPERM, device_handle, range_ok, region_handle, state_err
 from ..devices import job_args_ok, region_access
 from ..locks import mmap_read
-from ..observe import device_view, region_views
+from ..observe import device_view, region_view, regions_of
 from ..pinning import pin_range, unpin_all
 from ..state import Region, State
 from ..threads import Gen, Thread
@@ -66,5 +66,5 @@ def op_unpin(st: State, th: Thread, op: Unpin) -> Gen[OpResult]:
 DRIVER: Driver[State, Thread] = Driver(
     KIND,
     ops={"pin": op_pin, "dma": op_dma, "unpin": op_unpin},
-    view=lambda st, dev: (device_view(dev), region_views(st, dev)),
+    view=lambda st, dev: (device_view(dev), [region_view(r) for r in regions_of(st, dev)]),
 )
