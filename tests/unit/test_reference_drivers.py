@@ -6,8 +6,22 @@ from dataclasses import replace
 from typing import Any
 
 from model.driver import Registry
-from model.interface import Config
-from model.ops import DEVICE_KINDS, OK, Done, Dread, HandleResult, Mmap, Munmap, Op, Open, Values
+from model.interface import Config, Violation
+from model.ops import (
+    DEVICE_KINDS,
+    OK,
+    Done,
+    Dread,
+    HandleResult,
+    MigrateToDev,
+    Mmap,
+    Munmap,
+    Num,
+    Op,
+    Open,
+    Read,
+    Values,
+)
 from model.reference import ReferenceKernel
 from model.reference.drivers import REGISTRY
 from model.reference.kernel import CORE_OPS, OPS
@@ -28,13 +42,15 @@ def test_the_registry_holds_the_built_in_kinds() -> None:
 
 
 def test_the_core_reaches_a_driver_through_its_record() -> None:
-    """Swap the mirror's record for one whose open, callback and view are
-    wrapped: open, munmap's invalidation and the observation go through it."""
+    """Swap the mirror's record for one whose hooks are wrapped: open, the
+    observation, a CPU fault on its page, munmap's invalidation and the
+    invariant checks go through it."""
     calls: list[str] = []
     mirror = REGISTRY.by_kind["mirror"]
     assert mirror.open is not None and mirror.invalidate is not None
-    assert mirror.view is not None
+    assert mirror.view is not None and mirror.migrate_to_ram is not None
     base_open, base_invalidate, base_view = mirror.open, mirror.invalidate, mirror.view
+    base_to_ram = mirror.migrate_to_ram
 
     def open_(st: Any, dev: Any) -> None:
         calls.append("open")
@@ -48,16 +64,30 @@ def test_the_core_reaches_a_driver_through_its_record() -> None:
         calls.append("view")
         return base_view(st, dev)
 
+    def to_ram(*args: Any) -> Any:
+        calls.append("migrate_to_ram")
+        return (yield from base_to_ram(*args))
+
+    def checks(st: Any) -> list[Violation]:
+        return [Violation("accounting", "the mirror's own check")]
+
     registry: Registry[Any, Any] = Registry("reference")
     for driver in REGISTRY.by_kind.values():
         registry.register(driver)
-    registry.by_kind["mirror"] = replace(mirror, open=open_, invalidate=invalidate, view=view)
+    registry.by_kind["mirror"] = replace(mirror, open=open_, invalidate=invalidate, view=view,
+                                          migrate_to_ram=to_ram, checks=checks)
     k = ReferenceKernel(Config())
     k.state.drivers = registry
     assert run(k, "L1", Mmap(0, 0, 4, "rw", "private")) == OK
     assert run(k, "L2", Open(0, "mirror", 0)) == HandleResult("D", 0)
     assert run(k, "L3", Dread(0, 0, 2)) == Values((0, 0), 1)
     k.observe()
-    assert run(k, "L4", Munmap(0, 0, 4)) == OK
-    assert calls == ["open", "view", "invalidate"]
-    assert k.take_violations() == []
+    assert calls == ["open", "view"]
+    assert run(k, "L4", MigrateToDev(0, 0, 1)) == Num(1)
+    calls.clear()
+    assert run(k, "L5", Read(0, 0)) == Num(0)
+    assert calls == ["migrate_to_ram", "invalidate"]
+    calls.clear()
+    assert run(k, "L6", Munmap(0, 0, 4)) == OK
+    assert calls == ["invalidate"]
+    assert set(k.take_violations()) == {Violation("accounting", "the mirror's own check")}
