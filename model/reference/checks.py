@@ -67,7 +67,7 @@ def device_handle(st: State, dev: int, kind: str | None = None) -> Device | None
 
 def region_handle(st: State, r: int, kind: str) -> Region | None:
     region = st.regions.get(r)
-    if region is None or region.gone or region.dying or region.kind != kind:
+    if region is None or region.gone or region.kind != kind:
         return None
     return region
 

@@ -33,7 +33,7 @@ from functools import partial
 
 from model.ops import HUGE_PAGES, SIGSEGV, Err, Errno, Segv
 
-from .migrate_back import migrate_back
+from .migrate_back import migrate_to_ram
 from .mm import (
     alloc_folio,
     block_of,
@@ -176,7 +176,7 @@ def fault(st: State, th: Thread, proc: Process, v: int, write: bool) -> Gen[Err 
             yield from wait(st, th, lambda: not is_migration(proc.pt.get(v)),
                             f"migration entry at P{proc.pid} {v}")
         elif isinstance(entry, Dev):
-            outcome = yield from migrate_back(st, th, entry.d)
+            outcome = yield from migrate_to_ram(st, th, entry.d)
             if outcome == "nomem":
                 return ENOMEM
 

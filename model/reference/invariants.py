@@ -53,10 +53,10 @@ def no_use_after_free(st: State) -> list[str]:
 
 
 def device_entries_follow_cpu(st: State) -> list[str]:
-    """2: every mirror table entry is justified by (a), (b), (c) or (d)."""
+    """2: every device table entry is justified by (a), (b), (c) or (d)."""
     out = []
     for dev in st.devices.values():
-        if dev.kind != "mirror" or not dev.table:
+        if not dev.table:
             continue
         proc = st.procs[dev.pid]
         pending = [(inv.start, inv.end) for inv in proc.notifier.running.values()
@@ -124,16 +124,17 @@ def pairing(st: State) -> list[str]:
 
 
 def release_is_final(st: State) -> list[str]:
-    """9: once exit's release callbacks have returned, P's mirrors hold no entry."""
+    """9: once exit's release callbacks have returned, P's devices hold no
+    table entry."""
     return [f"D{dev.id} has table entries after P{dev.pid}'s release"
-            for dev in st.devices.values()
-            if dev.kind == "mirror" and dev.table and st.procs[dev.pid].released]
+            for dev in st.devices.values() if dev.table and st.procs[dev.pid].released]
 
 
 def accounting(st: State, threads: list[Thread]) -> list[str]:
     """10: the ledger of §1 holds; limits hold; writable private entries are
-    exclusive; nothing is in use once every process is dead, every pin region
-    released and no thread is in flight."""
+    exclusive; nothing is in use once every process is dead, every region
+    with no subscription (a long-term pin, SPEC §6.3) released and no thread
+    is in flight."""
     out = []
     ref: dict[int, int] = defaultdict(int)
     mapc: dict[int, list[int]] = {}
@@ -173,20 +174,20 @@ def accounting(st: State, threads: list[Thread]) -> list[str]:
             out.append(f"folio {folio.id} mapcount {folio.mapcount} != {expected}")
     if used != st.frames_used or used > st.config.frames:
         out.append(f"pages in use {used} (counted {st.frames_used}, frames {st.config.frames})")
-    per_mirror: dict[int, int] = defaultdict(int)
+    per_device: dict[int, int] = defaultdict(int)
     for page in st.dpages.values():
         if not page.freed:
-            per_mirror[page.owner] += 1
+            per_device[page.owner] += 1
             if page.refcount != dref[page.id]:
                 out.append(f"device page {page.id} refcount {page.refcount} != {dref[page.id]}")
-    out += [f"D{d} uses {n} device pages" for d, n in per_mirror.items()
+    out += [f"D{d} uses {n} device pages" for d, n in per_device.items()
             if n > st.config.device_frames]
     for slot in st.slots.values():
         if not slot.freed and slot.count != scount[slot.id]:
             out.append(f"swap slot {slot.id} count {slot.count} != {scount[slot.id]}")
     quiet = (all(p.state == "dead" for p in st.procs.values()) and not threads
-             and all(r.gone or r.kind != "pin" for r in st.regions.values()))
-    if quiet and (used or per_mirror or any(not s.freed for s in st.slots.values())):
+             and all(r.gone or r.sub is not None for r in st.regions.values()))
+    if quiet and (used or per_device or any(not s.freed for s in st.slots.values())):
         out.append("memory still in use after every process died")
     return out
 
@@ -202,10 +203,14 @@ CHECKS: dict[str, Callable[[State], list[str]]] = {
 
 
 def check_all(st: State, threads: list[Thread]) -> None:
-    """Run every predicate; record each problem as a Violation."""
+    """Run every predicate, then each driver's ``checks`` (a list of
+    Violations); record each problem as a Violation."""
     for name, check in CHECKS.items():
         for problem in check(st):
             st.violate(name, problem)
     for problem in accounting(st, threads):
         st.violate("accounting", problem)
+    for driver in st.drivers.by_kind.values():
+        if driver.checks is not None:
+            st.violations += driver.checks(st)
 

@@ -41,31 +41,28 @@ from .cpu_ops import (
     op_range,
 )
 from .devices import op_open
+from .drivers import REGISTRY
 from .invariants import check_all
 from .kernel_ops import op_migrate_reclaim, op_oomreap
 from .locks import release_all
-from .mirror import op_dread_dwrite, op_evict, op_migrate_to_dev, op_snapshot
 from .mm import collect
 from .observe import observe, vma_views
-from .pin import op_dma, op_pin, op_unpin
 from .proc_ops import op_exit, op_fork
 from .state import Process, State
 from .threads import Gen, Thread
-from .userptr import op_complete, op_reg, op_submit, op_unreg
 
 OpFn = Callable[[State, Thread, Any], Gen[OpResult]]
 
-OPS: dict[str, OpFn] = {
+CORE_OPS: dict[str, OpFn] = {
     "mmap": op_mmap, "munmap": op_munmap, "mremap": op_mremap, "mprotect": op_mprotect,
     "madvise": op_madvise, "fork": op_fork, "exit": op_exit, "read": op_access,
-    "write": op_access, "open": op_open, "dread": op_dread_dwrite, "dwrite": op_dread_dwrite,
-    "snapshot": op_snapshot, "migrate_to_dev": op_migrate_to_dev, "evict": op_evict,
-    "reg": op_reg, "submit": op_submit, "complete": op_complete, "unreg": op_unreg,
-    "pin": op_pin, "dma": op_dma, "unpin": op_unpin, "migrate": op_migrate_reclaim,
+    "write": op_access, "open": op_open, "migrate": op_migrate_reclaim,
     "reclaim": op_migrate_reclaim, "oomreap": op_oomreap, "read_range": op_range,
     "write_range": op_range,
 }
-"""Keyword -> the op's generator (each declared op has one: tests/unit/test_decl.py)."""
+OPS: dict[str, OpFn] = CORE_OPS | REGISTRY.ops()
+"""Keyword -> the op's generator: the core's and the drivers' (each declared
+op has one: tests/unit/test_decl.py)."""
 
 
 class ReferenceKernel:
@@ -75,7 +72,7 @@ class ReferenceKernel:
 
     def __init__(self, config: Config | None = None) -> None:
         self.config = config or Config()
-        self.state = State(self.config)
+        self.state = State(self.config, REGISTRY)
         self.state.procs[0] = Process(0, valid=True)
         self.threads: dict[str, Thread] = {}
 

@@ -1,8 +1,10 @@
 """Migrate-back of a device page, SPEC §6.5.
 
-A CPU fault, another mirror's walk, the owner's write walk on a read-only
-entry, a pin, or ``evict`` triggers the migrate-back of device page d; M is
-the mirror that owns d::
+A CPU fault, another device's walk, the owner's write walk on a read-only
+entry, a pin, or an eviction triggers the migrate-back of device page d; M
+is the device that owns d.  The trigger calls :func:`migrate_to_ram`, which
+reaches M's driver through its record (``pgmap->ops->migrate_to_ram``); the
+driver runs :func:`migrate_back` and keeps its own table::
 
     if another migrator holds d: wait until none does; the trigger acts again
     hold d (refcount(d) += 1)
@@ -15,7 +17,7 @@ the mirror that owns d::
       no frame for a folio       -> every migration(d,w,x) -> device(d,w,x);
                                     release d; ENOMEM to the trigger
       else -> new folio G with d's word; migration(d,w,x) -> present(G,0,w,x);
-              M's table drops every entry naming d; release d
+              M's table drops every entry naming d (M's driver); release d
 """
 
 from __future__ import annotations
@@ -52,8 +54,17 @@ def _migration_entries(st: State, d: int) -> list[tuple[Process, int, MigD]]:
     return out
 
 
+def migrate_to_ram(st: State, th: Thread, d: int) -> Gen[Outcome]:
+    """Migrate device page ``d`` back through its owner's driver."""
+    driver = st.drivers.get(st.devices[st.dpages[d].owner].kind)
+    hook = driver.migrate_to_ram if driver is not None else None
+    outcome: Outcome = yield from (hook or migrate_back)(st, th, d)
+    return outcome
+
+
 def migrate_back(st: State, th: Thread, d: int) -> Gen[Outcome]:
-    """Migrate device page ``d`` back to a system folio (SPEC §6.5)."""
+    """Migrate device page ``d`` back to a system folio (SPEC §6.5), all but
+    the owner's table: the driver's ``migrate_to_ram`` drops those entries."""
     holder = st.held_dpages.get(d)
     if holder is not None and holder != th.name:
         yield from wait(st, th, lambda: d not in st.held_dpages, f"migrator of device page {d}")
@@ -90,12 +101,6 @@ def migrate_back(st: State, th: Thread, d: int) -> Gen[Outcome]:
             for proc, v, e in migs:
                 put(st, proc, v, Present(folio.id, 0, e.w, e.x))
                 map_pte(st, folio.id, 0)
-            mirror = st.devices[owner]
-            for tv in sorted(mirror.table):
-                target, _w = mirror.table[tv]
-                if target == ("dpage", d, 0):
-                    del mirror.table[tv]
-                    st.page_ops += 1
             outcome = "moved"
     del st.held_dpages[d]
     unref_dpage(st, d)

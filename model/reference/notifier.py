@@ -53,13 +53,15 @@ T = TypeVar("T")
 Callback = Callable[
     [State, Thread, Subscription, str, int, int, "int | None", bool, int], Gen[bool]
 ]
-"""callback(st, thread, sub, event, a, b, owner, blockable, cur_seq) -> success."""
+"""A driver's ``invalidate``: callback(st, thread, sub, event, a, b, owner,
+blockable, cur_seq) -> success; found from the subscription's owner kind
+(``interval_sub->ops->invalidate``)."""
 
-CALLBACKS: dict[str, Callback] = {}
 
-
-def register_callback(owner_kind: str, callback: Callback) -> None:
-    CALLBACKS[owner_kind] = callback
+def callback_of(st: State, sub: Subscription) -> Callback:
+    driver = st.drivers.get(sub.owner_kind)
+    assert driver is not None and driver.invalidate is not None, sub.owner_kind
+    return driver.invalidate
 
 
 def _make_odd(n: Notifier) -> None:
@@ -162,8 +164,8 @@ def invalidate(st: State, th: Thread, proc: Process, event: str, a: int, b: int,
         if not blockable:
             th.nonblockable += 1
         try:
-            ok = yield from CALLBACKS[sub.owner_kind](st, th, sub, event, a, b, owner,
-                                                       blockable, n.seq)
+            ok = yield from callback_of(st, sub)(st, th, sub, event, a, b, owner,
+                                                 blockable, n.seq)
         finally:
             if not blockable:
                 th.nonblockable -= 1

@@ -2,10 +2,11 @@
 model's own ids and handed to :func:`model.observation.canonicalize`.
 
 Choices (DECISIONS D9): every process ever created is listed (a fork child
-from its fork's first step, a failed fork's child as dead); a userptr
-object is listed from ``reg`` until its ``unreg`` completes, a pin region
-from ``pin``'s completion until ``unpin``; only live shared objects are
-listed.
+from its fork's first step, a failed fork's child as dead); a region is
+listed from the op that makes it until it is gone (a userptr object until
+its ``unreg`` completes, a pin region until ``unpin``); only live shared
+objects are listed.  Each device and its regions are viewed by its
+driver's ``view``.
 """
 
 from __future__ import annotations
@@ -35,7 +36,20 @@ from model.observation import (
 from model.ops import format_op, thread_order
 
 from .mm import entry_word, pmd_mapped
-from .state import Dev, Entry, MigD, MigF, Present, Process, State, Swap, Target, Zero
+from .state import (
+    Dev,
+    Device,
+    Entry,
+    MigD,
+    MigF,
+    Present,
+    Process,
+    Region,
+    State,
+    Swap,
+    Target,
+    Zero,
+)
 from .threads import Thread
 
 
@@ -96,23 +110,40 @@ def _process(st: State, proc: Process) -> ProcessView:
                        notifier, lock)
 
 
+def device_view(dev: Device, pages_in_use: int = 0) -> DeviceView:
+    """A device's view: its table and the device pages it uses."""
+    table = tuple(TableEntryView(v, target_ref(dev.table[v][0]), dev.table[v][1])
+                  for v in sorted(dev.table))
+    return DeviceView(dev.id, dev.kind, dev.pid, dev.dead, dev.lock_holder, table, pages_in_use)
+
+
+def regions_of(st: State, dev: Device) -> list[Region]:
+    """A device's regions that are not gone (the ones the observation lists)."""
+    return [r for r in st.regions.values() if r.device == dev.id and not r.gone]
+
+
+def region_view(r: Region, valid: bool = False, dying: bool = False, active: int = 0,
+                valid_seq: int | None = None) -> RegionView:
+    """A region's view: its pins, and a userptr object's state."""
+    pins = tuple((k, Ref("folio", r.pins[k][0], r.pins[k][1])) for k in sorted(r.pins))
+    return RegionView(r.id, r.kind, r.device, r.start, r.n, r.mode, pins, valid, dying, active,
+                      valid_seq)
+
+
 def observe(st: State, threads: list[Thread]) -> Observation:
     processes = [_process(st, st.procs[pid]) for pid in sorted(st.procs)]
     objects = [ObjectView(o.id, o.size, tuple((i, Ref("folio", o.pages[i], 0))
                                               for i in sorted(o.pages)))
                for o in st.objects.values() if o.alive]
-    devices = []
+    devices, regions = [], []
     for dev in st.devices.values():
-        table = tuple(TableEntryView(v, target_ref(dev.table[v][0]), dev.table[v][1])
-                      for v in sorted(dev.table))
-        devices.append(DeviceView(dev.id, dev.kind, dev.pid, dev.dead, dev.lock_holder,
-                                  table, st.device_pages_of(dev.id) if dev.kind == "mirror"
-                                  else 0))
-    regions = [RegionView(r.id, r.kind, r.device, r.start, r.n, r.mode,
-                          tuple((k, Ref("folio", r.pins[k][0], r.pins[k][1]))
-                                for k in sorted(r.pins)),
-                          r.valid, r.dying, r.active, r.valid_seq)
-               for r in st.regions.values() if not r.gone]
+        driver = st.drivers.get(dev.kind)
+        if driver is not None and driver.view is not None:
+            view, its_regions = driver.view(st, dev)
+        else:
+            view, its_regions = device_view(dev), [region_view(r) for r in regions_of(st, dev)]
+        devices.append(view)
+        regions += its_regions
     jobs = [JobView(j.id, j.region, j.direction, j.off, j.cnt) for j in st.jobs.values()]
     thread_views = [ThreadView(t.name, format_op(t.op), t.failed_commits) for t in threads]
     raw = RawObservation(

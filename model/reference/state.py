@@ -3,15 +3,18 @@
 Everything the model knows lives in one :class:`State`: processes (VMAs, a
 page table ``vpn -> entry`` holding only non-``none`` entries, the set of
 PMD-mapped blocks, a notifier and an ``mmap_lock``), system folios, device
-pages, swap slots, shared objects, devices, regions and jobs.  Ids are never
-reused.  Nothing here enforces a rule; the ledger of SPEC §1 is kept by the
-helpers in ``mm.py`` and checked from scratch by ``invariants.py``.
+pages, swap slots, shared objects, devices, regions and jobs, and the
+drivers that own the devices (``drivers/``).  Ids are never reused.
+Nothing here enforces a rule; the ledger of SPEC §1 is kept by the helpers
+in ``mm.py`` and checked from scratch by ``invariants.py``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
+from model.driver import Registry
 from model.interface import Config, Violation
 from model.ops import Kind, Mode, Prot
 
@@ -70,7 +73,7 @@ class Dev:
 Entry = Zero | Present | Swap | MigF | MigD | Dev
 ZERO = Zero()
 
-# A mirror table target: ("folio", f, i), ("zero", 0, 0) or ("dpage", d, 0).
+# A device table target: ("folio", f, i), ("zero", 0, 0) or ("dpage", d, 0).
 Target = tuple[str, int, int]
 ZERO_TARGET: Target = ("zero", 0, 0)
 
@@ -148,8 +151,8 @@ class Subscription:
     pid: int
     start: int
     end: int
-    owner_kind: str  # "mirror" or "userptr"
-    owner: int  # device id (mirror) or region id (userptr)
+    owner_kind: str  # the device kind whose driver's callback it runs
+    owner: int  # the device or region it belongs to (the driver's choice)
     invalidate_seq: int = 0
     in_tree: bool = False
     removed: bool = False
@@ -203,18 +206,22 @@ class Process:
 
 @dataclass
 class Device:
+    """A device of a driver's kind, with the driver lock; a page-faulting
+    device also has a subscription and a table vpn -> (target, w)."""
+
     id: int
     kind: str
     pid: int
     dead: bool = False
     lock_holder: str | None = None
-    sub: int | None = None  # mirror subscription id
+    sub: int | None = None
     table: dict[int, tuple[Target, bool]] = field(default_factory=dict)
 
 
 @dataclass
 class Region:
-    """A userptr object (``kind == "userptr"``) or a pin region (``"pin"``)."""
+    """Pages of a range of a device's process that its driver pins (a pin
+    region, or a userptr object, which extends it with its own state)."""
 
     id: int
     kind: str
@@ -224,10 +231,6 @@ class Region:
     mode: Mode
     pins: dict[int, tuple[int, int]] = field(default_factory=dict)  # k -> (folio, i)
     sub: int | None = None
-    valid: bool = False
-    dying: bool = False
-    active: int = 0
-    valid_seq: int | None = None
     gone: bool = False  # unregistered or unpinned
 
 
@@ -248,6 +251,7 @@ class Job:
 @dataclass
 class State:
     config: Config
+    drivers: Registry[State, Any]  # the device kinds, reached only through it
     procs: dict[int, Process] = field(default_factory=dict)
     folios: dict[int, Folio] = field(default_factory=dict)  # every folio ever
     live: set[int] = field(default_factory=set)  # ids of the folios not freed

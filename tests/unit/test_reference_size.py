@@ -14,7 +14,7 @@ import tokenize
 from pathlib import Path
 
 REFERENCE = Path(__file__).resolve().parents[2] / "model" / "reference"
-BUDGET = 2600  # lines of code in model/reference/
+BUDGET = 2600  # lines of code in model/reference/ and its drivers/
 FILE_BUDGET = 450
 
 
@@ -37,7 +37,7 @@ def code_lines(path: Path) -> int:
 
 
 def test_reference_fits_its_budget() -> None:
-    sizes = {p.name: code_lines(p) for p in sorted(REFERENCE.glob("*.py"))}
+    sizes = {str(p.relative_to(REFERENCE)): code_lines(p) for p in sorted(REFERENCE.rglob("*.py"))}
     assert sum(sizes.values()) <= BUDGET, sizes
     assert max(sizes.values()) <= FILE_BUDGET, sizes
 

@@ -1,5 +1,5 @@
-"""Pinning a page (SPEC §6.4) and the ``pin`` device (§6.3): a long-term
-pin with no notifier, like an RDMA memory region.
+"""Pinning a page, SPEC §6.4 (``pin_user_pages`` with FOLL_LONGTERM): a
+core service for the drivers that pin.
 
 pin_page(v, mode), the caller holding mmap_lock for reading::
 
@@ -17,44 +17,21 @@ pin_page(v, mode), the caller holding mmap_lock for reading::
   until the entry is present (writable for rw; exclusive for ro, private)
   then pincount(F) += 1 and refcount(F) += 1
 
-A pinned folio is never migrated, reclaimed, split or freed; a region keeps
-its folios even when the range is unmapped (it is then detached).
+A pinned folio is never migrated, reclaimed, split or freed.
 """
 
 from __future__ import annotations
 
 from functools import partial
 
-from model.ops import (
-    MAX_VALUE_PAGES,
-    Dma,
-    HandleResult,
-    Mode,
-    Ok,
-    OpResult,
-    Pin,
-    Segv,
-    Unpin,
-    Values,
-)
+from model.ops import Mode, OpResult, Segv
 
-from .checks import (
-    EFAULT,
-    EINVAL,
-    ENOMEM,
-    EPERM,
-    device_handle,
-    range_ok,
-    region_handle,
-    state_err,
-    words_ok,
-)
+from .checks import EFAULT, ENOMEM
 from .faults import fault, install_new, is_migration, replace_entry, split_block
-from .locks import mmap_read
-from .migrate_back import migrate_back
-from .mm import block_of, collect, get, live_folio, pmd_mapped, put, vma_at
+from .migrate_back import migrate_to_ram
+from .mm import block_of, collect, get, pmd_mapped, put, vma_at
 from .notifier import invalidate
-from .state import Dev, Present, Process, Region, State, Swap, Zero
+from .state import Dev, Present, Process, State, Swap, Zero
 from .threads import Gen, Thread, wait
 
 
@@ -77,7 +54,7 @@ def pin_page(st: State, th: Thread, proc: Process, v: int,
                             f"migration entry at P{proc.pid} {v}")
             continue
         if isinstance(entry, Dev):
-            outcome = yield from migrate_back(st, th, entry.d)
+            outcome = yield from migrate_to_ram(st, th, entry.d)
             if outcome == "nomem":
                 return ENOMEM
             continue
@@ -146,70 +123,3 @@ def pin_range(st: State, th: Thread, proc: Process, s: int, n: int,
             return got
         pins[k] = got
     return pins
-
-
-def op_pin(st: State, th: Thread, op: Pin) -> Gen[OpResult]:
-    dev = device_handle(st, op.d, "pin")
-    if dev is None or not range_ok(op.s, op.n) or op.region in st.regions or op.region < 0:
-        return EINVAL
-    proc = st.procs[dev.pid]
-    if (e := state_err(proc, th)) is not None:
-        return e
-    yield from mmap_read(st, th, proc)
-    if (e := state_err(proc, th)) is not None:
-        return e
-    got = yield from pin_range(st, th, proc, op.s, op.n, op.mode)
-    if not isinstance(got, dict):
-        return got
-    st.regions[op.region] = Region(op.region, "pin", dev.id, op.s, op.n, op.mode, got)
-    return HandleResult("R", op.region)
-
-
-def job_args_ok(region: Region, direction: str, off: int, cnt: int, x: int,
-                stride: int) -> bool:
-    """Offsets inside the object; reads capped; written values are words."""
-    if off < 0 or cnt < 1 or off + cnt > region.n:
-        return False
-    if direction == "read":
-        return cnt <= MAX_VALUE_PAGES
-    return words_ok(x, stride, cnt)
-
-
-def region_access(st: State, region: Region, direction: str, off: int, cnt: int, x: int,
-                  stride: int, what: str) -> OpResult:
-    """Read or write the region's pinned pages [off, off+cnt)."""
-    words = []
-    for k in range(cnt):
-        st.page_ops += 1
-        fid, i = region.pins[off + k]
-        folio = live_folio(st, fid, what)
-        if direction == "read":
-            words.append(folio.words[i])
-        else:
-            folio.words[i] = x + k * stride
-    return Values(tuple(words)) if direction == "read" else Ok()
-
-
-def op_dma(st: State, th: Thread, op: Dma) -> Gen[OpResult]:
-    region = region_handle(st, op.r, "pin")
-    x, stride = op.x or 0, op.stride or 0
-    if region is None or not job_args_ok(region, op.direction, op.off, op.cnt, x, stride):
-        return EINVAL
-    proc = st.procs[st.devices[region.device].pid]
-    if (e := state_err(proc, th)) is not None:
-        return e
-    if op.direction == "write" and region.mode == "ro":
-        return EPERM
-    return region_access(st, region, op.direction, op.off, op.cnt, x, stride,
-                         f"dma R{region.id}")
-    yield  # a one-step op  # noqa: B901
-
-
-def op_unpin(st: State, th: Thread, op: Unpin) -> Gen[OpResult]:
-    region = region_handle(st, op.r, "pin")
-    if region is None:
-        return EINVAL
-    unpin_all(st, region.pins)
-    region.gone = True
-    return Ok()
-    yield  # a one-step op

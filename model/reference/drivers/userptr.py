@@ -22,9 +22,13 @@ valid: its callback invalidates them, waits for active jobs and unpins;
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from model.driver import Driver
+from model.observation import DeviceView, RegionView
 from model.ops import OK, Complete, HandleResult, OpResult, Reg, Submit, Unreg
 
-from .checks import (
+from ..checks import (
     EBUSY,
     EINVAL,
     EPERM,
@@ -33,11 +37,38 @@ from .checks import (
     region_handle,
     state_err,
 )
-from .locks import driver_lock, driver_trylock, driver_unlock, mmap_read, mmap_release
-from .notifier import insert, read_begin, read_retry, register_callback, remove, set_seq
-from .pin import job_args_ok, pin_range, region_access, unpin_all
-from .state import Device, Job, Region, State, Subscription
-from .threads import Gen, Thread, wait, y
+from ..devices import job_args_ok, region_access
+from ..locks import driver_lock, driver_trylock, driver_unlock, mmap_read, mmap_release
+from ..notifier import insert, read_begin, read_retry, remove, set_seq
+from ..observe import device_view, region_view, regions_of
+from ..pinning import pin_range, unpin_all
+from ..state import Device, Job, Region, State, Subscription
+from ..threads import Gen, Thread, wait, y
+
+KIND = "userptr"
+
+
+@dataclass
+class UserptrObject(Region):
+    """A registered range: its pins are valid (under ``valid_seq``) or not;
+    ``dying`` from ``unreg`` on; ``active`` jobs use its pins."""
+
+    valid: bool = False
+    dying: bool = False
+    active: int = 0
+    valid_seq: int | None = None
+
+
+def _object(st: State, r: int) -> UserptrObject | None:
+    """The object of handle r; a dying one is EINVAL too (Appendix C)."""
+    region = region_handle(st, r, KIND)
+    return region if isinstance(region, UserptrObject) and not region.dying else None
+
+
+def _object_of(st: State, rid: int) -> UserptrObject:
+    region = st.regions[rid]
+    assert isinstance(region, UserptrObject)
+    return region
 
 
 def _lock(st: State, th: Thread, dev: Device, blockable: bool) -> Gen[bool]:
@@ -49,7 +80,7 @@ def _lock(st: State, th: Thread, dev: Device, blockable: bool) -> Gen[bool]:
 
 def userptr_callback(st: State, th: Thread, sub: Subscription, event: str, a: int, b: int,
                      owner: int | None, blockable: bool, c: int) -> Gen[bool]:
-    region = st.regions[sub.owner]
+    region = _object_of(st, sub.owner)
     dev = st.devices[region.device]
     if region.dying:
         if not (yield from _lock(st, th, dev, blockable)):
@@ -72,18 +103,15 @@ def userptr_callback(st: State, th: Thread, sub: Subscription, event: str, a: in
     return True
 
 
-register_callback("userptr", userptr_callback)
-
-
 def op_reg(st: State, th: Thread, op: Reg) -> Gen[OpResult]:
-    dev = device_handle(st, op.d, "userptr")
+    dev = device_handle(st, op.d, KIND)
     if dev is None or not range_ok(op.s, op.n) or op.region in st.regions or op.region < 0:
         return EINVAL
     proc = st.procs[dev.pid]
     if (e := state_err(proc, th)) is not None:
         return e
-    region = Region(op.region, "userptr", dev.id, op.s, op.n, op.mode)
-    sub = Subscription(st.new_id("sub"), proc.pid, op.s, op.s + op.n, "userptr", region.id)
+    region = UserptrObject(op.region, KIND, dev.id, op.s, op.n, op.mode)
+    sub = Subscription(st.new_id("sub"), proc.pid, op.s, op.s + op.n, KIND, region.id)
     region.sub = sub.id
     st.regions[region.id] = region
     insert(st, proc, sub)
@@ -91,7 +119,7 @@ def op_reg(st: State, th: Thread, op: Reg) -> Gen[OpResult]:
     yield  # a one-step op
 
 
-def _job(st: State, region: Region, op: Submit) -> OpResult:
+def _job(st: State, region: UserptrObject, op: Submit) -> OpResult:
     region.active += 1
     st.jobs[op.job] = Job(op.job, region.id, op.direction, op.off, op.cnt, op.x or 0,
                           op.stride or 0)
@@ -99,7 +127,7 @@ def _job(st: State, region: Region, op: Submit) -> OpResult:
 
 
 def op_submit(st: State, th: Thread, op: Submit) -> Gen[OpResult]:
-    region = region_handle(st, op.r, "userptr")
+    region = _object(st, op.r)
     if (region is None or op.job in st.jobs or op.job < 0
             or not job_args_ok(region, op.direction, op.off, op.cnt, op.x or 0, op.stride or 0)):
         return EINVAL
@@ -159,7 +187,7 @@ def op_complete(st: State, th: Thread, op: Complete) -> Gen[OpResult]:
     job = st.jobs.get(op.j)
     if job is None:
         return EINVAL
-    region = st.regions[job.region]
+    region = _object_of(st, job.region)
     result = region_access(st, region, job.direction, job.off, job.cnt, job.x, job.stride,
                            f"job J{job.id}")
     region.active -= 1
@@ -169,7 +197,7 @@ def op_complete(st: State, th: Thread, op: Complete) -> Gen[OpResult]:
 
 
 def op_unreg(st: State, th: Thread, op: Unreg) -> Gen[OpResult]:
-    region = region_handle(st, op.r, "userptr")
+    region = _object(st, op.r)
     if region is None:
         return EINVAL
     if region.active > 0:
@@ -184,3 +212,17 @@ def op_unreg(st: State, th: Thread, op: Unreg) -> Gen[OpResult]:
     yield from remove(st, th, st.procs[dev.pid], st.subs[region.sub])
     region.gone = True
     return OK
+
+
+def userptr_view(st: State, dev: Device) -> tuple[DeviceView, list[RegionView]]:
+    objects = [_object_of(st, r.id) for r in regions_of(st, dev)]
+    return device_view(dev), [region_view(r, r.valid, r.dying, r.active, r.valid_seq)
+                              for r in objects]
+
+
+DRIVER: Driver[State, Thread] = Driver(
+    KIND,
+    ops={"reg": op_reg, "submit": op_submit, "complete": op_complete, "unreg": op_unreg},
+    invalidate=userptr_callback,
+    view=userptr_view,
+)

@@ -21,12 +21,16 @@ never outlives the CPU entry it was read from (invariant 2)::
                 retry -> failed_commits += 1; release; round
                 else  -> install; F += 1; release; Y3; check
 
-``snapshot``, ``migrate_to_dev`` and ``evict`` are here too.
+``snapshot``, ``migrate_to_dev`` and ``evict`` are here too, and the
+mirror's part of a migrate-back (SPEC §6.5): its table drops every entry
+naming the page that moved.
 """
 
 from __future__ import annotations
 
+from model.driver import Driver
 from model.ops import (
+    ADDRESS_PAGES,
     Dread,
     Dwrite,
     Evict,
@@ -39,7 +43,7 @@ from model.ops import (
     Values,
 )
 
-from .checks import (
+from ..checks import (
     EFAULT,
     EINVAL,
     ENOENT,
@@ -51,16 +55,15 @@ from .checks import (
     state_err,
     words_ok,
 )
-from .faults import fault, needs_fault, split_blocks
-from .locks import driver_lock, driver_trylock, driver_unlock, mmap_read, mmap_release
-from .migrate_back import migrate_back
-from .mm import (
+from ..devices import read_target, write_target
+from ..faults import fault, needs_fault, split_blocks
+from ..locks import driver_lock, driver_trylock, driver_unlock, mmap_read, mmap_release
+from ..migrate_back import Outcome, migrate_back, migrate_to_ram
+from ..mm import (
     alloc_dpage,
     collect,
     covered,
     get,
-    live_dpage,
-    live_folio,
     pmd_mapped,
     pmds_in,
     put,
@@ -69,8 +72,9 @@ from .mm import (
     vmas_in,
     vpns_in,
 )
-from .notifier import invalidate, read_begin, read_retry, register_callback, set_seq
-from .state import (
+from ..notifier import insert, invalidate, read_begin, read_retry, set_seq
+from ..observe import device_view
+from ..state import (
     ZERO_TARGET,
     Dev,
     Device,
@@ -83,7 +87,16 @@ from .state import (
     Target,
     Zero,
 )
-from .threads import Gen, Thread, y
+from ..threads import Gen, Thread, y
+
+KIND = "mirror"
+
+
+def mirror_open(st: State, dev: Device) -> None:
+    """``open``: the subscription over [0, 2^36) of the device's process."""
+    sub = Subscription(st.new_id("sub"), dev.pid, 0, ADDRESS_PAGES, KIND, dev.id)
+    dev.sub = sub.id
+    insert(st, st.procs[dev.pid], sub)
 
 
 def mirror_callback(st: State, th: Thread, sub: Subscription, event: str, a: int, b: int,
@@ -102,29 +115,19 @@ def mirror_callback(st: State, th: Thread, sub: Subscription, event: str, a: int
     return True
 
 
-register_callback("mirror", mirror_callback)
+def mirror_migrate_to_ram(st: State, th: Thread, d: int) -> Gen[Outcome]:
+    """Migrate-back of one of the mirror's pages; a moved page leaves its table."""
+    table = st.devices[st.dpages[d].owner].table
+    outcome = yield from migrate_back(st, th, d)
+    if outcome == "moved":
+        for tv in sorted(table):
+            if table[tv][0] == ("dpage", d, 0):
+                del table[tv]
+                st.page_ops += 1
+    return outcome
 
 
 # ---------------------------------------------------------------- access
-
-
-def read_target(st: State, target: Target, what: str) -> int:
-    kind, num, i = target
-    st.page_ops += 1
-    if kind == "folio":
-        return live_folio(st, num, what).words[i]
-    if kind == "dpage":
-        return live_dpage(st, num, what).word
-    return 0
-
-
-def write_target(st: State, target: Target, word: int, what: str) -> None:
-    kind, num, i = target
-    st.page_ops += 1
-    if kind == "folio":
-        live_folio(st, num, what).words[i] = word
-    elif kind == "dpage":
-        live_dpage(st, num, what).word = word
 
 
 def _table_complete(st: State, dev: Device, s: int, n: int, write: bool) -> bool:
@@ -150,7 +153,7 @@ def _walk_page(st: State, th: Thread, dev: Device, proc: Process, v: int,
             owner = st.dpages[entry.d].owner
             if owner == dev.id and (not write or entry.w):
                 return (("dpage", entry.d, 0), entry.w)
-            outcome = yield from migrate_back(st, th, entry.d)
+            outcome = yield from migrate_to_ram(st, th, entry.d)
             if outcome == "nomem":
                 return ENOMEM
             continue
@@ -167,7 +170,7 @@ def _walk_page(st: State, th: Thread, dev: Device, proc: Process, v: int,
 
 def op_dread_dwrite(st: State, th: Thread, op: Dread | Dwrite) -> Gen[OpResult]:
     write = isinstance(op, Dwrite)
-    dev = device_handle(st, op.d, "mirror")
+    dev = device_handle(st, op.d, KIND)
     if dev is None:
         return EINVAL
     stride = 0
@@ -246,7 +249,7 @@ def op_dread_dwrite(st: State, th: Thread, op: Dread | Dwrite) -> Gen[OpResult]:
 
 
 def op_snapshot(st: State, th: Thread, op: Snapshot) -> Gen[OpResult]:
-    dev = device_handle(st, op.d, "mirror")
+    dev = device_handle(st, op.d, KIND)
     if dev is None or not capped_ok(op.s, op.n):
         return EINVAL
     proc = st.procs[dev.pid]
@@ -376,7 +379,7 @@ def _to_device_apply(st: State, dev: Device, proc: Process, a: int, b: int) -> N
 
 
 def op_migrate_to_dev(st: State, th: Thread, op: MigrateToDev) -> Gen[OpResult]:
-    dev = device_handle(st, op.d, "mirror")
+    dev = device_handle(st, op.d, KIND)
     if dev is None or not range_ok(op.s, op.n):
         return EINVAL
     proc = st.procs[dev.pid]
@@ -416,7 +419,7 @@ def _named_pages(st: State, dev: Device) -> list[int]:
 
 
 def op_evict(st: State, th: Thread, op: Evict) -> Gen[OpResult]:
-    dev = device_handle(st, op.d, "mirror")
+    dev = device_handle(st, op.d, KIND)
     if dev is None:
         return EINVAL
     moved = 0
@@ -425,7 +428,7 @@ def op_evict(st: State, th: Thread, op: Evict) -> Gen[OpResult]:
         if idx > 0:
             yield from y()
         while not st.dpages[d].freed:
-            outcome = yield from migrate_back(st, th, d)
+            outcome = yield from migrate_to_ram(st, th, d)
             if outcome == "nomem":
                 return ENOMEM
             if outcome == "moved":
@@ -435,3 +438,14 @@ def op_evict(st: State, th: Thread, op: Evict) -> Gen[OpResult]:
     collect(st)
     return Num(moved)
 
+
+
+DRIVER: Driver[State, Thread] = Driver(
+    KIND,
+    ops={"dread": op_dread_dwrite, "dwrite": op_dread_dwrite, "snapshot": op_snapshot,
+         "migrate_to_dev": op_migrate_to_dev, "evict": op_evict},
+    open=mirror_open,
+    invalidate=mirror_callback,
+    migrate_to_ram=mirror_migrate_to_ram,
+    view=lambda st, dev: (device_view(dev, st.device_pages_of(dev.id)), []),
+)
