@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from model import bugs
 from model.ops import SIGSEGV, Num, OpResult, Read, Write, is_word
 from model.optimized import common as C
 from model.optimized.memory import map_huge, object_page, set_pte, split_huge_pmd
@@ -44,7 +45,7 @@ def split_block(k: OptimizedKernel, t: Thread, proc: Process, base: int) -> Gen[
     """A PMD split: I(clear, block) whose apply splits it if still PMD-mapped."""
     rng = Range("clear", base, base + PTRS, None, True)
     yield from invalidate(t, proc.mn, rng, lambda: _split(k, proc, base),
-                          k.mutant != "split_without_invalidate")  # no callbacks if mutated
+                          not k.bugged(bugs.SPLIT_WITHOUT_INVALIDATE))  # no callbacks if mutated
 
 
 def _split(k: OptimizedKernel, proc: Process, base: int) -> None:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from model import bugs
 from model.ops import Fork, HandleResult, OpResult
 from model.optimized import common as C
 from model.optimized.memory import hold_entries, split_huge_pmd, tlb_gather, zap_range
@@ -55,7 +56,7 @@ def op_fork(k: OptimizedKernel, t: Thread, op: Fork) -> Gen[OpResult]:
         proc.mmap_lock.write_unlock(t)
         return C.ESRCH
     child = Process(op.child, handle_ok=False)
-    child.mn.mutant = k.mutant
+    child.mn.bug = k.bug
     child.vmas = [m.piece(m.start, m.end) for m in proc.vmas]
     k.procs[op.child] = child
     proc.forked = child.forked = True
@@ -97,7 +98,7 @@ def _copy_apply(k: OptimizedKernel, proc: Process, child: Process, m: Vma,
     for base, lf, lo, hi in proc.pt.chunks(m.start, m.end):
         if isinstance(lf, int):
             head = payload_of(lf)
-            if (fr.pincount[head] == 0 or k.mutant == "fork_share_pinned") \
+            if (fr.pincount[head] == 0 or k.bugged(bugs.FORK_SHARE_PINNED)) \
                     and lo == 0 and hi == PTRS:
                 new = lf & ~(W | X)
                 proc.pt.set_leaf(base, new)
@@ -119,7 +120,7 @@ def _copy_apply(k: OptimizedKernel, proc: Process, child: Process, m: Vma,
         pay = e >> SHIFT
         present = kinds == PRESENT
         pinned = np.zeros(e.size, bool)
-        if present.any() and k.mutant != "fork_share_pinned":
+        if present.any() and not k.bugged(bugs.FORK_SHARE_PINNED):
             pinned[present] = fr.pincount[fr.heads(pay[present])] > 0
         cut = e.size
         copies: list[tuple[int, int]] = []  # (position, new pfn)

@@ -12,7 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Final
 
+from model import bugs
 from model import ops as O
+from model.bugs import Bug
 from model.interface import Config, Violation
 from model.observation import Observation, VmaView
 from model.ops import EINVAL, Blocked, Done, Err, Op, OpResult, StepOutcome, Yielded
@@ -26,43 +28,9 @@ _BLOCKED: Final = Blocked()
 
 OpFn = Callable[[Any, Thread, Any], Gen[OpResult]]
 
-MUTANTS: dict[str, str] = {
-    "mirror_skip_set_seq_own_migrate":
-        "B2: the mirror callback skips set_seq on its own migrate events (dmirror, D5)",
-    "skip_end_after_failed_callback":
-        "B5: a failed non-blockable callback leaves its invalidation without end",
-    "fork_share_pinned": "B8: fork shares pinned pages read-only instead of copying them",
-    "mirror_retry_without_read_begin":
-        "B9b: the mirror retries its walk with the old sequence (no new read_begin)",
-    "userptr_keep_pins": "userptr callback returns success without unpinning (i915 style)",
-    "itree_inclusive_end":
-        "the interval tree's overlap test takes a subscription's end as inclusive",
-    "invalidate_range_end_off_by_one":
-        "an invalidation's callbacks see a range one page short at the end",
-    "flag_instead_of_seq":
-        "B1: the mirror commit checks a valid flag (false only mid-invalidation), not the seq",
-    "per_chunk_read_begin":
-        "B9a: the mirror walk takes read_begin again per 64-page chunk; the commit checks the last",
-    "unlock_before_program":
-        "B16: the mirror's read_retry runs before the driver lock the table is programmed under",
-    "nonblock_callback_blocks":
-        "B4/B15: the mirror callback waits for the driver lock in a non-blockable invalidation",
-    "zap_without_invalidate":
-        "B10: madvise(DONTNEED)'s zap skips its invalidation callbacks (Y1s kept)",
-    "rmap_misses_second_process":
-        "B6-style: the reverse-map walk (migrate/reclaim) stops after the first process",
-    "free_at_invalidate_start":
-        "B11-class (page freed before its last translation is gone; CPU-TLB analogue "
-        "CVE-2018-18281, mremap 'properly flush TLB before releasing the page'): "
-        "munmap/madvise(DONTNEED) free the folios they zap when the invalidation starts, "
-        "not at tlb_finish_mmu after the apply, while the CPU and device still map them",
-    "split_without_invalidate":
-        "B10-class (missing invalidate, cf. f268f6cf875f for THP collapse): "
-        "__split_huge_pmd calls no MMU_NOTIFY_CLEAR callbacks for the block it splits "
-        "(start/end and Y1s kept), so the mirror keeps entries SPEC drops",
-}
-"""Planted bugs ``config.mutant`` may switch on, one at a time (Linux bug ids
-from background/linux-semantics.md §11).  With none, nothing changes."""
+MUTANTS = bugs.MUTANTS
+"""The older name -> description view of the planted bugs (declared in
+``model/bugs.py``; ``config.mutant`` switches one on)."""
 
 
 def _dispatch() -> dict[type, OpFn]:
@@ -101,13 +69,13 @@ class OptimizedKernel:
 
     def __init__(self, config: Config | None = None) -> None:
         self.config = config or Config()
-        self.mutant = self.config.mutant
+        self.bug: Bug | None = self.config.bug
         self.checks = self.config.checks
         self.frames = FrameTable(self.config.frames)
         self.swap = SwapTable()
         self.dpages = DevicePages(self.config.device_frames)
         self.procs: dict[int, Process] = {0: Process(0)}
-        self.procs[0].mn.mutant = self.mutant
+        self.procs[0].mn.bug = self.bug
         self.objects: dict[int, SharedObject] = {}
         self.next_obj = 0
         self.devices: dict[int, Device] = {}
@@ -196,6 +164,10 @@ class OptimizedKernel:
         return self._last_pops
 
     # ------------------------------------------------------------ helpers
+    def bugged(self, bug: Bug) -> bool:
+        """Whether the planted bug ``bug`` (a declaration of ``model/bugs.py``) is on."""
+        return self.bug is bug
+
     def violation(self, invariant: str, detail: str) -> None:
         self.violations.append(Violation(invariant, detail))
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from model import bugs
 from model.ops import (
     ADDRESS_PAGES,
     MAX_VALUE_PAGES,
@@ -121,11 +122,11 @@ class WalkCache:
 def mirror_invalidate(k: OptimizedKernel, t: Thread, sub: Subscription, rng: Range) -> Gen[bool]:
     """dmirror_interval_invalidate."""
     dev = k.devices[sub.owner]
-    if rng.blockable or k.mutant == "nonblock_callback_blocks":  # B4/B15 when mutated
+    if rng.blockable or k.bugged(bugs.NONBLOCK_CALLBACK_BLOCKS):  # B4/B15 when mutated
         yield from dev.lock.lock(t)
     elif not dev.lock.trylock(t):
         return False
-    if not (k.mutant == "mirror_skip_set_seq_own_migrate"
+    if not (k.bugged(bugs.MIRROR_SKIP_SET_SEQ_OWN_MIGRATE)
             and rng.event == "migrate" and rng.owner == dev.id):
         Notifier.mmu_interval_set_seq(sub, rng.cur_seq)
     if not (rng.event == "migrate" and rng.owner == dev.id):
@@ -232,7 +233,7 @@ def op_dread_dwrite(k: OptimizedKernel, t: Thread, op: Dread | Dwrite) -> Gen[Op
             cache = WalkCache()
             for g in range(a, b, GROUP):
                 gend = min(g + GROUP, b)
-                if k.mutant == "per_chunk_read_begin" and g != a \
+                if k.bugged(bugs.PER_CHUNK_READ_BEGIN) and g != a \
                         and sub.invalidate_seq != proc.mn.seq:
                     # B9a: read_begin again for every chunk (it would not wait
                     # here); the commit validates only the last one
@@ -247,17 +248,17 @@ def op_dread_dwrite(k: OptimizedKernel, t: Thread, op: Dread | Dwrite) -> Gen[Op
                         return err
                 if gend == b:
                     proc.mmap_lock.read_unlock(t)
-                    if k.mutant == "unlock_before_program":  # B16: check outside the lock
+                    if k.bugged(bugs.UNLOCK_BEFORE_PROGRAM):  # B16: check outside the lock
                         early = Notifier.mmu_interval_read_retry(sub, s0)
                 yield None  # Y3 after every 64 pages and after the last
             yield from dev.lock.lock(t)
             if proc.state != "live":
                 dev.lock.unlock(t)
                 return C.ESRCH
-            if k.mutant == "flag_instead_of_seq":
+            if k.bugged(bugs.FLAG_INSTEAD_OF_SEQ):
                 # B1: a "valid" flag, false only while an invalidation runs
                 retry = bool(proc.mn.seq & 1)
-            elif k.mutant == "unlock_before_program":
+            elif k.bugged(bugs.UNLOCK_BEFORE_PROGRAM):
                 retry = early  # B16: checked before the lock, programmed under it
             else:
                 retry = Notifier.mmu_interval_read_retry(sub, s0)
@@ -265,7 +266,7 @@ def op_dread_dwrite(k: OptimizedKernel, t: Thread, op: Dread | Dwrite) -> Gen[Op
             if retry:
                 t.failed_commits += 1
                 dev.lock.unlock(t)
-                stale = k.mutant == "mirror_retry_without_read_begin"
+                stale = k.bugged(bugs.MIRROR_RETRY_WITHOUT_READ_BEGIN)
                 continue
             proc.mn.check_commit(t, sub)
             if rec_v:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from model import bugs
 from model.ops import ADDRESS_PAGES, Err, Madvise, Mmap, Mprotect, Mremap, Munmap, OpResult
 from model.optimized import common as C
 from model.optimized.fault import split_block
@@ -102,7 +103,7 @@ def munmap_range(k: OptimizedKernel, t: Thread, proc: Process, a: int, b: int) -
     """S; I(unmap, [a, b)) if any VMA overlaps."""
     yield from split_blocks(k, t, proc, cut_blocks(proc, a, b))
     if any_overlap(proc, a, b):
-        if k.mutant == "free_at_invalidate_start":
+        if k.bugged(bugs.FREE_AT_INVALIDATE_START):
             free_zapped_early(k, proc, a, b)  # same step as the start below
         yield from invalidate(t, proc.mn, Range("unmap", a, b, None, True),
                               lambda: unmap_apply(k, proc, a, b))
@@ -263,11 +264,11 @@ def op_madvise(k: OptimizedKernel, t: Thread, op: Madvise) -> Gen[OpResult]:
         for m in vmas_in(proc, a, b):
             lo, hi = max(m.start, a), min(m.end, b)
             yield from split_blocks(k, t, proc, cut_blocks(proc, lo, hi))
-            if k.mutant == "free_at_invalidate_start":
+            if k.bugged(bugs.FREE_AT_INVALIDATE_START):
                 free_zapped_early(k, proc, lo, hi)  # same step as the start below
             yield from invalidate(t, proc.mn, Range("clear", lo, hi, None, True),
                                   partial(_zap_apply, k, proc, lo, hi),
-                                  k.mutant != "zap_without_invalidate")  # B10 if mutated
+                                  not k.bugged(bugs.ZAP_WITHOUT_INVALIDATE))  # B10 if mutated
         proc.mmap_lock.read_unlock(t)
         return C.ENOMEM if hole else C.OK_RESULT
     huge = op.advice == "hugepage"

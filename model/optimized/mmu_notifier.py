@@ -51,6 +51,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from model import bugs
+from model.bugs import Bug
 from model.optimized.itree import IntervalTree
 from model.optimized.threads import Gen, Thread, wait
 
@@ -104,7 +106,7 @@ class Notifier:
         self.max_seq = 2
         self.allow_tree_change = False
         self.dead = False
-        self.mutant: str | None = None
+        self.bug: Bug | None = None  # the planted bug switched on (model/bugs.py)
 
     # ------------------------------------------------------------ tree edits
     def _tree_add(self, sub: Subscription) -> None:
@@ -175,9 +177,9 @@ class Notifier:
         if self.dead:
             self.violations.append(("release_is_final", "invalidation started on a dead mm"))
         self.active += 1
-        if self.mutant == "invalidate_range_end_off_by_one":
+        if self.bug is bugs.INVALIDATE_RANGE_END_OFF_BY_ONE:
             rng.end -= 1  # the callbacks see a range one page short
-        if self.mutant == "itree_inclusive_end":
+        if self.bug is bugs.ITREE_INCLUSIVE_END:
             # the overlap test takes a subscription's end as inclusive
             rng.hits = self.itree.overlaps(rng.start - 1, rng.end)
         else:
@@ -228,7 +230,7 @@ def invalidate(t: Thread, mn: Notifier, rng: Range, apply: Callable[[], None],
             Notifier.stamp += 1
             sub.last_success = Notifier.stamp
         else:
-            if mn.mutant != "skip_end_after_failed_callback":  # Linux bug B5
+            if mn.bug is not bugs.SKIP_END_AFTER_FAILED_CALLBACK:  # Linux bug B5
                 mn.mn_itree_inv_end(rng)  # end runs at once, before the Y1
             yield None  # Y1
             return False

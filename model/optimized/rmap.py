@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from model import bugs
 from model.optimized.pagetable import KIND_MASK, SHIFT, Arr
 from model.optimized.state import Process
 
@@ -47,7 +48,7 @@ def rmap_walk(k: OptimizedKernel, index: int, npages: int, obj: int, kinds: tupl
         proc = k.procs[pid]
         if proc.state == "dead":
             continue
-        if found and k.mutant == "rmap_misses_second_process":
+        if found and k.bugged(bugs.RMAP_MISSES_SECOND_PROCESS):
             return  # the walk stops after the first process with a mapping
         for a, b in vma_ranges(k, proc, index, npages, obj):
             for vpns, ents, pmd in proc.pt.populated(a, b):

@@ -18,6 +18,7 @@ from __future__ import annotations
 from functools import partial
 from typing import TYPE_CHECKING
 
+from model import bugs
 from model.ops import MAX_VALUE_PAGES, Complete, HandleResult, OpResult, Reg, Submit, Unreg
 from model.optimized import common as C
 from model.optimized.mmu_notifier import Notifier, Range, Subscription
@@ -61,7 +62,7 @@ def userptr_invalidate(k: OptimizedKernel, t: Thread, sub: Subscription, rng: Ra
         dev.lock.unlock(t)
         yield from wait(t, lambda: reg.active == 0, "userptr active jobs")
         yield from dev.lock.lock(t)
-    if k.mutant != "userptr_keep_pins":
+    if not k.bugged(bugs.USERPTR_KEEP_PINS):
         _unpin_all(k, reg)
     dev.lock.unlock(t)
     return True

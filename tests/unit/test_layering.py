@@ -2,7 +2,7 @@
 
 * ``model`` imports no fuzzing code (nothing from ``fuzz`` or ``tests``);
 * ``model/optimized`` imports only the shared vocabulary from ``model``
-  (``model.ops``, ``model.observation``, ``model.interface``), never the
+  (``model.ops``, ``model.observation``, ``model.interface``, ``model.bugs``), never the
   reference logic, and the reference never imports the optimized code;
 * nothing imports ``tests``.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-VOCABULARY = {"model", "model.ops", "model.observation", "model.interface"}
+VOCABULARY = {"model", "model.ops", "model.observation", "model.interface", "model.bugs"}
 
 
 def imports(path: Path) -> set[str]:
