@@ -94,9 +94,9 @@ class Subscription:
 class Notifier:
     """struct mmu_notifier_subscriptions of one mm."""
 
-    stamp = 0  # global event counter for invariant 6(d)
-
-    def __init__(self) -> None:
+    def __init__(self, bug: Bug | None = None) -> None:
+        self.bug = bug  # the planted bug switched on (model/bugs.py)
+        self.stamp = 0  # this mm's event counter for invariant 6(d)
         self.seq = 2
         self.active = 0
         self.itree: IntervalTree[Subscription] = IntervalTree()
@@ -106,7 +106,6 @@ class Notifier:
         self.max_seq = 2
         self.allow_tree_change = False
         self.dead = False
-        self.bug: Bug | None = None  # the planted bug switched on (model/bugs.py)
 
     # ------------------------------------------------------------ tree edits
     def _tree_add(self, sub: Subscription) -> None:
@@ -153,9 +152,14 @@ class Notifier:
         s = sub.invalidate_seq
         if s == self.seq:
             yield from wait(t, lambda: self.seq != s, "read_begin")
-        Notifier.stamp += 1
-        sub.begin_stamps[t.name] = Notifier.stamp
+        self.note_begin(t, sub)
         return s
+
+    def note_begin(self, t: Thread, sub: Subscription) -> None:
+        """Invariant 6(d)'s record of when ``t`` last began reading ``sub``
+        (a subscription's events all happen on its own mm's counter)."""
+        self.stamp += 1
+        sub.begin_stamps[t.name] = self.stamp
 
     @staticmethod
     def mmu_interval_read_retry(sub: Subscription, s: int) -> bool:
@@ -227,8 +231,8 @@ def invalidate(t: Thread, mn: Notifier, rng: Range, apply: Callable[[], None],
             t.nonblocking -= 1
         rng.returned += 1
         if ok:
-            Notifier.stamp += 1
-            sub.last_success = Notifier.stamp
+            mn.stamp += 1
+            sub.last_success = mn.stamp
         else:
             if mn.bug is not bugs.SKIP_END_AFTER_FAILED_CALLBACK:  # Linux bug B5
                 mn.mn_itree_inv_end(rng)  # end runs at once, before the Y1

@@ -55,10 +55,11 @@ def test_a_misspelt_name_is_an_error_not_no_bug() -> None:
 
 
 def test_the_kernel_asks_for_the_declaration() -> None:
-    k = OptimizedKernel(Config(mutant="fork_share_pinned"))
+    k = OptimizedKernel(Config(mutant="fork_share_pinned")).state
     assert k.bugged(bugs.FORK_SHARE_PINNED)
     assert not k.bugged(bugs.FLAG_INSTEAD_OF_SEQ)
-    assert not OptimizedKernel(Config()).bugged(bugs.FORK_SHARE_PINNED)
+    assert k.procs[0].mn.bug is bugs.FORK_SHARE_PINNED
+    assert not OptimizedKernel(Config()).state.bugged(bugs.FORK_SHARE_PINNED)
 
 
 def test_a_driver_declares_its_own_bugs_and_names_are_unique() -> None:
