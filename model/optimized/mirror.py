@@ -3,7 +3,9 @@
 Mirrors ``dmirror_interval_invalidate`` (the callback), ``dmirror_fault`` /
 ``dmirror_range_fault`` with ``hmm_range_fault`` (the walk) and
 ``dmirror_do_read``/``dmirror_do_write`` (the access check), and
-``dmirror_snapshot``.  The device table is a radix tree (``dmirror->pt``
+``dmirror_snapshot``; opening a mirror registers its device memory
+(``dmirror_devmem_ops``: a CPU fault on one of its pages calls its
+``migrate_to_ram``).  The device table is a radix tree (``dmirror->pt``
 is an xarray) of packed targets: a folio page or device page with ``w``,
 or the zero page; it holds no references.
 
@@ -309,7 +311,9 @@ def _walk_group(k: KernelState, t: Thread, dev: Device, a: int, b: int, end: int
                 d = payload_of(e)
                 if int(k.dpages.owner[d]) == dev.id and (not write or e & W):
                     break
-                res = yield from migrate_to_ram(k, t, d)  # another device's page
+                # hmm_range_fault faults it in (another device's page, or
+                # its own one read-only for a write): its owner's hook
+                res = yield from migrate_to_ram(k, t, d)
                 if res == "nomem":
                     return C.ENOMEM
                 continue
