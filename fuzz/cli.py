@@ -19,6 +19,7 @@ from fuzz.errors import BadInput
 from fuzz.executor import Settings, Verdict, run_trace
 from fuzz.minimize import DEFAULT_MAX_RUNS, NoFinding, Stats, minimize_file
 from fuzz.trace import Trace, TraceError, format_step, format_trace, load_trace
+from model.bugs import UnknownBug
 
 EXIT_OK, EXIT_FOUND, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -194,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         code: int = args.func(args)
-    except (BadInput, TraceError, impls.UnknownImplementation) as exc:
+    except (BadInput, TraceError, impls.UnknownImplementation, UnknownBug) as exc:
         print(f"mirrorfuzz: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

@@ -1,6 +1,6 @@
 """``mirrorfuzz mutants``: how fast each engine finds each planted bug.
 
-For each engine x mutant (``model.optimized.kernel.MUTANTS``) the engine runs
+For each engine x mutant (declared in ``model/bugs.py``) the engine runs
 with that mutant switched on, under a time budget, until its first finding;
 the finding's trace is minimized by ``fuzz.minimize`` (on both sides, the
 mutant on, observations every step) and a table is printed: mutant, engine,
@@ -48,6 +48,7 @@ from fuzz.executor import Settings, run_trace
 from fuzz.fuzz_trace import MAX_WORK
 from fuzz.minimize import Stats, minimize_file
 from fuzz.trace import Trace, TraceError, format_trace
+from model import bugs
 from model.interface import Factory
 
 ENGINES: Final = ("hypothesis", "atheris")
@@ -364,17 +365,31 @@ def _save(hunt: Hunt, out: Path) -> None:
         write_atomic(out / f"{hunt.mutant}.{hunt.engine}.trace", format_trace(hunt.repro))
 
 
-def cmd(args: argparse.Namespace) -> int:
-    from model.optimized.kernel import MUTANTS
+def list_bugs() -> str:
+    """``mirrorfuzz mutants --list``: every declared bug, what it breaks and
+    what it imitates."""
+    out = []
+    for bug in bugs.all_bugs():
+        out += [f"{bug.name}  [{bug.lives_in}]", f"    breaks:   {bug.breaks}",
+                f"    imitates: {bug.imitates}"]
+    out.append(f"{len(out) // 3} planted bugs")
+    return "\n".join(out)
 
+
+def cmd(args: argparse.Namespace) -> int:
+    if args.list:
+        print(list_bugs())
+        return 0
     if args.engine not in (*ENGINES, "both"):
         raise BadInput(f"--engine: expected hypothesis, atheris or both, got {args.engine!r}")
     seconds: float = _number(args.time, "time", float)
     seed: int = _number(args.seed, "seed", int)
-    names: list[str] = args.mutant or sorted(MUTANTS)
-    unknown = [n for n in names if n not in MUTANTS]
-    if unknown:
-        raise BadInput(f"unknown mutant {unknown[0]!r} (known: {', '.join(sorted(MUTANTS))})")
+    names: list[str] = args.mutant or [bug.name for bug in bugs.all_bugs()]
+    for name in names:
+        try:
+            bugs.lookup(name)
+        except bugs.UnknownBug as exc:
+            raise BadInput(str(exc)) from None
     engines = list(ENGINES) if args.engine == "both" else [args.engine]
     if "atheris" in engines and not atheris_available():
         raise BadInput("atheris is not installed (pip install '.[fuzz]')")
@@ -424,5 +439,7 @@ def register(sub: Any) -> None:
     parser.add_argument("--out", default=None, metavar="DIR",
                         help="where the repros and working data go (default a new temp dir)")
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    parser.add_argument("--list", action="store_true",
+                        help="only list the planted bugs: what each breaks and imitates")
     parser.set_defaults(func=cmd)
 

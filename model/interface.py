@@ -25,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final, Protocol
 
+from model.bugs import Bug, lookup
 from model.observation import Observation, VmaView
 from model.ops import (
     DEFAULT_DEVICE_FRAMES,
@@ -73,7 +74,15 @@ class Config:
     frames: int = DEFAULT_FRAMES
     device_frames: int = DEFAULT_DEVICE_FRAMES
     checks: bool = True  # check invariants after every step (off only for benchmarks)
-    mutant: str | None = None  # a planted bug, by name (optimized implementation only)
+    mutant: str | None = None  # a planted bug, by its declared name (model/bugs.py)
+
+    def __post_init__(self) -> None:
+        lookup(self.mutant)  # a name nobody declared: model.bugs.UnknownBug, here
+
+    @property
+    def bug(self) -> Bug | None:
+        """The planted bug switched on, as declared in ``model/bugs.py``."""
+        return lookup(self.mutant)
 
 
 class Implementation(Protocol):

@@ -1,7 +1,22 @@
 """The optimized implementation of SPEC v1, built like the Linux kernel.
 
 Entry point: :class:`OptimizedKernel` (``model.interface.Implementation``,
-name ``"optimized"``).  Module map, each named after its Linux counterpart:
+name ``"optimized"``), a thin adapter in ``kernel.py`` over one
+``state.KernelState`` (every object of SPEC §1, the counters, the violations
+found, the planted bug) with the step rule and the op dispatch table.  The
+ops are functions of that state; layers, lowest first (nothing imports a
+module above it, and nothing imports ``kernel.py``):
+
+1. ``threads``, ``itree``, ``pagetable``, ``folios``, ``mmu_gather``,
+   ``ledger``; ``mmu_notifier``; ``state``; ``vma``, ``common``, ``rmap``,
+   ``memory``;
+2. ``fault`` (a CPU fault on a device page calls the page's
+   ``pgmap->ops->migrate_to_ram``, which the mirror device sets), ``mmap``,
+   ``fork``, ``exit``, ``pin``, ``migrate``, ``migrate_device``;
+3. the device kinds: ``mirror``, ``userptr`` (over ``pin``);
+4. ``checks``, ``observe``; ``kernel`` (the adapter).
+
+Module map, each named after its Linux counterpart:
 
 * ``pagetable.py`` four-level radix page table, numpy leaf tables, PMD leaves
 * ``folios.py`` struct-of-arrays frames / swap slots / device pages, LIFO reuse
@@ -17,6 +32,8 @@ name ``"optimized"``).  Module map, each named after its Linux counterpart:
 * ``migrate.py`` migrate, reclaim, oomreap
 * ``checks.py`` invariants 1-3 and 6-10; ``observe.py`` the observation
 * ``threads.py`` generators, yield points, mmap_lock and the driver lock
+* ``state.py`` ``KernelState`` and the objects (``mm_struct``, VMAs, devices
+  with their ``dev_pagemap``, userptr/pin regions, jobs)
 """
 
 from model.optimized.kernel import MUTANTS, OptimizedKernel

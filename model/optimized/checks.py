@@ -28,8 +28,6 @@ when one of them fails are the tables scanned in full, for the report.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 import numpy.typing as npt
 
@@ -47,25 +45,16 @@ from model.optimized.pagetable import (
     ZERO,
     W,
 )
-
-if TYPE_CHECKING:
-    from model.optimized.kernel import OptimizedKernel
-    from model.optimized.state import Process
+from model.optimized.state import KernelState, Process
 
 
-class CheckState:
-    def __init__(self) -> None:
-        self.last_seq: dict[int, int] = {}
-        self.ledger = Ledger()
-
-
-def run_checks(k: OptimizedKernel) -> None:
+def run_checks(k: KernelState) -> None:
     found: list[tuple[str, str]] = []
     for proc in k.procs.values():
         found.extend(proc.mn.violations)
         proc.mn.violations.clear()
     _seq_and_pairing(k, found)
-    lg = k.check_state.ledger
+    lg = k.ledger
     lg.update([(p.pt, CPU) for p in k.procs.values()]
               + [(d.table, DEV) for d in k.devices.values()]
               + [(o.pages, OBJ) for o in k.objects.values() if o.live])
@@ -77,13 +66,13 @@ def run_checks(k: OptimizedKernel) -> None:
         k.violation(inv, detail)
 
 
-def _seq_and_pairing(k: OptimizedKernel, found: list[tuple[str, str]]) -> None:
+def _seq_and_pairing(k: KernelState, found: list[tuple[str, str]]) -> None:
     for pid, proc in k.procs.items():
         mn = proc.mn
-        last = k.check_state.last_seq.get(pid, 2)
+        last = k.last_seq.get(pid, 2)
         if mn.seq < last:
             found.append(("seq_protocol", f"P{pid}: seq decreased {last} -> {mn.seq}"))
-        k.check_state.last_seq[pid] = mn.seq
+        k.last_seq[pid] = mn.seq
         if mn.seq & 1 and mn.active <= 0:
             found.append(("seq_protocol", f"P{pid}: seq odd with active 0"))
         for sub in mn.itree.items():
@@ -95,7 +84,7 @@ def _seq_and_pairing(k: OptimizedKernel, found: list[tuple[str, str]]) -> None:
             found.append(("pairing", f"P{pid}: active {mn.active}, running {len(mn.running)}"))
 
 
-def _tables_maybe_bad(k: OptimizedKernel, lg: Ledger) -> bool:
+def _tables_maybe_bad(k: KernelState, lg: Ledger) -> bool:
     """Whether some entry or table entry names a freed (or never allocated)
     frame, device page or swap slot, from the ledger's counts."""
     fr, dp, sw = k.frames, k.dpages, k.swap
@@ -115,7 +104,7 @@ def _tables_maybe_bad(k: OptimizedKernel, lg: Ledger) -> bool:
     return bool(lg.get("swp", ns)[sw.live[:ns] == 0].any())
 
 
-def _references_live(k: OptimizedKernel, found: list[tuple[str, str]]) -> bool:
+def _references_live(k: KernelState, found: list[tuple[str, str]]) -> bool:
     """Invariants 1 and 3 on entries, table entries and pins (a full scan,
     for the report); True if broken."""
     fr, dp, sw = k.frames, k.dpages, k.swap
@@ -145,7 +134,7 @@ def _references_live(k: OptimizedKernel, found: list[tuple[str, str]]) -> bool:
     return _pins_live(k, found) or bad
 
 
-def _pins_live(k: OptimizedKernel, found: list[tuple[str, str]]) -> bool:
+def _pins_live(k: KernelState, found: list[tuple[str, str]]) -> bool:
     """Invariants 1 and 3 on the pins of regions; True if broken."""
     fr = k.frames
     bad = False
@@ -160,7 +149,7 @@ def _pins_live(k: OptimizedKernel, found: list[tuple[str, str]]) -> bool:
     return bad
 
 
-def _ledger(k: OptimizedKernel, lg: Ledger, found: list[tuple[str, str]]) -> None:
+def _ledger(k: KernelState, lg: Ledger, found: list[tuple[str, str]]) -> None:
     """Invariant 10 (every reference is live: the ledger's counts index the arrays)."""
     fr, dp, sw = k.frames, k.dpages, k.swap
     n = fr.top + 1
@@ -247,7 +236,7 @@ def _outside_rights(proc: Process, vpns: npt.NDArray[np.int64],
     return vpns[~inside | ~rd[j] | (tw & ~wr[j])]
 
 
-def _device_entries(k: OptimizedKernel, found: list[tuple[str, str]]) -> None:
+def _device_entries(k: KernelState, found: list[tuple[str, str]]) -> None:
     """Invariants 2 and 9."""
     for dev in k.devices.values():
         if dev.kind != "mirror" or not dev.table.pgd:

@@ -6,7 +6,7 @@ Rule 1 (EINVAL) and rule 2 (ESRCH) are checked in an op's first step;
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from model.ops import (  # re-exported: the model's modules import them from here
     EBUSY as EBUSY,
@@ -36,10 +36,7 @@ from model.ops import (
 from model.ops import (
     words_ok as words_ok,
 )
-from model.optimized.state import Device, Process
-
-if TYPE_CHECKING:
-    from model.optimized.kernel import OptimizedKernel
+from model.optimized.state import Device, KernelState, Process
 
 LIVE: Final = frozenset({"live"})
 NOT_DEAD: Final = frozenset({"live", "killed"})
@@ -50,14 +47,14 @@ def ok_state(proc: Process, allowed: frozenset[str]) -> bool:
     return proc.state in allowed
 
 
-def device(k: OptimizedKernel, d: int, kind: str) -> Device | None:
+def device(k: KernelState, d: int, kind: str) -> Device | None:
     dev = k.devices.get(d)
     if dev is None or dev.kind != kind:
         return None
     return dev
 
 
-def dev_proc(k: OptimizedKernel, dev: Device) -> Process:
+def dev_proc(k: KernelState, dev: Device) -> Process:
     return k.procs[dev.pid]
 
 OK_RESULT: Final = OK

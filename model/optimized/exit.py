@@ -10,22 +10,17 @@ starts on the mm.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from model.ops import ADDRESS_PAGES, Exit, OpResult
 from model.optimized import common as C
 from model.optimized.memory import tlb_gather, zap_range
 from model.optimized.mmap import release_objects
 from model.optimized.mmu_notifier import Range, invalidate
-from model.optimized.state import Process
+from model.optimized.state import KernelState, Process
 from model.optimized.threads import Gen, Thread
 from model.optimized.vma import changed
 
-if TYPE_CHECKING:
-    from model.optimized.kernel import OptimizedKernel
 
-
-def op_exit(k: OptimizedKernel, t: Thread, op: Exit) -> Gen[OpResult]:
+def op_exit(k: KernelState, t: Thread, op: Exit) -> Gen[OpResult]:
     proc = k.proc(op.p)
     if proc is None:
         return C.EINVAL
@@ -48,7 +43,7 @@ def op_exit(k: OptimizedKernel, t: Thread, op: Exit) -> Gen[OpResult]:
     return C.OK_RESULT
 
 
-def _release_done(k: OptimizedKernel, proc: Process) -> None:
+def _release_done(k: KernelState, proc: Process) -> None:
     if not k.config.checks:
         return
     for dev in k.devices.values():
@@ -57,7 +52,7 @@ def _release_done(k: OptimizedKernel, proc: Process) -> None:
                         f"D{dev.id} keeps table entries after P{proc.pid}'s release")
 
 
-def _exit_mmap(k: OptimizedKernel, proc: Process) -> None:
+def _exit_mmap(k: KernelState, proc: Process) -> None:
     tlb = tlb_gather(k)
     zap_range(k, proc, 0, ADDRESS_PAGES, tlb)
     objs = {m.obj for m in proc.vmas if m.obj is not None}

@@ -3,15 +3,16 @@
 Mirrors ``mm/memory.c``: ``handle_mm_fault`` -> ``do_anonymous_page`` /
 ``do_huge_pmd_anonymous_page`` (THP), ``do_fault`` (shmem), ``do_swap_page``,
 ``do_wp_page`` (reuse or ``wp_page_copy``), ``migration_entry_wait``, and
-``do_swap_page``'s ``migrate_to_ram`` for device entries.  The rule: act on
-the entry at v by SPEC's table until no fault is needed; an apply that
-replaces an entry first checks that it is still the entry acted on.
+``do_swap_page``'s ``page_pgmap(page)->ops->migrate_to_ram(vmf)`` for
+device entries (:func:`migrate_to_ram`: the hook the device page's owner put
+on its ``dev_pagemap``; the core knows no driver).  The rule: act on the
+entry at v by SPEC's table until no fault is needed; an apply that replaces
+an entry first checks that it is still the entry acted on.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from model import bugs
 from model.ops import (
     MAX_VALUE_PAGES,
     OK,
@@ -46,22 +47,19 @@ from model.optimized.pagetable import (
     mkentry,
     payload_of,
 )
-from model.optimized.state import Process, Vma
+from model.optimized.state import KernelState, Process, Vma
 from model.optimized.threads import Gen, Thread, wait
 from model.optimized.vma import find_vma
 
-if TYPE_CHECKING:
-    from model.optimized.kernel import OptimizedKernel
 
-
-def split_block(k: OptimizedKernel, t: Thread, proc: Process, base: int) -> Gen[None]:
+def split_block(k: KernelState, t: Thread, proc: Process, base: int) -> Gen[None]:
     """A PMD split: I(clear, block) whose apply splits it if still PMD-mapped."""
     rng = Range("clear", base, base + PTRS, None, True)
     yield from invalidate(t, proc.mn, rng, lambda: _split(k, proc, base),
-                          k.mutant != "split_without_invalidate")  # no callbacks if mutated
+                          not k.bugged(bugs.SPLIT_WITHOUT_INVALIDATE))  # no callbacks if mutated
 
 
-def _split(k: OptimizedKernel, proc: Process, base: int) -> None:
+def _split(k: KernelState, proc: Process, base: int) -> None:
     split_huge_pmd(k, proc, base)
 
 
@@ -77,7 +75,7 @@ def no_fault_needed(e: int, write: bool) -> bool:
     return kind == ZERO and not write
 
 
-def access(k: OptimizedKernel, proc: Process, v: int, write: bool, x: int) -> OpResult:
+def access(k: KernelState, proc: Process, v: int, write: bool, x: int) -> OpResult:
     """The access itself, once no fault is needed."""
     e = proc.pt.entry(v)
     k.pops += 1
@@ -92,7 +90,7 @@ def access(k: OptimizedKernel, proc: Process, v: int, write: bool, x: int) -> Op
     return Num(int(k.frames.word[pfn]))
 
 
-def op_access(k: OptimizedKernel, t: Thread, op: Read | Write) -> Gen[OpResult]:
+def op_access(k: KernelState, t: Thread, op: Read | Write) -> Gen[OpResult]:
     """read P v / write P v x."""
     write = isinstance(op, Write)
     x = op.x if isinstance(op, Write) else 0
@@ -123,7 +121,7 @@ def op_access(k: OptimizedKernel, t: Thread, op: Read | Write) -> Gen[OpResult]:
     return res
 
 
-def op_range_access(k: OptimizedKernel, t: Thread, op: ReadRange | WriteRange
+def op_range_access(k: KernelState, t: Thread, op: ReadRange | WriteRange
                     ) -> Gen[OpResult]:
     """read_range / write_range: a userspace loop of single-page accesses
     (each one do_user_addr_fault's path), yielding between pages."""
@@ -146,11 +144,9 @@ def op_range_access(k: OptimizedKernel, t: Thread, op: ReadRange | WriteRange
     return OK if write else Values(tuple(words))
 
 
-def handle_mm_fault(k: OptimizedKernel, t: Thread, proc: Process, vma: Vma, v: int,
+def handle_mm_fault(k: KernelState, t: Thread, proc: Process, vma: Vma, v: int,
                     write: bool) -> Gen[OpResult | None]:
     """fault(v): act on the entry until no fault is needed; None, or ENOMEM."""
-    from model.optimized.migrate_device import migrate_back
-
     while True:
         e, pmd = proc.pt.get(v)
         kind = kind_of(e)
@@ -223,14 +219,21 @@ def handle_mm_fault(k: OptimizedKernel, t: Thread, proc: Process, vma: Vma, v: i
                             "migration entry")
             continue
         if kind == DEVICE:
-            res = yield from migrate_back(k, t, payload_of(e))
+            res = yield from migrate_to_ram(k, t, payload_of(e))
             if res == "nomem":
                 return C.ENOMEM
             continue
         return None  # unreachable: every kind handled
 
 
-def _replace_with_copy(k: OptimizedKernel, t: Thread, proc: Process, vma: Vma, v: int, e: int,
+def migrate_to_ram(k: KernelState, t: Thread, d: int) -> Gen[str]:
+    """A CPU fault (or GUP, or hmm_range_fault) on device-private page ``d``:
+    ``page_pgmap(page)->ops->migrate_to_ram``, the owner driver's hook
+    ("again", "none", "moved" or "nomem")."""
+    return (yield from k.pgmap_of(d).ops.migrate_to_ram(k, t, d))
+
+
+def _replace_with_copy(k: KernelState, t: Thread, proc: Process, vma: Vma, v: int, e: int,
                        zero: bool, writable: bool = True) -> Gen[bool]:
     """I(clear,[v,v+1)); apply: a new order-0 folio (zeroed, or a copy of the
     page) mapped w (if ``writable``) and x.  Returns True on ENOMEM."""

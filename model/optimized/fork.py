@@ -13,10 +13,10 @@ zaps the child and kills it.
 from __future__ import annotations
 
 from functools import partial
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from model import bugs
 from model.ops import Fork, HandleResult, OpResult
 from model.optimized import common as C
 from model.optimized.memory import hold_entries, split_huge_pmd, tlb_gather, zap_range
@@ -36,15 +36,12 @@ from model.optimized.pagetable import (
     mkentry,
     payload_of,
 )
-from model.optimized.state import Process, Vma
+from model.optimized.state import KernelState, Process, Vma
 from model.optimized.threads import Gen, Thread
 from model.optimized.vma import changed
 
-if TYPE_CHECKING:
-    from model.optimized.kernel import OptimizedKernel
 
-
-def op_fork(k: OptimizedKernel, t: Thread, op: Fork) -> Gen[OpResult]:
+def op_fork(k: KernelState, t: Thread, op: Fork) -> Gen[OpResult]:
     proc = k.proc(op.p)
     if proc is None or op.child < 1 or op.child in k.procs:
         return C.EINVAL
@@ -54,8 +51,7 @@ def op_fork(k: OptimizedKernel, t: Thread, op: Fork) -> Gen[OpResult]:
     if proc.state != "live":
         proc.mmap_lock.write_unlock(t)
         return C.ESRCH
-    child = Process(op.child, handle_ok=False)
-    child.mn.mutant = k.mutant
+    child = k.new_process(op.child, handle_ok=False)
     child.vmas = [m.piece(m.start, m.end) for m in proc.vmas]
     k.procs[op.child] = child
     proc.forked = child.forked = True
@@ -77,7 +73,7 @@ def op_fork(k: OptimizedKernel, t: Thread, op: Fork) -> Gen[OpResult]:
     return HandleResult("P", op.child)
 
 
-def kill_child(k: OptimizedKernel, child: Process, tlb: MmuGather) -> None:
+def kill_child(k: KernelState, child: Process, tlb: MmuGather) -> None:
     """The failed child: its entries are zapped and it is dead (its VMAs go)."""
     zap_range(k, child, 0, 1 << 36, tlb)
     objs = {m.obj for m in child.vmas if m.obj is not None}
@@ -88,7 +84,7 @@ def kill_child(k: OptimizedKernel, child: Process, tlb: MmuGather) -> None:
     release_objects(k, objs, tlb)
 
 
-def _copy_apply(k: OptimizedKernel, proc: Process, child: Process, m: Vma,
+def _copy_apply(k: KernelState, proc: Process, child: Process, m: Vma,
                 nomem: list[bool]) -> None:
     """copy_page_range for one VMA."""
     fr = k.frames
@@ -97,7 +93,7 @@ def _copy_apply(k: OptimizedKernel, proc: Process, child: Process, m: Vma,
     for base, lf, lo, hi in proc.pt.chunks(m.start, m.end):
         if isinstance(lf, int):
             head = payload_of(lf)
-            if (fr.pincount[head] == 0 or k.mutant == "fork_share_pinned") \
+            if (fr.pincount[head] == 0 or k.bugged(bugs.FORK_SHARE_PINNED)) \
                     and lo == 0 and hi == PTRS:
                 new = lf & ~(W | X)
                 proc.pt.set_leaf(base, new)
@@ -119,7 +115,7 @@ def _copy_apply(k: OptimizedKernel, proc: Process, child: Process, m: Vma,
         pay = e >> SHIFT
         present = kinds == PRESENT
         pinned = np.zeros(e.size, bool)
-        if present.any() and k.mutant != "fork_share_pinned":
+        if present.any() and not k.bugged(bugs.FORK_SHARE_PINNED):
             pinned[present] = fr.pincount[fr.heads(pay[present])] > 0
         cut = e.size
         copies: list[tuple[int, int]] = []  # (position, new pfn)

@@ -1,10 +1,14 @@
 """OptimizedKernel: SPEC v1 built like the kernel, driven through threads.
 
-This module holds the global state (processes, frames, swap, device pages,
-devices, regions, jobs, threads) and the step rule of SPEC §5.1; each op is
-a generator in the module named after its Linux counterpart (``mmap.py``
-for ``do_mmap``/``do_munmap``/..., ``fault.py`` for ``handle_mm_fault``,
-``mirror.py`` for test_hmm's dmirror, ...).
+This module is the :class:`~model.interface.Implementation` adapter: it owns
+one :class:`~model.optimized.state.KernelState` (processes, frames, swap,
+device pages, devices, regions, jobs, threads, counters, violations, the
+planted bug) and applies the step rule of SPEC §5.1 to its threads.  Each
+op is a generator ``op(k, t, op)`` over that state in the module named after
+its Linux counterpart (``mmap.py`` for ``do_mmap``/``do_munmap``/...,
+``fault.py`` for ``handle_mm_fault``, ``mirror.py`` for test_hmm's dmirror,
+...); :data:`DISPATCH` maps each op class to it.  Nothing below imports this
+module.
 """
 
 from __future__ import annotations
@@ -12,87 +16,51 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Final
 
+from model import bugs
 from model import ops as O
 from model.interface import Config, Violation
 from model.observation import Observation, VmaView
 from model.ops import EINVAL, Blocked, Done, Err, Op, OpResult, StepOutcome, Yielded
-from model.optimized import checks, observe
-from model.optimized.folios import DevicePages, FrameTable, SwapTable
-from model.optimized.state import Device, Job, Process, Region, SharedObject
+from model.optimized import (
+    checks,
+    fault,
+    fork,
+    migrate,
+    migrate_device,
+    mirror,
+    mmap,
+    observe,
+    pin,
+    userptr,
+)
+from model.optimized import exit as exit_
+from model.optimized.state import KernelState
 from model.optimized.threads import Gen, Thread
 
 _YIELDED: Final = Yielded()
 _BLOCKED: Final = Blocked()
 
-OpFn = Callable[[Any, Thread, Any], Gen[OpResult]]
+OpFn = Callable[[KernelState, Thread, Any], Gen[OpResult]]
 
-MUTANTS: dict[str, str] = {
-    "mirror_skip_set_seq_own_migrate":
-        "B2: the mirror callback skips set_seq on its own migrate events (dmirror, D5)",
-    "skip_end_after_failed_callback":
-        "B5: a failed non-blockable callback leaves its invalidation without end",
-    "fork_share_pinned": "B8: fork shares pinned pages read-only instead of copying them",
-    "mirror_retry_without_read_begin":
-        "B9b: the mirror retries its walk with the old sequence (no new read_begin)",
-    "userptr_keep_pins": "userptr callback returns success without unpinning (i915 style)",
-    "itree_inclusive_end":
-        "the interval tree's overlap test takes a subscription's end as inclusive",
-    "invalidate_range_end_off_by_one":
-        "an invalidation's callbacks see a range one page short at the end",
-    "flag_instead_of_seq":
-        "B1: the mirror commit checks a valid flag (false only mid-invalidation), not the seq",
-    "per_chunk_read_begin":
-        "B9a: the mirror walk takes read_begin again per 64-page chunk; the commit checks the last",
-    "unlock_before_program":
-        "B16: the mirror's read_retry runs before the driver lock the table is programmed under",
-    "nonblock_callback_blocks":
-        "B4/B15: the mirror callback waits for the driver lock in a non-blockable invalidation",
-    "zap_without_invalidate":
-        "B10: madvise(DONTNEED)'s zap skips its invalidation callbacks (Y1s kept)",
-    "rmap_misses_second_process":
-        "B6-style: the reverse-map walk (migrate/reclaim) stops after the first process",
-    "free_at_invalidate_start":
-        "B11-class (page freed before its last translation is gone; CPU-TLB analogue "
-        "CVE-2018-18281, mremap 'properly flush TLB before releasing the page'): "
-        "munmap/madvise(DONTNEED) free the folios they zap when the invalidation starts, "
-        "not at tlb_finish_mmu after the apply, while the CPU and device still map them",
-    "split_without_invalidate":
-        "B10-class (missing invalidate, cf. f268f6cf875f for THP collapse): "
-        "__split_huge_pmd calls no MMU_NOTIFY_CLEAR callbacks for the block it splits "
-        "(start/end and Y1s kept), so the mirror keeps entries SPEC drops",
+DISPATCH: Final[dict[type[Op], OpFn]] = {
+    O.Mmap: mmap.op_mmap, O.Munmap: mmap.op_munmap, O.Mremap: mmap.op_mremap,
+    O.Mprotect: mmap.op_mprotect, O.Madvise: mmap.op_madvise,
+    O.Fork: fork.op_fork, O.Exit: exit_.op_exit,
+    O.Read: fault.op_access, O.Write: fault.op_access,
+    O.Open: mirror.op_open, O.Dread: mirror.op_dread_dwrite,
+    O.Dwrite: mirror.op_dread_dwrite, O.Snapshot: mirror.op_snapshot,
+    O.MigrateToDev: migrate_device.op_migrate_to_dev, O.Evict: migrate_device.op_evict,
+    O.Reg: userptr.op_reg, O.Submit: userptr.op_submit, O.Complete: userptr.op_complete,
+    O.Unreg: userptr.op_unreg, O.Pin: pin.op_pin, O.Dma: pin.op_dma,
+    O.Unpin: pin.op_unpin, O.Migrate: migrate.op_migrate, O.Reclaim: migrate.op_migrate,
+    O.Oomreap: migrate.op_oomreap, O.ReadRange: fault.op_range_access,
+    O.WriteRange: fault.op_range_access,
 }
-"""Planted bugs ``config.mutant`` may switch on, one at a time (Linux bug ids
-from background/linux-semantics.md §11).  With none, nothing changes."""
+"""Op class -> the function that runs it (the only dispatch table)."""
 
-
-def _dispatch() -> dict[type, OpFn]:
-    from model.optimized import (
-        exit as exit_,
-    )
-    from model.optimized import (
-        fault,
-        fork,
-        migrate,
-        migrate_device,
-        mirror,
-        mmap,
-        pin,
-        userptr,
-    )
-    return {
-        O.Mmap: mmap.op_mmap, O.Munmap: mmap.op_munmap, O.Mremap: mmap.op_mremap,
-        O.Mprotect: mmap.op_mprotect, O.Madvise: mmap.op_madvise,
-        O.Fork: fork.op_fork, O.Exit: exit_.op_exit,
-        O.Read: fault.op_access, O.Write: fault.op_access,
-        O.Open: mirror.op_open, O.Dread: mirror.op_dread_dwrite,
-        O.Dwrite: mirror.op_dread_dwrite, O.Snapshot: mirror.op_snapshot,
-        O.MigrateToDev: migrate_device.op_migrate_to_dev, O.Evict: migrate_device.op_evict,
-        O.Reg: userptr.op_reg, O.Submit: userptr.op_submit, O.Complete: userptr.op_complete,
-        O.Unreg: userptr.op_unreg, O.Pin: pin.op_pin, O.Dma: pin.op_dma,
-        O.Unpin: pin.op_unpin, O.Migrate: migrate.op_migrate, O.Reclaim: migrate.op_migrate,
-        O.Oomreap: migrate.op_oomreap, O.ReadRange: fault.op_range_access,
-        O.WriteRange: fault.op_range_access,
-    }
+MUTANTS = bugs.MUTANTS
+"""The older name -> description view of the planted bugs (declared in
+``model/bugs.py``; ``config.mutant`` switches one on)."""
 
 
 class OptimizedKernel:
@@ -102,42 +70,26 @@ class OptimizedKernel:
 
     def __init__(self, config: Config | None = None) -> None:
         self.config = config or Config()
-        self.mutant = self.config.mutant
-        self.checks = self.config.checks
-        self.frames = FrameTable(self.config.frames)
-        self.swap = SwapTable()
-        self.dpages = DevicePages(self.config.device_frames)
-        self.procs: dict[int, Process] = {0: Process(0)}
-        self.procs[0].mn.mutant = self.mutant
-        self.objects: dict[int, SharedObject] = {}
-        self.next_obj = 0
-        self.devices: dict[int, Device] = {}
-        self.regions: dict[int, Region] = {}
-        self.jobs: dict[int, Job] = {}
-        self.threads: dict[str, Thread] = {}
-        self.next_sub = 0
-        self.violations: list[Violation] = []
-        self.pops = 0
+        self.state = KernelState.boot(self.config)
         self._last_pops = 0
-        self.serial = 0  # steps taken (a walk's cache is good for its next step only)
-        self.dispatch = _dispatch()
-        self.check_state = checks.CheckState()
 
     # ------------------------------------------------------------ protocol
     def start(self, thread: str, op: Op) -> OpResult:
-        if thread in self.threads or not O.is_thread_name(thread):
+        k = self.state
+        if thread in k.threads or not O.is_thread_name(thread):
             return EINVAL
         t = Thread(thread, op)
-        t.gen = self.dispatch[type(op)](self, t, op)
-        self.threads[thread] = t
+        t.gen = DISPATCH[type(op)](k, t, op)
+        k.threads[thread] = t
         return O.OK
 
     def step(self, thread: str) -> StepOutcome | Err:
-        t = self.threads.get(thread)
+        k = self.state
+        t = k.threads.get(thread)
         if t is None or t.gen is None:
             return EINVAL
-        self.pops = 0
-        self.serial += 1
+        k.pops = 0
+        k.serial += 1
         if t.waiting is not None:
             if not t.waiting.pred():
                 self._last_pops = 0
@@ -147,65 +99,51 @@ class OptimizedKernel:
         try:
             y = t.gen.send(None)
         except StopIteration as stop:
-            del self.threads[thread]
+            del k.threads[thread]
             res = stop.value
             out = Done(res if res is not None else O.OK)
-            for dev in self.devices.values():  # an op's locks end with it
+            for dev in k.devices.values():  # an op's locks end with it
                 dev.lock.unlock(t)
-            for proc in self.procs.values():
+            for proc in k.procs.values():
                 proc.mmap_lock.release_all(thread)
                 if any(r.thread == thread for r in proc.mn.running):
-                    self.violation("pairing", f"{thread} ended with an invalidation not ended")
+                    k.violation("pairing", f"{thread} ended with an invalidation not ended")
         else:
             if y is not None:  # a Wait
                 t.waiting = y
             out = _YIELDED
-        self._last_pops = self.pops
+        self._last_pops = k.pops
         if t.violations:
             for msg in t.violations:
-                self.violations.append(Violation("no_block_when_nonblockable", msg))
+                k.violations.append(Violation("no_block_when_nonblockable", msg))
             t.violations.clear()
-        if self.checks:
-            checks.run_checks(self)
+        if self.config.checks:
+            checks.run_checks(k)
         return out
 
     def live_threads(self) -> list[str]:
-        return sorted(self.threads, key=O.thread_order)
+        return sorted(self.state.threads, key=O.thread_order)
 
     def failed_commits(self, thread: str) -> int:
-        t = self.threads.get(thread)
+        t = self.state.threads.get(thread)
         return 0 if t is None else t.failed_commits
 
     def active_jobs(self) -> list[int]:
-        return sorted(self.jobs)
+        return sorted(self.state.jobs)
 
     def vmas(self, pid: int) -> tuple[VmaView, ...]:
-        proc = self.procs.get(pid)
+        proc = self.state.procs.get(pid)
         if proc is None or proc.state == "dead":
             return ()
         return observe.vma_views(proc)
 
     def observe(self) -> Observation:
-        return observe.observe(self)
+        return observe.observe(self.state)
 
     def take_violations(self) -> list[Violation]:
-        out = self.violations
-        self.violations = []
+        out = self.state.violations
+        self.state.violations = []
         return out
 
     def page_ops(self) -> int:
         return self._last_pops
-
-    # ------------------------------------------------------------ helpers
-    def violation(self, invariant: str, detail: str) -> None:
-        self.violations.append(Violation(invariant, detail))
-
-    def proc(self, pid: int) -> Process | None:
-        """P's process if its handle is valid (DECISIONS D6)."""
-        proc = self.procs.get(pid)
-        return proc if proc is not None and proc.handle_ok else None
-
-    def new_sub_id(self) -> int:
-        n = self.next_sub
-        self.next_sub += 1
-        return n

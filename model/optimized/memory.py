@@ -14,7 +14,7 @@ The rule enforced here: every entry change keeps the ledger
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -36,17 +36,14 @@ from model.optimized.pagetable import (
     mkentry,
     payload_of,
 )
-from model.optimized.state import Process, SharedObject
-
-if TYPE_CHECKING:
-    from model.optimized.kernel import OptimizedKernel
+from model.optimized.state import KernelState, Process, SharedObject
 
 
-def tlb_gather(k: OptimizedKernel) -> MmuGather:
+def tlb_gather(k: KernelState) -> MmuGather:
     return MmuGather(k.frames, k.swap, k.dpages)
 
 
-def hold_entry(k: OptimizedKernel, e: int) -> None:
+def hold_entry(k: KernelState, e: int) -> None:
     """Take the references one new entry ``e`` holds (PTE level)."""
     kind = e & KIND_MASK
     p = e >> SHIFT
@@ -60,7 +57,7 @@ def hold_entry(k: OptimizedKernel, e: int) -> None:
         k.dpages.refcount[p] += 1
 
 
-def drop_entry(k: OptimizedKernel, e: int, tlb: MmuGather | None) -> None:
+def drop_entry(k: KernelState, e: int, tlb: MmuGather | None) -> None:
     """Drop the references one PTE-level entry held; free now if no gather."""
     kind = e & KIND_MASK
     p = e >> SHIFT
@@ -87,7 +84,7 @@ def drop_entry(k: OptimizedKernel, e: int, tlb: MmuGather | None) -> None:
             k.dpages.free(p)
 
 
-def set_pte(k: OptimizedKernel, proc: Process, v: int, e: int, tlb: MmuGather | None) -> None:
+def set_pte(k: KernelState, proc: Process, v: int, e: int, tlb: MmuGather | None) -> None:
     """Replace the PTE at v by e, moving references."""
     old = proc.pt.entry(v)
     hold_entry(k, e)
@@ -96,7 +93,7 @@ def set_pte(k: OptimizedKernel, proc: Process, v: int, e: int, tlb: MmuGather | 
     k.pops += 1
 
 
-def map_huge(k: OptimizedKernel, proc: Process, base: int, head: int, w: bool, x: bool) -> None:
+def map_huge(k: KernelState, proc: Process, base: int, head: int, w: bool, x: bool) -> None:
     """do_huge_pmd_anonymous_page: one PMD mapping of an order-9 folio."""
     proc.pt.set_leaf(base, mkentry(PRESENT, head, w, x))
     fr = k.frames
@@ -105,7 +102,7 @@ def map_huge(k: OptimizedKernel, proc: Process, base: int, head: int, w: bool, x
     k.pops += PTRS
 
 
-def split_huge_pmd(k: OptimizedKernel, proc: Process, base: int) -> bool:
+def split_huge_pmd(k: KernelState, proc: Process, base: int) -> bool:
     """__split_huge_pmd: replace a huge leaf by 512 PTEs (refcount +511)."""
     lf = proc.pt.leaf(base)
     if not isinstance(lf, int):
@@ -117,7 +114,7 @@ def split_huge_pmd(k: OptimizedKernel, proc: Process, base: int) -> bool:
     return True
 
 
-def zap_range(k: OptimizedKernel, proc: Process, a: int, b: int, tlb: MmuGather) -> None:
+def zap_range(k: KernelState, proc: Process, a: int, b: int, tlb: MmuGather) -> None:
     """zap_page_range: every entry in [a, b) becomes none."""
     fr = k.frames
     full: list[tuple[int, Arr]] = []
@@ -151,7 +148,7 @@ def zap_range(k: OptimizedKernel, proc: Process, a: int, b: int, tlb: MmuGather)
         _zap_tables(k, proc, full, tlb)
 
 
-def _zap_tables(k: OptimizedKernel, proc: Process, full: list[tuple[int, Arr]],
+def _zap_tables(k: KernelState, proc: Process, full: list[tuple[int, Arr]],
                 tlb: MmuGather) -> None:
     """zap_pte_range over whole PTE tables at once (free_pte_range: each freed).
     A table that maps one order-9 folio whole is dropped as one batch
@@ -174,7 +171,7 @@ def _zap_tables(k: OptimizedKernel, proc: Process, full: list[tuple[int, Arr]],
 RAMP = np.arange(PTRS, dtype=np.int64) << SHIFT
 
 
-def folio_pte_batch(k: OptimizedKernel, ents: Arr) -> npt.NDArray[np.bool_]:
+def folio_pte_batch(k: KernelState, ents: Arr) -> npt.NDArray[np.bool_]:
     """folio_pte_batch over whole tables (rows of ``ents``): True where a row
     maps the 512 pages of one order-9 folio in order, with one set of bits,
     and no other row maps that folio."""
@@ -192,7 +189,7 @@ def folio_pte_batch(k: OptimizedKernel, ents: Arr) -> npt.NDArray[np.bool_]:
     return ok
 
 
-def free_zapped_early(k: OptimizedKernel, proc: Process, a: int, b: int) -> None:
+def free_zapped_early(k: KernelState, proc: Process, a: int, b: int) -> None:
     """Mutant ``free_at_invalidate_start`` only: at the start of the invalidation
     of [a, b), free (to the LIFO free list) every folio whose only references
     are the present entries of [a, b), while those entries (and the device's)
@@ -212,7 +209,7 @@ def free_zapped_early(k: OptimizedKernel, proc: Process, a: int, b: int) -> None
             fr.free(h)
 
 
-def drop_entries(k: OptimizedKernel, e: Arr, tlb: MmuGather) -> None:
+def drop_entries(k: KernelState, e: Arr, tlb: MmuGather) -> None:
     """Vectorized drop_entry for PTE-level entries."""
     kinds = e & KIND_MASK
     pay = e >> SHIFT
@@ -242,7 +239,7 @@ def sub_counts(counts: npt.NDArray[Any], idx: Arr) -> None:
         np.subtract(counts[: c.size], c, out=counts[: c.size], casting="unsafe")
 
 
-def hold_entries(k: OptimizedKernel, e: Arr) -> None:
+def hold_entries(k: KernelState, e: Arr) -> None:
     """Vectorized hold_entry (used by fork's copy)."""
     kinds = e & KIND_MASK
     pay = e >> SHIFT
@@ -259,7 +256,7 @@ def hold_entries(k: OptimizedKernel, e: Arr) -> None:
         np.add.at(k.dpages.refcount, d, 1)
 
 
-def wrprotect_range(k: OptimizedKernel, proc: Process, a: int, b: int) -> None:
+def wrprotect_range(k: KernelState, proc: Process, a: int, b: int) -> None:
     """change_protection without write: present, device and migration entries lose w."""
     for base, lf, lo, hi in proc.pt.chunks(a, b):
         if isinstance(lf, int):
@@ -278,7 +275,7 @@ def wrprotect_range(k: OptimizedKernel, proc: Process, a: int, b: int) -> None:
         k.pops += int(np.count_nonzero(sl))
 
 
-def put_folio(k: OptimizedKernel, head: int, tlb: MmuGather | None = None) -> None:
+def put_folio(k: KernelState, head: int, tlb: MmuGather | None = None) -> None:
     """folio_put: drop one reference; free at 0 (now, or at the gather's finish)."""
     fr = k.frames
     fr.refcount[head] -= 1
@@ -288,13 +285,13 @@ def put_folio(k: OptimizedKernel, head: int, tlb: MmuGather | None = None) -> No
         fr.free(head)
 
 
-def put_dpage(k: OptimizedKernel, d: int) -> None:
+def put_dpage(k: KernelState, d: int) -> None:
     k.dpages.refcount[d] -= 1
     if k.dpages.refcount[d] == 0 and k.dpages.live[d]:
         k.dpages.free(d)
 
 
-def object_page(k: OptimizedKernel, o: SharedObject, idx: int) -> int | None:
+def object_page(k: KernelState, o: SharedObject, idx: int) -> int | None:
     """shmem_get_folio: the object's page at idx, allocated zeroed if absent."""
     cur = o.pages.entry(idx)
     if cur:
@@ -308,7 +305,7 @@ def object_page(k: OptimizedKernel, o: SharedObject, idx: int) -> int | None:
     return pfn
 
 
-def object_release(k: OptimizedKernel, o: SharedObject, tlb: MmuGather) -> None:
+def object_release(k: KernelState, o: SharedObject, tlb: MmuGather) -> None:
     """The object dies: its pages lose its reference."""
     o.live = False
     fr = k.frames

@@ -16,7 +16,6 @@ restore every migration entry.
 from __future__ import annotations
 
 from functools import partial
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -36,14 +35,11 @@ from model.optimized.pagetable import (
     X,
 )
 from model.optimized.rmap import first_mapping, rmap_walk, vma_ranges
-from model.optimized.state import Process
+from model.optimized.state import KernelState, Process
 from model.optimized.threads import Gen, Thread
 
-if TYPE_CHECKING:
-    from model.optimized.kernel import OptimizedKernel
 
-
-def _folios_in(k: OptimizedKernel, proc: Process, a: int, b: int) -> list[tuple[int, int]]:
+def _folios_in(k: KernelState, proc: Process, a: int, b: int) -> list[tuple[int, int]]:
     """(head, generation) of the non-object folios P maps in [a, b), by lowest vpn."""
     fr = k.frames
     out: list[tuple[int, int]] = []
@@ -63,7 +59,7 @@ def _folios_in(k: OptimizedKernel, proc: Process, a: int, b: int) -> list[tuple[
     return out
 
 
-def _mapped_in(k: OptimizedKernel, proc: Process, head: int, a: int, b: int) -> bool:
+def _mapped_in(k: KernelState, proc: Process, head: int, a: int, b: int) -> bool:
     fr = k.frames
     n = fr.nr_pages(head)
     for lo, hi in vma_ranges(k, proc, int(fr.index[head]), n, -1):
@@ -84,7 +80,7 @@ def _run_end(proc: Process, v: int, head: int, n: int) -> int:
     return v + (int(bad[0]) if bad.size else n)
 
 
-def _to_migration(k: OptimizedKernel, proc: Process, a: int, b: int, head: int, n: int) -> None:
+def _to_migration(k: KernelState, proc: Process, a: int, b: int, head: int, n: int) -> None:
     """try_to_migrate_one over a run: present PTEs of the folio -> migration entries."""
     fr = k.frames
     ents, pmd = proc.pt.gather(a, b)
@@ -99,7 +95,7 @@ def _to_migration(k: OptimizedKernel, proc: Process, a: int, b: int, head: int, 
     k.pops += int(idx.size)
 
 
-def migrate_folio(k: OptimizedKernel, t: Thread, head: int, reclaim: bool) -> Gen[int]:
+def migrate_folio(k: KernelState, t: Thread, head: int, reclaim: bool) -> Gen[int]:
     """Unmap, then move / swap out / restore one held folio; pages moved."""
     fr = k.frames
     n = fr.nr_pages(head)
@@ -158,7 +154,7 @@ def migrate_folio(k: OptimizedKernel, t: Thread, head: int, reclaim: bool) -> Ge
     return moved
 
 
-def op_migrate(k: OptimizedKernel, t: Thread, op: Migrate | Reclaim) -> Gen[OpResult]:
+def op_migrate(k: KernelState, t: Thread, op: Migrate | Reclaim) -> Gen[OpResult]:
     """migrate P s n / reclaim P s n."""
     proc = k.proc(op.p)
     if proc is None or not C.range_ok(op.s, op.n):
@@ -178,7 +174,7 @@ def op_migrate(k: OptimizedKernel, t: Thread, op: Migrate | Reclaim) -> Gen[OpRe
     return Num(total)
 
 
-def op_oomreap(k: OptimizedKernel, t: Thread, op: Oomreap) -> Gen[OpResult]:
+def op_oomreap(k: KernelState, t: Thread, op: Oomreap) -> Gen[OpResult]:
     """__oom_reap_task_mm."""
     proc = k.proc(op.p)
     if proc is None:

@@ -15,7 +15,6 @@ them (no frame: ENOMEM), and drop the owner's table entries naming d.
 from __future__ import annotations
 
 from functools import partial
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -41,15 +40,12 @@ from model.optimized.pagetable import (
     payload_of,
 )
 from model.optimized.rmap import first_mapping, rmap_walk, vma_ranges
-from model.optimized.state import Device, Process
+from model.optimized.state import Device, KernelState, Process
 from model.optimized.threads import Gen, Thread, wait
 from model.optimized.vma import covered, vmas_in
 
-if TYPE_CHECKING:
-    from model.optimized.kernel import OptimizedKernel
 
-
-def migrate_back(k: OptimizedKernel, t: Thread, d: int) -> Gen[str]:
+def migrate_back(k: KernelState, t: Thread, d: int) -> Gen[str]:
     """Returns "again" (waited on another migrator), "none", "moved" or "nomem"."""
     dp = k.dpages
     if dp.holders.get(d, t.name) != t.name:
@@ -93,7 +89,7 @@ def migrate_back(k: OptimizedKernel, t: Thread, d: int) -> Gen[str]:
     return "moved"
 
 
-def _to_migration(k: OptimizedKernel, proc: Process, v: int, d: int) -> None:
+def _to_migration(k: KernelState, proc: Process, v: int, d: int) -> None:
     e = proc.pt.entry(v)
     if kind_of(e) == DEVICE and payload_of(e) == d:
         proc.pt.set(v, mkentry(MIG_D, d, bool(e & W), bool(e & X)))
@@ -101,12 +97,12 @@ def _to_migration(k: OptimizedKernel, proc: Process, v: int, d: int) -> None:
         k.pops += 1
 
 
-def _release(k: OptimizedKernel, d: int) -> None:
+def _release(k: KernelState, d: int) -> None:
     k.dpages.holders.pop(d, None)
     put_dpage(k, d)
 
 
-def _drop_table_entries(k: OptimizedKernel, mirror: Device, d: int) -> None:
+def _drop_table_entries(k: KernelState, mirror: Device, d: int) -> None:
     """The owner's table drops every entry naming d (looked for where d's
     index can be mapped in the mirror's process)."""
     proc = k.procs[mirror.pid]
@@ -118,7 +114,7 @@ def _drop_table_entries(k: OptimizedKernel, mirror: Device, d: int) -> None:
                 mirror.table.set(v, 0)
 
 
-def op_migrate_to_dev(k: OptimizedKernel, t: Thread, op: MigrateToDev) -> Gen[OpResult]:
+def op_migrate_to_dev(k: KernelState, t: Thread, op: MigrateToDev) -> Gen[OpResult]:
     """dmirror_migrate_to_device."""
     dev = C.device(k, op.d, "mirror")
     if dev is None or not C.range_ok(op.s, op.n):
@@ -143,7 +139,7 @@ def op_migrate_to_dev(k: OptimizedKernel, t: Thread, op: MigrateToDev) -> Gen[Op
     return Num(op.n) if moved == op.n else C.ENOENT
 
 
-def _count_device(k: OptimizedKernel, proc: Process, dev: Device, a: int, b: int) -> int:
+def _count_device(k: KernelState, proc: Process, dev: Device, a: int, b: int) -> int:
     n = 0
     for _, ents, _ in proc.pt.populated(a, b):
         kinds = ents & KIND_MASK
@@ -153,7 +149,7 @@ def _count_device(k: OptimizedKernel, proc: Process, dev: Device, a: int, b: int
     return n
 
 
-def _split_folios(k: OptimizedKernel, proc: Process, a: int, b: int) -> None:
+def _split_folios(k: KernelState, proc: Process, a: int, b: int) -> None:
     """Split each order-9 folio with a page present in [a, b) into 512 order-0
     folios if only PTEs map it and its refcount equals their number."""
     fr = k.frames
@@ -179,7 +175,7 @@ def _split_folios(k: OptimizedKernel, proc: Process, a: int, b: int) -> None:
                     fr.free(h + i)
 
 
-def _pmd_mapped(k: OptimizedKernel, head: int) -> bool:
+def _pmd_mapped(k: KernelState, head: int) -> bool:
     for _, _, _, pmd in rmap_walk(k, int(k.frames.index[head]), PTRS, -1, (PRESENT,),
                                   head, head + PTRS):
         if pmd:
@@ -187,7 +183,7 @@ def _pmd_mapped(k: OptimizedKernel, head: int) -> bool:
     return False
 
 
-def _migrate_apply(k: OptimizedKernel, proc: Process, dev: Device, a: int, b: int,
+def _migrate_apply(k: KernelState, proc: Process, dev: Device, a: int, b: int,
                    rng: Range) -> None:
     """migrate_vma_pages + finalize for [a, b).  A moved page that another
     running invalidation of the mm covers is not mapped in D's table
@@ -233,7 +229,7 @@ def _migrate_apply(k: OptimizedKernel, proc: Process, dev: Device, a: int, b: in
     tlb.finish()
 
 
-def op_evict(k: OptimizedKernel, t: Thread, op: Evict) -> Gen[OpResult]:
+def op_evict(k: KernelState, t: Thread, op: Evict) -> Gen[OpResult]:
     """dmirror_device_evict_chunk over every page of the mirror."""
     dev = C.device(k, op.d, "mirror")
     if dev is None:

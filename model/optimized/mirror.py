@@ -3,7 +3,9 @@
 Mirrors ``dmirror_interval_invalidate`` (the callback), ``dmirror_fault`` /
 ``dmirror_range_fault`` with ``hmm_range_fault`` (the walk) and
 ``dmirror_do_read``/``dmirror_do_write`` (the access check), and
-``dmirror_snapshot``.  The device table is a radix tree (``dmirror->pt``
+``dmirror_snapshot``; opening a mirror registers its device memory
+(``dmirror_devmem_ops``: a CPU fault on one of its pages calls its
+``migrate_to_ram``).  The device table is a radix tree (``dmirror->pt``
 is an xarray) of packed targets: a folio page or device page with ``w``,
 or the zero page; it holds no references.
 
@@ -16,10 +18,10 @@ migrate events, fixed in their apply).
 from __future__ import annotations
 
 from functools import partial
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from model import bugs
 from model.ops import (
     ADDRESS_PAGES,
     MAX_VALUE_PAGES,
@@ -34,7 +36,8 @@ from model.ops import (
     Values,
 )
 from model.optimized import common as C
-from model.optimized.fault import handle_mm_fault, no_fault_needed
+from model.optimized.fault import handle_mm_fault, migrate_to_ram, no_fault_needed
+from model.optimized.migrate_device import migrate_back
 from model.optimized.mmu_notifier import Notifier, Range, Subscription
 from model.optimized.pagetable import (
     DEVICE,
@@ -48,14 +51,15 @@ from model.optimized.pagetable import (
     kind_of,
     payload_of,
 )
-from model.optimized.state import Device
+from model.optimized.state import Device, DevPagemap, DevPagemapOps, KernelState
 from model.optimized.threads import Gen, Thread, lazily
 from model.optimized.vma import find_vma
 
-if TYPE_CHECKING:
-    from model.optimized.kernel import OptimizedKernel
-
 GROUP = 64
+
+DMIRROR_DEVMEM_OPS = DevPagemapOps(migrate_to_ram=migrate_back)
+"""``dmirror_devmem_ops``: a CPU fault on a mirror's device page runs
+``dmirror_devmem_fault`` (``migrate_device.migrate_back``)."""
 
 
 class WalkCache:
@@ -76,7 +80,7 @@ class WalkCache:
         self.ents: Arr = np.zeros(0, np.int64)
         self.good_end = 0
 
-    def fill(self, k: OptimizedKernel, dev: Device, a: int, end: int, write: bool) -> None:
+    def fill(self, k: KernelState, dev: Device, a: int, end: int, write: bool) -> None:
         """Read [a, end): what the groups from ``a`` on may take without a walk."""
         proc = k.procs[dev.pid]
         self.serial = k.serial
@@ -101,12 +105,12 @@ class WalkCache:
         self.vpns = np.arange(a, a + n, dtype=np.int64)
         self.ents = ents[:n] & ~X
 
-    def fresh(self, k: OptimizedKernel, a: int) -> bool:
+    def fresh(self, k: KernelState, a: int) -> bool:
         """Read from ``a`` or before, at this step or at this thread's last
         one with no other thread stepping since."""
         return k.serial - self.serial <= 1 and self.a <= a
 
-    def take(self, k: OptimizedKernel, a: int, b: int, rec_v: list[Arr],
+    def take(self, k: KernelState, a: int, b: int, rec_v: list[Arr],
              rec_e: list[Arr]) -> bool:
         """Record the group [a, b) from the cache if it is still good there."""
         if not self.fresh(k, a) or b > self.good_end:
@@ -118,14 +122,14 @@ class WalkCache:
         return True
 
 
-def mirror_invalidate(k: OptimizedKernel, t: Thread, sub: Subscription, rng: Range) -> Gen[bool]:
+def mirror_invalidate(k: KernelState, t: Thread, sub: Subscription, rng: Range) -> Gen[bool]:
     """dmirror_interval_invalidate."""
     dev = k.devices[sub.owner]
-    if rng.blockable or k.mutant == "nonblock_callback_blocks":  # B4/B15 when mutated
+    if rng.blockable or k.bugged(bugs.NONBLOCK_CALLBACK_BLOCKS):  # B4/B15 when mutated
         yield from dev.lock.lock(t)
     elif not dev.lock.trylock(t):
         return False
-    if not (k.mutant == "mirror_skip_set_seq_own_migrate"
+    if not (k.bugged(bugs.MIRROR_SKIP_SET_SEQ_OWN_MIGRATE)
             and rng.event == "migrate" and rng.owner == dev.id):
         Notifier.mmu_interval_set_seq(sub, rng.cur_seq)
     if not (rng.event == "migrate" and rng.owner == dev.id):
@@ -134,7 +138,7 @@ def mirror_invalidate(k: OptimizedKernel, t: Thread, sub: Subscription, rng: Ran
     return True
 
 
-def _open(k: OptimizedKernel, op: Open) -> OpResult:
+def _open(k: KernelState, op: Open) -> OpResult:
     proc = k.proc(op.p)
     if proc is None or op.dev < 0 or op.dev in k.devices:
         return C.EINVAL
@@ -143,6 +147,7 @@ def _open(k: OptimizedKernel, op: Open) -> OpResult:
     dev = Device(op.dev, op.kind, op.p)
     k.devices[op.dev] = dev
     if op.kind == "mirror":
+        dev.pgmap = DevPagemap(op.dev, DMIRROR_DEVMEM_OPS)
         sub = Subscription(k.new_sub_id(), 0, ADDRESS_PAGES, "mirror", op.dev,
                            partial(mirror_invalidate, k))
         dev.sub = sub
@@ -150,11 +155,11 @@ def _open(k: OptimizedKernel, op: Open) -> OpResult:
     return HandleResult("D", op.dev)
 
 
-def op_open(k: OptimizedKernel, t: Thread, op: Open) -> Gen[OpResult]:
+def op_open(k: KernelState, t: Thread, op: Open) -> Gen[OpResult]:
     return lazily(lambda: _open(k, op))
 
 
-def _complete_table(k: OptimizedKernel, dev: Device, a: int, b: int, write: bool) -> Arr | None:
+def _complete_table(k: KernelState, dev: Device, a: int, b: int, write: bool) -> Arr | None:
     """The device entries of [a, b) if every one is there (and writable for
     a write), else None."""
     ents, _ = dev.table.gather(a, b)
@@ -163,7 +168,7 @@ def _complete_table(k: OptimizedKernel, dev: Device, a: int, b: int, write: bool
     return ents if have == b - a else None
 
 
-def _device_access(k: OptimizedKernel, dev: Device, ents: Arr, op: Dread | Dwrite,
+def _device_access(k: KernelState, dev: Device, ents: Arr, op: Dread | Dwrite,
                    faults: int) -> OpResult:
     """dmirror_do_read / dmirror_do_write on a complete table."""
     kinds = ents & KIND_MASK
@@ -185,7 +190,7 @@ def _device_access(k: OptimizedKernel, dev: Device, ents: Arr, op: Dread | Dwrit
     return Values(tuple(w.tolist()), faults)
 
 
-def op_dread_dwrite(k: OptimizedKernel, t: Thread, op: Dread | Dwrite) -> Gen[OpResult]:
+def op_dread_dwrite(k: KernelState, t: Thread, op: Dread | Dwrite) -> Gen[OpResult]:
     """dread D s n / dwrite D s n x [stride] (dmirror_fault loop)."""
     write = isinstance(op, Dwrite)
     dev = C.device(k, op.d, "mirror")
@@ -232,13 +237,12 @@ def op_dread_dwrite(k: OptimizedKernel, t: Thread, op: Dread | Dwrite) -> Gen[Op
             cache = WalkCache()
             for g in range(a, b, GROUP):
                 gend = min(g + GROUP, b)
-                if k.mutant == "per_chunk_read_begin" and g != a \
+                if k.bugged(bugs.PER_CHUNK_READ_BEGIN) and g != a \
                         and sub.invalidate_seq != proc.mn.seq:
                     # B9a: read_begin again for every chunk (it would not wait
                     # here); the commit validates only the last one
                     s0 = sub.invalidate_seq
-                    Notifier.stamp += 1
-                    sub.begin_stamps[t.name] = Notifier.stamp
+                    proc.mn.note_begin(t, sub)
                 if not cache.take(k, g, gend, rec_v, rec_e):
                     err = yield from _walk_group(k, t, dev, g, gend, b, write, rec_v, rec_e,
                                                  cache)
@@ -247,17 +251,17 @@ def op_dread_dwrite(k: OptimizedKernel, t: Thread, op: Dread | Dwrite) -> Gen[Op
                         return err
                 if gend == b:
                     proc.mmap_lock.read_unlock(t)
-                    if k.mutant == "unlock_before_program":  # B16: check outside the lock
+                    if k.bugged(bugs.UNLOCK_BEFORE_PROGRAM):  # B16: check outside the lock
                         early = Notifier.mmu_interval_read_retry(sub, s0)
                 yield None  # Y3 after every 64 pages and after the last
             yield from dev.lock.lock(t)
             if proc.state != "live":
                 dev.lock.unlock(t)
                 return C.ESRCH
-            if k.mutant == "flag_instead_of_seq":
+            if k.bugged(bugs.FLAG_INSTEAD_OF_SEQ):
                 # B1: a "valid" flag, false only while an invalidation runs
                 retry = bool(proc.mn.seq & 1)
-            elif k.mutant == "unlock_before_program":
+            elif k.bugged(bugs.UNLOCK_BEFORE_PROGRAM):
                 retry = early  # B16: checked before the lock, programmed under it
             else:
                 retry = Notifier.mmu_interval_read_retry(sub, s0)
@@ -265,7 +269,7 @@ def op_dread_dwrite(k: OptimizedKernel, t: Thread, op: Dread | Dwrite) -> Gen[Op
             if retry:
                 t.failed_commits += 1
                 dev.lock.unlock(t)
-                stale = k.mutant == "mirror_retry_without_read_begin"
+                stale = k.bugged(bugs.MIRROR_RETRY_WITHOUT_READ_BEGIN)
                 continue
             proc.mn.check_commit(t, sub)
             if rec_v:
@@ -279,14 +283,12 @@ def op_dread_dwrite(k: OptimizedKernel, t: Thread, op: Dread | Dwrite) -> Gen[Op
             break
 
 
-def _walk_group(k: OptimizedKernel, t: Thread, dev: Device, a: int, b: int, end: int,
+def _walk_group(k: KernelState, t: Thread, dev: Device, a: int, b: int, end: int,
                 write: bool, rec_v: list[Arr], rec_e: list[Arr],
                 cache: WalkCache) -> Gen[OpResult | None]:
     """hmm_range_fault over [a, b) (of a round over [.., end)): record (vpn,
     target) pairs; faults inline.  Entries that need no fault are read for
     all of [a, end) at once and kept in ``cache`` for the next groups."""
-    from model.optimized.migrate_device import migrate_back as mb
-
     proc = k.procs[dev.pid]
     if not cache.fresh(k, a):  # (a fresh cache already said this group needs the walk)
         cache.fill(k, dev, a, end, write)
@@ -309,7 +311,9 @@ def _walk_group(k: OptimizedKernel, t: Thread, dev: Device, a: int, b: int, end:
                 d = payload_of(e)
                 if int(k.dpages.owner[d]) == dev.id and (not write or e & W):
                     break
-                res = yield from mb(k, t, d)
+                # hmm_range_fault faults it in (another device's page, or
+                # its own one read-only for a write): its owner's hook
+                res = yield from migrate_to_ram(k, t, d)
                 if res == "nomem":
                     return C.ENOMEM
                 continue
@@ -324,7 +328,7 @@ def _walk_group(k: OptimizedKernel, t: Thread, dev: Device, a: int, b: int, end:
     return None
 
 
-def _snapshot(k: OptimizedKernel, dev: Device, op: Snapshot) -> list[str]:
+def _snapshot(k: KernelState, dev: Device, op: Snapshot) -> list[str]:
     proc = k.procs[dev.pid]
     out: list[str] = []
     for v in range(op.s, op.s + op.n):
@@ -346,7 +350,7 @@ def _snapshot(k: OptimizedKernel, dev: Device, op: Snapshot) -> list[str]:
     return out
 
 
-def op_snapshot(k: OptimizedKernel, t: Thread, op: Snapshot) -> Gen[OpResult]:
+def op_snapshot(k: KernelState, t: Thread, op: Snapshot) -> Gen[OpResult]:
     dev = C.device(k, op.d, "mirror")
     if dev is None or not C.range_ok(op.s, op.n) or op.n > MAX_VALUE_PAGES:
         return C.EINVAL

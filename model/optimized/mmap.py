@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from model import bugs
 from model.ops import ADDRESS_PAGES, Err, Madvise, Mmap, Mprotect, Mremap, Munmap, OpResult
 from model.optimized import common as C
 from model.optimized.fault import split_block
@@ -28,9 +28,10 @@ from model.optimized.memory import (
     wrprotect_range,
     zap_range,
 )
+from model.optimized.mmu_gather import MmuGather
 from model.optimized.mmu_notifier import Range, invalidate
 from model.optimized.pagetable import PTRS, Arr
-from model.optimized.state import Process, SharedObject, Vma
+from model.optimized.state import KernelState, Process, SharedObject, Vma
 from model.optimized.threads import Gen, Thread
 from model.optimized.vma import (
     any_overlap,
@@ -41,9 +42,6 @@ from model.optimized.vma import (
     split_at,
     vmas_in,
 )
-
-if TYPE_CHECKING:
-    from model.optimized.kernel import OptimizedKernel
 
 ALL = (0, ADDRESS_PAGES)
 
@@ -69,27 +67,25 @@ def pmds_in(proc: Process, a: int, b: int) -> list[int]:
     return proc.pt.huge_bases(a, b)
 
 
-def split_blocks(k: OptimizedKernel, t: Thread, proc: Process, bases: list[int]) -> Gen[None]:
+def split_blocks(k: KernelState, t: Thread, proc: Process, bases: list[int]) -> Gen[None]:
     """S: one split invalidation per listed block, in address order; each apply
     does nothing if the block is no longer PMD-mapped."""
     for base in sorted(set(bases)):
         yield from split_block(k, t, proc, base)
 
 
-def object_referenced(k: OptimizedKernel, oid: int) -> bool:
+def object_referenced(k: KernelState, oid: int) -> bool:
     return any(m.obj == oid for p in k.procs.values() for m in p.vmas)
 
 
-def release_objects(k: OptimizedKernel, objs: set[int], tlb: object) -> None:
-    from model.optimized.mmu_gather import MmuGather
-    assert isinstance(tlb, MmuGather)
+def release_objects(k: KernelState, objs: set[int], tlb: MmuGather) -> None:
     for oid in sorted(objs):
         o: SharedObject = k.objects[oid]
         if o.live and not object_referenced(k, oid):
             object_release(k, o, tlb)
 
 
-def unmap_apply(k: OptimizedKernel, proc: Process, a: int, b: int) -> None:
+def unmap_apply(k: KernelState, proc: Process, a: int, b: int) -> None:
     """do_vmi_munmap's apply: zap [a, b), remove the VMA parts, free after the flush."""
     tlb = tlb_gather(k)
     zap_range(k, proc, a, b, tlb)
@@ -98,17 +94,17 @@ def unmap_apply(k: OptimizedKernel, proc: Process, a: int, b: int) -> None:
     tlb.finish()
 
 
-def munmap_range(k: OptimizedKernel, t: Thread, proc: Process, a: int, b: int) -> Gen[None]:
+def munmap_range(k: KernelState, t: Thread, proc: Process, a: int, b: int) -> Gen[None]:
     """S; I(unmap, [a, b)) if any VMA overlaps."""
     yield from split_blocks(k, t, proc, cut_blocks(proc, a, b))
     if any_overlap(proc, a, b):
-        if k.mutant == "free_at_invalidate_start":
+        if k.bugged(bugs.FREE_AT_INVALIDATE_START):
             free_zapped_early(k, proc, a, b)  # same step as the start below
         yield from invalidate(t, proc.mn, Range("unmap", a, b, None, True),
                               lambda: unmap_apply(k, proc, a, b))
 
 
-def _enter_write(k: OptimizedKernel, t: Thread, pid: int,
+def _enter_write(k: KernelState, t: Thread, pid: int,
                  args_ok: bool) -> Gen[Process | Err]:
     """The preamble of a write-locked mm op (Appendix C rules 1-2, SPEC §5.3):
     ``EINVAL`` for a bad handle or argument, ``ESRCH`` unless live; then
@@ -121,7 +117,7 @@ def _enter_write(k: OptimizedKernel, t: Thread, pid: int,
     return proc
 
 
-def _lock_write(k: OptimizedKernel, t: Thread, proc: Process) -> Gen[bool]:
+def _lock_write(k: KernelState, t: Thread, proc: Process) -> Gen[bool]:
     """``mmap_write_lock``, then False (lock dropped) if P died meanwhile."""
     yield from proc.mmap_lock.write_lock(t)
     if proc.state != "live":
@@ -130,7 +126,7 @@ def _lock_write(k: OptimizedKernel, t: Thread, proc: Process) -> Gen[bool]:
     return True
 
 
-def op_mmap(k: OptimizedKernel, t: Thread, op: Mmap) -> Gen[OpResult]:
+def op_mmap(k: KernelState, t: Thread, op: Mmap) -> Gen[OpResult]:
     proc = yield from _enter_write(k, t, op.p, C.range_ok(op.s, op.n))
     if isinstance(proc, Err):
         return proc
@@ -148,7 +144,7 @@ def op_mmap(k: OptimizedKernel, t: Thread, op: Mmap) -> Gen[OpResult]:
     return C.OK_RESULT
 
 
-def op_munmap(k: OptimizedKernel, t: Thread, op: Munmap) -> Gen[OpResult]:
+def op_munmap(k: KernelState, t: Thread, op: Munmap) -> Gen[OpResult]:
     proc = yield from _enter_write(k, t, op.p, C.range_ok(op.s, op.n))
     if isinstance(proc, Err):
         return proc
@@ -157,7 +153,7 @@ def op_munmap(k: OptimizedKernel, t: Thread, op: Munmap) -> Gen[OpResult]:
     return C.OK_RESULT
 
 
-def move_entries(k: OptimizedKernel, proc: Process, old: int, new: int, n: int) -> None:
+def move_entries(k: KernelState, proc: Process, old: int, new: int, n: int) -> None:
     """move_page_tables: every entry in [old, old+n) moves, unchanged, by new-old."""
     for base in proc.pt.huge_bases(old, old + n):
         split_huge_pmd(k, proc, base)
@@ -176,7 +172,7 @@ def move_entries(k: OptimizedKernel, proc: Process, old: int, new: int, n: int) 
         proc.pt.set_many(vpns - old + new, np.concatenate(es))
 
 
-def op_mremap(k: OptimizedKernel, t: Thread, op: Mremap) -> Gen[OpResult]:
+def op_mremap(k: KernelState, t: Thread, op: Mremap) -> Gen[OpResult]:
     args_ok = C.range_ok(op.old, op.n) and C.range_ok(op.new, op.n)
     proc = yield from _enter_write(k, t, op.p, args_ok)
     if isinstance(proc, Err):
@@ -216,7 +212,7 @@ def _loses(old: str, new: str) -> bool:
     return rank[new] < rank[old]
 
 
-def op_mprotect(k: OptimizedKernel, t: Thread, op: Mprotect) -> Gen[OpResult]:
+def op_mprotect(k: KernelState, t: Thread, op: Mprotect) -> Gen[OpResult]:
     proc = yield from _enter_write(k, t, op.p, C.range_ok(op.s, op.n))
     if isinstance(proc, Err):
         return proc
@@ -247,7 +243,7 @@ def op_mprotect(k: OptimizedKernel, t: Thread, op: Mprotect) -> Gen[OpResult]:
     return C.OK_RESULT
 
 
-def op_madvise(k: OptimizedKernel, t: Thread, op: Madvise) -> Gen[OpResult]:
+def op_madvise(k: KernelState, t: Thread, op: Madvise) -> Gen[OpResult]:
     proc = k.proc(op.p)
     if proc is None or not C.range_ok(op.s, op.n):
         return C.EINVAL
@@ -263,11 +259,11 @@ def op_madvise(k: OptimizedKernel, t: Thread, op: Madvise) -> Gen[OpResult]:
         for m in vmas_in(proc, a, b):
             lo, hi = max(m.start, a), min(m.end, b)
             yield from split_blocks(k, t, proc, cut_blocks(proc, lo, hi))
-            if k.mutant == "free_at_invalidate_start":
+            if k.bugged(bugs.FREE_AT_INVALIDATE_START):
                 free_zapped_early(k, proc, lo, hi)  # same step as the start below
             yield from invalidate(t, proc.mn, Range("clear", lo, hi, None, True),
                                   partial(_zap_apply, k, proc, lo, hi),
-                                  k.mutant != "zap_without_invalidate")  # B10 if mutated
+                                  not k.bugged(bugs.ZAP_WITHOUT_INVALIDATE))  # B10 if mutated
         proc.mmap_lock.read_unlock(t)
         return C.ENOMEM if hole else C.OK_RESULT
     huge = op.advice == "hugepage"
@@ -286,7 +282,7 @@ def op_madvise(k: OptimizedKernel, t: Thread, op: Madvise) -> Gen[OpResult]:
     return C.ENOMEM if hole else C.OK_RESULT
 
 
-def _zap_apply(k: OptimizedKernel, proc: Process, a: int, b: int) -> None:
+def _zap_apply(k: KernelState, proc: Process, a: int, b: int) -> None:
     tlb = tlb_gather(k)
     zap_range(k, proc, a, b, tlb)
     tlb.finish()

@@ -51,6 +51,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from model import bugs
+from model.bugs import Bug
 from model.optimized.itree import IntervalTree
 from model.optimized.threads import Gen, Thread, wait
 
@@ -92,9 +94,9 @@ class Subscription:
 class Notifier:
     """struct mmu_notifier_subscriptions of one mm."""
 
-    stamp = 0  # global event counter for invariant 6(d)
-
-    def __init__(self) -> None:
+    def __init__(self, bug: Bug | None = None) -> None:
+        self.bug = bug  # the planted bug switched on (model/bugs.py)
+        self.stamp = 0  # this mm's event counter for invariant 6(d)
         self.seq = 2
         self.active = 0
         self.itree: IntervalTree[Subscription] = IntervalTree()
@@ -104,7 +106,6 @@ class Notifier:
         self.max_seq = 2
         self.allow_tree_change = False
         self.dead = False
-        self.mutant: str | None = None
 
     # ------------------------------------------------------------ tree edits
     def _tree_add(self, sub: Subscription) -> None:
@@ -151,9 +152,14 @@ class Notifier:
         s = sub.invalidate_seq
         if s == self.seq:
             yield from wait(t, lambda: self.seq != s, "read_begin")
-        Notifier.stamp += 1
-        sub.begin_stamps[t.name] = Notifier.stamp
+        self.note_begin(t, sub)
         return s
+
+    def note_begin(self, t: Thread, sub: Subscription) -> None:
+        """Invariant 6(d)'s record of when ``t`` last began reading ``sub``
+        (a subscription's events all happen on its own mm's counter)."""
+        self.stamp += 1
+        sub.begin_stamps[t.name] = self.stamp
 
     @staticmethod
     def mmu_interval_read_retry(sub: Subscription, s: int) -> bool:
@@ -175,9 +181,9 @@ class Notifier:
         if self.dead:
             self.violations.append(("release_is_final", "invalidation started on a dead mm"))
         self.active += 1
-        if self.mutant == "invalidate_range_end_off_by_one":
+        if self.bug is bugs.INVALIDATE_RANGE_END_OFF_BY_ONE:
             rng.end -= 1  # the callbacks see a range one page short
-        if self.mutant == "itree_inclusive_end":
+        if self.bug is bugs.ITREE_INCLUSIVE_END:
             # the overlap test takes a subscription's end as inclusive
             rng.hits = self.itree.overlaps(rng.start - 1, rng.end)
         else:
@@ -225,10 +231,10 @@ def invalidate(t: Thread, mn: Notifier, rng: Range, apply: Callable[[], None],
             t.nonblocking -= 1
         rng.returned += 1
         if ok:
-            Notifier.stamp += 1
-            sub.last_success = Notifier.stamp
+            mn.stamp += 1
+            sub.last_success = mn.stamp
         else:
-            if mn.mutant != "skip_end_after_failed_callback":  # Linux bug B5
+            if mn.bug is not bugs.SKIP_END_AFTER_FAILED_CALLBACK:  # Linux bug B5
                 mn.mn_itree_inv_end(rng)  # end runs at once, before the Y1
             yield None  # Y1
             return False

@@ -8,7 +8,6 @@ them.  Only the folios, device pages and slots the walk reaches are built.
 from __future__ import annotations
 
 from collections.abc import Hashable
-from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -50,10 +49,7 @@ from model.optimized.pagetable import (
     W,
     X,
 )
-from model.optimized.state import Process
-
-if TYPE_CHECKING:
-    from model.optimized.kernel import OptimizedKernel
+from model.optimized.state import KernelState, Process
 
 _CLASS: dict[int, EntryClass] = {ZERO: "zero", PRESENT: "present", SWAP: "swap",
                                  MIG_F: "migration", MIG_D: "migration", DEVICE: "device"}
@@ -65,7 +61,7 @@ def vma_views(proc: Process) -> tuple[VmaView, ...]:
 
 
 class _Refs:
-    def __init__(self, k: OptimizedKernel) -> None:
+    def __init__(self, k: KernelState) -> None:
         self.k = k
         self.folios: dict[Hashable, FolioView] = {}
         self.dpages: dict[Hashable, DevicePageView] = {}
@@ -140,7 +136,7 @@ class _Refs:
         return refs, words.tolist()
 
 
-def _process(k: OptimizedKernel, proc: Process, refs: _Refs) -> ProcessView:
+def _process(k: KernelState, proc: Process, refs: _Refs) -> ProcessView:
     state: ProcState = "dead" if proc.state == "dead" else (
         "killed" if proc.state == "killed" else "live")
     lock = LockView(proc.mmap_lock.writer,
@@ -161,7 +157,7 @@ def _process(k: OptimizedKernel, proc: Process, refs: _Refs) -> ProcessView:
     return ProcessView(proc.pid, state, vma_views(proc), tuple(entries), notifier, lock)
 
 
-def observe(k: OptimizedKernel) -> Observation:
+def observe(k: KernelState) -> Observation:
     refs = _Refs(k)
     processes = [_process(k, k.procs[pid], refs) for pid in sorted(k.procs)]
     objects: list[ObjectView] = []

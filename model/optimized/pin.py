@@ -10,13 +10,16 @@ generations, so that a pin that no longer names its page is caught).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from model.ops import MAX_VALUE_PAGES, Dma, HandleResult, Ok, OpResult, Pin, Unpin, Values
 from model.optimized import common as C
-from model.optimized.fault import _replace_with_copy, handle_mm_fault, split_block
+from model.optimized.fault import (
+    _replace_with_copy,
+    handle_mm_fault,
+    migrate_to_ram,
+    split_block,
+)
 from model.optimized.pagetable import (
     DEVICE,
     MIG_D,
@@ -32,19 +35,14 @@ from model.optimized.pagetable import (
     mkentry,
     payload_of,
 )
-from model.optimized.state import Process, Region
+from model.optimized.state import KernelState, Process, Region
 from model.optimized.threads import Gen, Thread, lazily, wait
 from model.optimized.vma import find_vma
 
-if TYPE_CHECKING:
-    from model.optimized.kernel import OptimizedKernel
 
-
-def pin_page(k: OptimizedKernel, t: Thread, proc: Process, v: int,
+def pin_page(k: KernelState, t: Thread, proc: Process, v: int,
              mode: str) -> Gen[int | OpResult]:
     """Pin the page at v (caller holds mmap_lock for reading): its pfn, or an errno."""
-    from model.optimized.migrate_device import migrate_back
-
     rw = mode == "rw"
     vma = find_vma(proc, v)
     if vma is None or not vma.readable or (rw and not vma.writable):
@@ -59,7 +57,7 @@ def pin_page(k: OptimizedKernel, t: Thread, proc: Process, v: int,
                             "migration entry")
             continue
         if kind == DEVICE:
-            res = yield from migrate_back(k, t, payload_of(e))
+            res = yield from migrate_to_ram(k, t, payload_of(e))
             if res == "nomem":
                 return C.ENOMEM
             continue
@@ -117,7 +115,7 @@ def pin_page(k: OptimizedKernel, t: Thread, proc: Process, v: int,
     return pfn
 
 
-def unpin_pages(k: OptimizedKernel, pfns: np.ndarray, gens: np.ndarray | None) -> None:
+def unpin_pages(k: KernelState, pfns: np.ndarray, gens: np.ndarray | None) -> None:
     """unpin_user_pages: pincount and refcount -1; free at refcount 0."""
     fr = k.frames
     for i, pfn in enumerate(pfns.tolist()):
@@ -132,7 +130,7 @@ def unpin_pages(k: OptimizedKernel, pfns: np.ndarray, gens: np.ndarray | None) -
             fr.free(head)
 
 
-def pin_range(k: OptimizedKernel, t: Thread, proc: Process, a: int, n: int,
+def pin_range(k: KernelState, t: Thread, proc: Process, a: int, n: int,
               mode: str) -> Gen[tuple[np.ndarray, np.ndarray] | OpResult]:
     """Pin every page of [a, a+n) in order; on error unpin them and give it.
     Until the caller keeps or drops them, the pins are the thread's (``t.pins``)."""
@@ -148,7 +146,7 @@ def pin_range(k: OptimizedKernel, t: Thread, proc: Process, a: int, n: int,
     return arr, k.frames.gen[arr].astype(np.int64)
 
 
-def op_pin(k: OptimizedKernel, t: Thread, op: Pin) -> Gen[OpResult]:
+def op_pin(k: KernelState, t: Thread, op: Pin) -> Gen[OpResult]:
     dev = C.device(k, op.d, "pin")
     if dev is None or not C.range_ok(op.s, op.n) or op.region < 0 or op.region in k.regions:
         return C.EINVAL
@@ -169,7 +167,7 @@ def op_pin(k: OptimizedKernel, t: Thread, op: Pin) -> Gen[OpResult]:
     return HandleResult("R", op.region)
 
 
-def region_io(k: OptimizedKernel, reg: Region, direction: str, off: int, cnt: int,
+def region_io(k: KernelState, reg: Region, direction: str, off: int, cnt: int,
               x: int, stride: int) -> OpResult:
     """Read or write pinned pages [off, off+cnt) of a region (DMA)."""
     fr = k.frames
@@ -186,12 +184,12 @@ def region_io(k: OptimizedKernel, reg: Region, direction: str, off: int, cnt: in
     return Values(tuple(int(w) for w in fr.word[pfns].tolist()))
 
 
-def _pin_region(k: OptimizedKernel, r: int) -> Region | None:
+def _pin_region(k: KernelState, r: int) -> Region | None:
     reg = k.regions.get(r)
     return reg if reg is not None and reg.kind == "pin" else None
 
 
-def _dma(k: OptimizedKernel, op: Dma) -> OpResult:
+def _dma(k: KernelState, op: Dma) -> OpResult:
     reg = _pin_region(k, op.r)
     x, stride = op.x or 0, op.stride or 0
     if reg is None or op.off < 0 or op.cnt < 1 or op.off + op.cnt > reg.n:
@@ -207,11 +205,11 @@ def _dma(k: OptimizedKernel, op: Dma) -> OpResult:
     return region_io(k, reg, op.direction, op.off, op.cnt, x, stride)
 
 
-def op_dma(k: OptimizedKernel, t: Thread, op: Dma) -> Gen[OpResult]:
+def op_dma(k: KernelState, t: Thread, op: Dma) -> Gen[OpResult]:
     return lazily(lambda: _dma(k, op))
 
 
-def _unpin(k: OptimizedKernel, op: Unpin) -> OpResult:
+def _unpin(k: KernelState, op: Unpin) -> OpResult:
     reg = _pin_region(k, op.r)
     if reg is None:
         return C.EINVAL
@@ -221,5 +219,5 @@ def _unpin(k: OptimizedKernel, op: Unpin) -> OpResult:
     return C.OK_RESULT
 
 
-def op_unpin(k: OptimizedKernel, t: Thread, op: Unpin) -> Gen[OpResult]:
+def op_unpin(k: KernelState, t: Thread, op: Unpin) -> Gen[OpResult]:
     return lazily(lambda: _unpin(k, op))

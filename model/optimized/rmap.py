@@ -12,16 +12,13 @@ the VMAs of their object.  Dead processes are skipped (SPEC Appendix B).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
+from model import bugs
 from model.optimized.pagetable import KIND_MASK, SHIFT, Arr
-from model.optimized.state import Process
-
-if TYPE_CHECKING:
-    from model.optimized.kernel import OptimizedKernel
+from model.optimized.state import KernelState, Process
 
 
-def vma_ranges(k: OptimizedKernel, proc: Process, index: int, npages: int,
+def vma_ranges(k: KernelState, proc: Process, index: int, npages: int,
                obj: int) -> list[tuple[int, int]]:
     """vpn ranges of ``proc`` where pages [index, index+npages) may be mapped."""
     out: list[tuple[int, int]] = []
@@ -38,7 +35,7 @@ def vma_ranges(k: OptimizedKernel, proc: Process, index: int, npages: int,
     return out
 
 
-def rmap_walk(k: OptimizedKernel, index: int, npages: int, obj: int, kinds: tuple[int, ...],
+def rmap_walk(k: KernelState, index: int, npages: int, obj: int, kinds: tuple[int, ...],
               lo: int, hi: int) -> Iterator[tuple[Process, Arr, Arr, bool]]:
     """(proc, vpns, entries, pmd) of the entries whose kind is in ``kinds`` and
     payload in [lo, hi), per process in pid order (not dead), vpn order."""
@@ -47,7 +44,7 @@ def rmap_walk(k: OptimizedKernel, index: int, npages: int, obj: int, kinds: tupl
         proc = k.procs[pid]
         if proc.state == "dead":
             continue
-        if found and k.mutant == "rmap_misses_second_process":
+        if found and k.bugged(bugs.RMAP_MISSES_SECOND_PROCESS):
             return  # the walk stops after the first process with a mapping
         for a, b in vma_ranges(k, proc, index, npages, obj):
             for vpns, ents, pmd in proc.pt.populated(a, b):
@@ -63,7 +60,7 @@ def rmap_walk(k: OptimizedKernel, index: int, npages: int, obj: int, kinds: tupl
                     yield proc, vpns[m], ents[m], pmd
 
 
-def first_mapping(k: OptimizedKernel, index: int, npages: int, obj: int, kinds: tuple[int, ...],
+def first_mapping(k: KernelState, index: int, npages: int, obj: int, kinds: tuple[int, ...],
                   lo: int, hi: int) -> tuple[Process, int, bool] | None:
     """The first process in order with such an entry, at its lowest vpn."""
     for proc, vpns, _, pmd in rmap_walk(k, index, npages, obj, kinds, lo, hi):

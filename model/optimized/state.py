@@ -1,23 +1,39 @@
-"""The objects of SPEC §1 as the optimized implementation holds them.
+"""The state of the optimized implementation: the objects of SPEC §1 and
+:class:`KernelState`, the one structure that holds them all.
 
 ``Process`` is ``struct mm_struct`` plus its task state; ``Vma`` is
 ``struct vm_area_struct`` (``vm_pgoff`` is the linear page index of
 ``start``: the object offset for shared VMAs, the anon index for private
 ones, which is what the reverse map needs); ``SharedObject`` is a shmem
-``address_space`` (its pages in a radix tree, like ``i_pages``).
+``address_space`` (its pages in a radix tree, like ``i_pages``); ``Device``
+is a driver's device (``struct dmirror_device``, an i915 or RDMA device),
+with what belongs to it hanging off it: its driver lock, its interval
+subscription and table (a mirror), and its device-private memory
+(``struct dev_pagemap``: ``pgmap->ops->migrate_to_ram`` is how a CPU fault
+on one of its pages reaches the driver).
+
+Every op is a function ``op(k: KernelState, t: Thread, op)``; the op modules
+import this module and the lower layers (``threads``, ``mmu_notifier``,
+``pagetable``, ``folios``, ...), never ``kernel.py``, which is only the
+``Implementation`` adapter over a :class:`KernelState`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
+from model.bugs import Bug
+from model.interface import Config, Violation
 from model.ops import Direction, Mode
+from model.optimized.folios import DevicePages, FrameTable, SwapTable
+from model.optimized.ledger import Ledger
 from model.optimized.mmu_notifier import Notifier, Subscription
 from model.optimized.pagetable import Radix
-from model.optimized.threads import Mutex, RwSem
+from model.optimized.threads import Gen, Mutex, RwSem, Thread
 
 
 @dataclass(eq=False)
@@ -70,15 +86,37 @@ class SharedObject:
     live: bool = True
 
 
+MigrateToRam = Callable[["KernelState", Thread, int], Gen[str]]
+"""``dev_pagemap_ops.migrate_to_ram`` for device page d: "again" (waited on
+another migrator), "none" (no entry left), "moved" or "nomem"."""
+
+
+@dataclass(frozen=True)
+class DevPagemapOps:
+    """``struct dev_pagemap_ops``: what the core calls on a device-private page."""
+
+    migrate_to_ram: MigrateToRam
+
+
+@dataclass(frozen=True)
+class DevPagemap:
+    """``struct dev_pagemap`` of a device's private memory (``pgmap->owner``
+    is the device: its own migrate events are told apart by it)."""
+
+    owner: int
+    ops: DevPagemapOps
+
+
 @dataclass(eq=False)
 class Device:
     id: int
     kind: str
     pid: int
-    lock: Mutex = field(default_factory=Mutex)
+    lock: Mutex = field(default_factory=Mutex)  # the driver lock
     dead: bool = False
     sub: Subscription | None = None  # mirror
     table: Radix = field(default_factory=Radix)  # mirror: vpn -> packed target
+    pgmap: DevPagemap | None = None  # mirror: its device-private memory
 
 
 @dataclass(eq=False)
@@ -109,3 +147,67 @@ class Job:
     count: int
     x: int
     stride: int
+
+
+@dataclass(eq=False)
+class KernelState:
+    """Everything the optimized implementation holds (SPEC §1), for the ops.
+
+    Built by :meth:`boot` in the initial state (P0 live).  ``pops`` counts
+    the page operations of the step running (SPEC §5.4), ``serial`` the
+    steps taken (a mirror walk's cache is good for its next step only);
+    ``ledger`` and ``last_seq`` are what the invariant checks keep between
+    steps (``checks.py``)."""
+
+    config: Config
+    bug: Bug | None
+    frames: FrameTable
+    swap: SwapTable
+    dpages: DevicePages
+    procs: dict[int, Process] = field(default_factory=dict)
+    objects: dict[int, SharedObject] = field(default_factory=dict)
+    devices: dict[int, Device] = field(default_factory=dict)
+    regions: dict[int, Region] = field(default_factory=dict)
+    jobs: dict[int, Job] = field(default_factory=dict)
+    threads: dict[str, Thread] = field(default_factory=dict)
+    next_obj: int = 0
+    next_sub: int = 0
+    violations: list[Violation] = field(default_factory=list)
+    pops: int = 0
+    serial: int = 0
+    ledger: Ledger = field(default_factory=Ledger)
+    last_seq: dict[int, int] = field(default_factory=dict)
+
+    @classmethod
+    def boot(cls, config: Config) -> KernelState:
+        k = cls(config, config.bug, FrameTable(config.frames), SwapTable(),
+                DevicePages(config.device_frames))
+        k.procs[0] = k.new_process(0)
+        return k
+
+    def new_process(self, pid: int, handle_ok: bool = True) -> Process:
+        """A process with an empty mm (``mm_alloc``); not yet in ``procs``."""
+        return Process(pid, mn=Notifier(self.bug), handle_ok=handle_ok)
+
+    def bugged(self, bug: Bug) -> bool:
+        """Whether the planted bug ``bug`` (a declaration of ``model/bugs.py``) is on."""
+        return self.bug is bug
+
+    def violation(self, invariant: str, detail: str) -> None:
+        self.violations.append(Violation(invariant, detail))
+
+    def proc(self, pid: int) -> Process | None:
+        """P's process if its handle is valid (DECISIONS D6)."""
+        proc = self.procs.get(pid)
+        return proc if proc is not None and proc.handle_ok else None
+
+    def new_sub_id(self) -> int:
+        n = self.next_sub
+        self.next_sub += 1
+        return n
+
+    def pgmap_of(self, d: int) -> DevPagemap:
+        """``page_pgmap()``: the dev_pagemap device page ``d`` belongs to."""
+        pgmap = self.devices[int(self.dpages.owner[d])].pgmap
+        assert pgmap is not None, f"device page {d} of a device without device memory"
+        return pgmap

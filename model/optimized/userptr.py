@@ -16,26 +16,23 @@ fails instead while jobs are active).
 from __future__ import annotations
 
 from functools import partial
-from typing import TYPE_CHECKING
 
+from model import bugs
 from model.ops import MAX_VALUE_PAGES, Complete, HandleResult, OpResult, Reg, Submit, Unreg
 from model.optimized import common as C
 from model.optimized.mmu_notifier import Notifier, Range, Subscription
 from model.optimized.pin import pin_range, region_io, unpin_pages
-from model.optimized.state import Job, Region
+from model.optimized.state import Job, KernelState, Region
 from model.optimized.threads import Gen, Thread, lazily, wait
 
-if TYPE_CHECKING:
-    from model.optimized.kernel import OptimizedKernel
 
-
-def _unpin_all(k: OptimizedKernel, reg: Region) -> None:
+def _unpin_all(k: KernelState, reg: Region) -> None:
     if reg.pins is not None:
         unpin_pages(k, reg.pins, reg.pin_gens)
     reg.pins = reg.pin_gens = None
 
 
-def userptr_invalidate(k: OptimizedKernel, t: Thread, sub: Subscription, rng: Range) -> Gen[bool]:
+def userptr_invalidate(k: KernelState, t: Thread, sub: Subscription, rng: Range) -> Gen[bool]:
     """userptr_invalidate."""
     reg = k.regions.get(sub.owner)
     if reg is None:
@@ -61,13 +58,13 @@ def userptr_invalidate(k: OptimizedKernel, t: Thread, sub: Subscription, rng: Ra
         dev.lock.unlock(t)
         yield from wait(t, lambda: reg.active == 0, "userptr active jobs")
         yield from dev.lock.lock(t)
-    if k.mutant != "userptr_keep_pins":
+    if not k.bugged(bugs.USERPTR_KEEP_PINS):
         _unpin_all(k, reg)
     dev.lock.unlock(t)
     return True
 
 
-def _reg(k: OptimizedKernel, op: Reg) -> OpResult:
+def _reg(k: KernelState, op: Reg) -> OpResult:
     dev = C.device(k, op.d, "userptr")
     if dev is None or not C.range_ok(op.s, op.n) or op.region < 0 or op.region in k.regions:
         return C.EINVAL
@@ -83,18 +80,18 @@ def _reg(k: OptimizedKernel, op: Reg) -> OpResult:
     return HandleResult("R", op.region)
 
 
-def op_reg(k: OptimizedKernel, t: Thread, op: Reg) -> Gen[OpResult]:
+def op_reg(k: KernelState, t: Thread, op: Reg) -> Gen[OpResult]:
     return lazily(lambda: _reg(k, op))
 
 
-def _userptr(k: OptimizedKernel, r: int) -> Region | None:
+def _userptr(k: KernelState, r: int) -> Region | None:
     reg = k.regions.get(r)
     if reg is None or reg.kind != "userptr" or reg.dying:
         return None
     return reg
 
 
-def op_submit(k: OptimizedKernel, t: Thread, op: Submit) -> Gen[OpResult]:
+def op_submit(k: KernelState, t: Thread, op: Submit) -> Gen[OpResult]:
     reg = _userptr(k, op.r)
     x, stride = op.x or 0, op.stride or 0
     if reg is None or op.off < 0 or op.cnt < 1 or op.off + op.cnt > reg.n or op.job < 0 \
@@ -164,7 +161,7 @@ def op_submit(k: OptimizedKernel, t: Thread, op: Submit) -> Gen[OpResult]:
         return res
 
 
-def _complete(k: OptimizedKernel, op: Complete) -> OpResult:
+def _complete(k: KernelState, op: Complete) -> OpResult:
     job = k.jobs.get(op.j)
     if job is None:
         return C.EINVAL
@@ -179,11 +176,11 @@ def _complete(k: OptimizedKernel, op: Complete) -> OpResult:
     return res
 
 
-def op_complete(k: OptimizedKernel, t: Thread, op: Complete) -> Gen[OpResult]:
+def op_complete(k: KernelState, t: Thread, op: Complete) -> Gen[OpResult]:
     return lazily(lambda: _complete(k, op))
 
 
-def op_unreg(k: OptimizedKernel, t: Thread, op: Unreg) -> Gen[OpResult]:
+def op_unreg(k: KernelState, t: Thread, op: Unreg) -> Gen[OpResult]:
     reg = _userptr(k, op.r)
     if reg is None:
         return C.EINVAL

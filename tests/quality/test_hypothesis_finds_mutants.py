@@ -1,6 +1,6 @@
 """The Hypothesis stateful engine finds every planted bug (mutant) on its own.
 
-For each name in ``model.optimized.kernel.MUTANTS`` (new mutants are picked
+For each bug declared in ``model/bugs.py`` (new mutants are picked
 up automatically), the real engine (``fuzz.stateful``'s machine against both
 implementations, the mutant on) runs with a fixed seed and no database until
 its first finding, within an example budget; the trace it saved is minimized
@@ -41,7 +41,7 @@ import pytest
 from fuzz import impls
 from fuzz.executor import Settings, run_trace
 from fuzz.trace import load_trace, parse_trace
-from model.optimized.kernel import MUTANTS
+from model import bugs
 
 SEED = 0
 EXAMPLES = 800
@@ -103,7 +103,7 @@ def _hunt(name: str, failures: Path) -> dict[str, Any]:
     return result
 
 
-@pytest.mark.parametrize("name", [_case(name) for name in sorted(MUTANTS)])
+@pytest.mark.parametrize("name", [_case(bug.name) for bug in bugs.all_bugs()])
 def test_hypothesis_finds_and_minimizes_mutant(name: str, tmp_path: Path) -> None:
     hunt = _hunt(name, tmp_path / "failures")
     assert hunt["found"], (f"{name}: no finding in {hunt['execs']} examples "

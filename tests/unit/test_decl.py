@@ -16,12 +16,12 @@ from fuzz.trace import TraceError, format_trace, parse_trace
 from model import decl
 from model.decl import ANY, LIVE, NOT_DEAD, DeclarationError
 from model.ops import OP_SCHEMAS, SCHEMA_BY_KEYWORD
-from model.optimized.kernel import OptimizedKernel
+from model.optimized.kernel import DISPATCH
 from model.reference.kernel import OPS as REFERENCE_OPS
 
 
 def test_every_declared_op_has_a_function_on_both_sides() -> None:
-    optimized = OptimizedKernel().dispatch
+    optimized = DISPATCH
     for d in decl.declared():
         assert d.keyword in REFERENCE_OPS, f"the reference lacks {d.keyword}"
         assert d.cls in optimized, f"the optimized implementation lacks {d.keyword}"

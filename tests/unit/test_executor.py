@@ -296,8 +296,9 @@ def test_checked_names_the_sides_that_check_their_invariants(
         return (name, factory)
 
     t = parse_trace(trace("# frames: 64\nwrite P0 5 7 => ok\n"))
-    assert run_trace(t, [spy("a"), spy("b")], Settings(checked=checked, mutant="m")).ok
+    settings = Settings(checked=checked, mutant="itree_inclusive_end")
+    assert run_trace(t, [spy("a"), spy("b")], settings).ok
     assert {name: c.checks for name, c in got.items()} == want
-    assert all(c.frames == 64 and c.mutant == "m" for c in got.values())
+    assert all(c.frames == 64 and c.mutant == "itree_inclusive_end" for c in got.values())
     off = run_trace(t, [spy("a"), spy("b")], Settings(checks=False, checked=("a",)))
     assert off.ok and not any(c.checks for c in got.values())

@@ -2,7 +2,7 @@
 
 * ``model`` imports no fuzzing code (nothing from ``fuzz`` or ``tests``);
 * ``model/optimized`` imports only the shared vocabulary from ``model``
-  (``model.ops``, ``model.observation``, ``model.interface``), never the
+  (``model.ops``, ``model.observation``, ``model.interface``, ``model.bugs``), never the
   reference logic, and the reference never imports the optimized code;
 * nothing imports ``tests``;
 * the reference's core (``model/reference`` outside ``drivers/``) names no
@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-VOCABULARY = {"model", "model.ops", "model.observation", "model.interface"}
+VOCABULARY = {"model", "model.ops", "model.observation", "model.interface", "model.bugs"}
 
 
 def imports(path: Path) -> set[str]:
@@ -130,3 +130,97 @@ def test_the_layering_checks_see_what_they_look_for(tmp_path: Path) -> None:
     assert DEVICE_KIND.findall(code_tokens(sample)) == ['"userptr"', "mirror_table", "mirror"]
     kernel = ROOT / "model" / "reference" / "kernel.py"
     assert DRIVERS in resolved_imports(kernel)
+
+
+# ---------------------------------------------------------------- model/optimized
+
+OPTIMIZED = ROOT / "model" / "optimized"
+FACADE = {"model.optimized", "model.optimized.kernel"}
+"""The package's ``__init__`` and the ``Implementation`` adapter: the top of
+the optimized implementation, imported by nothing inside it."""
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def optimized_imports(path: Path) -> set[str]:
+    """The model.optimized modules ``path`` imports anywhere (top level,
+    under TYPE_CHECKING or inside a function); ``from model.optimized import
+    x`` counts as importing ``model.optimized.x`` when x is a module."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("model.optimized"))
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0 \
+                and node.module.startswith("model.optimized"):
+            subs = [f"{node.module}.{a.name}" for a in node.names
+                    if (OPTIMIZED / f"{a.name}.py").is_file() and node.module == "model.optimized"]
+            found.update(subs or [node.module])
+    return found
+
+
+def optimized_graph() -> dict[str, set[str]]:
+    return {_module_name(p): optimized_imports(p) for p in python_files("model/optimized")}
+
+
+def test_optimized_modules_import_no_cycle() -> None:
+    """The modules of model/optimized (the package facade aside) import each
+    other without a cycle, counting every import, even under TYPE_CHECKING."""
+    graph = {m: {d for d in deps if d != "model.optimized"} for m, deps in optimized_graph().items()
+             if m != "model.optimized"}
+    done: set[str] = set()
+    path: list[str] = []
+
+    def visit(m: str) -> None:
+        if m in path:
+            cycle = path[path.index(m):] + [m]
+            raise AssertionError("import cycle: " + " -> ".join(cycle))
+        if m in done:
+            return
+        path.append(m)
+        for d in sorted(graph.get(m, ())):
+            visit(d)
+        path.pop()
+        done.add(m)
+
+    for m in sorted(graph):
+        visit(m)
+
+
+def test_op_modules_never_import_the_kernel_adapter() -> None:
+    """Only the facade imports kernel.py (the ``Implementation`` adapter); the
+    op modules take a ``state.KernelState``."""
+    bad = {m: deps & FACADE for m, deps in optimized_graph().items()
+           if m not in FACADE and deps & FACADE}
+    assert not bad, f"modules importing the adapter or the package facade: {bad}"
+
+
+@pytest.mark.parametrize("path", python_files("model/optimized"),
+                         ids=lambda p: str(p.relative_to(ROOT)))
+def test_optimized_imports_only_at_module_level(path: Path) -> None:
+    """No import inside a function (the old way around a cycle)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    top = {id(n) for n in tree.body}
+    top |= {id(n) for stmt in tree.body if isinstance(stmt, ast.If) for n in stmt.body}
+    inner = [n.lineno for n in ast.walk(tree)
+             if isinstance(n, ast.Import | ast.ImportFrom) and id(n) not in top]
+    assert not inner, f"{path}: imports inside functions at lines {inner}"
+
+
+def test_optimized_imports_resolves_submodules() -> None:
+    """``from model.optimized import x`` counts as importing the module x."""
+    deps = optimized_imports(OPTIMIZED / "kernel.py")
+    assert {"model.optimized.fault", "model.optimized.exit", "model.optimized.state"} <= deps
+    assert "model.optimized.state" in optimized_imports(OPTIMIZED / "fault.py")
+
+
+def test_the_fault_path_knows_no_driver() -> None:
+    """A CPU fault reaches migrate-back through the device page's
+    ``pgmap->ops->migrate_to_ram``, not by importing the driver's code."""
+    drivers = {"model.optimized.migrate_device", "model.optimized.mirror",
+               "model.optimized.userptr"}
+    for core in ("fault", "pin", "memory", "mmu_notifier", "state"):
+        assert not optimized_imports(OPTIMIZED / f"{core}.py") & drivers, core

@@ -174,6 +174,33 @@ def test_migrate_to_device_and_back() -> None:
     assert d.run(Dread(0, 0, 2)) == Values((0, 77), 1)
 
 
+def test_cpu_fault_on_a_device_page_calls_its_pgmap_hook() -> None:
+    """do_swap_page -> page_pgmap(page)->ops->migrate_to_ram: the fault path
+    finds migrate-back on the device page's owner, not by importing it."""
+    from model.optimized.state import DevPagemap, DevPagemapOps, KernelState
+    from model.optimized.threads import Gen, Thread
+
+    d = Driver(device_frames=4)
+    d.run(Mmap(0, 0, 8, "rw", "private"))
+    d.run(Open(0, "mirror", 0))
+    d.run(Write(0, 1, 77))
+    assert d.run(MigrateToDev(0, 0, 2)) == Num(2)
+    dev = d.k.state.devices[0]  # type: ignore[attr-defined]
+    assert dev.pgmap is not None and dev.pgmap.owner == 0
+    calls: list[tuple[str, int]] = []
+    real = dev.pgmap.ops.migrate_to_ram
+
+    def spy(k: KernelState, t: Thread, page: int) -> Gen[str]:
+        calls.append((t.name, page))
+        return (yield from real(k, t, page))
+
+    dev.pgmap = DevPagemap(0, DevPagemapOps(migrate_to_ram=spy))
+    assert d.run(Read(0, 1)) == Num(77)
+    assert [name for name, _ in calls] == [f"L{d.line}"]
+    assert d.run(Read(0, 1)) == Num(77)  # back in a folio: no more calls
+    assert len(calls) == 1
+
+
 def test_reclaim_then_swap_in() -> None:
     d = Driver()
     d.run(Mmap(0, 0, 4, "rw", "private"))
@@ -280,20 +307,20 @@ def test_checks_catch_corrupted_structures() -> None:
     d.run(Open(0, "mirror", 0))
     d.run(Dwrite(0, 0, 2, 5))
     k = d.k
-    pfn = int(k.procs[0].pt.entry(0)) >> 5
-    k.frames.refcount[pfn] += 1  # a leaked reference
+    pfn = int(k.state.procs[0].pt.entry(0)) >> 5
+    k.state.frames.refcount[pfn] += 1  # a leaked reference
     d.start("T1", Read(0, 0))
     k.step("T1")
     assert [v.invariant for v in k.take_violations()] == ["accounting"]
-    k.frames.refcount[pfn] -= 1
+    k.state.frames.refcount[pfn] -= 1
     # a table entry naming a page the CPU entry does not map
-    k.devices[0].table.set(1, mkentry(PRESENT, pfn, True))
+    k.state.devices[0].table.set(1, mkentry(PRESENT, pfn, True))
     d.start("T2", Read(0, 0))
     k.step("T2")
     assert [v.invariant for v in k.take_violations()] == ["device_entries_follow_cpu"]
-    k.devices[0].table.set(1, 0)
+    k.state.devices[0].table.set(1, 0)
     # an odd seq with no invalidation running
-    k.procs[0].mn.seq = 5
+    k.state.procs[0].mn.seq = 5
     d.start("T3", Read(0, 0))
     k.step("T3")
     assert "seq_protocol" in [v.invariant for v in k.take_violations()]
