@@ -162,6 +162,9 @@ class Core(Protocol):
     def y(self) -> Gen:
         """A plain yield point (Y3)."""
 
+    def bugged(self, bug: Any) -> bool:
+        """Whether planted bug ``bug`` (a ``model.bugs`` declaration) is on."""
+
 
 @dataclass(frozen=True)
 class PluginDriver:
@@ -180,3 +183,43 @@ class PluginDriver:
     invalidate: Callable[..., Gen]
     table: Callable[[Any], Mapping[int, tuple[Page, bool]]]
     checks: Callable[[Any], list[str]] | None = None
+
+
+PLUGINS: dict[str, PluginDriver] = {}
+"""Plug-in drivers loaded in this process, by kind; each implementation
+wraps every one in a :class:`Driver` of its own over its :class:`Core`."""
+
+
+def add_plugin(driver: PluginDriver) -> None:
+    """Register a plug-in after checking it against the API: a
+    :class:`DriverError` naming the rule it breaks."""
+    from model.decl import SCHEMA_BY_KEYWORD
+
+    where = f"driver {driver.kind!r}"
+    if not isinstance(driver, PluginDriver):
+        raise DriverError(f"DRIVER is a {type(driver).__name__}, not a model.driver.PluginDriver")
+    if not driver.kind.isidentifier() or driver.kind in ("mirror", "userptr", "pin"):
+        raise DriverError(f"{where}: the kind must be a new identifier")
+    for name in ("open", "invalidate", "table"):
+        if not callable(getattr(driver, name)):
+            raise DriverError(f"{where}: {name} is not a function")
+    if driver.checks is not None and not callable(driver.checks):
+        raise DriverError(f"{where}: checks is not a function")
+    for keyword, fn in driver.ops.items():
+        decl = SCHEMA_BY_KEYWORD.get(keyword)
+        if decl is None:
+            raise DriverError(f"{where}: op {keyword!r} has no declaration (model.decl.declare)")
+        if decl.device != driver.kind or decl.plugin != driver.kind:
+            raise DriverError(f"{where}: op {keyword!r} must be declared with "
+                              f"device={driver.kind!r}, plugin={driver.kind!r}")
+        if not callable(fn):
+            raise DriverError(f"{where}: op {keyword!r} is not a function")
+    declared = {d.keyword for d in SCHEMA_BY_KEYWORD.values() if d.plugin == driver.kind}
+    if declared - set(driver.ops):
+        raise DriverError(f"{where}: no function for declared op(s) "
+                          f"{sorted(declared - set(driver.ops))}")
+    if not driver.ops:
+        raise DriverError(f"{where}: no ops")
+    if driver.kind in PLUGINS and PLUGINS[driver.kind] is not driver:
+        raise DriverError(f"{where}: loaded twice")
+    PLUGINS[driver.kind] = driver
