@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from fuzz.guide import Guide
 from fuzz.trace import StepLine
 from model import ops as m
-from model.decl import Arg, OpDecl, creator
+from model.decl import Arg, OpDecl, device_kinds
 from model.ops import (
     ADDRESS_PAGES,
     HUGE_PAGES,
@@ -51,15 +51,6 @@ WILD_WORDS: Final = (WORD_MAX, WORD_MIN, 1 << 63, -(1 << 64))
 STRIDES: Final = st.sampled_from((None, 1, 0, -1, 7))
 WILD: Final = st.integers(0, 19).map(lambda k: k == 19)
 """True about one time in 20; shrinks to False."""
-
-
-def device_kinds() -> tuple[str, ...]:
-    """The device kinds ``open`` offers (built-in drivers, then plug-ins)."""
-    opener = creator("D")
-    assert opener is not None and opener.kind_field is not None
-    kinds = opener.arg(opener.kind_field).kind
-    assert isinstance(kinds, tuple)
-    return kinds
 
 
 def choices(arg: Arg) -> st.SearchStrategy[str]:

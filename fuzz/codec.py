@@ -402,9 +402,14 @@ class Generation:
 
 @functools.cache
 def generation(number: int) -> Generation:
+    """Generation ``number``'s tables; the newest also has the loaded
+    plug-ins' ops, after the built-ins (so a plug-in's byte inputs mean
+    something only with the same plug-ins loaded, as its repros do)."""
     decls = [d for d in declared() if d.plugin is None and d.since <= number]
     ids = [d.codec_id for d in decls]
     assert ids == list(range(len(ids))), f"codec ids must be dense: {ids}"
+    if number >= CURRENT:
+        decls += [d for d in declared() if d.plugin is not None]
     return Generation(number, tuple(decls))
 
 
@@ -596,8 +601,9 @@ def encode(trace: Trace) -> bytes:
     not encoded.  ``ValueError`` if the rest cannot be reproduced exactly.
     """
     steps = trace.steps
-    needed = max((SCHEMA_BY_CLASS[type(s.action)].since for s in steps
-                  if type(s.action) in SCHEMA_BY_CLASS), default=1)
+    needed = max((CURRENT if SCHEMA_BY_CLASS[type(s.action)].plugin else
+                   SCHEMA_BY_CLASS[type(s.action)].since for s in steps
+                   if type(s.action) in SCHEMA_BY_CLASS), default=1)
     gen = generation(needed)
     out = bytearray(MAGIC + bytes([needed]) if needed > 1 else b"")
     frames, dev_frames = trace.header("frames"), trace.header("device-frames")

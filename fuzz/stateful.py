@@ -133,6 +133,7 @@ class MirrorMachine(Arguments, RuleBasedStateMachine):
     """Builds one trace per example; see the module docstring."""
 
     config: ClassVar[EngineConfig] = EngineConfig()
+    _swarm_gated: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self) -> None:
         super().__init__()
@@ -425,12 +426,15 @@ _GATES: Final[dict[str, Callable[[OpDecl], Callable[[MirrorMachine], bool]]]] = 
 
 
 def install_rules(cls: type[MirrorMachine]) -> None:
-    """Give ``cls`` a rule for every declared op that has none yet, and
-    the swarm gate on each."""
+    """Give ``cls`` a rule for every declared op that has none yet (plug-ins'
+    ops too, once loaded), and the swarm gate on each rule not gated yet."""
     for decl in declared():
         if not hasattr(cls, decl.rule_name):
             setattr(cls, decl.rule_name, _op_rule(decl))
-    gate(cls, op_rules())
+    gated: frozenset[str] = getattr(cls, "_swarm_gated", frozenset())
+    todo = [name for name in op_rules() if name not in gated]
+    gate(cls, todo)
+    cls._swarm_gated = gated | frozenset(todo)
 
 
 def op_rules() -> tuple[str, ...]:
@@ -476,4 +480,6 @@ def machine_for(config: EngineConfig) -> type[MirrorMachine]:
     """A :class:`MirrorMachine` subclass bound to ``config``; the constant
     pool Hypothesis draws from is settled first (``fuzz.determinism``)."""
     settle_constant_pool()
-    return type("MirrorMachine", (MirrorMachine,), {"config": config})
+    cls = type("MirrorMachine", (MirrorMachine,), {"config": config})
+    install_rules(cls)  # the ops of drivers loaded since this module was imported
+    return cls

@@ -87,7 +87,7 @@ from model.ops import (
 )
 
 MAGIC: Final = "# mirrorfuzz-trace 1"
-HEADER_KEYS: Final = ("frames", "device-frames", "title", "found-by", "signature")
+HEADER_KEYS: Final = ("frames", "device-frames", "title", "found-by", "signature", "driver")
 INT_HEADERS: Final = ("frames", "device-frames")
 MAX_INT_DIGITS: Final = 100
 

@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from typing import Final
 
 OPTIMIZED: Final = "optimized"
+PLUGIN: Final = "plugin"
+"""The ``implementation`` of a plug-in driver's bug: its code runs on both cores."""
 """The implementation every built-in bug lives in (``OptimizedKernel.name``)."""
 
 _NAME: Final = re.compile(r"[a-z][a-z0-9_]*\Z")
@@ -97,6 +99,10 @@ class Registry(Mapping[str, Bug]):
 
     def __len__(self) -> int:
         return len(self._bugs)
+
+    def forget(self, name: str) -> None:
+        """Drop a driver's bug when its driver is unloaded (tests of plug-ins)."""
+        self._bugs.pop(name, None)
 
 
 REGISTRY: Final = Registry()

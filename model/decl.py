@@ -29,7 +29,7 @@ is missing).  Driver plug-ins declare their ops the same way.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Final
 
 STATES: Final = ("live", "killed", "dead")
@@ -221,6 +221,48 @@ def register(decl: OpDecl) -> None:
             raise DeclarationError(f"{where}: codec id {decl.codec_id} is {other.keyword}'s")
     _BY_KEYWORD[decl.keyword] = decl
     _BY_CLASS[decl.cls] = decl
+
+
+def add_device_kind(kind: str, weight: int = 2) -> None:
+    """Let ``open`` make devices of a plug-in's ``kind`` (its kind field's
+    choices grow; the built-in kinds keep their places and weights)."""
+    opener = creator("D")
+    if opener is None or opener.kind_field is None:
+        raise DeclarationError("no op creates devices")
+    arg = opener.arg(opener.kind_field)
+    assert isinstance(arg.kind, tuple)
+    if kind in arg.kind:
+        return
+    grown = replace(arg, kind=(*arg.kind, kind), weights=(*arg.weights, weight))
+    new = replace(opener, args=tuple(grown if a is arg else a for a in opener.args))
+    _BY_KEYWORD[new.keyword] = new
+    _BY_CLASS[new.cls] = new
+
+
+def remove_device_kind(kind: str) -> None:
+    """Undo :func:`add_device_kind` (tests of plug-ins)."""
+    opener = creator("D")
+    if opener is None or opener.kind_field is None:
+        return
+    arg = opener.arg(opener.kind_field)
+    assert isinstance(arg.kind, tuple)
+    if kind not in arg.kind:
+        return
+    keep = [i for i, k in enumerate(arg.kind) if k != kind]
+    shrunk = replace(arg, kind=tuple(arg.kind[i] for i in keep),
+                     weights=tuple(arg.weights[i] for i in keep))
+    new = replace(opener, args=tuple(shrunk if a is arg else a for a in opener.args))
+    _BY_KEYWORD[new.keyword] = new
+    _BY_CLASS[new.cls] = new
+
+
+def device_kinds() -> tuple[str, ...]:
+    """The kinds ``open`` makes: the built-in drivers', then plug-ins'."""
+    opener = creator("D")
+    assert opener is not None and opener.kind_field is not None
+    kinds = opener.arg(opener.kind_field).kind
+    assert isinstance(kinds, tuple)
+    return kinds
 
 
 def unregister(keyword: str) -> None:

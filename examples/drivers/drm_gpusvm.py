@@ -52,8 +52,8 @@ from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any
 
-from model.bugs import declare_bug
-from model.decl import D, Addr, Count, Stride, Word, declare
+from model import bugs
+from model.decl import Addr, Count, D, Stride, Word, declare
 from model.driver import Core, Page, PluginDriver
 from model.ops import (
     EINVAL,
@@ -102,14 +102,14 @@ declare(SvmRead, "svm_read", 1, D(KIND), Addr(), Count(cap=MAX_VALUE_PAGES), wei
 declare(SvmWrite, "svm_write", 2, D(KIND), Addr(), Count(cap=MAX_VALUE_PAGES), Word(), Stride(),
         weight=6, draw=("d", "s", "n", "stride", "x"), **_COMMON)
 
-SKIP_PAGES_VALID = declare_bug(
+SKIP_PAGES_VALID = bugs.declare(
     "gpusvm_bind_skips_pages_valid",
     breaks="the bind programs GPU PTEs without drm_gpusvm_range_pages_valid() under "
            "notifier_lock, so an invalidation of the range between get_pages and the bind "
            "leaves stale GPU PTEs",
     imitates="drm_gpusvm's two-level staleness check (Xe SVM: the range valid check before "
              "committing the bind; drivers/gpu/drm/drm_gpusvm.c, drm_gpusvm_range_pages_valid)",
-    where=KIND)
+    implementation=bugs.PLUGIN, driver=KIND)
 
 
 # ------------------------------------------------------------------ state
