@@ -69,9 +69,6 @@ from model.ops import (
 
 Judge = Callable[[Trace], "str | None"]
 DEFAULT_MAX_RUNS: Final = 5000
-COUNT_FIELDS: Final = frozenset({"n", "cnt"})
-ADDRESS_FIELDS: Final = frozenset({"s", "v", "old", "new"})
-OFFSET_FIELDS: Final = frozenset({"off"})
 VOLATILE_HEADERS: Final = ("title", "found-by", "signature")
 SEMANTIC_HEADERS: Final = ("frames", "device-frames")
 DDMIN_SUBSETS_UP_TO: Final = 8
@@ -131,11 +128,12 @@ def _chunks(count: int, n: int) -> list[list[int]]:
             if bounds[k] < bounds[k + 1]]
 
 
-def _lowest(name: str) -> int | None:
-    """The smallest value worth trying for a numeric argument, None if not numeric."""
-    if name in COUNT_FIELDS:
+def _lowest(role: str) -> int | None:
+    """The smallest value worth trying for a numeric argument (by its role
+    in the op's declaration), None if not numeric."""
+    if role in ("count", "cnt"):
         return 1
-    if name in ADDRESS_FIELDS | OFFSET_FIELDS:
+    if role in ("addr", "off"):
         return 0
     return None
 
@@ -365,7 +363,7 @@ class _Minimizer:
         return [(i, a.field, getattr(op, a.field))
                 for i, op in enumerate(map(op_of, self.current.steps), start=1) if op is not None
                 for a in SCHEMA_BY_CLASS[type(op)].args
-                if a.field in ADDRESS_FIELDS and getattr(op, a.field) >= 0]
+                if a.role == "addr" and getattr(op, a.field) >= 0]
 
     def addresses(self) -> bool:
         """Lower each address used more than once, all its uses together."""
@@ -385,7 +383,7 @@ class _Minimizer:
             for arg in SCHEMA_BY_CLASS[type(first)].args:
                 spot = [(index, arg.field)]
                 value = getattr(first, arg.field)
-                low = _lowest(arg.field)
+                low = _lowest(arg.role)
                 if low is not None and isinstance(value, int):
                     progress |= self._bisect(partial(self._set, spot), low, value, "arguments")
                     continue
@@ -403,7 +401,7 @@ class _Minimizer:
     def translate(self) -> bool:
         ops = [op for op in map(op_of, self.current.steps) if op is not None]
         addresses = [getattr(op, a.field) for op in ops
-                     for a in SCHEMA_BY_CLASS[type(op)].args if a.field in ADDRESS_FIELDS]
+                     for a in SCHEMA_BY_CLASS[type(op)].args if a.role == "addr"]
         addresses = [a for a in addresses if isinstance(a, int) and a >= 0]
         if not addresses:
             return False
@@ -418,7 +416,7 @@ class _Minimizer:
                     changes: dict[str, object] = {
                         a.field: getattr(op, a.field) - delta
                         for a in SCHEMA_BY_CLASS[type(op)].args
-                        if a.field in ADDRESS_FIELDS and getattr(op, a.field) >= 0}
+                        if a.role == "addr" and getattr(op, a.field) >= 0}
                     e = Edit(e.origin, replace(e.line, action=with_changes(op, changes)))
                 edits.append(e)
             if self.attempt_edits(edits, "translate"):

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import fields, replace
+from dataclasses import replace
 from typing import Final
 
 from fuzz.codec import BASE, MAX_STEPS, WINDOW, decode, encode
@@ -70,7 +70,6 @@ BYTE_FRACTION: Final = 0.15
 """The share of ``mutate`` calls that go straight to byte mutation."""
 ATTEMPTS: Final = 6
 SIZED_HEADERS: Final = ("frames", "device-frames")
-_ADDRESS_FIELDS: Final = frozenset({"s", "v", "old", "new"})
 _MAX_CNT: Final = 65535  # the codec's largest submit/dma count
 _MAX_NAME: Final = 255  # the codec's largest raw thread number
 _FRAMES: Final = (1, 2, 3, 64, 511, 512, 513, 1024, 1100, 2048, 4096)
@@ -240,12 +239,11 @@ class _Pool:
             schema = SCHEMA_BY_CLASS[type(action)]
             if schema.reserves is not None:
                 self.next[schema.reserves] += 1
-            values = {f.name: getattr(action, f.name) for f in fields(action)}
-            for name in _ADDRESS_FIELDS & values.keys():
-                v = values[name]
-                if isinstance(v, int) and 0 <= v < 1 << 40:
+            n = next((getattr(action, a.field) for a in schema.args if a.role == "count"), None)
+            for a in schema.args:
+                v = getattr(action, a.field)
+                if a.role == "addr" and isinstance(v, int) and 0 <= v < 1 << 40:
                     self.addresses.append(v)
-                    n = values.get("n")
                     if isinstance(n, int) and 0 < n < 1 << 20:
                         self.addresses.append(v + n)
 
@@ -310,10 +308,10 @@ def _argument(rng: random.Random, op: Op, arg: Arg, pool: _Pool) -> object:
     base = old if isinstance(old, int) else 0
     if kind == "word":
         return _word(rng, base)
-    if arg.field in _ADDRESS_FIELDS:
+    if arg.role == "addr":
         return _address(rng, base, pool)
-    if arg.field == "n":
-        return _count(rng, base, getattr(op, "s", getattr(op, "old", None)), pool)
+    if arg.role == "count":
+        return _count(rng, base, getattr(op, arg.of or "s", None), pool)
     small = rng.choice((0, 1, 2, 3, 8, 16, max(0, base - 1), base + 1))
     return min(small, _MAX_CNT)  # off / cnt of submit and dma
 

@@ -53,10 +53,9 @@ from dataclasses import dataclass, field
 from model.observation import VmaView
 from model.ops import (
     ADDRESS_PAGES,
+    SCHEMA_BY_CLASS,
     Complete,
     Dma,
-    Dread,
-    Dwrite,
     Err,
     Errno,
     Exit,
@@ -137,6 +136,24 @@ def resolve(vmas: Iterable[VmaView], pid: int, vpn: int) -> Key | None:
     return None
 
 
+def _device_field(op: Op) -> str | None:
+    """The field naming the device ``op`` works on, if any (its declaration)."""
+    decl = SCHEMA_BY_CLASS.get(type(op))
+    return None if decl is None else next(
+        (a.field for a in decl.args if a.role == "device"), None)
+
+
+def _device_access(op: Op) -> bool:
+    """``op`` reads or writes its device's process memory at [s, s+n) when
+    it completes, by its declaration: a device op with an address and a
+    count that creates nothing (``dread``, ``dwrite``, a plug-in's accesses;
+    ``snapshot``'s and ``migrate_to_dev``'s results are no ``values`` and
+    they take no word, so they neither write nor check)."""
+    decl = SCHEMA_BY_CLASS.get(type(op))
+    return (decl is not None and decl.reserves is None and _device_field(op) is not None
+            and decl.has("addr") and decl.has("count"))
+
+
 def _word(x: int | None, stride: int | None, k: int) -> int:
     return (x or 0) + k * (stride or 0)
 
@@ -162,8 +179,8 @@ class Oracle:
         pid: int | None = None
         if isinstance(op, Read | Write | ReadRange | WriteRange):
             pid = op.p
-        elif isinstance(op, Dread | Dwrite | Reg | Pin):
-            pid = self.devices.get(op.d)
+        elif (dev := _device_field(op)) is not None:
+            pid = self.devices.get(getattr(op, dev))
         elif isinstance(op, Complete):
             job = self.jobs.get(op.j)
             region = self.regions.get(job.r) if job is not None else None
@@ -214,7 +231,7 @@ class Oracle:
         elif isinstance(op, ReadRange | WriteRange):
             self.writing.pop(thread, None)
             problems += self._range(op, result, vmas(op.p), self.alone.pop(thread, False))
-        elif isinstance(op, Dread | Dwrite):
+        elif _device_access(op):
             problems += self._mirror(op, result, vmas)
         elif isinstance(op, Open) and isinstance(result, HandleResult):
             self.devices[op.dev] = op.p
@@ -289,16 +306,24 @@ class Oracle:
                 problems += self._check(key, result.values[k])
         return problems
 
-    def _mirror(self, op: Dread | Dwrite, result: OpResult, vmas: VmaLookup) -> list[Incoherence]:
-        pid = self.devices.get(op.d)
+    def _mirror(self, op: Op, result: OpResult, vmas: VmaLookup) -> list[Incoherence]:
+        """A device access at its process's addresses [s, s+n) (``dread``,
+        ``dwrite``, a plug-in's like ops): its ``values`` are checked, its
+        word written on ``ok``, at its completion."""
+        decl = SCHEMA_BY_CLASS[type(op)]
+        dev, s, n = (next(getattr(op, a.field) for a in decl.args if a.role == role)
+                     for role in ("device", "addr", "count"))
+        pid = self.devices.get(dev)
         if pid is None:
             return []
+        x = next((getattr(op, a.field) for a in decl.args if a.role == "word"), None)
+        stride = next((getattr(op, a.field) for a in decl.args if a.role == "stride"), None)
         views = vmas(pid)
         problems: list[Incoherence] = []
-        for k in range(op.n if isinstance(result, Values | Ok) else 0):
-            key = resolve(views, pid, op.s + k)
-            if isinstance(op, Dwrite) and isinstance(result, Ok) and key is not None:
-                self._write(key, _word(op.x, op.stride, k))
+        for k in range(n if isinstance(result, Values | Ok) else 0):
+            key = resolve(views, pid, s + k)
+            if decl.has("word") and isinstance(result, Ok) and key is not None:
+                self._write(key, _word(x, stride, k))
             elif isinstance(result, Values) and k < len(result.values):
                 problems += self._check(key, result.values[k])
         return problems
