@@ -10,3 +10,17 @@ from __future__ import annotations
 
 class BadInput(Exception):
     """Input a command cannot use; its text is the one-line error."""
+
+
+def check_mutant(name: str | None) -> None:
+    """BadInput unless ``name`` (when given) is a planted bug's name.
+
+    The one place ``--mutant`` and a campaign's recorded mutant are checked.
+    """
+    if name is None:
+        return
+    from model.optimized.kernel import MUTANTS
+
+    if name not in MUTANTS:
+        shown = name if len(name) <= 60 and name.isprintable() else repr(name[:60])
+        raise BadInput(f"--mutant {shown}: unknown mutant (mirrorfuzz mutants lists them)")
