@@ -12,7 +12,7 @@ class BadInput(Exception):
     """Input a command cannot use; its text is the one-line error."""
 
 
-def check_mutant(name: str | None) -> None:
+def check_mutant(name: str | None, what: str = "--mutant") -> None:
     """BadInput unless ``name`` (when given) is a planted bug's name.
 
     The one place ``--mutant`` and a campaign's recorded mutant are checked.
@@ -23,4 +23,4 @@ def check_mutant(name: str | None) -> None:
 
     if name not in MUTANTS:
         shown = name if len(name) <= 60 and name.isprintable() else repr(name[:60])
-        raise BadInput(f"--mutant {shown}: unknown mutant (mirrorfuzz mutants lists them)")
+        raise BadInput(f"{what} {shown}: unknown mutant (see mirrorfuzz mutants --help)")

@@ -24,13 +24,14 @@ Rules this module enforces, for every command:
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
 import stat
 import tempfile
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, BinaryIO, Final
 
 from fuzz.errors import BadInput
 
@@ -216,6 +217,31 @@ def writable_target(path: str | Path) -> Path:
         raise WriteError(path, f"not a regular file ({kind_of(st.st_mode)}): "
                                "refusing to write over it")
     return path
+
+
+def open_append(path: str | Path) -> BinaryIO:
+    """``path`` opened for appending bytes (created if absent): only a regular
+    file (a FIFO never blocks it, a dangling symbolic link never creates a file
+    elsewhere); :class:`WriteError` otherwise."""
+    if os.path.islink(path) and not os.path.exists(path):
+        raise WriteError(path, "a dangling symbolic link: refusing to create its target")
+    flags = (os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | os.O_CLOEXEC
+             | getattr(os, "O_NOCTTY", 0))
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as exc:
+        if exc.errno in (errno.ENXIO, errno.EISDIR):
+            raise WriteError(path, f"not a regular file ({describe(path)})") from None
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise WriteError(path, f"not a regular file ({kind_of(st.st_mode)})")
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return os.fdopen(fd, "ab")
 
 
 def fsync_dir(directory: Path) -> None:

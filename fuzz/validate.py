@@ -37,8 +37,7 @@ _UNIT: Final = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 def _shown(text: str) -> str:
     """``text`` as an error message quotes it: printable, one line, short."""
-    short = text if len(text) <= 60 else text[:57] + "..."
-    return repr(short) if not short.isprintable() or not short or " " in short else short
+    return repr(text if len(text) <= 60 else text[:57] + "...")
 
 
 def whole(text: str, flag: str, low: int = 0, high: int = (1 << 63) - 1) -> int:
