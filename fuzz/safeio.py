@@ -358,7 +358,8 @@ def field_number(data: dict[str, Any], key: str, *, low: float, high: float,
     if integer and not isinstance(value, int):
         raise ValueError(f"{key} must be a whole number, got {_shown(value)}")
     if not (isinstance(value, int) or math.isfinite(value)) or not low <= value <= high:
-        raise ValueError(f"{key} must be between {low:g} and {high:g}, got {_shown(value)}")
+        raise ValueError(f"{key} must be between {_number(low)} and {_number(high)}, "
+                         f"got {_shown(value)}")
     return value
 
 
@@ -373,6 +374,10 @@ def field_text(data: dict[str, Any], key: str, *, optional: bool = False,
     if len(value) > limit or "\n" in value or "\r" in value or "\0" in value:
         raise ValueError(f"{key} must be one line of at most {limit} characters")
     return value
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() and abs(value) < 1e16 else f"{value:g}"
 
 
 def _shown(value: object) -> str:

@@ -193,7 +193,7 @@ class Findings:
                 signature = trace.header("signature")
                 problem = None if signature else "no '# signature:' header"
             except TraceError as exc:
-                signature, problem = None, str(exc).removeprefix(f"{raw}:")
+                signature, problem = None, _why(exc)
             if problem is not None or signature is None:
                 if repros.get(signature_of(raw)) is None:
                     self.quarantine(raw, problem or "unreadable")
@@ -253,7 +253,7 @@ class Findings:
                 repro = save_unminimized(self.out, job.raw, self.mutant)
             except TraceError as exc:
                 result.unlink(missing_ok=True)
-                self.quarantine(job.raw, exc.message)
+                self.quarantine(job.raw, _why(exc))
                 return
         result.unlink(missing_ok=True)
         self._record(job, repro)
@@ -280,6 +280,10 @@ class Findings:
                     raw=_rel(self.out, job.raw), engine=job.engine, worker=job.worker,
                     lines=lines, **extra)
         self.log(f"finding {signature}: {_rel(self.out, repro)} ({lines} lines)")
+
+
+def _why(exc: TraceError) -> str:
+    return f"line {exc.lineno}: {exc.message}" if exc.lineno else exc.message
 
 
 def _rel(out: Path, path: Path) -> str:

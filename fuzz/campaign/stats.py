@@ -59,13 +59,12 @@ def read_stats(out: Path) -> StatsFile:
         last = index == len(chunks) - 1
         if last and not chunk:
             break
-        parsed = _parse(chunk)
+        parsed, why = _parse(chunk)
         if parsed is None:
             if last:  # no newline: a line cut short by a kill
                 found.truncated = True
                 break
-            raise BadInput(f"{path}:{index + 1}: corrupt statistics line "
-                           "(not a JSON object with a 'kind')")
+            raise BadInput(f"{path}:{index + 1}: corrupt statistics line ({why})")
         problem = _check_line(parsed)
         if problem is not None:
             raise BadInput(f"{path}:{index + 1}: corrupt statistics line ({problem})")
@@ -80,14 +79,15 @@ def read_stats(out: Path) -> StatsFile:
     return found
 
 
-def _parse(chunk: bytes) -> dict[str, Any] | None:
+def _parse(chunk: bytes) -> tuple[dict[str, Any] | None, str]:
+    """(the line's object, or None and why not)."""
     try:
         value = safeio.loads_json(chunk)
-    except ValueError:
-        return None
+    except ValueError as exc:
+        return None, str(exc)
     if not isinstance(value, dict) or not isinstance(value.get("kind"), str):
-        return None
-    return value
+        return None, "not a JSON object with a 'kind'"
+    return value, ""
 
 
 def _check_line(line: dict[str, Any]) -> str | None:
