@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from pathlib import Path
 from typing import Final
 
@@ -71,8 +70,9 @@ def max_jobs() -> int:
     return JOBS_PER_CORE * (os.cpu_count() or 1)
 
 
-def jobs(text: str, flag: str = "--jobs") -> int:
-    """A worker count, capped at :data:`JOBS_PER_CORE` per core (with a note)."""
+def jobs(text: str, flag: str = "--jobs") -> tuple[int, str | None]:
+    """A worker count, capped at :data:`JOBS_PER_CORE` per core: (count, the
+    note to print once every argument is checked, or None)."""
     value = text.strip().lstrip("+")
     if not value.isascii() or not value.isdigit():
         raise BadInput(f"{flag} {_shown(text)}: expected a whole number")
@@ -81,10 +81,8 @@ def jobs(text: str, flag: str = "--jobs") -> int:
         raise BadInput(f"{flag} {_shown(text)}: expected a number >= 1")
     cap = max_jobs()
     if number is None or number > cap:
-        print(f"mirrorfuzz: {flag} {_shown(text)}: capped at {cap} ({JOBS_PER_CORE} per core)",
-              file=sys.stderr)
-        return cap
-    return number
+        return cap, f"mirrorfuzz: {flag} {_shown(text)}: capped at {cap} ({JOBS_PER_CORE} per core)"
+    return number, None
 
 
 def _check_path_text(text: str, flag: str) -> Path:

@@ -74,7 +74,7 @@ def _atheris_available() -> bool:
 
 def _config(args: argparse.Namespace) -> tuple[Path, CampaignConfig, float, bool]:
     """(OUT, configuration, seconds to run, resumed) from the arguments."""
-    jobs = None if args.jobs is None else validate.jobs(args.jobs)
+    jobs, note = (None, None) if args.jobs is None else validate.jobs(args.jobs)
     seed = None if args.seed is None else validate.whole(args.seed, "--seed", 0, MAX_SEED)
     extra = None if args.time is None else parse_duration(args.time)
     hang_s = None if args.hang is None else parse_duration(args.hang, "--hang")
@@ -112,12 +112,14 @@ def _config(args: argparse.Namespace) -> tuple[Path, CampaignConfig, float, bool
         if jobs is not None:
             config = replace(config, jobs=jobs)
         elif config.jobs > validate.max_jobs():
-            config = replace(config, jobs=validate.jobs(str(config.jobs), "jobs"))
+            capped, note = validate.jobs(str(config.jobs), "jobs")
+            config = replace(config, jobs=capped)
         config = limited(config)
         time_s = extra if extra is not None else config.time_s - before.t
         if time_s <= 0:
             raise BadInput(f"{out}: the campaign already ran its "
                            f"{format_duration(config.time_s)}; give --time for more")
+        args.jobs_note = note
         return out, config, time_s, True
     out = validate.out_dir(args.out) if args.out is not None else default_out()
     if out.exists() and any(out.iterdir()):
@@ -140,6 +142,7 @@ def _config(args: argparse.Namespace) -> tuple[Path, CampaignConfig, float, bool
     config = CampaignConfig(time_s=time_s, jobs=jobs or os.cpu_count() or 1, engine=engine,
                             mutant=args.mutant, seed=fresh_seed() if seed is None else seed,
                             db=args.db, started=now_iso())
+    args.jobs_note = note
     return out, limited(config), time_s, False
 
 
@@ -155,6 +158,8 @@ def cmd_campaign(args: argparse.Namespace) -> int:
     if not out.is_dir():
         raise BadInput(f"{out}: {describe(out)}, not a directory")
     held = lock(out)  # one coordinator per directory, until this process ends
+    if getattr(args, "jobs_note", None):  # printed once nothing can fail as bad input
+        print(args.jobs_note, file=sys.stderr)
     what = "resuming" if resumed else "campaign"
     mutant = f", mutant {config.mutant}" if config.mutant else ""
     print(f"mirrorfuzz: {what} {out}: {config.jobs} workers ({config.engine}{mutant}), "

@@ -484,7 +484,9 @@ def test_absurd_jobs_are_capped(tmp_path: Path, capsys: pytest.CaptureFixture[st
                                           jobs])
         _, config, _, _ = _config(args)
         assert config.jobs == validate.max_jobs()
-        assert "capped at" in capsys.readouterr().err
+        assert "capped at" in args.jobs_note
+    code = main(["campaign", "--out", str(tmp_path / "c"), "--jobs", "10000", "--time", "x"])
+    assert code == EXIT_BAD_INPUT and capsys.readouterr().err.count("\n") == 1
 
 
 def test_sighup_is_handled_like_sigterm() -> None:
