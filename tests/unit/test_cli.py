@@ -273,3 +273,43 @@ def test_readme_replay_examples_name_existing_files() -> None:
     assert named
     for name in named:
         assert (ROOT / name).is_file(), name
+
+
+# ------------------------------------------------------- the safe I/O helpers
+
+
+@pytest.mark.parametrize("text, needle", [
+    ('{"a": NaN}', "NaN"),
+    ('{"a": Infinity}', "Infinity"),
+    ('{"a": -Infinity}', "Infinity"),
+    ('{"a": 1e400}', "out of range"),
+    ("[" * 100000, "nested more than"),
+    ('{"a": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}', "nested"),
+    ('{"a": 1', "Expecting"),
+    (b'{"a": "\xff"}', "not UTF-8"),
+])
+def test_strict_json_rejects_what_json_does_not_allow(text: str | bytes, needle: str) -> None:
+    from fuzz.safeio import loads_json
+
+    with pytest.raises(ValueError, match=needle):
+        loads_json(text)
+    assert loads_json('{"a": [1, 2.5, "[{"]}') == {"a": [1, 2.5, "[{"]}
+
+
+def test_safe_read_takes_only_bounded_regular_files(tmp_path: Path) -> None:
+    from fuzz.safeio import ReadError, read_bytes
+
+    (tmp_path / "zero").symlink_to("/dev/zero")
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "dangling").symlink_to(tmp_path / "nothing")
+    big = tmp_path / "big"
+    with open(big, "wb") as f:
+        f.truncate(2000)
+    for name, needle in (("zero", "a character device"), ("fifo", "a FIFO"),
+                         ("dangling", "a dangling symbolic link"), ("missing", "no such file"),
+                         (".", "a directory")):
+        with pytest.raises(ReadError, match=needle):
+            read_bytes(tmp_path / name)
+    with pytest.raises(ReadError, match="too large"):
+        read_bytes(big, limit=1000)
+    assert read_bytes(big, limit=2000) == bytes(2000)
