@@ -2,51 +2,67 @@
 
 Exit status: 0 when every trace ran clean, 1 when a run found something (a
 finding or an ``=> expected`` mismatch), 2 for bad input (a malformed trace,
-a missing file, a bad argument) — reported as one line, never a traceback.
+a missing file, a bad argument, a file that cannot be written) — reported as
+one line ``mirrorfuzz: error: ...`` on stderr, argparse's own errors
+included, never a traceback.  An internal error (a bug in mirrorfuzz) is one
+line ``mirrorfuzz: internal error: ...`` and exit 3, never 1 (which means
+"found something"); ``MIRRORFUZZ_TRACEBACK=1`` shows its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
-from fuzz import impls
-from fuzz.corpus import check_corpus, corpus_traces, write_atomic
-from fuzz.errors import BadInput
+from fuzz import impls, validate
+from fuzz.corpus import check_corpus, corpus_traces, walk_traces
+from fuzz.errors import BadInput, check_mutant
 from fuzz.executor import Settings, Verdict, run_trace
 from fuzz.minimize import DEFAULT_MAX_RUNS, NoFinding, Stats, minimize_file
-from fuzz.trace import Trace, TraceError, format_step, format_trace, load_trace
-from model.bugs import UnknownBug
+from fuzz.safeio import describe, load_trace, write_atomic
+from fuzz.trace import Trace, TraceError, format_step, format_trace
 
-EXIT_OK, EXIT_FOUND, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_OK, EXIT_FOUND, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
 
 
 def trace_files(paths: Sequence[str]) -> Iterator[Path]:
     """Each path, or every ``*.trace`` below a directory, in sorted order."""
     for name in paths:
         path = Path(name)
-        if path.is_dir():
-            found = sorted(path.rglob("*.trace"))
+        what = describe(path)
+        if what == "a directory":
+            found, problems = walk_traces(path)
+            if problems:
+                raise BadInput(str(problems[0]).replace(":0: ", ": ", 1))
             if not found:
                 raise BadInput(f"{name}: no *.trace files in this directory")
             yield from found
-        elif path.is_file():
+        elif what == "a regular file":
             yield path
-        else:
+        elif what == "absent":
             raise BadInput(f"{name}: no such file or directory")
+        else:
+            raise BadInput(f"{name}: {what}, not a trace file or a directory")
 
 
 def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
-    return value
+    value = text.strip()
+    if not (value.isascii() and value.isdigit() and len(value) <= validate.MAX_DIGITS):
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number >= 0 of at most {validate.MAX_DIGITS} digits, "
+            f"got {one_line(text, 40)!r}")
+    return int(value)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with errors in the one ``mirrorfuzz: error: ...`` style (exit 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise BadInput(f"{message} (see {self.prog} --help)")
 
 
 def print_verdict(trace: Trace, verdict: Verdict, out: TextIO, *, verbose: bool) -> None:
@@ -72,10 +88,11 @@ def print_verdict(trace: Trace, verdict: Verdict, out: TextIO, *, verbose: bool)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    check_mutant(args.mutant)
     sides = impls.sides(args.impl)
     settings = Settings(observe_every=args.observe_every, budget=args.budget,
                         mutant=args.mutant)
-    traces = [load_trace(str(path)) for path in trace_files(args.files)]
+    traces = [load_trace(path) for path in trace_files(args.files)]
     failed = 0
     for trace in traces:
         verdict = run_trace(trace, sides, settings)
@@ -93,13 +110,14 @@ def default_output(path: Path) -> Path:
 
 
 def cmd_minimize(args: argparse.Namespace) -> int:
+    check_mutant(args.mutant)
     source = Path(args.file)
-    if not source.is_file():
-        raise BadInput(f"{args.file}: no such file")
-    output = Path(args.output) if args.output else default_output(source)
-    if not output.parent.is_dir():
-        raise BadInput(f"{output}: no such directory")
-    original = load_trace(str(source))
+    what = describe(source)
+    if what != "a regular file":
+        raise BadInput(f"{args.file}: " + ("no such file" if what == "absent"
+                                           else f"{what}, not a trace file"))
+    output = validate.output_file(args.output or str(default_output(source)), "--output")
+    original = load_trace(source)
     sides = impls.sides(args.impl)
     settings = Settings(observe_every=1, budget=args.budget, mutant=args.mutant)
     stats = Stats()
@@ -124,8 +142,10 @@ def cmd_minimize(args: argparse.Namespace) -> int:
 
 def cmd_corpus_check(args: argparse.Namespace) -> int:
     root = Path(args.dir)
-    if not root.is_dir():
-        raise BadInput(f"{args.dir}: no such directory")
+    what = describe(root)
+    if what != "a directory":
+        raise BadInput(f"{args.dir}: " + ("no such directory" if what == "absent"
+                                          else f"{what}, not a directory"))
     problems = check_corpus(root)
     for problem in problems:
         print(problem)
@@ -139,7 +159,7 @@ def cmd_corpus_check(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="mirrorfuzz",
         description="Fuzz MMU-notifier pipelines: a reference model against an optimized one.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -190,17 +210,35 @@ def _extra_commands() -> list[Callable[[Any], None]]:
     return [campaign, report_and_promote, mutants]
 
 
+def one_line(text: str, limit: int = 1000) -> str:
+    """``text`` as one printable line (control characters escaped), at most ``limit``."""
+    shown = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+    return shown if len(shown) <= limit else shown[:limit - 3] + "..."
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         code: int = args.func(args)
-    except (BadInput, TraceError, impls.UnknownImplementation, UnknownBug) as exc:
-        print(f"mirrorfuzz: error: {exc}", file=sys.stderr)
+    except (BadInput, TraceError, impls.UnknownImplementation) as exc:
+        print(f"mirrorfuzz: error: {one_line(str(exc))}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("mirrorfuzz: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # the disk, not the program: say which file and why
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"mirrorfuzz: error: {one_line(where + (exc.strerror or str(exc)))}",
+              file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except Exception as exc:
+        if os.environ.get("MIRRORFUZZ_TRACEBACK"):
+            import traceback
+
+            traceback.print_exc()
+        print(f"mirrorfuzz: internal error: {type(exc).__name__}: {one_line(str(exc), 300)} "
+              "(a bug in mirrorfuzz; MIRRORFUZZ_TRACEBACK=1 shows where)", file=sys.stderr)
+        return EXIT_INTERNAL
     return code
 
 

@@ -39,12 +39,13 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Final
 
-from fuzz.trace import Trace, TraceError, format_step, format_trace, load_trace
+from fuzz import safeio
+from fuzz.safeio import load_trace
+from fuzz.trace import Trace, TraceError, format_step, format_trace
 
 KINDS: Final = ("seeds", "conformance", "repros")
 SCENARIO_KINDS: Final = ("seeds", "conformance")
@@ -97,11 +98,32 @@ def trace_problems(path: Path, kind: str) -> list[Problem]:
 
 
 def _header_line(path: Path, key: str) -> int:
-    with open(path, encoding="utf-8") as f:
-        for lineno, text in enumerate(f, start=1):
-            if text.startswith(f"# {key}:"):
-                return lineno
+    try:
+        text = safeio.read_text(path)
+    except safeio.ReadError:
+        return 1
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        if line.startswith(f"# {key}:"):
+            return lineno
     return 1
+
+
+def walk_traces(root: Path) -> tuple[list[Path], list[Problem]]:
+    """The ``*.trace`` paths under ``root`` (sorted), and a problem for each
+    directory that cannot be listed (never skipped silently)."""
+    found: list[Path] = []
+    problems: list[Problem] = []
+
+    def failed(exc: OSError) -> None:
+        where = Path(exc.filename) if exc.filename else root
+        problems.append(Problem(where, 0, f"cannot list this directory: "
+                                          f"{exc.strerror or exc}"))
+
+    for directory, dirs, files in os.walk(root, onerror=failed):
+        dirs.sort()
+        found.extend(Path(directory) / name for name in files if name.endswith(".trace"))
+        found.extend(Path(directory) / name for name in dirs if name.endswith(".trace"))
+    return sorted(found), problems
 
 
 def check_corpus(root: str | Path) -> list[Problem]:
@@ -112,8 +134,8 @@ def check_corpus(root: str | Path) -> list[Problem]:
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such directory")
-    found: list[Problem] = []
-    for path in sorted(root.rglob("*.trace")):
+    paths, found = walk_traces(root)
+    for path in paths:
         kind = path.relative_to(root).parts[0]
         if kind not in KINDS:
             found.append(Problem(path, 0, "a corpus trace belongs in "
@@ -124,8 +146,8 @@ def check_corpus(root: str | Path) -> list[Problem]:
 
 
 def corpus_traces(root: str | Path) -> list[Path]:
-    """The ``*.trace`` files under ``root``, sorted."""
-    return sorted(Path(root).rglob("*.trace"))
+    """The ``*.trace`` paths under ``root``, sorted."""
+    return walk_traces(Path(root))[0]
 
 
 # ---------------------------------------------------------------- naming
@@ -149,44 +171,11 @@ def repro_name(signature: str, trace: Trace) -> str:
 # ---------------------------------------------------------------- saving
 
 
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _temp_copy(directory: Path, text: str) -> Path:
-    """A new fsynced temporary file in ``directory`` holding ``text``."""
-    fd, name = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=directory)
-    try:
-        os.fchmod(fd, 0o644)  # a corpus file, readable like any other (mkstemp gives 0600)
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-    except BaseException:
-        os.unlink(name)
-        raise
-    return Path(name)
-
-
-def write_atomic(path: str | Path, text: str) -> None:
-    """Replace ``path`` by a file holding ``text``, all at once (no partial file)."""
-    path = Path(path)
-    tmp = _temp_copy(path.parent, text)
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+_fsync_dir = safeio.fsync_dir
+_temp_copy = safeio.temp_copy
+write_atomic = safeio.write_atomic
+"""Replace a regular file all at once; never a device, FIFO or directory
+(fuzz.safeio.write_atomic)."""
 
 
 def _link_new(tmp: Path, path: Path) -> bool:

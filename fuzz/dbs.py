@@ -70,7 +70,7 @@ def open_database(spec: str | None, default_dir: str | Path) -> ExampleDatabase:
     if "://" in spec:
         scheme = spec.partition("://")[0].lower()
         if scheme not in REDIS_SCHEMES:
-            raise BadInput(f"--db {_redacted(spec)}: unsupported database URL "
+            raise BadInput(f"--db {redacted(spec)}: unsupported database URL "
                            f"(a directory, or redis://host:port/N)")
         shared = open_redis(parse_redis_url(spec))
         return MultiplexedDatabase(DirectoryBasedExampleDatabase(str(default_dir)), shared)
@@ -106,24 +106,31 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def _redacted(spec: str) -> str:
+def redacted(spec: str) -> str:
     """``spec`` with any password replaced, for an error about ``spec`` itself."""
     scheme, sep, rest = spec.partition("://")
     netloc, slash, path = rest.partition("/")
     userinfo, at, hostport = netloc.rpartition("@")
     if at and ":" in userinfo:
         netloc = f"{userinfo.partition(':')[0]}:***@{hostport}"
-    return _one_line(f"{scheme}{sep}{netloc}{slash}{path}")
+    text = _one_line(f"{scheme}{sep}{netloc}{slash}{path}")
+    text = "".join(ch if ch.isprintable() else "?" for ch in text)
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def parse_redis_url(spec: str) -> RedisURL:
     """``redis://[[user]:password@]host[:port][/N][?prefix=P]``; :class:`BadInput` if not."""
-    shown = _redacted(spec)
+    shown = redacted(spec)
 
     def bad(why: str) -> BadInput:
         return BadInput(f"--db {shown}: {why}")
 
-    parts = urlsplit(spec)
+    try:
+        parts = urlsplit(spec)
+    except ValueError as exc:  # an unclosed '[' of an IPv6 host, a bad port ...
+        raise bad(f"malformed URL ({_one_line(str(exc))})") from None
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in spec):
+        raise bad("a control character in the URL")
     if parts.scheme.lower() not in REDIS_SCHEMES:
         raise bad("not a redis:// URL")
     if parts.fragment:
@@ -131,8 +138,12 @@ def parse_redis_url(spec: str) -> RedisURL:
     try:
         port = parts.port
         host = parts.hostname
+        if host is not None:
+            host.encode("idna")
     except ValueError:
         raise bad("the port is not a number from 1 to 65535") from None
+    except UnicodeError:
+        raise bad("the host is not a valid host name") from None
     if not host:
         raise bad("no host (redis://host:port/N)")
     if port == 0:
@@ -153,6 +164,8 @@ def parse_redis_url(spec: str) -> RedisURL:
     prefix = query["prefix"][0] if "prefix" in query else DEFAULT_PREFIX
     if not prefix:
         raise bad("an empty prefix (leave it out for the default)")
+    if len(number) > 9:
+        raise bad(f"the database number {number[:20]!r} is too large")
     return RedisURL(host=host, port=port or DEFAULT_PORT, db=int(number or "0"), prefix=prefix,
                     username=unquote(parts.username) if parts.username else None,
                     password=unquote(parts.password) if parts.password is not None else None,

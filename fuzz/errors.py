@@ -10,3 +10,17 @@ from __future__ import annotations
 
 class BadInput(Exception):
     """Input a command cannot use; its text is the one-line error."""
+
+
+def check_mutant(name: str | None, what: str = "--mutant") -> None:
+    """BadInput unless ``name`` (when given) is a planted bug's name.
+
+    The one place ``--mutant`` and a campaign's recorded mutant are checked.
+    """
+    if name is None:
+        return
+    from model.bugs import REGISTRY
+
+    if name not in REGISTRY:
+        shown = name if len(name) <= 60 and name.isprintable() else repr(name[:60])
+        raise BadInput(f"{what} {shown}: unknown mutant (see mirrorfuzz mutants --help)")

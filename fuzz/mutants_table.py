@@ -43,7 +43,7 @@ from typing import Any, Final
 
 from fuzz import impls
 from fuzz.corpus import write_atomic
-from fuzz.errors import BadInput
+from fuzz.errors import BadInput, check_mutant
 from fuzz.executor import Settings, run_trace
 from fuzz.fuzz_trace import MAX_WORK
 from fuzz.minimize import Stats, minimize_file
@@ -350,14 +350,13 @@ def throughput(hunts: Sequence[Hunt]) -> list[str]:
 
 
 def _number(text: str, what: str, kind: type[float] | type[int]) -> Any:
-    try:
-        value = kind(text)
-    except ValueError:
-        raise BadInput(f"--{what}: expected a number, got {text!r}") from None
-    if value < 0 or (what == "time" and not value > 0):
-        raise BadInput(f"--{what}: expected a number {'> 0' if what == 'time' else '>= 0'}, "
-                       f"got {text}")
-    return value
+    """``--time`` (seconds, at most a year) or ``--seed`` (a whole number), through
+    the one argument-validation layer (fuzz.validate)."""
+    from fuzz import validate
+
+    if kind is float:
+        return validate.duration(text, f"--{what}")
+    return validate.whole(text, f"--{what}")
 
 
 def _save(hunt: Hunt, out: Path) -> None:
@@ -386,14 +385,14 @@ def cmd(args: argparse.Namespace) -> int:
     seed: int = _number(args.seed, "seed", int)
     names: list[str] = args.mutant or [bug.name for bug in bugs.all_bugs()]
     for name in names:
-        try:
-            bugs.lookup(name)
-        except bugs.UnknownBug as exc:
-            raise BadInput(str(exc)) from None
+        check_mutant(name)
     engines = list(ENGINES) if args.engine == "both" else [args.engine]
     if "atheris" in engines and not atheris_available():
         raise BadInput("atheris is not installed (pip install '.[fuzz]')")
-    out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="mirrorfuzz-mutants-"))
+    from fuzz import validate
+
+    out = (validate.out_dir(args.out) if args.out
+           else Path(tempfile.mkdtemp(prefix="mirrorfuzz-mutants-")))
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -39,9 +39,10 @@ Rules this module enforces (everything else is decided at run time):
   lines, and ``run`` never gives ``yield``.  Any op-result may annotate any
   line (an ``EINVAL`` for ``Tn =``, ``step`` or ``run``).
 * **Canonical text**: single spaces, `` => `` before the result, ``\\n`` line
-  ends with a final newline (CRLF is read as LF), comments verbatim, blank
-  lines empty.  ``format_trace(parse_trace(t)) == t`` for canonical ``t``, and
-  ``parse_trace(format_trace(x)) == x`` for every trace ``x`` that
+  ends with a final newline (CRLF is read as LF; a carriage return anywhere
+  else is malformed, so that every parsed header and comment prints back),
+  comments verbatim, blank lines empty.  ``format_trace(parse_trace(t)) == t``
+  for canonical ``t``, and ``parse_trace(format_trace(x)) == x`` for every trace ``x`` that
   :func:`format_trace` accepts (it raises ``ValueError`` for a trace no text
   can give back, e.g. a comment not starting with ``#`` or an op field of the
   wrong type) whose reserved fields are as :func:`renumber` sets them (true of
@@ -452,6 +453,10 @@ def parse_trace(text: str, path: str = "<trace>") -> Trace:
     lines = [line[:-1] if line.endswith("\r") else line for line in lines]
     if not text:
         raise TraceError(path, 1, f"expected {MAGIC!r} as line 1, got an empty file")
+    for lineno, line in enumerate(lines, start=1):
+        if "\r" in line:  # a CR is part of a CRLF line end, or nothing: print never writes one
+            raise TraceError(path, lineno, "a carriage return inside a line "
+                                           "(only as part of a CRLF line end)")
     if lines[0] != MAGIC:
         raise TraceError(path, 1, f"expected {MAGIC!r} as line 1, got {_show(lines[0])}")
     headers: list[tuple[str, str]] = []

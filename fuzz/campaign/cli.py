@@ -13,10 +13,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from fuzz import validate
 from fuzz.campaign import layout
 from fuzz.campaign.config import (
     DEFAULT_TIME,
     ENGINE_CHOICES,
+    MAX_RSS_MB,
+    MAX_SEED,
+    MIN_RSS_MB,
     CampaignConfig,
     default_out,
     format_duration,
@@ -25,7 +29,8 @@ from fuzz.campaign.config import (
     now_iso,
     parse_duration,
 )
-from fuzz.errors import BadInput
+from fuzz.errors import BadInput, check_mutant
+from fuzz.safeio import describe
 
 EXIT_OK, EXIT_FOUND = 0, 1
 
@@ -61,30 +66,6 @@ def register(sub: Any) -> None:
     p.set_defaults(func=cmd_campaign)
 
 
-MIN_RSS_MB = 128
-"""The smallest ``--rss-limit``: below it a worker cannot even import numpy."""
-
-
-def _whole(text: str, what: str, low: int) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise BadInput(f"{what} {text!r}: expected a whole number") from None
-    if value < low:
-        raise BadInput(f"{what} {text!r}: expected a number >= {low}")
-    return value
-
-
-def check_mutant(name: str | None) -> None:
-    if name is None:
-        return
-    from model.optimized.kernel import MUTANTS
-
-    if name not in MUTANTS:
-        raise BadInput(f"--mutant {name!r}: unknown mutant (choose from "
-                       f"{', '.join(sorted(MUTANTS))})")
-
-
 def _atheris_available() -> bool:
     import importlib.util
 
@@ -93,12 +74,12 @@ def _atheris_available() -> bool:
 
 def _config(args: argparse.Namespace) -> tuple[Path, CampaignConfig, float, bool]:
     """(OUT, configuration, seconds to run, resumed) from the arguments."""
-    jobs = None if args.jobs is None else _whole(args.jobs, "--jobs", 1)
-    seed = None if args.seed is None else _whole(args.seed, "--seed", 0)
+    jobs, note = (None, None) if args.jobs is None else validate.jobs(args.jobs)
+    seed = None if args.seed is None else validate.whole(args.seed, "--seed", 0, MAX_SEED)
     extra = None if args.time is None else parse_duration(args.time)
     hang_s = None if args.hang is None else parse_duration(args.hang, "--hang")
-    rss_mb = None if args.rss_limit is None else _whole(args.rss_limit, "--rss-limit",
-                                                        MIN_RSS_MB)
+    rss_mb = None if args.rss_limit is None else validate.whole(
+        args.rss_limit, "--rss-limit", MIN_RSS_MB, MAX_RSS_MB)
 
     def limited(config: CampaignConfig) -> CampaignConfig:
         """``config`` with the worker limits given (for this run, with --resume)."""
@@ -106,18 +87,22 @@ def _config(args: argparse.Namespace) -> tuple[Path, CampaignConfig, float, bool
                        rss_limit_mb=config.rss_limit_mb if rss_mb is None else rss_mb)
     check_mutant(args.mutant)
     if args.db is not None:
-        from fuzz.dbs import open_database
+        validate.database(args.db)
+        if "://" in args.db:
+            from fuzz.dbs import open_database
 
-        open_database(args.db, Path("."))  # bad specs are bad input now, not in a worker
+            open_database(args.db, Path("."))  # a server that does not answer: bad input now
     if args.resume is not None:
-        out = Path(args.resume)
-        if args.out is not None and Path(args.out).resolve() != out.resolve():
+        out = validate.out_dir(args.resume, "--resume")
+        if args.out is not None and validate.out_dir(args.out).resolve() != out.resolve():
             raise BadInput("--resume DIR carries on DIR: --out names another directory")
-        if not out.is_dir():
+        if describe(out) == "absent":
             raise BadInput(f"--resume {args.resume}: no such directory")
         config = load_config(out)
+        from fuzz.campaign.runner import check_layout
         from fuzz.campaign.stats import read_stats, totals
 
+        check_layout(out, config)
         before = totals(read_stats(out).lines)
         for name, given in (("mutant", args.mutant), ("engine", args.engine),
                             ("seed", seed), ("db", args.db)):
@@ -126,18 +111,26 @@ def _config(args: argparse.Namespace) -> tuple[Path, CampaignConfig, float, bool
                                f"{name} ({getattr(config, name)})")
         if jobs is not None:
             config = replace(config, jobs=jobs)
+        elif config.jobs > validate.max_jobs():
+            capped, note = validate.jobs(str(config.jobs), "jobs")
+            config = replace(config, jobs=capped)
         config = limited(config)
         time_s = extra if extra is not None else config.time_s - before.t
         if time_s <= 0:
             raise BadInput(f"{out}: the campaign already ran its "
                            f"{format_duration(config.time_s)}; give --time for more")
+        args.jobs_note = note
         return out, config, time_s, True
-    out = Path(args.out) if args.out is not None else default_out()
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    out = validate.out_dir(args.out) if args.out is not None else default_out()
+    if out.exists() and any(out.iterdir()):
+        from fuzz.campaign.runner import locked
+
+        if locked(out):
+            raise BadInput(f"--out {out}: another mirrorfuzz campaign is running there")
         if layout.path(out, layout.CONFIG).exists():
             raise BadInput(f"--out {out}: a campaign is there already; "
                            f"carry it on with --resume {out}")
-        raise BadInput(f"--out {out}: exists and is not an empty directory")
+        raise BadInput(f"--out {out}: a directory that is not empty (and not a campaign)")
     engine = args.engine or "both"
     if engine == "atheris" and not _atheris_available():
         raise BadInput("--engine atheris: atheris is not installed (pip install '.[fuzz]')")
@@ -149,6 +142,7 @@ def _config(args: argparse.Namespace) -> tuple[Path, CampaignConfig, float, bool
     config = CampaignConfig(time_s=time_s, jobs=jobs or os.cpu_count() or 1, engine=engine,
                             mutant=args.mutant, seed=fresh_seed() if seed is None else seed,
                             db=args.db, started=now_iso())
+    args.jobs_note = note
     return out, limited(config), time_s, False
 
 
@@ -161,17 +155,26 @@ def cmd_campaign(args: argparse.Namespace) -> int:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise BadInput(f"{out}: cannot create: {exc.strerror or exc}") from None
+    if not out.is_dir():
+        raise BadInput(f"{out}: {describe(out)}, not a directory")
     held = lock(out)  # one coordinator per directory, until this process ends
+    if getattr(args, "jobs_note", None):  # printed once nothing can fail as bad input
+        print(args.jobs_note, file=sys.stderr)
     what = "resuming" if resumed else "campaign"
     mutant = f", mutant {config.mutant}" if config.mutant else ""
     print(f"mirrorfuzz: {what} {out}: {config.jobs} workers ({config.engine}{mutant}), "
           f"seed {config.seed}, {format_duration(time_s)}", flush=True)
     display = Display()
     try:
-        reason, findings = run(out, config, time_s, resumed=resumed, display=display)
+        reason, findings, problem = run(out, config, time_s, resumed=resumed, display=display)
     finally:
         display.close()
         held.close()
+    if problem is not None:  # a full or read-only disk: everything written is kept
+        print(f"mirrorfuzz: stopped: {findings} distinct findings in {out / layout.FINDINGS}; "
+              f"{problem}; carry on with --resume {out} once the disk takes writes again",
+              flush=True)
+        raise BadInput(problem)
     try:
         report = write_report(out)
     except Exception as exc:  # the report is a view: the campaign's files are all there

@@ -28,7 +28,7 @@ from fuzz.errors import BadInput
 
 EXIT_OK, EXIT_REFUSED = 0, 1
 SHORT_SUMMARY = ("duration", "state", "execs", "steps", "coverage of model/", "findings",
-                 "worker restarts")
+                 "worker restarts", "quarantined")
 
 
 def cmd_report(args: argparse.Namespace) -> int:

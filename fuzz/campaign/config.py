@@ -7,7 +7,12 @@ Rules this module enforces:
   ``campaign.json``; every worker seed is derived from it by hashing
   (:func:`worker_seed`), so the same seed gives the same worker seeds.
 * **A corrupt ``campaign.json`` is bad input**: :func:`load_config` raises
-  :class:`fuzz.errors.BadInput` with one line and changes nothing.
+  :class:`fuzz.errors.BadInput` with one line and changes nothing.  It is
+  read only as a regular file of at most 1 MB (fuzz.safeio), as strict JSON
+  (no NaN, Infinity, 1e400, deep nesting), and every key must be there with
+  a value of its type in its range: a known mutant, a seed that is a whole
+  number, ``hang_s`` of at least :data:`MIN_HANG_S`, ``rss_limit_mb`` of at
+  least :data:`MIN_RSS_MB`, a ``db`` that ``--db`` would accept.
 """
 
 from __future__ import annotations
@@ -15,31 +20,34 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
+from fuzz import safeio, validate
 from fuzz.campaign import layout
-from fuzz.corpus import write_atomic
-from fuzz.errors import BadInput
+from fuzz.errors import BadInput, check_mutant
+from fuzz.safeio import write_atomic
 
 ENGINES: Final = ("hypothesis", "atheris")
 ENGINE_CHOICES: Final = ("atheris", "hypothesis", "both")
 DEFAULT_TIME: Final = 60.0
 VERSION: Final = 1
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd]?)")
-_UNIT: Final = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+MIN_RSS_MB: Final = 128
+"""The smallest ``--rss-limit``: below it a worker cannot even import numpy."""
+MAX_RSS_MB: Final = 1 << 24
+MIN_HANG_S: Final = 5.0
+"""The shortest ``--hang``: a worker needs seconds to start and report progress."""
+MAX_JOBS_RECORDED: Final = 4096
+MAX_SEED: Final = (1 << 64) - 1
 
 
 def parse_duration(text: str, flag: str = "--time") -> float:
-    """``90`` or ``90s``, ``15m``, ``8h``, ``1d`` -> seconds (BadInput, naming
-    ``flag``, otherwise)."""
-    match = _DURATION.fullmatch(text.strip())
-    if match is None or float(match.group(1)) <= 0:
-        raise BadInput(f"{flag} {text!r}: expected a duration like 90s, 15m or 8h")
-    return float(match.group(1)) * _UNIT[match.group(2)]
+    """``90`` or ``90s``, ``15m``, ``8h``, ``1d`` -> seconds, at most a year
+    (BadInput, naming ``flag``, otherwise)."""
+    low = MIN_HANG_S - 1e-9 if flag == "--hang" else 0.0
+    return validate.duration(text, flag, low=low)
 
 
 def format_duration(seconds: float) -> str:
@@ -100,47 +108,53 @@ def save_config(out: Path, config: CampaignConfig) -> None:
 def load_config(out: Path) -> CampaignConfig:
     """The configuration in ``OUT/campaign.json``; BadInput if missing or corrupt."""
     path = layout.path(out, layout.CONFIG)
+    if safeio.describe(path) == "absent":
+        raise BadInput(f"{out}: not a campaign directory (no {layout.CONFIG})")
+    data = safeio.read_bytes(path, limit=safeio.MAX_JSON_BYTES)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BadInput(f"{out}: not a campaign directory (no {layout.CONFIG})") from None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise BadInput(f"{path}: corrupt campaign configuration ({_first_line(exc)})") from None
-    if not isinstance(data, dict):
-        raise BadInput(f"{path}: corrupt campaign configuration (not a JSON object)")
-    known = {f.name: f for f in fields(CampaignConfig)}
-    unknown = sorted(set(data) - set(known))
-    if unknown:
-        raise BadInput(f"{path}: corrupt campaign configuration (unknown key {unknown[0]!r})")
-    try:
-        config = CampaignConfig(**data)
-        _check(config)
+        config = config_from_json(safeio.loads_json(data))
     except (TypeError, ValueError) as exc:
-        raise BadInput(f"{path}: corrupt campaign configuration ({_first_line(exc)})") from None
+        raise BadInput(f"{path}: corrupt campaign configuration "
+                       f"({safeio.first_line(exc)})") from None
+    except BadInput as exc:
+        raise BadInput(f"{path}: corrupt campaign configuration ({exc})") from None
     return config
 
 
-def _check(config: CampaignConfig) -> None:
-    numbers = {"time_s": config.time_s, "jobs": config.jobs, "seed": config.seed,
-               "observe_every": config.observe_every, "rss_limit_mb": config.rss_limit_mb,
-               "hang_s": config.hang_s, "version": config.version}
-    for name, value in numbers.items():
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            raise ValueError(f"{name} must be a number >= 0, got {value!r}")
-    if config.version != VERSION:
-        raise ValueError(f"version {config.version} (this runner reads {VERSION})")
-    if not isinstance(config.jobs, int) or config.jobs < 1:
-        raise ValueError(f"jobs must be a whole number >= 1, got {config.jobs!r}")
+def config_from_json(data: object) -> CampaignConfig:
+    """A configuration from its JSON object, every field typed and in range
+    (``ValueError``, or ``BadInput`` for a bad mutant or database)."""
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    known = [f.name for f in fields(CampaignConfig)]
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ValueError(f"unknown key {unknown[0][:40]!r}")
+    missing = [k for k in known if k not in data]
+    if missing:
+        raise ValueError(f"no {missing[0]!r}")
+    n = safeio.field_number
+    if n(data, "version", low=VERSION, high=VERSION, integer=True) != VERSION:
+        raise ValueError(f"version (this runner reads {VERSION})")
+    config = CampaignConfig(
+        time_s=float(n(data, "time_s", low=1e-3, high=validate.MAX_SECONDS)),
+        jobs=int(n(data, "jobs", low=1, high=MAX_JOBS_RECORDED, integer=True)),
+        engine=str(safeio.field_text(data, "engine")),
+        mutant=safeio.field_text(data, "mutant", optional=True),
+        seed=int(n(data, "seed", low=0, high=MAX_SEED, integer=True)),
+        db=safeio.field_text(data, "db", optional=True, limit=validate.PATH_MAX),
+        observe_every=int(n(data, "observe_every", low=0, high=1 << 20, integer=True)),
+        rss_limit_mb=int(n(data, "rss_limit_mb", low=MIN_RSS_MB, high=MAX_RSS_MB,
+                           integer=True)),
+        hang_s=float(n(data, "hang_s", low=MIN_HANG_S, high=validate.MAX_SECONDS)),
+        started=str(safeio.field_text(data, "started")),
+        version=VERSION)
     if config.engine not in ENGINE_CHOICES:
         raise ValueError(f"engine must be one of {', '.join(ENGINE_CHOICES)}")
-    for name in ("mutant", "db", "started"):
-        value = getattr(config, name)
-        if value is not None and not isinstance(value, str):
-            raise ValueError(f"{name} must be a string")
-
-
-def _first_line(exc: BaseException) -> str:
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    check_mutant(config.mutant, "mutant")
+    if config.db is not None:
+        validate.database(config.db, "db")
+    return config
 
 
 def default_out(cwd: Path | None = None) -> Path:

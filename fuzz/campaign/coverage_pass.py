@@ -28,9 +28,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
+from fuzz import safeio
 from fuzz.campaign import layout
 from fuzz.campaign.procs import REPO, child_env, kill, spawn
 from fuzz.corpus import write_atomic
+from fuzz.errors import BadInput
 
 COVERAGE_DIR: Final = "coverage"
 SUMMARY: Final = "summary.json"
@@ -59,10 +61,14 @@ def entries(out: Path) -> list[Path]:
 
 
 def read_summary(out: Path) -> dict[str, float] | None:
+    path = layout.path(out, COVERAGE_DIR) / SUMMARY
     try:
-        data = json.loads((layout.path(out, COVERAGE_DIR) / SUMMARY).read_text("utf-8"))
-        return {"lines": float(data["lines"]), "branches": float(data["branches"])}
-    except (OSError, ValueError, KeyError, TypeError):
+        data = safeio.loads_json(safeio.read_bytes(path, limit=safeio.MAX_JSON_BYTES))
+        if not isinstance(data, dict):
+            return None
+        return {key: float(safeio.field_number(data, key, low=0, high=100))
+                for key in ("lines", "branches")}
+    except (BadInput, ValueError):
         return None
 
 
@@ -72,7 +78,10 @@ def run_pass(out: Path, mutant: str | None, budget: float) -> dict[str, Any]:
     state = layout.path(out, COVERAGE_DIR)
     state.mkdir(parents=True, exist_ok=True)
     done_path = state / DONE
-    done = set(done_path.read_text("utf-8").splitlines()) if done_path.is_file() else set()
+    try:
+        done = set(safeio.read_text(done_path, limit=safeio.MAX_STATS_BYTES).split("\n"))
+    except BadInput:
+        done = set()
     cov = coverage.Coverage(data_file=str(state / ".coverage"), branch=True,
                             source=[str(REPO / "model")])
     try:
@@ -85,7 +94,7 @@ def run_pass(out: Path, mutant: str | None, budget: float) -> dict[str, Any]:
     try:
         from fuzz import fuzz_trace
         from fuzz.executor import run_trace
-        from fuzz.trace import TraceError, load_trace
+        from fuzz.trace import TraceError
 
         fuzz_trace.configure(fuzz_trace.TargetConfig(mutant=mutant, findings=None))
         for path in todo:
@@ -93,15 +102,15 @@ def run_pass(out: Path, mutant: str | None, budget: float) -> dict[str, Any]:
                 break
             if path.suffix == ".trace":
                 try:
-                    trace = load_trace(str(path))
+                    trace = safeio.load_trace(path)
                 except TraceError:
                     continue
                 run_trace(trace, fuzz_trace._implementations(),
                           fuzz_trace.current().settings())
             else:
                 try:
-                    fuzz_trace.TestOneInput(path.read_bytes())
-                except (fuzz_trace.TraceFinding, OSError):
+                    fuzz_trace.TestOneInput(safeio.read_bytes(path, limit=1 << 20))
+                except (fuzz_trace.TraceFinding, OSError, BadInput):
                     pass
             done.add(_key(out, path))
     finally:
@@ -150,7 +159,7 @@ class CoverageRunner:
             if self.mutant:
                 argv += ["--mutant", self.mutant]
             log = layout.path(self.out, layout.WORKERS) / "coverage.log"
-            with open(log, "ab") as f:
+            with safeio.open_append(log) as f:
                 self.proc = spawn(argv, env=child_env(), stdout=f, niceness=19)
 
     def stop(self) -> None:

@@ -19,13 +19,20 @@ Rules this module enforces, in this order for each new signature:
 4. **Then** the ``finding`` line is appended to ``stats.jsonl``.
 
 On ``--resume``, a raw example without a repro is minimized again, and a
-repro without its ``finding`` line gets the line.
+repro without its ``finding`` line gets the line.  A raw example that cannot
+be read or parsed (corrupt, not a regular file, too large) is **quarantined**:
+moved to ``OUT/findings/quarantine/`` (a ``quarantine`` statistics line says
+where and why, the report names it) and the campaign goes on without it.  So
+is a worker's finding file that cannot be read once the worker is gone, and
+a raw example that neither minimizes nor saves.  Every file is read through
+fuzz.safeio: a FIFO or a device never blocks the coordinator.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
@@ -35,10 +42,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from fuzz import safeio
 from fuzz.campaign import layout
 from fuzz.campaign.procs import child_env, kill, spawn
-from fuzz.corpus import repro_name, save_repro, write_atomic
-from fuzz.trace import Comment, Trace, TraceError, format_trace, load_trace, parse_trace
+from fuzz.corpus import repro_name, save_repro
+from fuzz.errors import BadInput
+from fuzz.safeio import load_trace, write_atomic
+from fuzz.trace import Comment, Trace, TraceError, format_trace
 
 MAX_RUNS: Final = 2000
 """Trace runs one minimization may take."""
@@ -51,15 +61,15 @@ _SIGNATURE_LINE = re.compile(r"# signature: (\S+)\s*$")
 
 
 def signature_of(path: Path) -> str | None:
-    """The ``# signature:`` header of a trace file, read from its first lines."""
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            for _, line in zip(range(12), f, strict=False):
-                match = _SIGNATURE_LINE.match(line)
-                if match:
-                    return match.group(1)
-    except OSError:
+    """The ``# signature:`` header of a trace file, read from its first lines
+    (None if it has none or is not a regular file)."""
+    head = safeio.read_head(path, 4096)
+    if head is None:
         return None
+    for line in head.decode("utf-8", errors="replace").split("\n")[:12]:
+        match = _SIGNATURE_LINE.match(line)
+        if match:
+            return match.group(1)
     return None
 
 
@@ -77,13 +87,11 @@ def _note(trace: Trace, key: str, value: str) -> Trace:
 
 def _notes(path: Path) -> dict[str, str]:
     notes: dict[str, str] = {}
-    try:
-        for line in path.read_text(encoding="utf-8").splitlines()[:20]:
-            match = re.match(r"# (found-at|mutant|found-by): (.*)$", line)
-            if match:
-                notes.setdefault(match.group(1), match.group(2).strip())
-    except OSError:
-        pass
+    head = safeio.read_head(path, 8192)
+    for line in (head or b"").decode("utf-8", errors="replace").split("\n")[:20]:
+        match = re.match(r"# (found-at|mutant|found-by): (.*)$", line)
+        if match:
+            notes.setdefault(match.group(1), match.group(2).strip())
     return notes
 
 
@@ -122,12 +130,15 @@ class Findings:
             try:
                 if alive and time.time() - path.stat().st_mtime < SETTLE:
                     continue  # libFuzzer's target writes in place: let it finish
-                trace = load_trace(str(path))
+                trace = load_trace(path)
             except FileNotFoundError:
                 continue
-            except TraceError:
-                if not alive:  # the worker died mid-write: nothing to save
-                    path.unlink(missing_ok=True)
+            except TraceError as exc:
+                if not alive:  # the worker died mid-write (a cut trace: nothing to save),
+                    if exc.lineno > 0:  # or it is no regular file, or too large to read
+                        path.unlink(missing_ok=True)
+                    else:
+                        self.quarantine(path, exc.message)
                 continue
             signature = trace.header("signature")
             if signature and signature not in self.signatures:
@@ -152,12 +163,40 @@ class Findings:
 
     # -------------------------------------------------------- minimizing
 
+    def quarantine(self, path: Path, reason: str) -> Path | None:
+        """Move ``path`` into ``OUT/findings/quarantine/`` (a ``quarantine`` line
+        says where and why); None if it cannot be moved (it is left alone)."""
+        target_dir = layout.path(self.out, layout.QUARANTINE)
+        try:
+            target_dir.mkdir(parents=True, exist_ok=True)
+            target = target_dir / path.name
+            k = 1
+            while os.path.lexists(target):
+                k += 1
+                target = target_dir / f"{path.stem}-{k}{path.suffix}"
+            os.rename(path, target)
+        except OSError as exc:
+            self.log(f"cannot quarantine {_rel(self.out, path)}: {exc.strerror or exc}")
+            return None
+        reason = " ".join(reason.split())[:300]
+        self.record("quarantine", path=_rel(self.out, target), reason=reason)
+        self.log(f"quarantined {_rel(self.out, path)} -> {_rel(self.out, target)}: {reason}")
+        return target
+
     def resume(self, recorded: set[str]) -> None:
-        """Queue raw examples without a repro; record repros without a line."""
+        """Queue raw examples without a repro; record repros without a line;
+        quarantine raw examples that cannot be read or parsed."""
         repros = {signature_of(p): p for p in sorted(self.dir.glob("*.trace"))}
         for raw in sorted(self.raw_dir.glob("*.trace")):
-            signature = signature_of(raw)
-            if signature is None:
+            try:
+                trace = load_trace(raw)
+                signature = trace.header("signature")
+                problem = None if signature else "no '# signature:' header"
+            except TraceError as exc:
+                signature, problem = None, _why(exc)
+            if problem is not None or signature is None:
+                if repros.get(signature_of(raw)) is None:
+                    self.quarantine(raw, problem or "unreadable")
                 continue
             match = _FOUND_BY.search(_notes(raw).get("found-by", ""))
             engine, worker = (match.group(1), int(match.group(2))) if match else ("?", -1)
@@ -207,10 +246,15 @@ class Findings:
 
     def _finish(self, job: Job, result: Path) -> None:
         try:
-            data = json.loads(result.read_text(encoding="utf-8"))
+            data = safeio.loads_json(safeio.read_bytes(result, limit=safeio.MAX_JSON_BYTES))
             repro = self.out / str(data["path"])
-        except (OSError, ValueError, KeyError, TypeError):
-            repro = save_unminimized(self.out, job.raw, self.mutant)
+        except (BadInput, ValueError, KeyError, TypeError):
+            try:
+                repro = save_unminimized(self.out, job.raw, self.mutant)
+            except TraceError as exc:
+                result.unlink(missing_ok=True)
+                self.quarantine(job.raw, _why(exc))
+                return
         result.unlink(missing_ok=True)
         self._record(job, repro)
 
@@ -238,6 +282,10 @@ class Findings:
         self.log(f"finding {signature}: {_rel(self.out, repro)} ({lines} lines)")
 
 
+def _why(exc: TraceError) -> str:
+    return f"line {exc.lineno}: {exc.message}" if exc.lineno else exc.message
+
+
 def _rel(out: Path, path: Path) -> str:
     try:
         return str(path.resolve().relative_to(out.resolve()))
@@ -260,8 +308,10 @@ def _with_notes(trace: Trace, raw: Path) -> Trace:
 
 
 def save_unminimized(out: Path, raw: Path, mutant: str | None) -> Path:
-    """Save the raw example itself as the repro."""
-    trace = parse_trace(raw.read_text(encoding="utf-8"), str(raw))
+    """Save the raw example itself as the repro (TraceError if it cannot be read)."""
+    trace = load_trace(raw)
+    if not trace.header("signature"):
+        raise TraceError(str(raw), 1, "no '# signature:' header")
     return save_repro(layout.path(out, layout.FINDINGS), trace)
 
 
@@ -271,7 +321,7 @@ def minimize_raw(out: Path, raw: Path, mutant: str | None, max_runs: int) -> Pat
     from fuzz.executor import Settings
     from fuzz.minimize import NoFinding, minimize_file
 
-    original = load_trace(str(raw))
+    original = load_trace(raw)
     settings = Settings(observe_every=1, mutant=mutant)
     try:
         small = minimize_file(raw, impls.sides("both"), settings, max_runs=max_runs,

@@ -14,6 +14,9 @@ runner (which writes it), ``mirrorfuzz report`` and ``mirrorfuzz promote``
                              ``# mutant: ...`` (fuzz.trace knows no such header keys)
       findings/raw/NAME.trace  the first unminimized example of each signature, written
                              atomically before minimizing starts (same headers and comments)
+      findings/quarantine/NAME a raw example (or a worker's finding file) that cannot be
+                             read or parsed, set aside by --resume so that the campaign
+                             goes on; the report names each one
       corpus/atheris/        the libFuzzer corpus (byte inputs; working data)
       corpus/traces/         readable traces the campaign found interesting
       hypothesis-db/         the Hypothesis example database (unless --db names another)
@@ -46,7 +49,9 @@ counted on across resumes) and ``at`` (ISO 8601 UTC wall time).  Kinds:
   differs, is the signature the engine saw (observing less often).
 * ``worker``: ``worker``, ``engine``, ``event`` (``started``, ``crashed``,
   ``hung``, ``oom``, ``restarted``), ``detail``.
-* ``stop``: ``reason`` (``time``, ``interrupted``).
+* ``stop``: ``reason`` (``time``, ``interrupted``, ``disk``), and ``detail`` (the one
+  line saying which write failed) for ``disk``.
+* ``quarantine``: ``path`` (where the file went, relative to OUT), ``reason``.
 
 Readers skip a line that does not parse (the last line of a campaign killed
 mid-write) and kinds they do not know.
@@ -61,6 +66,7 @@ CONFIG: Final = "campaign.json"
 STATS: Final = "stats.jsonl"
 FINDINGS: Final = "findings"
 RAW: Final = "findings/raw"
+QUARANTINE: Final = "findings/quarantine"
 ATHERIS_CORPUS: Final = "corpus/atheris"
 TRACE_CORPUS: Final = "corpus/traces"
 HYPOTHESIS_DB: Final = "hypothesis-db"

@@ -18,7 +18,9 @@ Rules this module enforces:
 
 from __future__ import annotations
 
+import os
 import signal
+import stat
 import subprocess
 import time
 from collections import deque
@@ -39,6 +41,7 @@ from fuzz.campaign.workers import (
     pending_dir,
     worker_dir,
 )
+from fuzz.safeio import open_append
 
 QUICK_DEATH: Final = 10.0
 MAX_BACKOFF: Final = 30.0
@@ -112,7 +115,7 @@ class Pool:
                                       db=self.config.db,
                                       observe_every=self.config.observe_every,
                                       generation=w.generation)
-        with open(w.log, "ab") as f:
+        with open_append(w.log) as f:
             f.write(f"=== mirrorfuzz: worker {w.id} ({w.engine}) generation {w.generation} "
                     f"seed {seed}\n".encode())
             f.flush()
@@ -128,11 +131,21 @@ class Pool:
 
     def _read(self, w: Worker) -> None:
         try:
-            with open(w.log, "rb") as f:
-                f.seek(w.offset)
-                data = f.read()
+            fd = os.open(w.log, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError:
             return
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return
+            os.lseek(fd, w.offset, os.SEEK_SET)
+            chunks = []
+            while chunk := os.read(fd, 1 << 20):
+                chunks.append(chunk)
+            data = b"".join(chunks)
+        except OSError:
+            return
+        finally:
+            os.close(fd)
         if not data:
             return
         w.offset += len(data)

@@ -36,7 +36,8 @@ from fuzz.campaign import layout
 from fuzz.campaign.report import mutant_of
 from fuzz.corpus import Problem, identity, save_repro, trace_problems
 from fuzz.errors import BadInput
-from fuzz.trace import Trace, TraceError, load_trace
+from fuzz.safeio import load_trace
+from fuzz.trace import Trace, TraceError
 
 
 @dataclass(frozen=True)

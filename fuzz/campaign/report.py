@@ -18,13 +18,19 @@ record of an unknown kind is counted and ignored, a missing ``stats.jsonl``
 is a campaign with no progress yet, and a finding file with no record (or a
 record with no file) is still listed.  A missing directory, a missing or
 corrupt ``campaign.json`` is :class:`fuzz.errors.BadInput` (one line), and
-then nothing is written.  Both files are written atomically.
+then nothing is written.  Both files are written atomically.  Every file is
+read through fuzz.safeio (regular files only, with a size bound: a FIFO
+never hangs the report, a huge finding is named, not shown), JSON strictly
+(no NaN, Infinity, deep nesting); a number beyond :data:`MAX_NUMBER` (a
+``t`` beyond :data:`fuzz.campaign.stats.MAX_T`) is treated as missing.
+Quarantined raw examples (``findings/quarantine/``) are named with why.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import posixpath
 import re
 import shlex
@@ -34,13 +40,19 @@ from html import escape
 from pathlib import Path
 from typing import Any, Final
 
+from fuzz import safeio
 from fuzz.campaign import layout
 from fuzz.campaign.plots import CSS, MARKER_COLOURS, Marker, Series, clock, line_chart, number
-from fuzz.corpus import write_atomic
+from fuzz.campaign.stats import MAX_T
 from fuzz.errors import BadInput
+from fuzz.safeio import write_atomic
 from fuzz.trace import Comment, StepLine, Trace, TraceError, parse_trace
 
-KINDS: Final = ("start", "resume", "progress", "finding", "worker", "stop")
+KINDS: Final = ("start", "resume", "progress", "finding", "worker", "stop", "quarantine")
+MAX_NUMBER: Final = 1e18
+"""A figure larger than this (in magnitude) is no figure the runner writes."""
+MAX_FINDING_BYTES: Final = 1 << 20
+"""The largest finding file the report reads and shows."""
 WORKER_TROUBLE: Final = ("crashed", "hung", "oom")
 MAX_TRACE_LINES: Final = 400
 _META_RE = re.compile(r"#\s*([a-z-]+):\s*(.*\S)\s*")
@@ -95,13 +107,14 @@ class Campaign:
     duration: float = 0.0
     first_at: str | None = None
     last_at: str | None = None
+    quarantined: dict[str, str] = field(default_factory=dict)  # path -> why
 
 
 def _num(value: object) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     v = float(value)
-    return v if math.isfinite(v) else None
+    return v if math.isfinite(v) and abs(v) <= MAX_NUMBER else None
 
 
 def _str(value: object, default: str = "?") -> str:
@@ -136,18 +149,18 @@ def mutant_of(trace: Trace, config: Mapping[str, Any]) -> str | None:
 
 def load_config(out: Path) -> dict[str, Any]:
     """``OUT/campaign.json`` as a dict; :class:`BadInput` if ``out`` is no campaign."""
-    if not out.is_dir():
-        raise BadInput(f"{out}: {'not a directory' if out.exists() else 'no such directory'}")
+    what = safeio.describe(out)
+    if what != "a directory":
+        raise BadInput(f"{out}: " + ("no such directory" if what == "absent"
+                                     else f"{what}, not a directory"))
     path = layout.path(out, layout.CONFIG)
-    if not path.is_file():
+    if safeio.describe(path) == "absent":
         raise BadInput(f"{out}: not a campaign directory (no {layout.CONFIG})")
+    data = safeio.read_bytes(path, limit=safeio.MAX_JSON_BYTES)
     try:
-        config = json.loads(path.read_bytes().decode("utf-8"))
-    except OSError as exc:
-        raise BadInput(f"{path}: cannot read: {exc.strerror or exc}") from None
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise BadInput(f"{path}: corrupt campaign configuration ({first})") from None
+        config = safeio.loads_json(data)
+    except ValueError as exc:
+        raise BadInput(f"{path}: corrupt campaign configuration ({exc})") from None
     if not isinstance(config, dict):
         raise BadInput(f"{path}: corrupt campaign configuration (not a JSON object)")
     return config
@@ -155,24 +168,22 @@ def load_config(out: Path) -> dict[str, Any]:
 
 def _records(path: Path) -> tuple[list[dict[str, Any]], int]:
     """The records of ``stats.jsonl`` and how many lines were skipped."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
+    if safeio.describe(path) == "absent":
         return [], 0
-    except OSError as exc:
-        raise BadInput(f"{path}: cannot read: {exc.strerror or exc}") from None
+    data = safeio.read_bytes(path, limit=safeio.MAX_STATS_BYTES)
     records: list[dict[str, Any]] = []
     skipped = 0
     for raw in data.split(b"\n"):
         if not raw.strip():
             continue
         try:
-            record = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError, RecursionError):
+            record = safeio.loads_json(raw)
+        except ValueError:
             skipped += 1
             continue
+        t = _num(record.get("t")) if isinstance(record, dict) else None
         if (not isinstance(record, dict) or not isinstance(record.get("kind"), str)
-                or _num(record.get("t")) is None):
+                or t is None or not 0 <= t <= MAX_T):
             skipped += 1
             continue
         records.append(record)
@@ -212,9 +223,9 @@ def _read_finding(c: Campaign, f: Finding) -> None:
         f.error = "the path lies outside the campaign directory"
         return
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        f.error = f"cannot read: {exc.strerror or exc}"
+        data = safeio.read_bytes(path, limit=MAX_FINDING_BYTES)
+    except safeio.ReadError as exc:
+        f.error = exc.reason
         return
     f.text = data.decode("utf-8", errors="replace")
     try:
@@ -263,12 +274,18 @@ def load_campaign(out: str | Path) -> Campaign:
                                         _str(r.get("event")), _str(r.get("detail"), "")))
         elif kind in ("start", "resume", "stop"):
             c.phases.append((t, kind, _str(r.get("reason"), "")))
+        elif kind == "quarantine":
+            c.quarantined[posixpath.normpath(_str(r.get("path")))] = _str(r.get("reason"))
         else:
             c.unknown += 1
+    quarantine = layout.path(out, layout.QUARANTINE)
+    if quarantine.is_dir():
+        for name in sorted(os.listdir(quarantine)):
+            c.quarantined.setdefault(f"{layout.QUARANTINE}/{name}", "?")
     findings_dir = layout.path(out, layout.FINDINGS)
     for path in sorted(findings_dir.glob("*.trace")) if findings_dir.is_dir() else []:
         name = path.relative_to(out).as_posix()
-        if name not in by_path and path.is_file():
+        if name not in by_path and safeio.describe(path) == "a regular file":
             c.findings.append(Finding("?", name))
     for f in c.findings:
         if f.name:
@@ -351,6 +368,10 @@ def summary(c: Campaign) -> list[tuple[str, str]]:
                      f"{_many(len(c.findings), 'repro file')}"),
         ("worker restarts", f"{troubles['restarted']} (crashed {troubles['crashed']}, "
                             f"hung {troubles['hung']}, oom {troubles['oom']})"),
+        *([("quarantined", f"{_many(len(c.quarantined), 'unreadable raw finding')} set "
+                           "aside: " + "; ".join(f"{k} ({v})" for k, v in
+                                                 sorted(c.quarantined.items())))]
+          if c.quarantined else []),
         ("stats.jsonl", f"{_many(c.records, 'record')}, "
                         f"{_many(c.skipped, 'unparseable line')} skipped, "
                         f"{_many(c.unknown, 'record')} of unknown kinds ignored"),

@@ -10,12 +10,26 @@ appends a ``progress`` line every :data:`STATS_EVERY` seconds and redraws
 the display.  It stops at the time limit or on Ctrl-C / SIGTERM: workers
 are stopped, their last finding files taken, a time-limited stop lets
 pending minimizations finish (an interrupted one leaves them for
-``--resume``), then ``stop`` is appended and the report written.
+``--resume``), then ``stop`` is appended and the report written.  SIGHUP
+(a closed terminal) stops it like SIGTERM.
+
+A disk that fills up or turns read-only (any ``OSError`` from the
+coordinator's own writes) stops the campaign the same clean way: the
+workers are stopped, a ``stop`` line with reason ``disk`` is appended when
+the disk still takes it, and :func:`run` gives the reason as one line
+(``cannot write OUT/stats.jsonl: No space left on device``).  Everything
+already written stays as it is: a resume, once space is back, carries on.
+
+:func:`check_layout` is what ``--resume`` checks before anything is
+written: each directory of the layout is a directory (or absent), each file
+the coordinator appends to is a regular file (or absent) -- never a FIFO,
+a device or a dangling symbolic link.
 """
 
 from __future__ import annotations
 
 import fcntl
+import os
 import signal
 import time
 from collections.abc import Iterator
@@ -31,13 +45,40 @@ from fuzz.campaign.findings import Findings
 from fuzz.campaign.pool import Pool
 from fuzz.campaign.progress import Display, EngineLine, Snapshot, WorkerLine
 from fuzz.campaign.stats import StatsLog, Totals, read_stats, totals
+from fuzz.campaign.workers import log_path, pending_dir, worker_dir
 from fuzz.errors import BadInput
+from fuzz.safeio import describe, open_append
+
+DIRECTORIES: Final = (layout.FINDINGS, layout.RAW, layout.QUARANTINE, layout.ATHERIS_CORPUS,
+                      layout.TRACE_CORPUS, layout.WORKERS, layout.HYPOTHESIS_DB, "corpus",
+                      "coverage")
 
 POLL: Final = 0.5
 STATS_EVERY: Final = 10.0
 RATE_WINDOW: Final = 30.0
 FINISH_CAP: Final = 600.0
 """Seconds a time-limited stop waits for pending minimizations."""
+
+
+def check_layout(out: Path, config: CampaignConfig) -> None:
+    """BadInput (one line, nothing written) unless every directory of ``out``'s
+    layout is a directory or absent and every file the coordinator appends to
+    or reads back is a regular file or absent."""
+    dirs = [layout.path(out, part) for part in DIRECTORIES]
+    for i in range(config.jobs):
+        dirs += [worker_dir(out, i), pending_dir(out, i)]
+    for path in dirs:
+        what = describe(path)
+        if what not in ("absent", "a directory"):
+            raise BadInput(f"{path}: {what}, where the campaign keeps a directory")
+    files = [layout.path(out, layout.CONFIG), layout.path(out, layout.STATS),
+             layout.path(out, layout.WORKERS) / "coverage.log",
+             layout.path(out, "coverage") / "summary.json"]
+    files += [log_path(out, i) for i in range(config.jobs)]
+    for path in files:
+        what = describe(path)
+        if what not in ("absent", "a regular file"):
+            raise BadInput(f"{path}: {what}, where the campaign keeps a regular file")
 
 
 def prepare(out: Path, config: CampaignConfig, *, new: bool) -> None:
@@ -71,16 +112,27 @@ def corpus_size(out: Path) -> int:
     return count
 
 
+STOP_SIGNALS: Final = (signal.SIGTERM, signal.SIGHUP)
+
+
 @contextmanager
 def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM and SIGHUP stop the campaign as Ctrl-C does."""
     def handler(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def disk_reason(exc: OSError) -> str:
+    """One line saying which write failed and why."""
+    where = f"cannot write {exc.filename}: " if exc.filename else "cannot write: "
+    return where + (exc.strerror or str(exc) or type(exc).__name__)
 
 
 class Campaign:
@@ -97,6 +149,7 @@ class Campaign:
         self.coverage = CoverageRunner(out, config.mutant)
         self.history: list[tuple[float, dict[str, tuple[int, int]]]] = []
         self.last_stats = 0.0
+        self.problem: str | None = None  # why a disk error stopped the campaign
 
     def t(self) -> float:
         return self.before.t + time.monotonic() - self.started
@@ -164,12 +217,12 @@ class Campaign:
                                      "minimizing")
 
     def run(self, time_s: float, resumed: bool) -> str:
-        self.record("resume" if resumed else "start", config=self.config.to_json())
-        self.findings.resume(self.before.signatures)
-        self.take_findings()  # what workers left before a kill
-        self.pool.start_all()
         reason = "time"
         try:
+            self.record("resume" if resumed else "start", config=self.config.to_json())
+            self.findings.resume(self.before.signatures)
+            self.take_findings()  # what workers left before a kill
+            self.pool.start_all()
             while time.monotonic() - self.started < time_s:
                 self.pool.poll()
                 self.take_findings()
@@ -183,14 +236,16 @@ class Campaign:
                 time.sleep(POLL)
         except KeyboardInterrupt:
             reason = "interrupted"
-        self.shutdown(reason, time_s)
-        return reason
+        except OSError as exc:  # a full or read-only disk: stop cleanly, keep what is there
+            reason, self.problem = "disk", disk_reason(exc)
+        return self.shutdown(reason, time_s)
 
-    def shutdown(self, reason: str, time_s: float) -> None:
+    def shutdown(self, reason: str, time_s: float) -> str:
         try:
             self.pool.stop_all()
             self.coverage.stop()
-            self.take_findings()
+            if reason != "disk":
+                self.take_findings()
             if reason == "time":
                 deadline = time.monotonic() + FINISH_CAP
                 while self.findings.busy() and time.monotonic() < deadline:
@@ -200,23 +255,34 @@ class Campaign:
         except KeyboardInterrupt:
             reason = "interrupted"
             self.findings.stop()
+        except OSError as exc:
+            reason, self.problem = "disk", self.problem or disk_reason(exc)
+            self.findings.stop()
         snap = self.snapshot(time_s)
-        self.progress_line(snap)
         self.display.update(snap, force=True)
-        self.record("stop", reason=reason)
+        try:
+            self.progress_line(snap)
+            self.record("stop", reason=reason, **({"detail": self.problem}
+                                                  if self.problem else {}))
+        except OSError as exc:  # the disk takes nothing more: the next resume repairs
+            reason, self.problem = "disk", self.problem or disk_reason(exc)
+        return reason
 
 
 def run(out: Path, config: CampaignConfig, time_s: float, *, resumed: bool,
-        display: Display) -> tuple[str, int]:
-    """Run (or carry on) the campaign in ``out``: (stop reason, findings so far)."""
+        display: Display) -> tuple[str, int, str | None]:
+    """Run (or carry on) the campaign in ``out``: (stop reason, findings so far,
+    the one-line problem when a disk error stopped it)."""
     found = read_stats(out) if resumed else None
-    log = StatsLog(out)
-    if found is not None:
-        log.repair(found)
     before = totals(found.lines) if found is not None else Totals()
-    prepare(out, config, new=not resumed)
-    seed_atheris(out, config)
-    campaign = Campaign(out, config, before, display)
+    try:
+        if found is not None:
+            StatsLog(out).repair(found)
+        prepare(out, config, new=not resumed)
+        seed_atheris(out, config)
+        campaign = Campaign(out, config, before, display)
+    except OSError as exc:  # nothing started yet: what was written stays
+        return "disk", 0, disk_reason(exc)
     with _sigterm_interrupts():
         try:
             reason = campaign.run(time_s, resumed)
@@ -224,19 +290,41 @@ def run(out: Path, config: CampaignConfig, time_s: float, *, resumed: bool,
             campaign.pool.stop_all()
             campaign.coverage.stop()
             campaign.findings.stop()
-    return reason, campaign.findings.distinct()
+    return reason, campaign.findings.distinct(), campaign.problem
 
 
 def lock(out: Path) -> IO[bytes]:
     """An exclusive lock on ``stats.jsonl``: one coordinator per campaign directory
     (the kernel drops it when the process dies, even by ``kill -9``)."""
-    f = open(layout.path(out, layout.STATS), "ab")
+    try:
+        f = open_append(layout.path(out, layout.STATS))
+    except OSError as exc:
+        raise BadInput(f"{layout.path(out, layout.STATS)}: cannot open: "
+                       f"{exc.strerror or exc}") from None
     try:
         fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         f.close()
         raise BadInput(f"{out}: another mirrorfuzz campaign is running there") from None
     return f
+
+
+def locked(out: Path) -> bool:
+    """Whether a coordinator holds ``out``'s lock now (nothing is created)."""
+    path = layout.path(out, layout.STATS)
+    if describe(path) != "a regular file":
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+    return False
 
 
 def write_report(out: Path) -> tuple[Path, Path] | None:

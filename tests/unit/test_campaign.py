@@ -266,3 +266,352 @@ def test_a_worker_over_its_memory_limit_is_killed_as_oom(
     events = _pool_events(tmp_path, monkeypatch, config, "import time; time.sleep(60)", 2.0)
     assert [e for e, _ in events][:3] == ["started", "oom", "restarted"], events
     assert "over 1 MB" in events[1][1]
+
+
+# ------------------------------------------------- hostile campaign directories
+
+
+def _campaign_dir(tmp_path: Path, **config: Any) -> Path:
+    from fuzz.campaign.config import save_config
+
+    out = tmp_path / "c"
+    out.mkdir()
+    save_config(out, CampaignConfig(**{"time_s": 60, "jobs": 1, "engine": "hypothesis",
+                                       "seed": 1, **config}))
+    lines = [{"kind": "start", "t": 0, "at": "2026-01-01T00:00:00Z", "config": {}},
+             {"kind": "progress", "t": 10, "at": "2026-01-01T00:00:10Z",
+              "engines": {"hypothesis": {"workers": 1, "execs": 5, "steps": 50}}}]
+    (out / layout.STATS).write_text("".join(json.dumps(x) + "\n" for x in lines))
+    return out
+
+
+def _checksums(root: Path) -> dict[str, str]:
+    """Every entry under ``root``: a file's bytes digest, or what it is."""
+    import hashlib
+    import stat as st
+
+    found: dict[str, str] = {}
+    for path in sorted(root.rglob("*")):
+        mode = os.lstat(path).st_mode
+        if st.S_ISREG(mode):
+            found[str(path.relative_to(root))] = hashlib.sha256(path.read_bytes()).hexdigest()
+        else:
+            found[str(path.relative_to(root))] = f"{st.S_IFMT(mode):o}" + (
+                os.readlink(path) if st.S_ISLNK(mode) else "")
+    return found
+
+
+def _config_edit(**changes: Any) -> Any:
+    def edit(out: Path) -> None:
+        data = json.loads((out / layout.CONFIG).read_text())
+        data.update(changes)
+        (out / layout.CONFIG).write_text(json.dumps(data))
+    return edit
+
+
+def _config_text(old: str, new: str) -> Any:
+    def edit(out: Path) -> None:
+        path = out / layout.CONFIG
+        text = path.read_text()
+        assert old in text
+        path.write_text(text.replace(old, new))
+    return edit
+
+
+def _stats_append(text: str) -> Any:
+    def edit(out: Path) -> None:
+        with open(out / layout.STATS, "a") as f:
+            f.write(text + "\n")
+    return edit
+
+
+def _replace_by_file(part: str) -> Any:
+    def edit(out: Path) -> None:
+        path = out / part
+        if path.is_dir():
+            import shutil
+
+            shutil.rmtree(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("x\n")
+    return edit
+
+
+def _symlink(part: str, target: str) -> Any:
+    def edit(out: Path) -> None:
+        (out / part).unlink(missing_ok=True)
+        (out / part).symlink_to(target)
+    return edit
+
+
+_PROGRESS = '{{"kind":"progress","t":{t},"engines":{{"hypothesis":{{"execs":{execs}}}}}}}'
+
+
+@pytest.mark.parametrize("damage, needle", [
+    (lambda out: (out / layout.CONFIG).write_text("[" * 100000), "nested more than"),
+    (_stats_append('{"kind":"x","a":' + "[" * 100000), "nested more than"),
+    (_stats_append(_PROGRESS.format(t=11, execs='"abc"')), "execs must be a number"),
+    (_stats_append(_PROGRESS.format(t=11, execs="NaN")), "NaN"),
+    (_stats_append(_PROGRESS.format(t=11, execs="Infinity")), "Infinity"),
+    (_stats_append(_PROGRESS.format(t=11, execs="[1]")), "execs must be a number"),
+    (_stats_append(_PROGRESS.format(t=11, execs="1.5")), "whole number"),
+    (_stats_append(_PROGRESS.format(t="1e400", execs=1)), "out of range"),
+    (_stats_append(_PROGRESS.format(t="1e300", execs=1)), "t must be between"),
+    (_config_text('"time_s": 60', '"time_s": NaN'), "NaN"),
+    (_config_text('"hang_s": 120.0', '"hang_s": Infinity'), "Infinity"),
+    (_replace_by_file(layout.FINDINGS), "findings: a regular file"),
+    (_replace_by_file(layout.RAW), "raw: a regular file"),
+    (_replace_by_file(layout.TRACE_CORPUS), "traces: a regular file"),
+    (_replace_by_file(layout.ATHERIS_CORPUS), "atheris: a regular file"),
+    (_replace_by_file(layout.WORKERS), "workers: a regular file"),
+    (_replace_by_file(layout.HYPOTHESIS_DB), "hypothesis-db: a regular file"),
+    (_symlink(layout.STATS, "/nonexistent/stats"), "a dangling symbolic link"),
+    (_symlink(layout.CONFIG, "/dev/zero"), "not a regular file (a character device)"),
+    (lambda out: os.mkfifo(out / "workers" / "0.log") if (out / "workers").mkdir() is None
+     else None, "0.log: a FIFO"),
+    (lambda out: (out / layout.CONFIG).write_text("{}"), "no 'time_s'"),
+    (_config_edit(mutant="nope"), "unknown mutant"),
+    (_config_edit(rss_limit_mb=1), "rss_limit_mb must be between"),
+    (_config_edit(hang_s=0), "hang_s must be between"),
+    (_config_edit(db="ftp://x"), "unsupported database URL"),
+    (_config_edit(db=""), "empty database"),
+    (_config_edit(seed=1.5), "seed must be a whole number"),
+    (_config_edit(seed=-1), "seed must be between"),
+    (_config_edit(jobs=10**30), "jobs must be between"),
+    (_config_edit(engine=["both"]), "engine must be a string"),
+])
+def test_resume_of_a_damaged_campaign_is_one_line_and_changes_nothing(
+        tmp_path: Path, damage: Any, needle: str, capsys: pytest.CaptureFixture[str]) -> None:
+    out = _campaign_dir(tmp_path)
+    damage(out)
+    before = _checksums(tmp_path)
+    code = main(["campaign", "--resume", str(out), "--time", "1s"])
+    stdout, err = capsys.readouterr()
+    assert code == EXIT_BAD_INPUT, stdout + err
+    assert err.startswith("mirrorfuzz: error: ") and err.count("\n") == 1, err
+    assert needle in err, err
+    assert _checksums(tmp_path) == before
+
+
+def test_report_skips_absurd_times_and_never_reads_a_fifo(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = _campaign_dir(tmp_path)
+    _stats_append(_PROGRESS.format(t="1e308", execs=1))(out)
+    (out / layout.FINDINGS).mkdir()
+    os.mkfifo(out / layout.FINDINGS / "x.trace")
+    (out / layout.RAW).mkdir()
+    os.mkfifo(out / layout.RAW / "y.trace")
+    _stats_append('{"kind":"finding","t":5,"path":"findings/fifo.trace","signature":"a/b/c"}')(
+        out)
+    os.mkfifo(out / layout.FINDINGS / "fifo.trace")
+    assert main(["report", str(out)]) == 0
+    stdout, err = capsys.readouterr()
+    assert err == "" and "1 unparseable line skipped" in stdout
+    assert "not a regular file (a FIFO)" in (out / layout.REPORT_MD).read_text()
+
+
+def test_report_names_a_huge_finding_without_reading_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import time
+
+    out = _campaign_dir(tmp_path)
+    (out / layout.FINDINGS).mkdir()
+    big = out / layout.FINDINGS / "big.trace"
+    big.write_text("# mirrorfuzz-trace 1\n" + "read P0 0\n" * 5_000_000)  # 48 MB
+    started = time.monotonic()
+    assert main(["report", str(out)]) == 0
+    assert time.monotonic() - started < 10
+    assert "too large" in (out / layout.REPORT_MD).read_text()
+    capsys.readouterr()
+
+
+def test_two_coordinators_on_a_fresh_out_the_loser_is_told_why(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from fuzz.campaign.runner import lock
+
+    out = tmp_path / "fresh"
+    out.mkdir()
+    held = lock(out)  # the winner has just made the directory and taken the lock
+    try:
+        code = main(["campaign", "--out", str(out), "--time", "1s"])
+    finally:
+        held.close()
+    err = capsys.readouterr().err
+    assert code == EXIT_BAD_INPUT and "another mirrorfuzz campaign is running there" in err
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--time", "9" * 400], "--time"),
+    (["--hang", "9" * 400], "--hang"),
+    (["--time", "400d"], "at most 366 days"),
+    (["--seed", "9" * 400], "--seed"),
+    (["--rss-limit", "9" * 400], "--rss-limit"),
+    (["--db", "redis://[::1"], "malformed URL"),
+    (["--db", "/dev/null"], "a character device, not a directory"),
+    (["--db", ""], "an empty database spec"),
+    (["--db", "x\0y"], "NUL"),
+    (["--jobs", "-5"], "--jobs"),
+])
+def test_absurd_arguments_are_one_line(argv: list[str], needle: str, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["campaign", "--out", str(tmp_path / "c"), *argv])
+    _, err = capsys.readouterr()
+    assert code == EXIT_BAD_INPUT and needle in err and err.count("\n") == 1, err
+    assert not (tmp_path / "c").exists()
+
+
+def test_db_naming_a_file_and_long_out_names(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    plain = tmp_path / "plain"
+    plain.write_text("x")
+    assert main(["campaign", "--out", str(tmp_path / "c"), "--db", str(plain)]) == 2
+    assert main(["campaign", "--out", str(tmp_path / ("x" * 300))]) == 2
+    assert main(["campaign", "--out", str(plain)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert "a regular file, not a directory" in err[0]
+    assert "longer than 255 bytes" in err[1]
+    assert "a regular file, not a directory" in err[2]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plain"]
+
+
+def test_absurd_jobs_are_capped(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from fuzz import validate
+    from fuzz.campaign.cli import _config
+    from fuzz.cli import build_parser
+
+    for jobs in ("10000", "99999999999999999999"):
+        args = build_parser().parse_args(["campaign", "--out", str(tmp_path / "c"), "--jobs",
+                                          jobs])
+        _, config, _, _ = _config(args)
+        assert config.jobs == validate.max_jobs()
+        assert "capped at" in args.jobs_note
+    code = main(["campaign", "--out", str(tmp_path / "c"), "--jobs", "10000", "--time", "x"])
+    assert code == EXIT_BAD_INPUT and capsys.readouterr().err.count("\n") == 1
+
+
+def test_sighup_is_handled_like_sigterm() -> None:
+    import signal
+
+    from fuzz.campaign.runner import _sigterm_interrupts
+
+    with _sigterm_interrupts():
+        assert signal.getsignal(signal.SIGHUP) is signal.getsignal(signal.SIGTERM)
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGHUP)
+            import time
+
+            time.sleep(1)
+
+
+# ---------------------------------------------------------- quarantine
+
+
+def test_a_corrupt_raw_finding_is_quarantined_and_the_campaign_goes_on(tmp_path: Path) -> None:
+    from fuzz.campaign.findings import Findings
+
+    out = _campaign_dir(tmp_path)
+    raw = out / layout.RAW
+    raw.mkdir(parents=True)
+    (raw / "bad.trace").write_text("# mirrorfuzz-trace 1\n# signature: violation/x/y\n"
+                                   "frobnicate P0\n")
+    os.mkfifo(raw / "fifo.trace")
+    good = ("# mirrorfuzz-trace 1\n# signature: violation/a/b\nmmap P0 0 1 rw private\n")
+    (raw / "good.trace").write_text(good)
+    records: list[tuple[str, dict[str, Any]]] = []
+    findings = Findings(out, None, lambda kind, **f: records.append((kind, f)), lambda _: None)
+    findings.resume(set())
+    assert [job.raw.name for job in findings.queue] == ["good.trace"]
+    assert sorted(p.name for p in (out / layout.QUARANTINE).iterdir()) == ["bad.trace",
+                                                                          "fifo.trace"]
+    assert [k for k, _ in records] == ["quarantine", "quarantine"]
+    assert "unknown op" in records[0][1]["reason"] and "FIFO" in records[1][1]["reason"]
+    for kind, fields in records:
+        with open(out / layout.STATS, "a") as f:
+            f.write(json.dumps({"kind": kind, "t": 11, **fields}) + "\n")
+    assert main(["report", str(out)]) == 0
+    assert "findings/quarantine/bad.trace (line 3: unknown op" in (
+        out / layout.REPORT_MD).read_text()
+
+
+def test_a_raw_finding_that_cannot_be_saved_is_quarantined(tmp_path: Path) -> None:
+    from fuzz.campaign.findings import Findings, Job
+
+    out = _campaign_dir(tmp_path)
+    records: list[str] = []
+    findings = Findings(out, None, lambda kind, **f: records.append(kind), lambda _: None)
+    raw = out / layout.RAW / "x.trace"
+    raw.write_text("# mirrorfuzz-trace 1\n# signature: violation/x/y\nbad line\n")
+    findings._finish(Job(raw, "violation/x/y", "hypothesis", 0), out / "no-result.json")
+    assert records == ["quarantine"] and not raw.exists()
+    assert (out / layout.QUARANTINE / "x.trace").is_file()
+
+
+# ------------------------------------------------------ full and read-only disks
+
+
+def _fail_with(code: int) -> Any:
+    def fail(*args: Any, **kwargs: Any) -> Any:
+        raise OSError(code, os.strerror(code), "/injected/file")
+    return fail
+
+
+@pytest.mark.parametrize("where, code", [
+    ("fuzz.campaign.runner.seed_atheris", 28),  # ENOSPC while seeding
+    ("fuzz.campaign.pool.Pool._start", 28),  # ENOSPC starting a worker
+])
+def test_a_full_disk_stops_cleanly_and_resume_carries_on(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str, code: int,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib
+
+    module, _, name = where.rpartition(".")
+    try:
+        target: Any = importlib.import_module(module)
+    except ImportError:
+        module, _, cls = module.rpartition(".")
+        target = getattr(importlib.import_module(module), cls)
+    out = tmp_path / "c"
+    with monkeypatch.context() as m:
+        m.setattr(target, name, _fail_with(code))
+        rc = main(["campaign", "--out", str(out), "--time", "2s", "--jobs", "1",
+                   "--engine", "hypothesis", "--seed", "3"])
+        stdout, err = capsys.readouterr()
+    assert rc == EXIT_BAD_INPUT, stdout + err
+    assert err == "mirrorfuzz: error: cannot write /injected/file: No space left on device\n"
+    assert "mirrorfuzz: stopped: " in stdout and f"--resume {out}" in stdout
+    assert load_config(out).seed == 3  # what was written is kept
+    kinds = [line["kind"] for line in stats_lines(out)]
+    if where.endswith("_start"):
+        assert kinds[0] == "start" and kinds[-1] == "stop"
+        assert stats_lines(out)[-1]["reason"] == "disk"
+    rc = main(["campaign", "--resume", str(out), "--time", "1s"])
+    stdout, err = capsys.readouterr()
+    assert rc in (0, 1) and "Traceback" not in err, stdout + err
+    assert [line["kind"] for line in stats_lines(out)][-1] == "stop"
+
+
+def test_a_read_only_disk_at_a_stats_append_stops_cleanly(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from fuzz.campaign import stats
+
+    real = stats.StatsLog.append
+    calls = {"n": 0}
+
+    def append(self: Any, kind: str, t: float, **fields: Any) -> dict[str, Any]:
+        calls["n"] += 1
+        if kind == "progress" or calls["n"] > 3:
+            raise OSError(30, os.strerror(30), str(self.path))
+        return real(self, kind, t, **fields)
+
+    monkeypatch.setattr(stats.StatsLog, "append", append)
+    monkeypatch.setattr("fuzz.campaign.runner.STATS_EVERY", 0.0)
+    out = tmp_path / "c"
+    rc = main(["campaign", "--out", str(out), "--time", "20s", "--jobs", "1",
+               "--engine", "hypothesis"])
+    stdout, err = capsys.readouterr()
+    assert rc == EXIT_BAD_INPUT
+    assert err == f"mirrorfuzz: error: cannot write {out / layout.STATS}: " \
+                  "Read-only file system\n"
+    assert "mirrorfuzz: stopped: " in stdout
+    assert stats_lines(out)[0]["kind"] == "start"
