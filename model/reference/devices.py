@@ -9,6 +9,8 @@ for use after free (``mm.live_folio``/``mm.live_dpage``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from model.ops import MAX_VALUE_PAGES, HandleResult, Ok, Open, OpResult, Values
 
 from .checks import EINVAL, proc_handle, state_err, words_ok
@@ -23,13 +25,23 @@ def op_open(st: State, th: Thread, op: Open) -> Gen[OpResult]:
         return EINVAL
     if (e := state_err(proc, th)) is not None:
         return e
+    driver = st.drivers.get(op.kind)
+    if driver is None:
+        return EINVAL
     dev = Device(op.dev, op.kind, proc.pid)
     st.devices[dev.id] = dev
-    driver = st.drivers.get(op.kind)
-    if driver is not None and driver.open is not None:
+    if driver.open is not None:
         driver.open(st, dev)
     return HandleResult("D", dev.id)
     yield  # a one-step op
+
+
+def table_of(st: State, dev: Device) -> Mapping[int, tuple[Target, bool]]:
+    """A device's table vpn -> (target, w): its own, or the one its driver's
+    record shows (``extra["table"]``: a plug-in's), for the invariants."""
+    driver = st.drivers.get(dev.kind)
+    table = None if driver is None else driver.extra.get("table")
+    return dev.table if table is None else table(st, dev)
 
 
 def read_target(st: State, target: Target, what: str) -> int:

@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 from model.ops import HUGE_PAGES
 
+from .devices import table_of
 from .mm import vma_at
 from .state import Dev, MigD, MigF, Present, State, Swap, Zero
 from .threads import Thread
@@ -40,7 +41,7 @@ def no_use_after_free(st: State) -> list[str]:
             elif isinstance(e, Swap) and st.slots[e.slot].freed:
                 out.append(f"P{proc.pid} {v} names freed swap slot {e.slot}")
     for dev in st.devices.values():
-        for v, (target, _w) in dev.table.items():
+        for v, (target, _w) in table_of(st, dev).items():
             kind, num, _i = target
             if (kind == "folio" and st.folios[num].freed) or (
                     kind == "dpage" and st.dpages[num].freed):
@@ -53,15 +54,20 @@ def no_use_after_free(st: State) -> list[str]:
 
 
 def device_entries_follow_cpu(st: State) -> list[str]:
-    """2: every device table entry is justified by (a), (b), (c) or (d)."""
+    """2: every device table entry is justified by (a), (b), (c) or (d).
+    (a): an invalidation covering v whose callback for a subscription of this
+    device covering v has not returned (a mirror has one, over everything)."""
     out = []
     for dev in st.devices.values():
-        if not dev.table:
+        table = table_of(st, dev)
+        if not table:
             continue
         proc = st.procs[dev.pid]
-        pending = [(inv.start, inv.end) for inv in proc.notifier.running.values()
-                   if dev.sub in inv.pending]
-        for v, (target, w) in sorted(dev.table.items()):
+        pending = [(max(inv.start, sub.start), min(inv.end, sub.end))
+                   for inv in proc.notifier.running.values()
+                   for sub in (st.subs[sid] for sid in inv.pending)
+                   if sub.owner == dev.id and sub.owner_kind == dev.kind]
+        for v, (target, w) in sorted(table.items()):
             if any(a <= v < b for a, b in pending):
                 continue  # (a)
             entry = proc.pt.get(v)
@@ -127,7 +133,7 @@ def release_is_final(st: State) -> list[str]:
     """9: once exit's release callbacks have returned, P's devices hold no
     table entry."""
     return [f"D{dev.id} has table entries after P{dev.pid}'s release"
-            for dev in st.devices.values() if dev.table and st.procs[dev.pid].released]
+            for dev in st.devices.values() if table_of(st, dev) and st.procs[dev.pid].released]
 
 
 def accounting(st: State, threads: list[Thread]) -> list[str]:

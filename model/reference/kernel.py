@@ -41,7 +41,7 @@ from .cpu_ops import (
     op_range,
 )
 from .devices import op_open
-from .drivers import REGISTRY
+from .drivers import REGISTRY, registry
 from .invariants import check_all
 from .kernel_ops import op_migrate_reclaim, op_oomreap
 from .locks import release_all
@@ -61,8 +61,8 @@ CORE_OPS: dict[str, OpFn] = {
     "write_range": op_range,
 }
 OPS: dict[str, OpFn] = CORE_OPS | REGISTRY.ops()
-"""Keyword -> the op's generator: the core's and the drivers' (each declared
-op has one: tests/unit/test_decl.py)."""
+"""Keyword -> the op's generator: the core's and the built-in drivers' (each
+declared op has one: tests/unit/test_decl.py); a plug-in's are in its record."""
 
 
 class ReferenceKernel:
@@ -72,7 +72,7 @@ class ReferenceKernel:
 
     def __init__(self, config: Config | None = None) -> None:
         self.config = config or Config()
-        self.state = State(self.config, REGISTRY)
+        self.state = State(self.config, registry())
         self.state.procs[0] = Process(0, valid=True)
         self.threads: dict[str, Thread] = {}
 
@@ -80,7 +80,9 @@ class ReferenceKernel:
 
     def start(self, thread: str, op: Op) -> OpResult:
         decl = SCHEMA_BY_CLASS.get(type(op))
-        fn = None if decl is None else OPS.get(decl.keyword)
+        driver = None if decl is None or decl.device is None else \
+            self.state.drivers.get(decl.device)
+        fn = None if decl is None else (driver.ops if driver else CORE_OPS).get(decl.keyword)
         if thread in self.threads or not is_thread_name(thread) or fn is None:
             return EINVAL
         th = Thread(thread, op)

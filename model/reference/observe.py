@@ -11,6 +11,8 @@ driver's ``view``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from model.observation import (
     ZERO_REF,
     DevicePageView,
@@ -110,11 +112,14 @@ def _process(st: State, proc: Process) -> ProcessView:
                        notifier, lock)
 
 
-def device_view(dev: Device, pages_in_use: int = 0) -> DeviceView:
-    """A device's view: its table and the device pages it uses."""
-    table = tuple(TableEntryView(v, target_ref(dev.table[v][0]), dev.table[v][1])
-                  for v in sorted(dev.table))
-    return DeviceView(dev.id, dev.kind, dev.pid, dev.dead, dev.lock_holder, table, pages_in_use)
+def device_view(dev: Device, pages_in_use: int = 0,
+                table: Mapping[int, tuple[Target, bool]] | None = None) -> DeviceView:
+    """A device's view: its table (``dev.table`` unless given) and the device
+    pages it uses."""
+    rows = dev.table if table is None else table
+    table_view = tuple(TableEntryView(v, target_ref(rows[v][0]), rows[v][1]) for v in sorted(rows))
+    return DeviceView(dev.id, dev.kind, dev.pid, dev.dead, dev.lock_holder, table_view,
+                      pages_in_use)
 
 
 def regions_of(st: State, dev: Device) -> list[Region]:

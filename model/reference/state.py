@@ -92,6 +92,7 @@ class Folio:
     index: int = 0  # its page index in that object
     freed: bool = False
     split_from: tuple[int, int] | None = None  # the THP page whose frame it took over (D23)
+    split_into: dict[int, int] | None = None  # a split THP: page -> the folio taking its frame
 
     @property
     def size(self) -> int:
@@ -157,6 +158,7 @@ class Subscription:
     in_tree: bool = False
     removed: bool = False
     successes: int = 0  # successful callback returns (for seq_protocol (d))
+    begun: dict[int, int] = field(default_factory=dict)  # seq -> successes at a read_begin
 
 
 @dataclass
@@ -216,6 +218,7 @@ class Device:
     lock_holder: str | None = None
     sub: int | None = None
     table: dict[int, tuple[Target, bool]] = field(default_factory=dict)
+    driver_state: Any = None  # a plug-in driver's own state (what its open returned)
 
 
 @dataclass

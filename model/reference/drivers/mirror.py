@@ -15,7 +15,7 @@ never outlives the CPU entry it was read from (invariant 2)::
       check:  L; every page has a table entry (w for dwrite) -> access; done
               else release (after a commit: failed_commits += 1)
       round:  s0 = read_begin(sub); Y3
-              [R] walk [s,s+n), a Y3 after every 64 pages and after the last
+              [R] walk [s,s+n) (hmm.range_fault), a Y3 after every 64 pages and after the last
               (mmap_lock released before that last Y3)
               commit: L; retry = read_retry(sub, s0); Y3 (lock held)
                 retry -> failed_commits += 1; release; round
@@ -44,11 +44,9 @@ from model.ops import (
 )
 
 from ..checks import (
-    EFAULT,
     EINVAL,
     ENOENT,
     ENOMEM,
-    EPERM,
     capped_ok,
     device_handle,
     range_ok,
@@ -56,8 +54,9 @@ from ..checks import (
     words_ok,
 )
 from ..devices import read_target, write_target
-from ..faults import fault, needs_fault, split_blocks
-from ..locks import driver_lock, driver_trylock, driver_unlock, mmap_read, mmap_release
+from ..faults import split_blocks
+from ..hmm import range_fault
+from ..locks import driver_lock, driver_trylock, driver_unlock, mmap_read
 from ..migrate_back import Outcome, migrate_back, migrate_to_ram
 from ..mm import (
     alloc_dpage,
@@ -75,7 +74,6 @@ from ..mm import (
 from ..notifier import insert, invalidate, read_begin, read_retry, set_seq
 from ..observe import device_view
 from ..state import (
-    ZERO_TARGET,
     Dev,
     Device,
     Folio,
@@ -84,7 +82,6 @@ from ..state import (
     Process,
     State,
     Subscription,
-    Target,
     Zero,
 )
 from ..threads import Gen, Thread, y
@@ -139,35 +136,6 @@ def _table_complete(st: State, dev: Device, s: int, n: int, write: bool) -> bool
     return True
 
 
-def _walk_page(st: State, th: Thread, dev: Device, proc: Process, v: int,
-               write: bool) -> Gen[OpResult | tuple[Target, bool]]:
-    """Walk one page: the error, or the target and w to record."""
-    while True:
-        vma = vma_at(proc, v)
-        if vma is None or not vma.readable:
-            return EFAULT
-        if write and not vma.writable:
-            return EPERM
-        entry = get(st, proc, v)
-        if isinstance(entry, Dev):
-            owner = st.dpages[entry.d].owner
-            if owner == dev.id and (not write or entry.w):
-                return (("dpage", entry.d, 0), entry.w)
-            outcome = yield from migrate_to_ram(st, th, entry.d)
-            if outcome == "nomem":
-                return ENOMEM
-            continue
-        if needs_fault(entry, write):
-            res = yield from fault(st, th, proc, v, write)
-            if res is not None:
-                return res
-            continue
-        if isinstance(entry, Zero):
-            return (ZERO_TARGET, False)
-        assert isinstance(entry, Present)
-        return (("folio", entry.f, entry.i), entry.w)
-
-
 def op_dread_dwrite(st: State, th: Thread, op: Dread | Dwrite) -> Gen[OpResult]:
     write = isinstance(op, Dwrite)
     dev = device_handle(st, op.d, KIND)
@@ -208,22 +176,9 @@ def op_dread_dwrite(st: State, th: Thread, op: Dread | Dwrite) -> Gen[OpResult]:
                 return e
             successes = sub.successes
             yield from y()
-            yield from mmap_read(st, th, proc)
-            if (e := state_err(proc, th)) is not None:
-                return e
-            recorded: dict[int, tuple[Target, bool]] = {}
-            for k in range(op.n):
-                v = op.s + k
-                got = yield from _walk_page(st, th, dev, proc, v, write)
-                if not isinstance(got, tuple):
-                    mmap_release(st, th, proc.pid)
-                    return got
-                recorded[v] = got
-                if k == op.n - 1:
-                    mmap_release(st, th, proc.pid)
-                    yield from y()
-                elif (k + 1) % 64 == 0:
-                    yield from y()
+            walked = yield from range_fault(st, th, proc, op.s, op.n, write, dev.id)
+            if not isinstance(walked, tuple):
+                return walked
             yield from driver_lock(st, th, dev)
             if (e := state_err(proc, th)) is not None:
                 return e
@@ -235,8 +190,8 @@ def op_dread_dwrite(st: State, th: Thread, op: Dread | Dwrite) -> Gen[OpResult]:
                 th.failed_commits += 1
                 driver_unlock(th, dev)
                 continue
-            for v, entry in recorded.items():
-                dev.table[v] = entry
+            for k, entry in enumerate(walked):
+                dev.table[op.s + k] = entry
                 st.page_ops += 1
             faults += 1
             committed = True
@@ -287,6 +242,7 @@ def _split_folio(st: State, folio: Folio) -> None:
             new_ids[i] = _fresh_order0(st, folio.words[i], folio.mapcount[i])
             st.folios[new_ids[i]].split_from = (folio.id, i)
     folio.freed = True
+    folio.split_into = new_ids
     st.live.discard(folio.id)
     folio.refcount = 0
     st.frames_used -= folio.size
