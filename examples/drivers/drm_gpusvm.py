@@ -161,9 +161,9 @@ def _ranges(core: Core, svm: Svm, s: int, n: int) -> list[Range]:
 
 
 def _unmap(svm: Svm, r: Range) -> None:
-    """drm_gpusvm_range_unmap_pages: the range's pages and GPU PTEs go."""
+    """drm_gpusvm_range_unmap_pages: the range's DMA mappings and GPU PTEs
+    go; its pfn array stays (a bind that skips the valid check uses it)."""
     r.valid = False
-    r.pages = {}
     for v in range(r.start, r.end):
         svm.table.pop(v, None)
 
@@ -194,6 +194,9 @@ def _fault(core: Core, th: Any, svm: Svm, s: int, n: int, write: bool) -> Gen:
             if err is not None:
                 return err
             yield from core.lock(th, svm.d)
+            if r not in svm.ranges:  # removed by another fault meanwhile (flags.unmapped)
+                core.unlock(th, svm.d)
+                break
             if not r.valid and not core.bugged(SKIP_PAGES_VALID):
                 core.unlock(th, svm.d)  # -EAGAIN: get the pages again
                 continue
