@@ -278,13 +278,23 @@ def write_atomic(path: str | Path, data: str | bytes) -> None:
     all at once; never replaces a device, FIFO, socket or directory
     (:class:`WriteError`).  Other failures (a full disk) are ``OSError``."""
     target = writable_target(path)
-    tmp = temp_copy(target.parent, data)
+    try:
+        tmp = temp_copy(target.parent, data)
+    except OSError as exc:  # a full disk: say which file could not be written
+        raise named(exc, target) from None
     try:
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     fsync_dir(target.parent)
+
+
+def named(exc: OSError, path: str | Path) -> OSError:
+    """``exc`` with ``path`` as its file name when it has none."""
+    if exc.filename is not None or exc.errno is None:
+        return exc
+    return OSError(exc.errno, exc.strerror or os.strerror(exc.errno), str(path))
 
 
 # --------------------------------------------------------------------- JSON

@@ -41,7 +41,7 @@ from fuzz.campaign.workers import (
     pending_dir,
     worker_dir,
 )
-from fuzz.safeio import open_append
+from fuzz.safeio import named, open_append
 
 QUICK_DEATH: Final = 10.0
 MAX_BACKOFF: Final = 30.0
@@ -116,9 +116,12 @@ class Pool:
                                       observe_every=self.config.observe_every,
                                       generation=w.generation)
         with open_append(w.log) as f:
-            f.write(f"=== mirrorfuzz: worker {w.id} ({w.engine}) generation {w.generation} "
-                    f"seed {seed}\n".encode())
-            f.flush()
+            try:
+                f.write(f"=== mirrorfuzz: worker {w.id} ({w.engine}) generation "
+                        f"{w.generation} seed {seed}\n".encode())
+                f.flush()
+            except OSError as exc:
+                raise named(exc, w.log) from None
             w.offset = f.tell()
             w.proc = spawn(argv, env=child_env(extra), stdout=f)
         w.partial = ""

@@ -98,9 +98,13 @@ def seed_atheris(out: Path, config: CampaignConfig) -> None:
     if (any(config.engine_of(i) == "atheris" for i in range(config.jobs))
             and not any(corpus.iterdir())):
         from fuzz.campaign.procs import REPO
+        from fuzz.safeio import named
         from fuzz.seeds import make_seeds
 
-        make_seeds(corpus, [REPO / "corpus"])
+        try:
+            make_seeds(corpus, [REPO / "corpus"])
+        except OSError as exc:  # a full disk: name the directory being seeded
+            raise named(exc, corpus) from None
 
 
 def corpus_size(out: Path) -> int:

@@ -145,9 +145,12 @@ class StatsLog:
     def append(self, kind: str, t: float, **fields: Any) -> dict[str, Any]:
         line = {"kind": kind, "t": round(t, 3), "at": now_iso(), **fields}
         text = json.dumps(line, sort_keys=False, separators=(",", ":")) + "\n"
-        with safeio.open_append(self.path) as f:
-            f.write(text.encode("utf-8"))
-            f.flush()
+        try:
+            with safeio.open_append(self.path) as f:
+                f.write(text.encode("utf-8"))
+                f.flush()
+        except OSError as exc:
+            raise safeio.named(exc, self.path) from None
         return line
 
 
