@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
-from fuzz import impls, validate
+from fuzz import impls, plugins, validate
 from fuzz.corpus import check_corpus, corpus_traces, walk_traces
 from fuzz.errors import BadInput, check_mutant
 from fuzz.executor import Settings, Verdict, run_trace
@@ -93,6 +93,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     settings = Settings(observe_every=args.observe_every, budget=args.budget,
                         mutant=args.mutant)
     traces = [load_trace(path) for path in trace_files(args.files)]
+    for trace in traces:
+        plugins.check_headers(trace.headers, str(trace.path))
     failed = 0
     for trace in traces:
         verdict = run_trace(trace, sides, settings)
@@ -118,6 +120,7 @@ def cmd_minimize(args: argparse.Namespace) -> int:
                                            else f"{what}, not a trace file"))
     output = validate.output_file(args.output or str(default_output(source)), "--output")
     original = load_trace(source)
+    plugins.check_headers(original.headers, str(source))
     sides = impls.sides(args.impl)
     settings = Settings(observe_every=1, budget=args.budget, mutant=args.mutant)
     stats = Stats()
@@ -175,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--mutant", default=None, help="switch on a planted bug by name")
     replay.add_argument("-q", "--quiet", action="store_true",
                         help="print only mismatched lines, findings and the summary")
+    plugins.add_option(replay)
     replay.set_defaults(func=cmd_replay)
 
     mini = sub.add_parser("minimize", help="shrink a trace to a small one with the same finding")
@@ -188,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     mini.add_argument("--mutant", default=None, help="switch on a planted bug by name")
     mini.add_argument("--max-runs", type=_positive, default=DEFAULT_MAX_RUNS, metavar="N",
                       help=f"stop after N trace runs (default {DEFAULT_MAX_RUNS})")
+    plugins.add_option(mini)
     mini.set_defaults(func=cmd_minimize)
 
     corpus = sub.add_parser("corpus", help="corpus tools")
@@ -219,8 +224,9 @@ def one_line(text: str, limit: int = 1000) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
+        plugins.load_for(getattr(args, "driver", None))
         code: int = args.func(args)
-    except (BadInput, TraceError, impls.UnknownImplementation) as exc:
+    except (BadInput, TraceError, impls.UnknownImplementation, plugins.DriverLoadError) as exc:
         print(f"mirrorfuzz: error: {one_line(str(exc))}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

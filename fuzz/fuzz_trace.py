@@ -291,6 +291,10 @@ def finding_trace(trace: Trace, finding: Finding, config: TargetConfig) -> Trace
                "found-by": "atheris fuzz/fuzz_trace.py"
                            + (f" --mutant={config.mutant}" if config.mutant else ""),
                "signature": finding.signature}
+    from fuzz.plugins import driver_header
+
+    if (drivers := driver_header()) is not None:
+        headers["driver"] = drivers
     marked = with_headers(replace(trace, headers=()), headers)
     sized = tuple((k, v) for k, v in trace.headers if k in ("frames", "device-frames"))
     note = Comment(f"# replay with: {replay_command(config, '<this file>')}")
@@ -433,6 +437,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, value in ours.items():
         os.environ[ENV[name]] = value  # -fork/-jobs children inherit the environment
     os.environ.setdefault(ENV["artifact-prefix"], _artifact_prefix(args))
+    from fuzz.plugins import load_for
+
+    load_for(None)  # the campaign's --driver files ($MIRRORFUZZ_DRIVERS)
     configure(None)
     atheris = _atheris()
     if atheris is None:

@@ -55,6 +55,7 @@ from typing import Final
 
 from fuzz.edit import Edit, handle_fields, op_of, rebuild, thread_ref, with_changes
 from fuzz.executor import Settings, run_trace
+from fuzz.plugins import driver_header
 from fuzz.trace import Comment, StepLine, Trace, format_trace, load_trace, renumber, with_expected
 from model.interface import Factory
 from model.ops import (
@@ -70,7 +71,7 @@ from model.ops import (
 Judge = Callable[[Trace], "str | None"]
 DEFAULT_MAX_RUNS: Final = 5000
 VOLATILE_HEADERS: Final = ("title", "found-by", "signature")
-SEMANTIC_HEADERS: Final = ("frames", "device-frames")
+SEMANTIC_HEADERS: Final = ("frames", "device-frames", "driver")
 DDMIN_SUBSETS_UP_TO: Final = 8
 
 
@@ -537,6 +538,8 @@ def minimize_file(path: str | Path, sides: Sequence[tuple[str, Factory]], settin
     title = original.header("title") or Path(path).name
     title = title.removeprefix("minimized: ")
     headers = [(k, v) for k, v in small.headers if k in SEMANTIC_HEADERS]
+    if not small.header("driver") and (drivers := driver_header()) is not None:
+        headers.append(("driver", drivers))
     headers += [("title", f"minimized: {title}"), ("signature", stats.signature),
                 ("found-by", found_by)]
     body = (Comment(f"# minimized: {day}"), *small.body)

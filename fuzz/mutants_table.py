@@ -440,5 +440,8 @@ def register(sub: Any) -> None:
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     parser.add_argument("--list", action="store_true",
                         help="only list the planted bugs: what each breaks and imitates")
+    from fuzz.plugins import add_option
+
+    add_option(parser)
     parser.set_defaults(func=cmd)
 

@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from model import bugs, decl
 from model.driver import PLUGINS, DriverError, PluginDriver, add_plugin
@@ -51,6 +52,26 @@ class LoadedDriver:
 
 LOADED: dict[str, LoadedDriver] = {}
 """Loaded drivers by kind."""
+ENV: Final = "MIRRORFUZZ_DRIVERS"
+"""Driver files a process loads at start (``os.pathsep``-separated): how a
+campaign's worker processes get the coordinator's ``--driver`` files."""
+
+
+def add_option(parser: Any) -> None:
+    """``--driver FILE`` (repeatable) on a command's parser."""
+    parser.add_argument("--driver", action="append", default=None, metavar="FILE",
+                        help="load a driver plug-in (docs/drivers.md); repeatable")
+
+
+def load_for(paths: list[str] | None) -> list[LoadedDriver]:
+    """Load the ``--driver`` files and those of ``$MIRRORFUZZ_DRIVERS``, and
+    export them all to the environment, so that worker processes load the
+    same ones."""
+    inherited = [p for p in os.environ.get(ENV, "").split(os.pathsep) if p]
+    loaded = [load_driver(p) for p in [*inherited, *(paths or [])]]
+    if loaded:
+        os.environ[ENV] = os.pathsep.join(dict.fromkeys(d.path for d in loaded))
+    return loaded
 
 
 def load_driver(path: str | Path) -> LoadedDriver:
@@ -97,7 +118,7 @@ def load_driver(path: str | Path) -> LoadedDriver:
                               f"{_one_line(e)}") from None
     decl.add_device_kind(driver.kind)
     _codec_changed()
-    loaded = LoadedDriver(driver.kind, where, digest)
+    loaded = LoadedDriver(driver.kind, str(p.resolve()), digest)
     LOADED[driver.kind] = loaded
     return loaded
 

@@ -83,6 +83,7 @@ from fuzz.corpus import save_repro
 from fuzz.determinism import settle_constant_pool
 from fuzz.executor import Settings, Verdict, run_trace
 from fuzz.guide import DrawChooser, Guide
+from fuzz.plugins import driver_header
 from fuzz.schedulers import PCT, Scheduler, Uniform
 from fuzz.swarm import draw_disabled, gate
 from fuzz.trace import StepLine, Trace, format_trace, make_trace, with_expected
@@ -464,8 +465,9 @@ def failing_trace(trace: Trace, verdict: Verdict, rejudge: Callable[[Trace], Ver
         if again.finding is not None and again.finding.signature == finding.signature:
             trace, results = cut, again.results
     annotated = with_expected(trace, results[:len(trace.steps)])
-    return make_trace(annotated.steps, {**dict(trace.headers), "signature": finding.signature,
-                                        "found-by": "stateful"})
+    drivers = {"driver": d} if (d := driver_header()) is not None else {}
+    return make_trace(annotated.steps, {**dict(trace.headers), **drivers,
+                                        "signature": finding.signature, "found-by": "stateful"})
 
 
 def _is_final() -> bool:

@@ -23,6 +23,7 @@ from fuzz.campaign.config import (
     MIN_RSS_MB,
     CampaignConfig,
     default_out,
+    driver_fields,
     format_duration,
     fresh_seed,
     load_config,
@@ -63,6 +64,9 @@ def register(sub: Any) -> None:
     p.add_argument("--rss-limit", default=None, metavar="MB",
                    help="a worker above this resident memory is killed and restarted "
                         "(default 2048)")
+    from fuzz.plugins import add_option
+
+    add_option(p)
     p.set_defaults(func=cmd_campaign)
 
 
@@ -142,6 +146,8 @@ def _config(args: argparse.Namespace) -> tuple[Path, CampaignConfig, float, bool
     config = CampaignConfig(time_s=time_s, jobs=jobs or os.cpu_count() or 1, engine=engine,
                             mutant=args.mutant, seed=fresh_seed() if seed is None else seed,
                             db=args.db, started=now_iso())
+    drivers, driver_ids = driver_fields()
+    config = replace(config, drivers=drivers, driver_ids=driver_ids)
     args.jobs_note = note
     return out, limited(config), time_s, False
 

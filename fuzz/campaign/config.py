@@ -77,6 +77,8 @@ class CampaignConfig:
     hang_s: float = 120.0  # a worker silent this long is killed and restarted (hung)
     started: str = ""  # ISO 8601 UTC wall time of the first start
     version: int = VERSION
+    drivers: str = ""  # --driver files, absolute, os.pathsep-separated (docs/drivers.md)
+    driver_ids: str = ""  # their "kind sha256:HEX" list: a resume needs the same bytes
 
     def engine_of(self, worker: int) -> str:
         """The engine worker ``worker`` runs: with ``both``, they alternate."""
@@ -130,12 +132,15 @@ def config_from_json(data: object) -> CampaignConfig:
     unknown = sorted(set(data) - set(known))
     if unknown:
         raise ValueError(f"unknown key {unknown[0][:40]!r}")
-    missing = [k for k in known if k not in data]
+    missing = [k for k in known if k not in data and k not in OPTIONAL_KEYS]
     if missing:
         raise ValueError(f"no {missing[0]!r}")
     n = safeio.field_number
     if n(data, "version", low=VERSION, high=VERSION, integer=True) != VERSION:
         raise ValueError(f"version (this runner reads {VERSION})")
+    drivers = str(safeio.field_text(data, "drivers", optional=True) or "")
+    driver_ids = str(safeio.field_text(data, "driver_ids", optional=True) or "")
+    _load_drivers(drivers, driver_ids)  # before the mutant is checked: it may be a driver's
     config = CampaignConfig(
         time_s=float(n(data, "time_s", low=1e-3, high=validate.MAX_SECONDS)),
         jobs=int(n(data, "jobs", low=1, high=MAX_JOBS_RECORDED, integer=True)),
@@ -148,13 +153,41 @@ def config_from_json(data: object) -> CampaignConfig:
                            integer=True)),
         hang_s=float(n(data, "hang_s", low=MIN_HANG_S, high=validate.MAX_SECONDS)),
         started=str(safeio.field_text(data, "started")),
-        version=VERSION)
+        version=VERSION, drivers=drivers, driver_ids=driver_ids)
     if config.engine not in ENGINE_CHOICES:
         raise ValueError(f"engine must be one of {', '.join(ENGINE_CHOICES)}")
     check_mutant(config.mutant, "mutant")
     if config.db is not None:
         validate.database(config.db, "db")
     return config
+
+
+OPTIONAL_KEYS: Final = frozenset({"drivers", "driver_ids"})
+"""Keys a campaign.json written before drivers existed lacks."""
+
+
+def _load_drivers(drivers: str, driver_ids: str) -> None:
+    """Load the campaign's driver files; BadInput unless they are the bytes
+    the campaign began with."""
+    from fuzz.plugins import DriverLoadError, driver_header, load_for
+
+    if not drivers:
+        return
+    try:
+        load_for([p for p in drivers.split(os.pathsep) if p])
+    except DriverLoadError as exc:
+        raise BadInput(str(exc)) from None
+    loaded = {item.strip() for item in (driver_header() or "").split(",")}
+    wanted = {item.strip() for item in driver_ids.split(",") if item.strip()}
+    if not wanted <= loaded:
+        raise BadInput(f"a driver file changed since the campaign began (it was: {driver_ids})")
+
+
+def driver_fields() -> tuple[str, str]:
+    """``drivers`` and ``driver_ids`` for a new campaign: the loaded drivers."""
+    from fuzz.plugins import LOADED, driver_header
+
+    return os.pathsep.join(d.path for d in LOADED.values()), driver_header() or ""
 
 
 def default_out(cwd: Path | None = None) -> Path:

@@ -174,6 +174,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--mutant", default=None)
     parser.add_argument("--budget", type=float, default=BUDGET)
     args = parser.parse_args(argv)
+    from fuzz.plugins import load_for
+
+    load_for(None)  # the coordinator's --driver files ($MIRRORFUZZ_DRIVERS)
     summary = run_pass(Path(args.out), args.mutant, args.budget)
     print(json.dumps(summary), flush=True)
     return 0

@@ -47,6 +47,7 @@ from fuzz.campaign import layout
 from fuzz.campaign.procs import child_env, kill, spawn
 from fuzz.corpus import repro_name, save_repro
 from fuzz.errors import BadInput
+from fuzz.plugins import driver_header
 from fuzz.safeio import load_trace, write_atomic
 from fuzz.trace import Comment, Trace, TraceError, format_trace
 
@@ -152,6 +153,8 @@ class Findings:
     def _write_raw(self, trace: Trace, signature: str, engine: str, worker: int) -> Path:
         headers = dict(trace.headers)
         headers["found-by"] = f"campaign {engine} worker {worker}"
+        if (drivers := driver_header()) is not None:
+            headers.setdefault("driver", drivers)
         headers.setdefault("title", f"campaign finding {signature}")
         trace = Trace(tuple(headers.items()), trace.body, trace.path)
         if self.mutant:

@@ -115,15 +115,15 @@ class Pool:
                                       db=self.config.db,
                                       observe_every=self.config.observe_every,
                                       generation=w.generation)
-        with open_append(w.log) as f:
-            try:
+        try:
+            with open_append(w.log) as f:  # closing flushes too: name the file whatever fails
                 f.write(f"=== mirrorfuzz: worker {w.id} ({w.engine}) generation "
                         f"{w.generation} seed {seed}\n".encode())
                 f.flush()
-            except OSError as exc:
-                raise named(exc, w.log) from None
-            w.offset = f.tell()
-            w.proc = spawn(argv, env=child_env(extra), stdout=f)
+                w.offset = f.tell()
+                w.proc = spawn(argv, env=child_env(extra), stdout=f)
+        except OSError as exc:
+            raise named(exc, w.log) from None
         w.partial = ""
         w.tail.clear()
         now = time.monotonic()

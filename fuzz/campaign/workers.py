@@ -334,6 +334,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     hyp.add_argument("--db", default=None)
     hyp.add_argument("--observe-every", type=int, default=1)
     args = parser.parse_args(argv)
+    from fuzz.plugins import load_for
+
+    load_for(None)  # the coordinator's --driver files ($MIRRORFUZZ_DRIVERS)
     try:
         return run_hypothesis(args)
     except KeyboardInterrupt:
