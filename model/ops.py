@@ -12,6 +12,7 @@ field of the op (``Fork.child``, ``Open.dev``, ``Reg.region``, ``Pin.region``,
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, fields
 from enum import StrEnum
@@ -395,8 +396,10 @@ def op_keyword(op: Op) -> str:
     return SCHEMA_BY_CLASS[type(op)].keyword
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def format_op(op: Op) -> str:
-    """The canonical text of an op (reserved handles are not printed)."""
+    """The canonical text of an op (reserved handles are not printed);
+    cached, since every observation names each live thread's op."""
     sch = SCHEMA_BY_CLASS[type(op)]
     words = [sch.keyword]
     for arg in sch.args:
@@ -566,6 +569,7 @@ def is_thread_name(name: str) -> bool:
     return _THREAD_RE.match(name) is not None
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def thread_order(name: str) -> tuple[int, int]:
     """Sort key of thread names: Tn by n, then Li by i (SPEC §5.4)."""
     m = _THREAD_RE.match(name)
