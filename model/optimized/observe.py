@@ -36,7 +36,7 @@ from model.observation import (
     VmaView,
     canonicalize,
 )
-from model.ops import ADDRESS_PAGES, format_op, thread_order
+from model.ops import ADDRESS_PAGES, thread_order
 from model.optimized.pagetable import (
     DEVICE,
     KIND_MASK,
@@ -194,7 +194,7 @@ def observe(k: KernelState) -> Observation:
                                   reg.valid_seq))
     jobs = [JobView(j.id, j.region, j.direction, j.off, j.count)
             for j in sorted(k.jobs.values(), key=lambda j: j.id)]
-    threads = [ThreadView(t.name, format_op(t.op), t.failed_commits)
+    threads = [ThreadView(t.name, t.text, t.failed_commits)
                for t in k.threads.values()]
     raw = RawObservation(processes, objects, devices, regions, jobs, threads,
                          refs.folios, refs.dpages, refs.slots,

@@ -17,7 +17,7 @@ from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from model.ops import Op
+from model.ops import Op, format_op
 
 T = TypeVar("T")
 
@@ -43,6 +43,10 @@ class Thread:
     nonblocking: int = 0  # > 0 inside a non-blockable callback
     pins: list[int] = field(default_factory=list)  # frames pinned by an attempt in flight
     violations: list[str] = field(default_factory=list)
+    text: str = field(init=False, repr=False, compare=False)  # format_op(op), for observations
+
+    def __post_init__(self) -> None:
+        self.text = format_op(self.op)
 
 
 def wait(t: Thread, pred: Callable[[], bool], what: str) -> Gen[None]:

@@ -35,7 +35,7 @@ from model.observation import (
     VmaView,
     canonicalize,
 )
-from model.ops import format_op, thread_order
+from model.ops import thread_order
 
 from .mm import entry_word, pmd_mapped
 from .state import (
@@ -150,7 +150,7 @@ def observe(st: State, threads: list[Thread]) -> Observation:
         devices.append(view)
         regions += its_regions
     jobs = [JobView(j.id, j.region, j.direction, j.off, j.cnt) for j in st.jobs.values()]
-    thread_views = [ThreadView(t.name, format_op(t.op), t.failed_commits) for t in threads]
+    thread_views = [ThreadView(t.name, t.text, t.failed_commits) for t in threads]
     raw = RawObservation(
         processes=processes, objects=objects, devices=devices, regions=regions, jobs=jobs,
         threads=thread_views,

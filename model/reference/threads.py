@@ -24,7 +24,7 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from model.ops import Op
+from model.ops import Op, format_op
 
 from .state import State
 
@@ -55,6 +55,10 @@ class Thread:
     mmap: dict[int, str] = field(default_factory=dict)  # pid -> "r" | "w"
     driver: set[int] = field(default_factory=set)  # device ids whose lock it holds
     nonblockable: int = 0  # > 0 while inside a non-blockable callback
+    text: str = field(init=False, repr=False, compare=False)  # format_op(op), for observations
+
+    def __post_init__(self) -> None:
+        self.text = format_op(self.op)
 
 
 def wait(st: State, th: Thread, cond: Callable[[], bool], what: str) -> Gen[None]:
