@@ -117,8 +117,11 @@ class _Probe:
 def hunt_hypothesis(mutant: str, failures: Path, *, seed: int = 0,
                     max_examples: int = 1000, seconds: float | None = None, cpu: bool = False,
                     step_count: int = STEP_COUNT, observe_every: int = OBSERVE_EVERY,
-                    max_work: int = MAX_WORK) -> Hunt:
+                    max_work: int = MAX_WORK, generation: int | None = None) -> Hunt:
     """Run the stateful engine against ``mutant`` until its first finding.
+
+    ``generation`` limits the engine to the ops of that byte-codec generation
+    (``fuzz.stateful.EngineConfig.generation``; None: every declared op).
 
     ``seconds`` is a budget of wall time (of this process's CPU time if
     ``cpu``), checked before each example and, in the main thread, by a
@@ -143,7 +146,8 @@ def hunt_hypothesis(mutant: str, failures: Path, *, seed: int = 0,
     wall0 = time.monotonic()
     probe = _Probe(None if seconds is None else now() + seconds)
     base = machine_for(EngineConfig(sides="both", mutant=mutant, observe_every=observe_every,
-                                    failures=str(failures), checked=HUNT_CHECKED))
+                                    failures=str(failures), checked=HUNT_CHECKED,
+                                    generation=generation))
 
     class Probed(base):  # type: ignore[valid-type,misc]
         """The engine's machine, counted, each side capped at ``max_work``."""

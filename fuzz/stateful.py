@@ -124,6 +124,7 @@ class EngineConfig:
     observe_every: int = 1  # the executor compares observations every K steps
     failures: str | None = None  # directory; None: $MIRRORFUZZ_FAILURES or the default
     max_work: int = MAX_TRACE_WORK  # the trace stops growing once the guide's work passes it
+    generation: int | None = None  # only ops of this codec generation or older (None: all)
     checked: tuple[str, ...] | None = None  # Settings.checked: the sides checking invariants
 
     def failures_dir(self) -> Path:
@@ -269,7 +270,7 @@ class MirrorMachine(Arguments, RuleBasedStateMachine):
         for kind in ("mirror", "userptr", "pin"):
             if data.draw(st.booleans(), label=f"prelude {kind}"):
                 self._append(StepLine(m.Open(0, kind)))
-        self.swarm_off = draw_disabled(data, op_rules())
+        self.swarm_off = draw_disabled(data, op_rules(self.config.generation))
         self.chooser = DrawChooser(data)
         if data.draw(st.booleans(), label="uniform scheduler"):
             self.scheduler = Uniform(self.chooser)
@@ -313,13 +314,13 @@ class MirrorMachine(Arguments, RuleBasedStateMachine):
         the time, an ``oomreap`` (when ``kill`` is on), else any op of
         the ``cpu`` racers, so that both paths meet a busy device about equally
         often."""
-        device = self._draw_racer(data, racers("device"))
+        device = self._draw_racer(data, racers("device", self.config.generation))
         if device is not None:
             self._start_racer(data, device)
             self._advance(data, self.raced, 2 * MAX_ADVANCE, "head start")
         if "kill" not in self.swarm_off and data.draw(st.booleans(), label="non-blockable"):
             self._start_racer(data, "oomreap")
-        elif (cpu := self._draw_racer(data, racers("cpu"))) is not None:
+        elif (cpu := self._draw_racer(data, racers("cpu", self.config.generation))) is not None:
             self._start_racer(data, cpu)
         self._schedule(data, 4 * MAX_BURST, "race steps")
 
@@ -438,15 +439,30 @@ def install_rules(cls: type[MirrorMachine]) -> None:
     cls._swarm_gated = gated | frozenset(todo)
 
 
-def op_rules() -> tuple[str, ...]:
+def _generated(generation: int | None) -> list[OpDecl]:
+    """The ops an engine of ``generation`` generates (None: every declared op)."""
+    return [d for d in declared()
+            if generation is None or (d.plugin is None and d.since <= generation)]
+
+
+def op_rules(generation: int | None = None) -> tuple[str, ...]:
     """The op rules swarm testing may switch off for an example (fuzz.swarm)."""
-    return tuple(dict.fromkeys(d.rule_name for d in declared()))
+    return tuple(dict.fromkeys(d.rule_name for d in _generated(generation)))
 
 
-def racers(kind: str) -> tuple[str, ...]:
+RACE_ORDER_V1: Final = ("dread", "dwrite", "snapshot", "migrate_to_dev", "evict", "submit",
+                        "complete", "unreg", "dma", "reg", "pin", "unpin")
+"""The order the race rule drew generation 1's device racers in before ops
+were declared (frozen, as the codec's v1 tables are, so that a seed draws
+the same racer); later ops follow in codec-id order."""
+
+
+def racers(kind: str, generation: int | None = None) -> tuple[str, ...]:
     """The race rule's racers: ``device`` ops (faults, DMA, jobs, pins) go
     first, ``cpu`` ops (the sources of invalidations) second."""
-    return tuple(dict.fromkeys(d.rule_name for d in declared() if d.racer == kind))
+    names = list(dict.fromkeys(d.rule_name for d in _generated(generation) if d.racer == kind))
+    return tuple(sorted(names, key=lambda n: (RACE_ORDER_V1.index(n) if n in RACE_ORDER_V1
+                                              else len(RACE_ORDER_V1), names.index(n))))
 
 
 install_rules(MirrorMachine)
@@ -484,4 +500,7 @@ def machine_for(config: EngineConfig) -> type[MirrorMachine]:
     settle_constant_pool()
     cls = type("MirrorMachine", (MirrorMachine,), {"config": config})
     install_rules(cls)  # the ops of drivers loaded since this module was imported
+    if config.generation is not None:  # no rule for the ops of later generations
+        for name in set(op_rules()) - set(op_rules(config.generation)):
+            setattr(cls, name, None)
     return cls

@@ -52,6 +52,11 @@ dread caught holding the driver lock (a one-step window of its commit) when
 an oomreap of its process calls the mirror; seed 0 finds it at example 1161
 (measured 2026-12-04)."""
 OBSERVE_EVERY = 0
+GENERATION = 1
+"""The engine generates generation 1's ops (the 25 ops before the range
+accesses): the budgets were measured on their seed-0 stream, which a new
+op's rule redraws (checked identical, 43 examples, to the engine before ops
+were declared); ``mirrorfuzz mutants`` measures the engine with every op."""
 MAX_RUNS = 300
 """Judge runs the minimizer may use."""
 OUT_OF_REACH: dict[str, str] = {}
@@ -74,9 +79,9 @@ import json, sys
 from pathlib import Path
 from fuzz.mutants_table import hunt_hypothesis, minimize_hunt
 from fuzz.trace import format_trace
-name, failures, seed, examples, observe, runs = sys.argv[1:7]
+name, failures, seed, examples, observe, runs, generation = sys.argv[1:8]
 hunt = hunt_hypothesis(name, Path(failures), seed=int(seed), max_examples=int(examples),
-                       observe_every=int(observe))
+                       observe_every=int(observe), generation=int(generation))
 if hunt.found:
     minimize_hunt(hunt, max_runs=int(runs))
 print(json.dumps({"found": bool(hunt.found), "execs": hunt.execs, "steps": hunt.steps,
@@ -96,7 +101,7 @@ def _hunt(name: str, failures: Path) -> dict[str, Any]:
     done = subprocess.run(
         [sys.executable, "-c", _HUNT, name, str(failures), str(SEED),
          str(BUDGET.get(name, EXAMPLES)),
-         str(OBSERVE_EVERY), str(MAX_RUNS)],
+         str(OBSERVE_EVERY), str(MAX_RUNS), str(GENERATION)],
         cwd=REPO, env=env, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
