@@ -44,9 +44,10 @@ from model.optimized.pagetable import (
     SHIFT,
     SWAP,
     ZERO,
+    Radix,
     W,
 )
-from model.optimized.state import KernelState, Process
+from model.optimized.state import Device, KernelState, Process
 
 
 def run_checks(k: KernelState) -> None:
@@ -243,35 +244,58 @@ def _outside_rights(proc: Process, vpns: npt.NDArray[np.int64],
 def _device_entries(k: KernelState, found: list[tuple[str, str]]) -> None:
     """Invariants 2 and 9."""
     for dev in k.devices.values():
-        if not dev.table.pgd:  # (only a page-faulting device has table entries)
-            continue
-        proc = k.procs[dev.pid]
-        if proc.state == "dead":
-            found.append(("release_is_final", f"D{dev.id}: table entries after exit"))
-            continue
-        excused = [(r.start, r.end) for r in proc.mn.running
-                   if any(s is dev.sub for s in r.hits[r.returned:])]
-        for vpns, te, _ in dev.table.populated(0, ADDRESS_PAGES):
-            a, b = int(vpns[0]), int(vpns[-1]) + 1
-            cpu, _ = proc.pt.gather(a, b)
-            ce = cpu[vpns - a]
-            tk = te & KIND_MASK
-            ck = ce & KIND_MASK
-            same = (ce >> SHIFT) == (te >> SHIFT)
-            tw = (te & W) != 0
-            cw = (ce & W) != 0
-            ok = ((tk == PRESENT) & (ck == PRESENT) & same & (~tw | cw)) \
-                | ((tk == ZERO) & (ck == ZERO) & ~tw) \
-                | ((tk == DEVICE) & (ck == DEVICE) & same & (~tw | cw)) \
-                | ((tk == DEVICE) & (ck == MIG_D) & same)
-            for v in vpns[~ok].tolist():
-                if any(s <= v < e for s, e in excused):
-                    continue
-                found.append(("device_entries_follow_cpu", f"D{dev.id}: table entry at {v}"))
+        if dev.table.pgd:  # (only a page-faulting device has table entries)
+            table_follows_cpu(k, dev, dev.table, found)
+
+
+def table_pages_live(k: KernelState, dev: Device, table: Radix,
+                     found: list[tuple[str, str]]) -> None:
+    """Invariant 1 on a device table kept outside ``dev.table`` (a plug-in's,
+    which the ledger does not see)."""
+    for _, ents, _ in table.populated(0, ADDRESS_PAGES):
+        kinds = ents & KIND_MASK
+        pay = ents >> SHIFT
+        f = pay[kinds == PRESENT]
+        d = pay[kinds == DEVICE]
+        if (f >= k.frames.top).any() or not k.frames.live[f[f < k.frames.top]].all() \
+                or (d >= k.dpages.top).any() or not k.dpages.live[d[d < k.dpages.top]].all():
+            found.append(("no_use_after_free", f"D{dev.id}: a table entry names a freed page"))
+            return
+
+
+def table_follows_cpu(k: KernelState, dev: Device, table: Radix,
+                      found: list[tuple[str, str]]) -> None:
+    """Invariants 2 and 9 on ``table``, device ``dev``'s table: an entry is
+    excused while an invalidation whose callback for one of ``dev``'s
+    subscriptions has not returned covers it."""
+    proc = k.procs[dev.pid]
+    if proc.state == "dead":
+        found.append(("release_is_final", f"D{dev.id}: table entries after exit"))
+        return
+    excused = [(r.start, r.end) for r in proc.mn.running
+               if any(s is dev.sub or (s.owner == dev.id and s.owner_kind == dev.kind)
+                      for s in r.hits[r.returned:])]
+    for vpns, te, _ in table.populated(0, ADDRESS_PAGES):
+        a, b = int(vpns[0]), int(vpns[-1]) + 1
+        cpu, _ = proc.pt.gather(a, b)
+        ce = cpu[vpns - a]
+        tk = te & KIND_MASK
+        ck = ce & KIND_MASK
+        same = (ce >> SHIFT) == (te >> SHIFT)
+        tw = (te & W) != 0
+        cw = (ce & W) != 0
+        ok = ((tk == PRESENT) & (ck == PRESENT) & same & (~tw | cw)) \
+            | ((tk == ZERO) & (ck == ZERO) & ~tw) \
+            | ((tk == DEVICE) & (ck == DEVICE) & same & (~tw | cw)) \
+            | ((tk == DEVICE) & (ck == MIG_D) & same)
+        for v in vpns[~ok].tolist():
+            if any(s <= v < e for s, e in excused):
+                continue
+            found.append(("device_entries_follow_cpu", f"D{dev.id}: table entry at {v}"))
+            break
+        sel = ok & ((tk == PRESENT) | (tk == ZERO)) | (ok & tw)
+        for v in _outside_rights(proc, vpns[sel], tw[sel]).tolist():
+            if not any(s <= v < e for s, e in excused):
+                found.append(("device_entries_follow_cpu",
+                              f"D{dev.id}: table entry at {v} outside its VMA rights"))
                 break
-            sel = ok & ((tk == PRESENT) | (tk == ZERO)) | (ok & tw)
-            for v in _outside_rights(proc, vpns[sel], tw[sel]).tolist():
-                if not any(s <= v < e for s, e in excused):
-                    found.append(("device_entries_follow_cpu",
-                                  f"D{dev.id}: table entry at {v} outside its VMA rights"))
-                    break

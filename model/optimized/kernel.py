@@ -26,6 +26,7 @@ from model.ops import EINVAL, Blocked, Done, Err, Op, OpResult, StepOutcome, Yie
 from model.optimized import checks, devices, fault, fork, migrate, mmap, observe
 from model.optimized import exit as exit_
 from model.optimized.drivers import REGISTRY
+from model.optimized.plugin_core import register_plugins
 from model.optimized.state import KernelState
 from model.optimized.threads import Gen, Thread
 
@@ -52,7 +53,8 @@ def _by_class(ops: dict[str, OpFn]) -> dict[type[Op], OpFn]:
 
 DISPATCH: Final[dict[type[Op], OpFn]] = CORE_OPS | _by_class(REGISTRY.ops())
 """Op class -> the function that runs it (the only dispatch table): the
-core's ops and the built-in drivers'."""
+core's ops and the built-in drivers'; a kernel adds the loaded plug-ins'
+(``plugin_core.register_plugins``)."""
 
 MUTANTS = bugs.MUTANTS
 """The older name -> description view of the planted bugs (declared in
@@ -66,16 +68,19 @@ class OptimizedKernel:
 
     def __init__(self, config: Config | None = None) -> None:
         self.config = config or Config()
+        plugins = register_plugins(REGISTRY)  # model.driver.PLUGINS, adapted
+        self.dispatch = DISPATCH | plugins if plugins else DISPATCH
         self.state = KernelState.boot(self.config, REGISTRY)
         self._last_pops = 0
 
     # ------------------------------------------------------------ protocol
     def start(self, thread: str, op: Op) -> OpResult:
         k = self.state
-        if thread in k.threads or not O.is_thread_name(thread):
+        fn = self.dispatch.get(type(op))
+        if thread in k.threads or not O.is_thread_name(thread) or fn is None:
             return EINVAL
         t = Thread(thread, op)
-        t.gen = DISPATCH[type(op)](k, t, op)
+        t.gen = fn(k, t, op)
         k.threads[thread] = t
         return O.OK
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -120,6 +121,7 @@ class Device:
     sub: Subscription | None = None  # a page-faulting device's subscription
     table: Radix = field(default_factory=Radix)  # its device table: vpn -> packed target
     pgmap: DevPagemap | None = None  # its device-private memory, if it has any
+    drv: Any = None  # its driver's own state (a plug-in's, ``plugin_core.py``)
 
 
 @dataclass(eq=False)
@@ -184,6 +186,7 @@ class KernelState:
     serial: int = 0
     ledger: Ledger = field(default_factory=Ledger)
     last_seq: dict[int, int] = field(default_factory=dict)
+    subs: dict[int, Subscription] = field(default_factory=dict)  # those drivers name by id
 
     @classmethod
     def boot(cls, config: Config, drivers: Registry[KernelState, Thread]) -> KernelState:
