@@ -8,7 +8,7 @@ for benchmarks.
 
 * 1 ``no_use_after_free``: no entry, table entry or pin names a freed frame,
   device page or slot (access-time clauses are checked at the access).
-* 2 ``device_entries_follow_cpu``: each mirror table entry is excused by a
+* 2 ``device_entries_follow_cpu``: each device table entry is excused by a
   running invalidation whose callback for it has not returned, or matches
   the CPU entry (present/zero with r, w => w; own device page, w => w'; or a
   migration entry of its page during a migrate-back).
@@ -16,14 +16,15 @@ for benchmarks.
 * 6 ``seq_protocol`` (a)(b) here, (c)(d) in ``mmu_notifier.py``.
 * 7 ``pairing``: ``active`` equals the running invalidations.
 * 8 ``no_block_when_nonblockable``: in ``threads.wait``.
-* 9 ``release_is_final``: a dead process's mirrors have empty tables.
+* 9 ``release_is_final``: a dead process's devices have empty tables.
 * 10 ``accounting``: the ledger of SPEC §1, the limits, exclusivity of
   writable private entries, and nothing in use once everything is gone.
 
 What the tables reference comes from :class:`ledger.Ledger`, which re-reads
 only the leaves changed since the last check; the comparisons with the
 frame, device-page and swap arrays are whole-array numpy operations.  Only
-when one of them fails are the tables scanned in full, for the report.
+when one of them fails are the tables scanned in full, for the report.  Then
+each driver's own ``checks`` run (its record's, a list of Violations).
 """
 
 from __future__ import annotations
@@ -43,9 +44,10 @@ from model.optimized.pagetable import (
     SHIFT,
     SWAP,
     ZERO,
+    Radix,
     W,
 )
-from model.optimized.state import KernelState, Process
+from model.optimized.state import Device, KernelState, Process
 
 
 def run_checks(k: KernelState) -> None:
@@ -64,6 +66,9 @@ def run_checks(k: KernelState) -> None:
     _device_entries(k, found)
     for inv, detail in found:
         k.violation(inv, detail)
+    for driver in k.drivers.by_kind.values():
+        if driver.checks is not None:
+            k.violations += driver.checks(k)
 
 
 def _seq_and_pairing(k: KernelState, found: list[tuple[str, str]]) -> None:
@@ -210,10 +215,10 @@ def _ledger(k: KernelState, lg: Ledger, found: list[tuple[str, str]]) -> None:
     slive = np.flatnonzero(sw.live[: sw.top])
     if (cnt[slive] != sw.count[slive]).any():
         found.append(("accounting", "a swap slot's count differs from its entries"))
-    if fr.in_use > fr.limit or any(n > dp.per_mirror for n in dp.used.values()):
+    if fr.in_use > fr.limit or any(n > dp.per_device for n in dp.used.values()):
         found.append(("accounting", "more pages in use than the limit"))
     if (all(p.state == "dead" for p in k.procs.values())
-            and not any(r.kind == "pin" for r in k.regions.values())
+            and not any(r.sub is None for r in k.regions.values())  # pins no notifier drops
             and not fr.holders and not dp.holders and not k.threads):
         if fr.in_use or dp.in_use() or sw.in_use:
             found.append(("accounting", "memory in use after every process died"))
@@ -239,35 +244,58 @@ def _outside_rights(proc: Process, vpns: npt.NDArray[np.int64],
 def _device_entries(k: KernelState, found: list[tuple[str, str]]) -> None:
     """Invariants 2 and 9."""
     for dev in k.devices.values():
-        if dev.kind != "mirror" or not dev.table.pgd:
-            continue
-        proc = k.procs[dev.pid]
-        if proc.state == "dead":
-            found.append(("release_is_final", f"D{dev.id}: table entries after exit"))
-            continue
-        excused = [(r.start, r.end) for r in proc.mn.running
-                   if any(s is dev.sub for s in r.hits[r.returned:])]
-        for vpns, te, _ in dev.table.populated(0, ADDRESS_PAGES):
-            a, b = int(vpns[0]), int(vpns[-1]) + 1
-            cpu, _ = proc.pt.gather(a, b)
-            ce = cpu[vpns - a]
-            tk = te & KIND_MASK
-            ck = ce & KIND_MASK
-            same = (ce >> SHIFT) == (te >> SHIFT)
-            tw = (te & W) != 0
-            cw = (ce & W) != 0
-            ok = ((tk == PRESENT) & (ck == PRESENT) & same & (~tw | cw)) \
-                | ((tk == ZERO) & (ck == ZERO) & ~tw) \
-                | ((tk == DEVICE) & (ck == DEVICE) & same & (~tw | cw)) \
-                | ((tk == DEVICE) & (ck == MIG_D) & same)
-            for v in vpns[~ok].tolist():
-                if any(s <= v < e for s, e in excused):
-                    continue
-                found.append(("device_entries_follow_cpu", f"D{dev.id}: table entry at {v}"))
+        if dev.table.pgd:  # (only a page-faulting device has table entries)
+            table_follows_cpu(k, dev, dev.table, found)
+
+
+def table_pages_live(k: KernelState, dev: Device, table: Radix,
+                     found: list[tuple[str, str]]) -> None:
+    """Invariant 1 on a device table kept outside ``dev.table`` (a plug-in's,
+    which the ledger does not see)."""
+    for _, ents, _ in table.populated(0, ADDRESS_PAGES):
+        kinds = ents & KIND_MASK
+        pay = ents >> SHIFT
+        f = pay[kinds == PRESENT]
+        d = pay[kinds == DEVICE]
+        if (f >= k.frames.top).any() or not k.frames.live[f[f < k.frames.top]].all() \
+                or (d >= k.dpages.top).any() or not k.dpages.live[d[d < k.dpages.top]].all():
+            found.append(("no_use_after_free", f"D{dev.id}: a table entry names a freed page"))
+            return
+
+
+def table_follows_cpu(k: KernelState, dev: Device, table: Radix,
+                      found: list[tuple[str, str]]) -> None:
+    """Invariants 2 and 9 on ``table``, device ``dev``'s table: an entry is
+    excused while an invalidation whose callback for one of ``dev``'s
+    subscriptions has not returned covers it."""
+    proc = k.procs[dev.pid]
+    if proc.state == "dead":
+        found.append(("release_is_final", f"D{dev.id}: table entries after exit"))
+        return
+    excused = [(r.start, r.end) for r in proc.mn.running
+               if any(s is dev.sub or (s.owner == dev.id and s.owner_kind == dev.kind)
+                      for s in r.hits[r.returned:])]
+    for vpns, te, _ in table.populated(0, ADDRESS_PAGES):
+        a, b = int(vpns[0]), int(vpns[-1]) + 1
+        cpu, _ = proc.pt.gather(a, b)
+        ce = cpu[vpns - a]
+        tk = te & KIND_MASK
+        ck = ce & KIND_MASK
+        same = (ce >> SHIFT) == (te >> SHIFT)
+        tw = (te & W) != 0
+        cw = (ce & W) != 0
+        ok = ((tk == PRESENT) & (ck == PRESENT) & same & (~tw | cw)) \
+            | ((tk == ZERO) & (ck == ZERO) & ~tw) \
+            | ((tk == DEVICE) & (ck == DEVICE) & same & (~tw | cw)) \
+            | ((tk == DEVICE) & (ck == MIG_D) & same)
+        for v in vpns[~ok].tolist():
+            if any(s <= v < e for s, e in excused):
+                continue
+            found.append(("device_entries_follow_cpu", f"D{dev.id}: table entry at {v}"))
+            break
+        sel = ok & ((tk == PRESENT) | (tk == ZERO)) | (ok & tw)
+        for v in _outside_rights(proc, vpns[sel], tw[sel]).tolist():
+            if not any(s <= v < e for s, e in excused):
+                found.append(("device_entries_follow_cpu",
+                              f"D{dev.id}: table entry at {v} outside its VMA rights"))
                 break
-            sel = ok & ((tk == PRESENT) | (tk == ZERO)) | (ok & tw)
-            for v in _outside_rights(proc, vpns[sel], tw[sel]).tolist():
-                if not any(s <= v < e for s, e in excused):
-                    found.append(("device_entries_follow_cpu",
-                                  f"D{dev.id}: table entry at {v} outside its VMA rights"))
-                    break

@@ -4,7 +4,7 @@ Mirrors ``kernel/exit.c`` -> ``exit_mmap``: ``mmu_notifier_release``
 (``I(release, all)``), then ``unmap_vmas`` (``I(unmap, all)``, whose apply
 zaps everything and removes every VMA), then the mm and its devices are
 dead.  The rule checked here: once the release callbacks have returned, no
-mirror bound to the process has a table entry; afterwards no invalidation
+device bound to the process has a table entry; afterwards no invalidation
 starts on the mm.
 """
 
@@ -47,7 +47,7 @@ def _release_done(k: KernelState, proc: Process) -> None:
     if not k.config.checks:
         return
     for dev in k.devices.values():
-        if dev.pid == proc.pid and dev.kind == "mirror" and dev.table.pgd:
+        if dev.pid == proc.pid and dev.table.pgd:
             k.violation("release_is_final",
                         f"D{dev.id} keeps table entries after P{proc.pid}'s release")
 

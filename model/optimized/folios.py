@@ -221,10 +221,10 @@ class SwapTable:
 
 
 class DevicePages:
-    """Device-private pages, each owned by one mirror (dmirror's chunks)."""
+    """Device-private pages, each owned by one device (dmirror's chunks)."""
 
-    def __init__(self, per_mirror: int) -> None:
-        self.per_mirror = per_mirror
+    def __init__(self, per_device: int) -> None:
+        self.per_device = per_device
         self.word = np.zeros(256, np.int64)
         self.refcount = np.zeros(256, np.int32)
         self.owner = np.zeros(256, np.int32)
@@ -237,7 +237,7 @@ class DevicePages:
         self.holders: dict[int, str] = {}  # page -> migrator thread
 
     def can_alloc(self, owner: int) -> bool:
-        return self.used.get(owner, 0) < self.per_mirror
+        return self.used.get(owner, 0) < self.per_device
 
     def alloc(self, owner: int, word: int, index: int) -> int | None:
         if not self.can_alloc(owner):

@@ -6,9 +6,11 @@ device pages, devices, regions, jobs, threads, counters, violations, the
 planted bug) and applies the step rule of SPEC §5.1 to its threads.  Each
 op is a generator ``op(k, t, op)`` over that state in the module named after
 its Linux counterpart (``mmap.py`` for ``do_mmap``/``do_munmap``/...,
-``fault.py`` for ``handle_mm_fault``, ``mirror.py`` for test_hmm's dmirror,
-...); :data:`DISPATCH` maps each op class to it.  Nothing below imports this
-module.
+``fault.py`` for ``handle_mm_fault``, ...) or in its device kind's driver
+(``drivers/``, one :class:`model.driver.Driver` record per kind, reached
+only through :data:`drivers.REGISTRY`); :data:`DISPATCH` maps each op class
+to it: the core's ops and the drivers' ``registry.ops()``.  Nothing below
+imports this module.
 """
 
 from __future__ import annotations
@@ -21,19 +23,10 @@ from model import ops as O
 from model.interface import Config, Violation
 from model.observation import Observation, VmaView
 from model.ops import EINVAL, Blocked, Done, Err, Op, OpResult, StepOutcome, Yielded
-from model.optimized import (
-    checks,
-    fault,
-    fork,
-    migrate,
-    migrate_device,
-    mirror,
-    mmap,
-    observe,
-    pin,
-    userptr,
-)
+from model.optimized import checks, devices, fault, fork, migrate, mmap, observe
 from model.optimized import exit as exit_
+from model.optimized.drivers import REGISTRY
+from model.optimized.plugin_core import register_plugins
 from model.optimized.state import KernelState
 from model.optimized.threads import Gen, Thread
 
@@ -42,21 +35,26 @@ _BLOCKED: Final = Blocked()
 
 OpFn = Callable[[KernelState, Thread, Any], Gen[OpResult]]
 
-DISPATCH: Final[dict[type[Op], OpFn]] = {
+CORE_OPS: Final[dict[type[Op], OpFn]] = {
     O.Mmap: mmap.op_mmap, O.Munmap: mmap.op_munmap, O.Mremap: mmap.op_mremap,
     O.Mprotect: mmap.op_mprotect, O.Madvise: mmap.op_madvise,
     O.Fork: fork.op_fork, O.Exit: exit_.op_exit,
-    O.Read: fault.op_access, O.Write: fault.op_access,
-    O.Open: mirror.op_open, O.Dread: mirror.op_dread_dwrite,
-    O.Dwrite: mirror.op_dread_dwrite, O.Snapshot: mirror.op_snapshot,
-    O.MigrateToDev: migrate_device.op_migrate_to_dev, O.Evict: migrate_device.op_evict,
-    O.Reg: userptr.op_reg, O.Submit: userptr.op_submit, O.Complete: userptr.op_complete,
-    O.Unreg: userptr.op_unreg, O.Pin: pin.op_pin, O.Dma: pin.op_dma,
-    O.Unpin: pin.op_unpin, O.Migrate: migrate.op_migrate, O.Reclaim: migrate.op_migrate,
+    O.Read: fault.op_access, O.Write: fault.op_access, O.Open: devices.op_open,
+    O.Migrate: migrate.op_migrate, O.Reclaim: migrate.op_migrate,
     O.Oomreap: migrate.op_oomreap, O.ReadRange: fault.op_range_access,
     O.WriteRange: fault.op_range_access,
 }
-"""Op class -> the function that runs it (the only dispatch table)."""
+
+
+def _by_class(ops: dict[str, OpFn]) -> dict[type[Op], OpFn]:
+    """A registry's ops (by keyword) keyed by their op class."""
+    return {O.SCHEMA_BY_KEYWORD[kw].cls: fn for kw, fn in ops.items()}
+
+
+DISPATCH: Final[dict[type[Op], OpFn]] = CORE_OPS | _by_class(REGISTRY.ops())
+"""Op class -> the function that runs it (the only dispatch table): the
+core's ops and the built-in drivers'; a kernel adds the loaded plug-ins'
+(``plugin_core.register_plugins``)."""
 
 MUTANTS = bugs.MUTANTS
 """The older name -> description view of the planted bugs (declared in
@@ -70,16 +68,19 @@ class OptimizedKernel:
 
     def __init__(self, config: Config | None = None) -> None:
         self.config = config or Config()
-        self.state = KernelState.boot(self.config)
+        plugins = register_plugins(REGISTRY)  # model.driver.PLUGINS, adapted
+        self.dispatch = DISPATCH | plugins if plugins else DISPATCH
+        self.state = KernelState.boot(self.config, REGISTRY)
         self._last_pops = 0
 
     # ------------------------------------------------------------ protocol
     def start(self, thread: str, op: Op) -> OpResult:
         k = self.state
-        if thread in k.threads or not O.is_thread_name(thread):
+        fn = self.dispatch.get(type(op))
+        if thread in k.threads or not O.is_thread_name(thread) or fn is None:
             return EINVAL
         t = Thread(thread, op)
-        t.gen = DISPATCH[type(op)](k, t, op)
+        t.gen = fn(k, t, op)
         k.threads[thread] = t
         return O.OK
 

@@ -1,51 +1,55 @@
-"""Device-private migration: migrate_to_dev, migrate-back, evict (SPEC §6.1, §6.5).
+"""Device-private migration, the core's steps (SPEC §6.1, §6.5).
 
-Mirrors ``mm/migrate_device.c`` (``migrate_vma_setup`` -> ``migrate_vma_collect``
-/ ``migrate_vma_unmap``, ``migrate_vma_pages``, ``migrate_vma_finalize``,
-``migrate_device_range``), lib/test_hmm.c's ``dmirror_migrate_to_device``,
-``dmirror_devmem_fault`` (``migrate_to_ram``) and ``dmirror_device_evict_chunk``.
+Mirrors ``mm/migrate_device.c``: the migrate-back of one device page
+(``migrate_vma_setup`` -> ``migrate_vma_collect`` / ``migrate_vma_unmap``,
+``migrate_vma_pages``, ``migrate_vma_finalize`` as a driver's
+``migrate_to_ram`` runs them), the folio split and the count of a device's
+pages that ``migrate_to_dev`` needs, and the scan of a device's pages
+``migrate_device_range`` evicts.  The drivers owning device-private pages
+(``drivers/``) call these; the CPU fault reaches them only through the
+page's ``pgmap->ops->migrate_to_ram``.
 
 The rule of migrate-back: hold the device page (refcount +1), turn every
 ``device(d)`` entry into ``migration(d)`` one invalidation at a time (first
 process in order, lowest vpn), then in the step of the last end either copy
 d to a new folio and map it where the migration entries are, or restore
-them (no frame: ENOMEM), and drop the owner's table entries naming d.
+them (no frame: ENOMEM), and let the owner drop its table entries naming d
+(the driver's ``moved`` hook).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 
 import numpy as np
 
-from model.ops import Evict, MigrateToDev, Num, OpResult
-from model.optimized import common as C
-from model.optimized.fault import split_block
-from model.optimized.memory import put_dpage, tlb_gather
+from model.optimized.memory import put_dpage
 from model.optimized.mmu_gather import unique
 from model.optimized.mmu_notifier import Range, invalidate
 from model.optimized.pagetable import (
     DEVICE,
     KIND_MASK,
     MIG_D,
-    NONE,
     PRESENT,
     PTRS,
     SHIFT,
-    ZERO,
     W,
     X,
     kind_of,
     mkentry,
     payload_of,
 )
-from model.optimized.rmap import first_mapping, rmap_walk, vma_ranges
+from model.optimized.rmap import first_mapping, rmap_walk
 from model.optimized.state import Device, KernelState, Process
 from model.optimized.threads import Gen, Thread, wait
-from model.optimized.vma import covered, vmas_in
+
+Moved = Callable[[KernelState, Device, int], None]
+"""The owner driver's part of a migrate-back that moved device page d: its
+table drops every entry naming d (called before d is released)."""
 
 
-def migrate_back(k: KernelState, t: Thread, d: int) -> Gen[str]:
+def migrate_back(k: KernelState, t: Thread, d: int, moved: Moved | None = None) -> Gen[str]:
     """Returns "again" (waited on another migrator), "none", "moved" or "nomem"."""
     dp = k.dpages
     if dp.holders.get(d, t.name) != t.name:
@@ -82,9 +86,9 @@ def migrate_back(k: KernelState, t: Thread, d: int) -> Gen[str]:
             fr.mapcount[pfn] += 1
             fr.refcount[pfn] += 1
             k.pops += 1
-    mirror = k.devices.get(owner)
-    if mirror is not None:
-        _drop_table_entries(k, mirror, d)
+    dev = k.devices.get(owner)
+    if dev is not None and moved is not None:
+        moved(k, dev, d)
     _release(k, d)
     return "moved"
 
@@ -102,44 +106,8 @@ def _release(k: KernelState, d: int) -> None:
     put_dpage(k, d)
 
 
-def _drop_table_entries(k: KernelState, mirror: Device, d: int) -> None:
-    """The owner's table drops every entry naming d (looked for where d's
-    index can be mapped in the mirror's process)."""
-    proc = k.procs[mirror.pid]
-    target = mkentry(DEVICE, d)
-    for a, b in vma_ranges(k, proc, int(k.dpages.index[d]), 1, -1) or []:
-        for v in range(a, b):
-            e = mirror.table.entry(v)
-            if e and (e & ~W) == target:
-                mirror.table.set(v, 0)
-
-
-def op_migrate_to_dev(k: KernelState, t: Thread, op: MigrateToDev) -> Gen[OpResult]:
-    """dmirror_migrate_to_device."""
-    dev = C.device(k, op.d, "mirror")
-    if dev is None or not C.range_ok(op.s, op.n):
-        return C.EINVAL
-    proc = k.procs[dev.pid]
-    if proc.state != "live":
-        return C.ESRCH
-    yield from proc.mmap_lock.read_lock(t)
-    if proc.state != "live":
-        proc.mmap_lock.read_unlock(t)
-        return C.ESRCH
-    a, b = op.s, op.s + op.n
-    if not covered(proc, a, b) or any(not m.readable for m in vmas_in(proc, a, b)):
-        proc.mmap_lock.read_unlock(t)
-        return C.EINVAL
-    for base in proc.pt.huge_bases(a, b):
-        yield from split_block(k, t, proc, base)
-    rng = Range("migrate", a, b, dev.id, True)
-    yield from invalidate(t, proc.mn, rng, lambda: _migrate_apply(k, proc, dev, a, b, rng))
-    moved = _count_device(k, proc, dev, a, b)
-    proc.mmap_lock.read_unlock(t)
-    return Num(op.n) if moved == op.n else C.ENOENT
-
-
-def _count_device(k: KernelState, proc: Process, dev: Device, a: int, b: int) -> int:
+def count_owned(k: KernelState, proc: Process, dev: Device, a: int, b: int) -> int:
+    """How many entries of [a, b) are device entries of ``dev``'s pages."""
     n = 0
     for _, ents, _ in proc.pt.populated(a, b):
         kinds = ents & KIND_MASK
@@ -149,7 +117,7 @@ def _count_device(k: KernelState, proc: Process, dev: Device, a: int, b: int) ->
     return n
 
 
-def _split_folios(k: KernelState, proc: Process, a: int, b: int) -> None:
+def split_folios(k: KernelState, proc: Process, a: int, b: int) -> None:
     """Split each order-9 folio with a page present in [a, b) into 512 order-0
     folios if only PTEs map it and its refcount equals their number."""
     fr = k.frames
@@ -167,7 +135,7 @@ def _split_folios(k: KernelState, proc: Process, a: int, b: int) -> None:
                 continue
             seen.add(h)
             nmaps = int(fr.mapcount[h: h + PTRS].sum())
-            if _pmd_mapped(k, h) or int(fr.refcount[h]) != nmaps:
+            if pmd_mapped(k, h) or int(fr.refcount[h]) != nmaps:
                 continue
             fr.split(h)
             for i in range(PTRS):
@@ -175,7 +143,8 @@ def _split_folios(k: KernelState, proc: Process, a: int, b: int) -> None:
                     fr.free(h + i)
 
 
-def _pmd_mapped(k: KernelState, head: int) -> bool:
+def pmd_mapped(k: KernelState, head: int) -> bool:
+    """Whether some huge leaf maps the order-9 folio at ``head``."""
     for _, _, _, pmd in rmap_walk(k, int(k.frames.index[head]), PTRS, -1, (PRESENT,),
                                   head, head + PTRS):
         if pmd:
@@ -183,57 +152,10 @@ def _pmd_mapped(k: KernelState, head: int) -> bool:
     return False
 
 
-def _migrate_apply(k: KernelState, proc: Process, dev: Device, a: int, b: int,
-                   rng: Range) -> None:
-    """migrate_vma_pages + finalize for [a, b).  A moved page that another
-    running invalidation of the mm covers is not mapped in D's table
-    (DECISIONS D15): that invalidation may still zap it.  Nor is any page
-    while D's subscription waits on the deferred list (D21): no invalidation
-    would reach D until it enters the tree."""
-    others = [(r.start, r.end) for r in proc.mn.running if r is not rng]
-    deferred = dev.sub is None or not dev.sub.in_tree
-    _split_folios(k, proc, a, b)
-    fr, dp = k.frames, k.dpages
-    tlb = tlb_gather(k)
-    for m in vmas_in(proc, a, b):
-        if m.kind != "private":
-            continue
-        v = max(a, m.start)
-        end = min(b, m.end)
-        while v < end and dp.can_alloc(dev.id):
-            e, pmd = proc.pt.get(v)
-            kind = kind_of(e)
-            k.pops += 1
-            d: int | None = None
-            w = x = False
-            if kind in (NONE, ZERO):
-                d = dp.alloc(dev.id, 0, m.index_of(v))
-                w, x = m.writable, True
-            elif kind == PRESENT and not pmd:
-                pfn = payload_of(e)
-                if fr.order[pfn] == 0 and int(fr.refcount[pfn]) == 1 and fr.obj[pfn] < 0:
-                    d = dp.alloc(dev.id, int(fr.word[pfn]), int(fr.index[pfn]))
-                    w, x = bool(e & W), bool(e & X)
-                    if d is not None:
-                        fr.mapcount[pfn] -= 1
-                        fr.refcount[pfn] -= 1
-                        tlb.remove_folio(pfn)
-            if d is not None:
-                proc.pt.set(v, mkentry(DEVICE, d, w, x))
-                dp.refcount[d] += 1
-                if deferred or any(lo <= v < hi for lo, hi in others):
-                    dev.table.set(v, 0)
-                else:
-                    dev.table.set(v, mkentry(DEVICE, d, w))
-            v += 1
-    tlb.finish()
-
-
-def op_evict(k: KernelState, t: Thread, op: Evict) -> Gen[OpResult]:
-    """dmirror_device_evict_chunk over every page of the mirror."""
-    dev = C.device(k, op.d, "mirror")
-    if dev is None:
-        return C.EINVAL
+def owned_pages(k: KernelState, owner: int) -> list[int]:
+    """``owner``'s device pages some CPU entry names (device or migration
+    entry), ordered by their first mapping (pid, vpn): what
+    ``migrate_device_range`` over all of a device's memory visits."""
     found: dict[int, tuple[int, int]] = {}
     for pid in sorted(k.procs):
         proc = k.procs[pid]
@@ -243,22 +165,7 @@ def op_evict(k: KernelState, t: Thread, op: Evict) -> Gen[OpResult]:
             kinds = ents & KIND_MASK
             pay = ents >> SHIFT
             m = (kinds == DEVICE) | (kinds == MIG_D)
-            m[m] = k.dpages.owner[pay[m]] == dev.id
+            m[m] = k.dpages.owner[pay[m]] == owner
             for v, d in zip(vpns[m].tolist(), pay[m].tolist(), strict=True):
                 found.setdefault(d, (pid, v))
-    order = sorted(found, key=lambda d: found[d])
-    gens = {d: int(k.dpages.gen[d]) for d in order}
-    moved = 0
-    for i, d in enumerate(order):
-        if i:
-            yield None  # Y3 between pages
-        while k.dpages.live[d] and int(k.dpages.gen[d]) == gens[d]:
-            res = yield from migrate_back(k, t, d)
-            if res == "again":
-                continue
-            if res == "nomem":
-                return C.ENOMEM
-            if res == "moved":
-                moved += 1
-            break
-    return Num(moved)
+    return sorted(found, key=lambda d: found[d])

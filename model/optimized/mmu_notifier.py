@@ -50,9 +50,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from model import bugs
 from model.bugs import Bug
+from model.driver import Registry
 from model.optimized.itree import IntervalTree
 from model.optimized.threads import Gen, Thread, wait
 
@@ -72,19 +74,23 @@ class Range:
     thread: str = ""  # who started it (invariant 7: it ends before the thread does)
 
 
-Callback = Callable[[Thread, "Subscription", Range], Gen[bool]]
+class Host(Protocol):
+    """What holds the notifiers: the drivers, by kind (``interval_sub->ops``)."""
+
+    @property
+    def drivers(self) -> Registry[Any, Any]: ...
 
 
 @dataclass(eq=False)
 class Subscription:
-    """struct mmu_interval_notifier."""
+    """struct mmu_interval_notifier; its ``ops`` are its owner kind's driver
+    record's: ``invalidate(host, thread, sub, range)``."""
 
     id: int
     start: int
     end: int
-    owner_kind: str  # "mirror" or "userptr"
-    owner: int  # device number or region number
-    callback: Callback
+    owner_kind: str  # the device kind whose driver's callback it runs
+    owner: int  # the device or region it belongs to (the driver's choice)
     invalidate_seq: int = 0
     in_tree: bool = False
     last_success: int = 0  # stamp of the last successful callback return (6d)
@@ -94,7 +100,8 @@ class Subscription:
 class Notifier:
     """struct mmu_notifier_subscriptions of one mm."""
 
-    def __init__(self, bug: Bug | None = None) -> None:
+    def __init__(self, host: Host, bug: Bug | None = None) -> None:
+        self.host = host  # the kernel state, whose drivers the callbacks are
         self.bug = bug  # the planted bug switched on (model/bugs.py)
         self.stamp = 0  # this mm's event counter for invariant 6(d)
         self.seq = 2
@@ -220,13 +227,16 @@ def invalidate(t: Thread, mn: Notifier, rng: Range, apply: Callable[[], None],
     skips every callback but keeps the Y1s."""
     rng.thread = t.name
     mn.mn_itree_inv_start_range(rng)
+    host = mn.host
     for sub in rng.hits:
         if not notify:
             yield None  # Y1
             continue
         if not rng.blockable:
             t.nonblocking += 1
-        ok = yield from sub.callback(t, sub, rng)
+        callback = host.drivers.by_kind[sub.owner_kind].invalidate  # interval_sub->ops
+        assert callback is not None, sub.owner_kind
+        ok = yield from callback(host, t, sub, rng)
         if not rng.blockable:
             t.nonblocking -= 1
         rng.returned += 1

@@ -3,11 +3,14 @@
 Raw ids: a folio is ``(head pfn, generation)``, a device page ``(d, gen)``,
 a swap slot ``(slot, gen)``; ``model.observation.canonicalize`` renumbers
 them.  Only the folios, device pages and slots the walk reaches are built.
+A device's part (its table, its device pages in use, its regions) comes from
+its driver's ``view`` (:class:`DriverView`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Hashable
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -46,13 +49,36 @@ from model.optimized.pagetable import (
     SHIFT,
     SWAP,
     ZERO,
+    Radix,
     W,
     X,
 )
-from model.optimized.state import KernelState, Process
+from model.optimized.state import Device, KernelState, Process, Region
 
 _CLASS: dict[int, EntryClass] = {ZERO: "zero", PRESENT: "present", SWAP: "swap",
                                  MIG_F: "migration", MIG_D: "migration", DEVICE: "device"}
+
+
+class DriverView(NamedTuple):
+    """A device's part of the observation, as its driver's ``view`` gives it."""
+
+    table: Radix | None  # its device table (vpn -> packed target), if it has one
+    pages_in_use: int  # its device-private pages in use
+    regions: list[Region]  # its regions, with their pins
+
+
+def regions_of(k: KernelState, dev: Device) -> list[Region]:
+    """A device's regions."""
+    return [r for r in k.regions.values() if r.dev == dev.id]
+
+
+def device_parts(k: KernelState, dev: Device) -> DriverView:
+    """What the observation shows of ``dev``: its driver's view."""
+    driver = k.drivers.get(dev.kind)
+    if driver is None or driver.view is None:
+        return DriverView(None, 0, regions_of(k, dev))
+    view: DriverView = driver.view(k, dev)
+    return view
 
 
 def vma_views(proc: Process) -> tuple[VmaView, ...]:
@@ -171,20 +197,22 @@ def observe(k: KernelState) -> Observation:
                 resident.append((i, refs.folio(p1 - 1)[0]))
         objects.append(ObjectView(oid, o.size, tuple(resident)))
     devices: list[DeviceView] = []
+    shown: list[Region] = []
     for did in sorted(k.devices):
         dev = k.devices[did]
+        parts = device_parts(k, dev)
         table: list[TableEntryView] = []
-        if dev.kind == "mirror":
-            for vpns, ents, _ in dev.table.populated(0, ADDRESS_PAGES):
+        if parts.table is not None:
+            for vpns, ents, _ in parts.table.populated(0, ADDRESS_PAGES):
                 targets, _ = refs.targets(ents)
                 for v, e, ref in zip(vpns.tolist(), ents.tolist(), targets, strict=True):
                     table.append(TableEntryView(v, ref, bool(e & W)))
         devices.append(DeviceView(did, dev.kind, dev.pid, dev.dead, dev.lock.holder,
-                                  tuple(table),
-                                  k.dpages.used.get(did, 0) if dev.kind == "mirror" else 0))
+                                  tuple(table), parts.pages_in_use))
+        shown.extend(parts.regions)
     regions: list[RegionView] = []
-    for rid in sorted(k.regions):
-        reg = k.regions[rid]
+    for reg in sorted(shown, key=lambda r: r.id):
+        rid = reg.id
         pins: list[tuple[int, Ref]] = []
         if reg.pins is not None:
             for i, pfn in enumerate(reg.pins.tolist()):

@@ -7,10 +7,12 @@
 ones, which is what the reverse map needs); ``SharedObject`` is a shmem
 ``address_space`` (its pages in a radix tree, like ``i_pages``); ``Device``
 is a driver's device (``struct dmirror_device``, an i915 or RDMA device),
-with what belongs to it hanging off it: its driver lock, its interval
-subscription and table (a mirror), and its device-private memory
-(``struct dev_pagemap``: ``pgmap->ops->migrate_to_ram`` is how a CPU fault
-on one of its pages reaches the driver).
+with what belongs to it hanging off it: its driver lock and, for the drivers
+that use them, an interval subscription, a device table and device-private
+memory (``struct dev_pagemap``: ``pgmap->ops->migrate_to_ram`` is how a CPU
+fault on one of its pages reaches the driver).  The drivers themselves
+(``drivers/``, one :class:`model.driver.Driver` record per device kind) are
+in :attr:`KernelState.drivers`; nothing here knows a kind.
 
 Every op is a function ``op(k: KernelState, t: Thread, op)``; the op modules
 import this module and the lower layers (``threads``, ``mmu_notifier``,
@@ -22,11 +24,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from model.bugs import Bug
+from model.driver import Registry
 from model.interface import Config, Violation
 from model.ops import Direction, Mode
 from model.optimized.folios import DevicePages, FrameTable, SwapTable
@@ -65,10 +69,10 @@ class Vma:
 @dataclass(eq=False)
 class Process:
     pid: int
+    mn: Notifier
     state: str = "live"
     vmas: list[Vma] = field(default_factory=list)
     pt: Radix = field(default_factory=Radix)
-    mn: Notifier = field(default_factory=Notifier)
     mmap_lock: RwSem = field(default_factory=RwSem)
     forked: bool = False
     vma_gen: int = 0  # bumped by every VMA list change (find_vma's cache)
@@ -114,14 +118,18 @@ class Device:
     pid: int
     lock: Mutex = field(default_factory=Mutex)  # the driver lock
     dead: bool = False
-    sub: Subscription | None = None  # mirror
-    table: Radix = field(default_factory=Radix)  # mirror: vpn -> packed target
-    pgmap: DevPagemap | None = None  # mirror: its device-private memory
+    sub: Subscription | None = None  # a page-faulting device's subscription
+    table: Radix = field(default_factory=Radix)  # its device table: vpn -> packed target
+    pgmap: DevPagemap | None = None  # its device-private memory, if it has any
+    drv: Any = None  # its driver's own state (a plug-in's, ``plugin_core.py``)
 
 
 @dataclass(eq=False)
 class Region:
-    """A userptr object (``kind == "userptr"``) or a pin region (``"pin"``)."""
+    """Pages of a range of a device's process that its driver pins: a region
+    no notifier reaches (``sub`` None: its pins outlive the mapping), or an
+    object whose pins are valid only under its subscription (``valid``,
+    ``dying``, ``active`` jobs, ``valid_seq``)."""
 
     id: int
     kind: str
@@ -155,11 +163,12 @@ class KernelState:
 
     Built by :meth:`boot` in the initial state (P0 live).  ``pops`` counts
     the page operations of the step running (SPEC §5.4), ``serial`` the
-    steps taken (a mirror walk's cache is good for its next step only);
+    steps taken (a device walk's cache is good for its next step only);
     ``ledger`` and ``last_seq`` are what the invariant checks keep between
     steps (``checks.py``)."""
 
     config: Config
+    drivers: Registry[KernelState, Thread]  # the device kinds, reached only through it
     bug: Bug | None
     frames: FrameTable
     swap: SwapTable
@@ -177,17 +186,18 @@ class KernelState:
     serial: int = 0
     ledger: Ledger = field(default_factory=Ledger)
     last_seq: dict[int, int] = field(default_factory=dict)
+    subs: dict[int, Subscription] = field(default_factory=dict)  # those drivers name by id
 
     @classmethod
-    def boot(cls, config: Config) -> KernelState:
-        k = cls(config, config.bug, FrameTable(config.frames), SwapTable(),
+    def boot(cls, config: Config, drivers: Registry[KernelState, Thread]) -> KernelState:
+        k = cls(config, drivers, config.bug, FrameTable(config.frames), SwapTable(),
                 DevicePages(config.device_frames))
         k.procs[0] = k.new_process(0)
         return k
 
     def new_process(self, pid: int, handle_ok: bool = True) -> Process:
         """A process with an empty mm (``mm_alloc``); not yet in ``procs``."""
-        return Process(pid, mn=Notifier(self.bug), handle_ok=handle_ok)
+        return Process(pid, mn=Notifier(self, self.bug), handle_ok=handle_ok)
 
     def bugged(self, bug: Bug) -> bool:
         """Whether the planted bug ``bug`` (a declaration of ``model/bugs.py``) is on."""

@@ -2,13 +2,15 @@
 
 * ``model`` imports no fuzzing code (nothing from ``fuzz`` or ``tests``);
 * ``model/optimized`` imports only the shared vocabulary from ``model``
-  (``model.ops``, ``model.observation``, ``model.interface``, ``model.bugs``), never the
-  reference logic, and the reference never imports the optimized code;
+  (``model.ops``, ``model.observation``, ``model.interface``, ``model.bugs``,
+  ``model.driver``), never the reference logic, and the reference never
+  imports the optimized code;
 * nothing imports ``tests``;
 * the reference's core (``model/reference`` outside ``drivers/``) names no
   device kind in its code and reaches a driver only through its record:
   only ``kernel.py`` imports ``model.reference.drivers`` (its registry),
-  and no core module imports a driver module.
+  and no core module imports a driver module; the same holds for
+  ``model/optimized`` and ``model.optimized.drivers``.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-VOCABULARY = {"model", "model.ops", "model.observation", "model.interface", "model.bugs"}
+VOCABULARY = {"model", "model.ops", "model.observation", "model.interface", "model.bugs",
+              "model.driver"}
 
 
 def imports(path: Path) -> set[str]:
@@ -220,7 +223,51 @@ def test_optimized_imports_resolves_submodules() -> None:
 def test_the_fault_path_knows_no_driver() -> None:
     """A CPU fault reaches migrate-back through the device page's
     ``pgmap->ops->migrate_to_ram``, not by importing the driver's code."""
-    drivers = {"model.optimized.migrate_device", "model.optimized.mirror",
-               "model.optimized.userptr"}
-    for core in ("fault", "pin", "memory", "mmu_notifier", "state"):
-        assert not optimized_imports(OPTIMIZED / f"{core}.py") & drivers, core
+    for core in ("fault", "gup", "hmm", "memory", "mmu_notifier", "state"):
+        deps = optimized_imports(OPTIMIZED / f"{core}.py")
+        assert not {m for m in deps if m.startswith(OPT_DRIVERS)}, core
+        assert "model.optimized.migrate_device" not in deps, core
+
+
+OPT_DRIVERS = "model.optimized.drivers"
+OPT_CORE = [p for p in python_files("model/optimized")
+            if "drivers" not in p.relative_to(ROOT).parts]
+
+
+@pytest.mark.parametrize("path", OPT_CORE, ids=lambda p: str(p.relative_to(ROOT)))
+def test_optimized_core_names_no_device_kind(path: Path) -> None:
+    found = DEVICE_KIND.findall(code_tokens(path))
+    assert not found, f"{path} names device kinds in its code: {sorted(set(found))}"
+
+
+@pytest.mark.parametrize("path", OPT_CORE, ids=lambda p: str(p.relative_to(ROOT)))
+def test_optimized_core_reaches_drivers_only_through_the_registry(path: Path) -> None:
+    allowed = {OPT_DRIVERS} if path.name == "kernel.py" else set()
+    bad = {m for m in resolved_imports(path) | optimized_imports(path)
+           if (m == OPT_DRIVERS or m.startswith(OPT_DRIVERS + ".")) and m not in allowed}
+    assert not bad, f"{path} imports {bad}"
+
+
+def test_the_optimized_layering_checks_see_what_they_look_for() -> None:
+    kernel = OPTIMIZED / "kernel.py"
+    assert OPT_DRIVERS in resolved_imports(kernel)
+    assert len(OPT_CORE) > 20 and not any(p.parent.name == "drivers" for p in OPT_CORE)
+
+
+def test_optimized_bugs_live_where_declared() -> None:
+    """A planted bug's switch is in its driver's module when ``driver=``
+    names one, else in the core (``model/bugs.py``)."""
+    from model import bugs
+
+    for name, bug in bugs.REGISTRY.items():
+        if bug.implementation != "optimized" or bug.driver not in (None, "mirror", "userptr",
+                                                                   "pin"):
+            continue
+        const = next(c for c, v in vars(bugs).items() if v is bug)
+        where = {p.relative_to(OPTIMIZED).as_posix() for p in python_files("model/optimized")
+                 if re.search(rf"\bbugs\.{const}\b", p.read_text(encoding="utf-8"))}
+        assert where, name
+        if bug.driver is None:
+            assert not any(w.startswith("drivers/") for w in where), (name, where)
+        else:
+            assert where == {f"drivers/{bug.driver}.py"}, (name, where)

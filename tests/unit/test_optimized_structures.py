@@ -121,7 +121,7 @@ def test_swap_and_device_pages() -> None:
     assert sw.word[s] == 99 and sw.in_use == 1
     sw.free(s)
     assert sw.in_use == 0
-    dp = DevicePages(per_mirror=2)
+    dp = DevicePages(per_device=2)
     assert dp.alloc(0, 5, 0) is not None and dp.alloc(0, 6, 1) is not None
     assert dp.alloc(0, 7, 2) is None  # the mirror's pages are used up
     assert dp.alloc(1, 7, 2) is not None  # another mirror has its own

@@ -1,18 +1,19 @@
-"""Long-term pins: pin_page (SPEC §6.4) and the pin device (SPEC §6.3).
+"""Long-term pins, SPEC §6.4: the core service of the drivers that pin.
 
 Mirrors ``mm/gup.c``: ``pin_user_pages`` -> ``__get_user_pages`` with
 ``faultin_page`` and FOLL_PIN (``gup_must_unshare`` for read-only pins of
 non-exclusive anonymous pages, ``try_grab_folio``: pincount and refcount
-+1), ``unpin_user_pages``; the region is an RDMA memory region (``ib_umem``)
-with no notifier.  A region's pins are numpy arrays of frames (and their
-generations, so that a pin that no longer names its page is caught).
++1), ``unpin_user_pages``; and the DMA of a region's pinned pages.  A
+region's pins are numpy arrays of frames (and their generations, so that a
+pin that no longer names its page is caught).  The drivers in ``drivers/``
+call these; nothing here knows which driver pinned.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from model.ops import MAX_VALUE_PAGES, Dma, HandleResult, Ok, OpResult, Pin, Unpin, Values
+from model.ops import Ok, OpResult, Values
 from model.optimized import common as C
 from model.optimized.fault import (
     _replace_with_copy,
@@ -36,7 +37,7 @@ from model.optimized.pagetable import (
     payload_of,
 )
 from model.optimized.state import KernelState, Process, Region
-from model.optimized.threads import Gen, Thread, lazily, wait
+from model.optimized.threads import Gen, Thread, wait
 from model.optimized.vma import find_vma
 
 
@@ -146,27 +147,6 @@ def pin_range(k: KernelState, t: Thread, proc: Process, a: int, n: int,
     return arr, k.frames.gen[arr].astype(np.int64)
 
 
-def op_pin(k: KernelState, t: Thread, op: Pin) -> Gen[OpResult]:
-    dev = C.device(k, op.d, "pin")
-    if dev is None or not C.range_ok(op.s, op.n) or op.region < 0 or op.region in k.regions:
-        return C.EINVAL
-    proc = k.procs[dev.pid]
-    if proc.state != "live":
-        return C.ESRCH
-    yield from proc.mmap_lock.read_lock(t)
-    if proc.state != "live":
-        proc.mmap_lock.read_unlock(t)
-        return C.ESRCH
-    r = yield from pin_range(k, t, proc, op.s, op.n, op.mode)
-    t.pins = []
-    proc.mmap_lock.read_unlock(t)
-    if not isinstance(r, tuple):
-        return r
-    k.regions[op.region] = Region(op.region, "pin", dev.id, op.s, op.n, op.mode,
-                                  pins=r[0], pin_gens=r[1])
-    return HandleResult("R", op.region)
-
-
 def region_io(k: KernelState, reg: Region, direction: str, off: int, cnt: int,
               x: int, stride: int) -> OpResult:
     """Read or write pinned pages [off, off+cnt) of a region (DMA)."""
@@ -182,42 +162,3 @@ def region_io(k: KernelState, reg: Region, direction: str, off: int, cnt: int,
         fr.word[pfns] = np.int64(x) + ks * np.int64(stride)
         return Ok()
     return Values(tuple(int(w) for w in fr.word[pfns].tolist()))
-
-
-def _pin_region(k: KernelState, r: int) -> Region | None:
-    reg = k.regions.get(r)
-    return reg if reg is not None and reg.kind == "pin" else None
-
-
-def _dma(k: KernelState, op: Dma) -> OpResult:
-    reg = _pin_region(k, op.r)
-    x, stride = op.x or 0, op.stride or 0
-    if reg is None or op.off < 0 or op.cnt < 1 or op.off + op.cnt > reg.n:
-        return C.EINVAL
-    if op.direction == "read" and op.cnt > MAX_VALUE_PAGES:
-        return C.EINVAL
-    if op.direction == "write" and not C.words_ok(x, stride, op.cnt):
-        return C.EINVAL
-    if k.procs[k.devices[reg.dev].pid].state == "dead":
-        return C.ESRCH
-    if op.direction == "write" and reg.mode == "ro":
-        return C.EPERM
-    return region_io(k, reg, op.direction, op.off, op.cnt, x, stride)
-
-
-def op_dma(k: KernelState, t: Thread, op: Dma) -> Gen[OpResult]:
-    return lazily(lambda: _dma(k, op))
-
-
-def _unpin(k: KernelState, op: Unpin) -> OpResult:
-    reg = _pin_region(k, op.r)
-    if reg is None:
-        return C.EINVAL
-    if reg.pins is not None:
-        unpin_pages(k, reg.pins, reg.pin_gens)
-    del k.regions[op.r]
-    return C.OK_RESULT
-
-
-def op_unpin(k: KernelState, t: Thread, op: Unpin) -> Gen[OpResult]:
-    return lazily(lambda: _unpin(k, op))

@@ -15,15 +15,17 @@ fails instead while jobs are active).
 
 from __future__ import annotations
 
-from functools import partial
-
 from model import bugs
+from model.driver import Driver
 from model.ops import MAX_VALUE_PAGES, Complete, HandleResult, OpResult, Reg, Submit, Unreg
 from model.optimized import common as C
+from model.optimized.gup import pin_range, region_io, unpin_pages
 from model.optimized.mmu_notifier import Notifier, Range, Subscription
-from model.optimized.pin import pin_range, region_io, unpin_pages
-from model.optimized.state import Job, KernelState, Region
+from model.optimized.observe import DriverView
+from model.optimized.state import Device, Job, KernelState, Region
 from model.optimized.threads import Gen, Thread, lazily, wait
+
+KIND = "userptr"
 
 
 def _unpin_all(k: KernelState, reg: Region) -> None:
@@ -65,15 +67,14 @@ def userptr_invalidate(k: KernelState, t: Thread, sub: Subscription, rng: Range)
 
 
 def _reg(k: KernelState, op: Reg) -> OpResult:
-    dev = C.device(k, op.d, "userptr")
+    dev = C.device(k, op.d, KIND)
     if dev is None or not C.range_ok(op.s, op.n) or op.region < 0 or op.region in k.regions:
         return C.EINVAL
     proc = k.procs[dev.pid]
     if proc.state != "live":
         return C.ESRCH
-    reg = Region(op.region, "userptr", dev.id, op.s, op.n, op.mode)
-    sub = Subscription(k.new_sub_id(), op.s, op.s + op.n, "userptr", op.region,
-                       partial(userptr_invalidate, k))
+    reg = Region(op.region, KIND, dev.id, op.s, op.n, op.mode)
+    sub = Subscription(k.new_sub_id(), op.s, op.s + op.n, KIND, op.region)
     reg.sub = sub
     k.regions[op.region] = reg
     proc.mn.mmu_interval_notifier_insert(sub)
@@ -86,7 +87,7 @@ def op_reg(k: KernelState, t: Thread, op: Reg) -> Gen[OpResult]:
 
 def _userptr(k: KernelState, r: int) -> Region | None:
     reg = k.regions.get(r)
-    if reg is None or reg.kind != "userptr" or reg.dying:
+    if reg is None or reg.kind != KIND or reg.dying:
         return None
     return reg
 
@@ -197,3 +198,16 @@ def op_unreg(k: KernelState, t: Thread, op: Unreg) -> Gen[OpResult]:
     yield from proc.mn.mmu_interval_notifier_remove(t, reg.sub)
     del k.regions[op.r]
     return C.OK_RESULT
+
+
+def userptr_view(k: KernelState, dev: Device) -> DriverView:
+    """No table; its objects, with their pins and state."""
+    return DriverView(None, 0, [r for r in k.regions.values() if r.dev == dev.id])
+
+
+DRIVER: Driver[KernelState, Thread] = Driver(
+    KIND,
+    ops={"reg": op_reg, "submit": op_submit, "complete": op_complete, "unreg": op_unreg},
+    invalidate=userptr_invalidate,
+    view=userptr_view,
+)
