@@ -95,6 +95,8 @@ def mirror_open(k: KernelState, dev: Device) -> None:
 def _complete_table(k: KernelState, dev: Device, a: int, b: int, write: bool) -> Arr | None:
     """The device entries of [a, b) if every one is there (and writable for
     a write), else None."""
+    if b - a > dev.table.count():  # cannot be complete: gather nothing (n may be 2^36)
+        return None
     ents, _ = dev.table.gather(a, b)
     have = int(np.count_nonzero((ents & W) != 0 if write else ents))
     k.pops += have
