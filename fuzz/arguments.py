@@ -179,7 +179,9 @@ class Arguments:
             elif arg.role == "addr":
                 value = self._address(data, pid)
             elif arg.role == "count":
-                cap = arg.cap or (REGION_PAGES if decl.reserves == "R" else WINDOW)
+                # a region, or a CPU range access (one step per page), spans at most
+                # REGION_PAGES: every step of it is checked on both sides
+                cap = REGION_PAGES if decl.reserves == "R" or decl.access else (arg.cap or WINDOW)
                 start = ctx[arg.of or "s"]
                 assert isinstance(start, int)
                 value = self._count(data, pid, start, cap)

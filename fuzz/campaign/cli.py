@@ -7,6 +7,7 @@ or an earlier one of the same directory), 2 for bad input (one line).
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 from dataclasses import replace
@@ -34,6 +35,7 @@ from fuzz.errors import BadInput, check_mutant
 from fuzz.safeio import describe
 
 EXIT_OK, EXIT_FOUND = 0, 1
+_DISK_FULL = (os.strerror(errno.ENOSPC), os.strerror(errno.EROFS), os.strerror(errno.EDQUOT))
 
 
 def register(sub: Any) -> None:
@@ -184,6 +186,13 @@ def cmd_campaign(args: argparse.Namespace) -> int:
     try:
         report = write_report(out)
     except Exception as exc:  # the report is a view: the campaign's files are all there
+        full = next((text for text in _DISK_FULL if text in str(exc)), None)
+        if full is not None:  # a full or read-only disk at the last write: a disk stop
+            problem = f"cannot write {out / 'report.html'}: {full}"
+            print(f"mirrorfuzz: stopped: {findings} distinct findings in "
+                  f"{out / layout.FINDINGS}; {problem}; carry on with --resume {out} once the "
+                  "disk takes writes again", flush=True)
+            raise BadInput(problem) from None
         print(f"mirrorfuzz: no report ({type(exc).__name__}: {exc}); "
               f"try: mirrorfuzz report {out}", file=sys.stderr)
         report = None
