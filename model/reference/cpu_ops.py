@@ -83,9 +83,10 @@ def _unmap(st: State, th: Thread, proc: Process, a: int, b: int) -> Gen[None]:
                           lambda: unmap_apply(st, proc, a, b))
 
 
-def _locked(st: State, th: Thread, pid: int, args_ok: bool,
+def locked(st: State, th: Thread, pid: int, args_ok: bool,
             lock: Callable[[State, Thread, Process], Gen[None]]) -> Gen[Process | Err]:
-    """The preamble of an mm op: a bad handle or argument gives ``EINVAL``,
+    """The preamble of an mm op (and of a device op, for its device's
+    process): a bad handle or argument gives ``EINVAL``,
     a process that is not live ``ESRCH`` (Appendix C rules 1-2); then take
     ``mmap_lock`` and check the state again once it is held (SPEC §5.3)."""
     proc = proc_handle(st, pid)
@@ -100,7 +101,7 @@ def _locked(st: State, th: Thread, pid: int, args_ok: bool,
 
 
 def op_mmap(st: State, th: Thread, op: Mmap) -> Gen[OpResult]:
-    proc = yield from _locked(st, th, op.p, range_ok(op.s, op.n), mmap_write)
+    proc = yield from locked(st, th, op.p, range_ok(op.s, op.n), mmap_write)
     if isinstance(proc, Err):
         return proc
     a, b = op.s, op.s + op.n
@@ -116,7 +117,7 @@ def op_mmap(st: State, th: Thread, op: Mmap) -> Gen[OpResult]:
 
 
 def op_munmap(st: State, th: Thread, op: Munmap) -> Gen[OpResult]:
-    proc = yield from _locked(st, th, op.p, range_ok(op.s, op.n), mmap_write)
+    proc = yield from locked(st, th, op.p, range_ok(op.s, op.n), mmap_write)
     if isinstance(proc, Err):
         return proc
     a, b = op.s, op.s + op.n
@@ -144,7 +145,7 @@ def _move_apply(st: State, proc: Process, old: int, n: int, new: int) -> None:
 
 def op_mremap(st: State, th: Thread, op: Mremap) -> Gen[OpResult]:
     args_ok = range_ok(op.old, op.n) and range_ok(op.new, op.n)
-    proc = yield from _locked(st, th, op.p, args_ok, mmap_write)
+    proc = yield from locked(st, th, op.p, args_ok, mmap_write)
     if isinstance(proc, Err):
         return proc
     old, n, new = op.old, op.n, op.new
@@ -183,7 +184,7 @@ def _set_attr(st: State, proc: Process, a: int, b: int, prot: str | None,
 
 
 def op_mprotect(st: State, th: Thread, op: Mprotect) -> Gen[OpResult]:
-    proc = yield from _locked(st, th, op.p, range_ok(op.s, op.n), mmap_write)
+    proc = yield from locked(st, th, op.p, range_ok(op.s, op.n), mmap_write)
     if isinstance(proc, Err):
         return proc
     a, b, prot = op.s, op.s + op.n, op.prot
@@ -202,7 +203,7 @@ def op_mprotect(st: State, th: Thread, op: Mprotect) -> Gen[OpResult]:
 def op_madvise(st: State, th: Thread, op: Madvise) -> Gen[OpResult]:
     dontneed = op.advice == "dontneed"
     lock = mmap_read if dontneed else mmap_write  # Appendix A: [R] for dontneed
-    proc = yield from _locked(st, th, op.p, range_ok(op.s, op.n), lock)
+    proc = yield from locked(st, th, op.p, range_ok(op.s, op.n), lock)
     if isinstance(proc, Err):
         return proc
     a, b = op.s, op.s + op.n

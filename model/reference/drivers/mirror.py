@@ -33,6 +33,7 @@ from model.ops import (
     ADDRESS_PAGES,
     Dread,
     Dwrite,
+    Err,
     Evict,
     MigrateToDev,
     Num,
@@ -53,6 +54,7 @@ from ..checks import (
     state_err,
     words_ok,
 )
+from ..cpu_ops import locked
 from ..devices import read_target, write_target
 from ..faults import split_blocks
 from ..hmm import range_fault
@@ -205,14 +207,11 @@ def op_dread_dwrite(st: State, th: Thread, op: Dread | Dwrite) -> Gen[OpResult]:
 
 def op_snapshot(st: State, th: Thread, op: Snapshot) -> Gen[OpResult]:
     dev = device_handle(st, op.d, KIND)
-    if dev is None or not capped_ok(op.s, op.n):
+    if dev is None:
         return EINVAL
-    proc = st.procs[dev.pid]
-    if (e := state_err(proc, th)) is not None:
-        return e
-    yield from mmap_read(st, th, proc)
-    if (e := state_err(proc, th)) is not None:
-        return e
+    proc = yield from locked(st, th, dev.pid, capped_ok(op.s, op.n), mmap_read)
+    if isinstance(proc, Err):
+        return proc
     words = []
     for v in range(op.s, op.s + op.n):
         vma = vma_at(proc, v)
@@ -336,14 +335,11 @@ def _to_device_apply(st: State, dev: Device, proc: Process, a: int, b: int) -> N
 
 def op_migrate_to_dev(st: State, th: Thread, op: MigrateToDev) -> Gen[OpResult]:
     dev = device_handle(st, op.d, KIND)
-    if dev is None or not range_ok(op.s, op.n):
+    if dev is None:
         return EINVAL
-    proc = st.procs[dev.pid]
-    if (e := state_err(proc, th)) is not None:
-        return e
-    yield from mmap_read(st, th, proc)
-    if (e := state_err(proc, th)) is not None:
-        return e
+    proc = yield from locked(st, th, dev.pid, range_ok(op.s, op.n), mmap_read)
+    if isinstance(proc, Err):
+        return proc
     a, b = op.s, op.s + op.n
     if not covered(proc, a, b) or any(not v.readable for v in vmas_in(proc, a, b)):
         return EINVAL
