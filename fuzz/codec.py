@@ -313,10 +313,9 @@ _OPTIONAL = Switch("direction", {
 Plan = tuple[tuple[str, Scheme], ...]
 
 
-def _expand(values: tuple[object, ...], weights: tuple[int, ...]) -> Scheme:
-    """A table of ``values``, each repeated by its weight, heaviest first."""
-    ranked = sorted(zip(values, weights, strict=True), key=lambda vw: -vw[1])
-    return table(*[v for v, w in ranked for _ in range(w)])
+def _expand(arg: Arg) -> Scheme:
+    """A table of a choice's values, each repeated by its weight, heaviest first."""
+    return table(*[v for v, w in arg.ranked for _ in range(w)])
 
 
 def _scheme(arg: Arg) -> Scheme:
@@ -344,11 +343,8 @@ def _scheme(arg: Arg) -> Scheme:
             return WORD
         case "stride":
             return STRIDE
-        case "choice":
-            assert isinstance(arg.kind, tuple)
-            return _expand(arg.kind, arg.weights)
-        case "flag":
-            return _expand((False, True), arg.weights)
+        case "choice" | "flag":
+            return _expand(arg)
     raise ValueError(f"no byte scheme for role {arg.role!r} of {arg.field!r}")
 
 

@@ -66,6 +66,13 @@ class Arg:
     hint: tuple[int, ...] = ()  # count: codec weights (small, huge)
 
     @property
+    def ranked(self) -> tuple[tuple[object, int], ...]:
+        """A choice's or flag's (value, weight), heaviest first (ties in text
+        order): the codec's table order and the Hypothesis engine's simplest-first."""
+        values: tuple[object, ...] = (False, True) if self.role == "flag" else tuple(self.kind)
+        return tuple(sorted(zip(values, self.weights, strict=True), key=lambda vw: -vw[1]))
+
+    @property
     def handle(self) -> str | None:
         """The handle letter this field names, if it is a handle."""
         return self.kind if isinstance(self.kind, str) and self.kind in HANDLE_LETTERS else None
