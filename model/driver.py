@@ -31,7 +31,7 @@ record is only ever called by the implementation that registered it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -144,6 +144,33 @@ class Core(Protocol):
         per vpn, or EFAULT (no VMA or no r), EPERM (write without w),
         ENOMEM, ESRCH."""
 
+    def pin(self, th: Any, d: int, start: int, n: int, write: bool) -> Gen:
+        """``pin_user_pages(FOLL_LONGTERM)`` on d's process (SPEC §6.4): take
+        mmap_lock for reading, pin every page of [start, start+n) in order
+        (device pages migrated back first, COW broken for a write or a
+        private read-only pin), release the lock.  A tuple of pages (each
+        pinned once more, held for ``d`` until :meth:`unpin`), or EINVAL,
+        EFAULT (no VMA, no r, or write without w), ENOMEM, ESRCH; an error
+        pins nothing."""
+
+    def unpin(self, d: int, pages: Sequence[Page]) -> None:
+        """``unpin_user_pages``: drop one of d's pins on each page (a page
+        whose count reaches 0 is freed)."""
+
+    def migrate_vma(self, th: Any, d: int, start: int, n: int) -> Gen:
+        """``migrate_vma_setup``/``_pages``/``_finalize`` of [start, start+n) of
+        d's process to d's device-private memory (SPEC §6.1's migrate, the
+        core's part): take mmap_lock for reading; EINVAL unless VMAs allowing
+        r cover the range; split the PMDs; then I(migrate, owner = d), whose
+        apply moves each private page that is none, zero, or an order-0 page
+        mapped once, while d has a free device frame; release the lock.
+        Returns the pages moved as a tuple of (v, device page, w), in order;
+        mapping them in d's table is the driver's business, after the
+        invalidation has ended (the window of DECISIONS D15).  A device page
+        of d that a CPU access or another device later needs goes back to
+        RAM through the core's migrate-back (SPEC §6.5), which then calls
+        the driver's ``page_moved``."""
+
     def dma_read(self, page: Page) -> int:
         """The word of ``page`` (a use-after-free if it is freed)."""
 
@@ -158,6 +185,11 @@ class Core(Protocol):
 
     def unlock(self, th: Any, d: int) -> None:
         """Release d's driver lock."""
+
+    def wait(self, th: Any, cond: Callable[[], bool], what: str) -> Gen:
+        """Sleep until ``cond()`` holds (``wait_event``): nothing if it holds
+        now, else a Y4 until it does; in a non-blockable callback a wait is a
+        finding (``no_block_when_nonblockable``)."""
 
     def y(self) -> Gen:
         """A plain yield point (Y3)."""
@@ -175,7 +207,10 @@ class PluginDriver:
     event, a, b, owner, blockable, seq)`` is the callback (a generator
     returning True on success; a non-blockable call may return False);
     ``table(state)`` is the device table, vpn -> (page, w), that the
-    observation shows and invariant 2 checks."""
+    observation shows and invariant 2 checks; ``page_moved(state, page)``,
+    if given, is told that one of the device's own pages (from
+    ``Core.migrate_vma``) went back to RAM, before it is freed: the driver
+    drops its table entries naming it (``pgmap->ops->migrate_to_ram``)."""
 
     kind: str
     ops: Mapping[str, Callable[..., Gen]]
@@ -183,6 +218,7 @@ class PluginDriver:
     invalidate: Callable[..., Gen]
     table: Callable[[Any], Mapping[int, tuple[Page, bool]]]
     checks: Callable[[Any], list[str]] | None = None
+    page_moved: Callable[[Any, Page], None] | None = None
 
 
 PLUGINS: dict[str, PluginDriver] = {}
@@ -203,8 +239,9 @@ def add_plugin(driver: PluginDriver) -> None:
     for name in ("open", "invalidate", "table"):
         if not callable(getattr(driver, name)):
             raise DriverError(f"{where}: {name} is not a function")
-    if driver.checks is not None and not callable(driver.checks):
-        raise DriverError(f"{where}: checks is not a function")
+    for name in ("checks", "page_moved"):
+        if getattr(driver, name) is not None and not callable(getattr(driver, name)):
+            raise DriverError(f"{where}: {name} is not a function")
     for keyword, fn in driver.ops.items():
         decl = SCHEMA_BY_KEYWORD.get(keyword)
         if decl is None:

@@ -191,9 +191,9 @@ def _ledger(k: KernelState, lg: Ledger, found: list[tuple[str, str]]) -> None:
             h = fr.heads(reg.pins)
             np.add.at(ref, h, 1)
             np.add.at(pc, h, 1)
-    for th in k.threads.values():
-        if th.pins:
-            h = fr.heads(np.array(th.pins, np.int64))
+    for held in [th.pins for th in k.threads.values()] + [dev.pins for dev in k.devices.values()]:
+        if held:
+            h = fr.heads(np.array(held, np.int64))
             np.add.at(ref, h, 1)
             np.add.at(pc, h, 1)
     for hh in fr.holders:

@@ -21,19 +21,25 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
+from typing import TypeVar
 
 import numpy as np
 
-from model.optimized.memory import put_dpage
+from model.ops import Err
+from model.optimized.common import EINVAL
+from model.optimized.fault import split_block
+from model.optimized.memory import put_dpage, tlb_gather
 from model.optimized.mmu_gather import unique
 from model.optimized.mmu_notifier import Range, invalidate
 from model.optimized.pagetable import (
     DEVICE,
     KIND_MASK,
     MIG_D,
+    NONE,
     PRESENT,
     PTRS,
     SHIFT,
+    ZERO,
     W,
     X,
     kind_of,
@@ -43,6 +49,9 @@ from model.optimized.pagetable import (
 from model.optimized.rmap import first_mapping, rmap_walk
 from model.optimized.state import Device, KernelState, Process
 from model.optimized.threads import Gen, Thread, wait
+from model.optimized.vma import covered, vmas_in
+
+T = TypeVar("T")
 
 Moved = Callable[[KernelState, Device, int], None]
 """The owner driver's part of a migrate-back that moved device page d: its
@@ -104,6 +113,66 @@ def _to_migration(k: KernelState, proc: Process, v: int, d: int) -> None:
 def _release(k: KernelState, d: int) -> None:
     k.dpages.holders.pop(d, None)
     put_dpage(k, d)
+
+
+def migrate_vma(k: KernelState, t: Thread, proc: Process, dev: Device, a: int, b: int,
+                apply: Callable[[Range], T]) -> Gen[T | Err | None]:
+    """``migrate_vma_setup`` .. ``migrate_vma_finalize`` of [a, b) of ``proc``
+    (its mmap_lock held for reading) to ``dev``'s memory: EINVAL unless VMAs
+    allowing r cover it; split every PMD mapping; then I(migrate, owner =
+    dev) whose apply is ``apply(range)`` (``to_device`` and the driver's
+    mapping).  What the apply gave, or None if a callback failed."""
+    if not covered(proc, a, b) or any(not m.readable for m in vmas_in(proc, a, b)):
+        return EINVAL
+    for base in proc.pt.huge_bases(a, b):
+        yield from split_block(k, t, proc, base)
+    rng = Range("migrate", a, b, dev.id, True)
+    got: list[T] = []
+    ok = yield from invalidate(t, proc.mn, rng, lambda: got.append(apply(rng)))
+    return got[0] if ok and got else None
+
+
+def to_device(k: KernelState, proc: Process, dev: Device, a: int,
+              b: int) -> list[tuple[int, int, bool]]:
+    """``migrate_vma_pages`` + ``migrate_vma_finalize`` in the apply of
+    I(migrate, owner = dev, [a, b)): split the THPs no one else holds, then
+    move each private page that is none, zero, or an order-0 page with
+    refcount 1, while ``dev`` has a free device frame.  The pages moved, as
+    (v, device page, w), in order."""
+    split_folios(k, proc, a, b)
+    fr, dp = k.frames, k.dpages
+    moved: list[tuple[int, int, bool]] = []
+    tlb = tlb_gather(k)
+    for m in vmas_in(proc, a, b):
+        if m.kind != "private":
+            continue
+        v = max(a, m.start)
+        end = min(b, m.end)
+        while v < end and dp.can_alloc(dev.id):
+            e, pmd = proc.pt.get(v)
+            kind = kind_of(e)
+            k.pops += 1
+            d: int | None = None
+            w = x = False
+            if kind in (NONE, ZERO):
+                d = dp.alloc(dev.id, 0, m.index_of(v))
+                w, x = m.writable, True
+            elif kind == PRESENT and not pmd:
+                pfn = payload_of(e)
+                if fr.order[pfn] == 0 and int(fr.refcount[pfn]) == 1 and fr.obj[pfn] < 0:
+                    d = dp.alloc(dev.id, int(fr.word[pfn]), int(fr.index[pfn]))
+                    w, x = bool(e & W), bool(e & X)
+                    if d is not None:
+                        fr.mapcount[pfn] -= 1
+                        fr.refcount[pfn] -= 1
+                        tlb.remove_folio(pfn)
+            if d is not None:
+                proc.pt.set(v, mkentry(DEVICE, d, w, x))
+                dp.refcount[d] += 1
+                moved.append((v, d, w))
+            v += 1
+    tlb.finish()
+    return moved
 
 
 def count_owned(k: KernelState, proc: Process, dev: Device, a: int, b: int) -> int:

@@ -240,14 +240,14 @@ def invalidate(t: Thread, mn: Notifier, rng: Range, apply: Callable[[], None],
         if not rng.blockable:
             t.nonblocking -= 1
         rng.returned += 1
-        if ok:
-            mn.stamp += 1
-            sub.last_success = mn.stamp
-        else:
+        if not ok:
             if mn.bug is not bugs.SKIP_END_AFTER_FAILED_CALLBACK:  # Linux bug B5
                 mn.mn_itree_inv_end(rng)  # end runs at once, before the Y1
             yield None  # Y1
             return False
+        if not (rng.event == "migrate" and rng.owner == sub.owner):
+            mn.stamp += 1  # 6(d) counts no callback of the device's own migration (D24)
+            sub.last_success = mn.stamp
         yield None  # Y1
     apply()
     yield None  # Y2

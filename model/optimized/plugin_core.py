@@ -17,7 +17,7 @@ kernel is built (:func:`register_plugins`, from ``kernel.py``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -28,12 +28,15 @@ from model.driver import PLUGINS, Driver, OpFn, PluginDriver, Registry
 from model.interface import Violation
 from model.ops import ESRCH, Err, OpResult
 from model.optimized import checks
+from model.optimized import common as C
+from model.optimized.gup import pin_range, unpin_pages
 from model.optimized.hmm import hmm_range_fault
+from model.optimized.migrate_device import migrate_back, migrate_vma, to_device
 from model.optimized.mmu_notifier import Notifier, Range, Subscription
 from model.optimized.observe import DriverView, regions_of
-from model.optimized.pagetable import DEVICE, KIND_MASK, PRESENT, SHIFT, Radix, W
-from model.optimized.state import Device, KernelState
-from model.optimized.threads import Gen, Thread
+from model.optimized.pagetable import DEVICE, KIND_MASK, PRESENT, SHIFT, Radix, W, mkentry
+from model.optimized.state import Device, DevPagemap, DevPagemapOps, KernelState, Process
+from model.optimized.threads import Gen, Thread, wait
 
 Page = int
 """A packed target without W (and X): ``mkentry(PRESENT, pfn)``,
@@ -104,6 +107,66 @@ class PluginCore:
         ents = np.concatenate(rec_e) if rec_e else np.zeros(0, np.int64)
         return tuple((int(e) & ~W, bool(e & W)) for e in ents.tolist())
 
+    def pin(self, th: Thread, d: int, start: int, n: int,
+            write: bool) -> Gen[tuple[Page, ...] | OpResult]:
+        """``pin_user_pages(FOLL_LONGTERM)`` (``gup.pin_range``) under
+        mmap_lock; the pins are then the device's (``Device.pins``)."""
+        k = self.k
+        dev = k.devices[d]
+        proc = yield from self._mmap_read_lock(th, dev.pid, C.range_ok(start, n))
+        if not isinstance(proc, Process):
+            return proc
+        got = yield from pin_range(k, th, proc, start, n, "rw" if write else "ro")
+        th.pins = []
+        proc.mmap_lock.read_unlock(th)
+        if not isinstance(got, tuple):
+            return got
+        pfns = got[0].tolist()
+        dev.pins.extend(pfns)
+        return tuple(mkentry(PRESENT, pfn) for pfn in pfns)
+
+    def unpin(self, d: int, pages: Sequence[Page]) -> None:
+        """``unpin_user_pages`` of pins the device holds."""
+        k = self.k
+        pins = k.devices[d].pins
+        for page in pages:
+            pfn = page >> SHIFT
+            if page & KIND_MASK != PRESENT or pfn not in pins:
+                k.violation("pins_are_stable", f"D{d} unpins page {page}, which it has not pinned")
+                continue
+            pins.remove(pfn)
+            unpin_pages(k, np.array([pfn], np.int64), None)
+
+    def migrate_vma(self, th: Thread, d: int, start: int,
+                    n: int) -> Gen[tuple[tuple[int, Page, bool], ...] | OpResult]:
+        """``migrate_vma_setup``/``_pages``/``_finalize`` to d's memory
+        (``migrate_device.migrate_vma`` + ``to_device``) under mmap_lock."""
+        k = self.k
+        dev = k.devices[d]
+        proc = yield from self._mmap_read_lock(th, dev.pid, C.range_ok(start, n))
+        if not isinstance(proc, Process):
+            return proc
+        got = yield from migrate_vma(k, th, proc, dev, start, start + n,
+                                     lambda _rng: to_device(k, proc, dev, start, start + n))
+        proc.mmap_lock.read_unlock(th)
+        if isinstance(got, Err):
+            return got
+        return tuple((v, mkentry(DEVICE, page), w) for v, page, w in got or ())
+
+    def _mmap_read_lock(self, th: Thread, pid: int, args_ok: bool) -> Gen[Process | OpResult]:
+        """EINVAL, ESRCH (the op's declared states, before and after), or
+        the process with its mmap_lock held for reading."""
+        if not args_ok:
+            return C.EINVAL
+        if (e := self.state_err(th, pid)) is not None:
+            return e
+        proc = self.k.procs[pid]
+        yield from proc.mmap_lock.read_lock(th)
+        if (e := self.state_err(th, pid)) is not None:
+            proc.mmap_lock.read_unlock(th)
+            return e
+        return proc
+
     def dma_read(self, page: Page) -> int:
         k = self.k
         k.pops += 1
@@ -141,6 +204,9 @@ class PluginCore:
     def unlock(self, th: Thread, d: int) -> None:
         self.k.devices[d].lock.unlock(th)
 
+    def wait(self, th: Thread, cond: Callable[[], bool], what: str) -> Gen[None]:
+        yield from wait(th, cond, what)
+
     def y(self) -> Gen[None]:
         yield None  # Y3
 
@@ -169,7 +235,16 @@ def adapt(plugin: PluginDriver) -> Driver[KernelState, Thread]:
             return res
         return op
 
+    def page_moved(k: KernelState, dev: Device, d: int) -> None:
+        if plugin.page_moved is not None:
+            plugin.page_moved(dev.drv, mkentry(DEVICE, d))
+
+    def migrate_to_ram(k: KernelState, t: Thread, d: int) -> Gen[str]:
+        """The plug-in's ``pgmap->ops->migrate_to_ram``: the core's migrate-back."""
+        return (yield from migrate_back(k, t, d, page_moved))
+
     def open_(k: KernelState, dev: Device) -> None:
+        dev.pgmap = DevPagemap(dev.id, DevPagemapOps(migrate_to_ram=migrate_to_ram))
         dev.drv = plugin.open(PluginCore(k), dev.id)
 
     def invalidate(k: KernelState, t: Thread, sub: Subscription, rng: Range) -> Gen[bool]:
@@ -179,7 +254,8 @@ def adapt(plugin: PluginDriver) -> Driver[KernelState, Thread]:
         return bool(ok)
 
     def view(k: KernelState, dev: Device) -> DriverView:
-        return DriverView(table_radix(plugin.table(dev.drv)), 0, regions_of(k, dev))
+        return DriverView(table_radix(plugin.table(dev.drv)), k.dpages.used.get(dev.id, 0),
+                          regions_of(k, dev))
 
     def checks_(k: KernelState) -> list[Violation]:
         found: list[tuple[str, str]] = []

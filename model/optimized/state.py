@@ -122,6 +122,7 @@ class Device:
     table: Radix = field(default_factory=Radix)  # its device table: vpn -> packed target
     pgmap: DevPagemap | None = None  # its device-private memory, if it has any
     drv: Any = None  # its driver's own state (a plug-in's, ``plugin_core.py``)
+    pins: list[int] = field(default_factory=list)  # pfns a plug-in pinned (``Core.pin``)
 
 
 @dataclass(eq=False)

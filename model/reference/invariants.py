@@ -96,6 +96,9 @@ def pins_are_stable(st: State) -> list[str]:
     for reg in st.regions.values():
         for fid, _i in reg.pins.values():
             pins[fid] += 1
+    for dev in st.devices.values():
+        for _kind, fid, _i in dev.pins:
+            pins[fid] += 1
     for fid, count in pins.items():
         folio = st.folios[fid]
         if folio.pincount < count:

@@ -171,7 +171,8 @@ def invalidate(st: State, th: Thread, proc: Process, event: str, a: int, b: int,
                 th.nonblockable -= 1
         inv.pending.discard(sub.id)
         if ok:
-            sub.successes += 1
+            if not (event == "migrate" and owner == sub.owner):
+                sub.successes += 1  # invariant 6(d): not the device's own migration (D24)
         else:
             if blockable:
                 st.violate("no_block_when_nonblockable",

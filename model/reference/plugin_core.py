@@ -12,11 +12,17 @@ Each service is the reference's own, named after its Linux counterpart:
 ``read_retry``         ``notifier.read_retry``; false = a commit, checked
                        against invariant 6(d) as the mirror's commit is
 ``set_seq``            ``notifier.set_seq``
-``range_fault``        ``hmm.range_fault``, the mirror walk (§6.1); a
-                       plug-in owns no device pages, so every device
-                       page it meets is migrated back (§6.5)
+``range_fault``        ``hmm.range_fault``, the mirror walk (§6.1): the
+                       device's own pages (from ``migrate_vma``) are
+                       recorded, others' migrated back (§6.5)
+``pin``/``unpin``      ``pinning.pin_range`` (§6.4) under mmap_lock, the
+                       pins kept on the device (invariant 3 counts them)
+``migrate_vma``        ``migrate_device.migrate_vma`` + ``to_device``: the
+                       pages moved, for the plug-in to map; its
+                       ``page_moved`` hears of their migrate-back (§6.5)
 ``dma_read/write``     a table target's word, use after free checked
 ``lock/trylock/...``   the device's driver lock (§5.2)
+``wait``               ``threads.wait``: a Y4 until the condition holds
 =====================  ===============================================
 
 A page the core hands a plug-in is a reference :data:`Target`.  A THP
@@ -31,7 +37,7 @@ the invariants (1, 2, 9) and the observation read it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from model.driver import Core, Driver, Gen, PluginDriver
@@ -40,12 +46,17 @@ from model.ops import Err, OpResult
 
 from . import hmm
 from .checks import EINVAL, device_handle, range_ok, state_err
+from .cpu_ops import locked
 from .devices import read_target, write_target
-from .locks import driver_lock, driver_trylock, driver_unlock
+from .locks import driver_lock, driver_trylock, driver_unlock, mmap_read, mmap_release
+from .migrate_back import Outcome, migrate_back
+from .migrate_device import migrate_vma, to_device
+from .mm import collect
 from .notifier import insert, read_begin, read_retry, remove, set_seq
 from .observe import device_view
-from .state import Device, State, Subscription, Target
-from .threads import Thread, y
+from .pinning import pin_range, unpin_page
+from .state import Device, Process, State, Subscription, Target
+from .threads import Thread, wait, y
 
 
 def follow(st: State, target: Target) -> Target:
@@ -102,8 +113,48 @@ class ReferenceCore:
             return EINVAL
         proc = self.st.procs[self.st.devices[d].pid]
         got: OpResult | hmm.Walked = yield from hmm.range_fault(self.st, th, proc, start, n,
-                                                                 write, None)
+                                                                 write, d)
         return got
+
+    def _locked(self, th: Thread, d: int, args_ok: bool) -> Gen:
+        proc: Process | Err = yield from locked(self.st, th, self.st.devices[d].pid, args_ok,
+                                                mmap_read)
+        return proc
+
+    def pin(self, th: Thread, d: int, start: int, n: int, write: bool) -> Gen:
+        proc = yield from self._locked(th, d, range_ok(start, n))
+        if isinstance(proc, Err):
+            return proc
+        got = yield from pin_range(self.st, th, proc, start, n, "rw" if write else "ro")
+        mmap_release(self.st, th, proc.pid)
+        if not isinstance(got, dict):
+            return got
+        pages = tuple(("folio", f, i) for f, i in (got[k] for k in range(n)))
+        self.st.devices[d].pins.extend(pages)
+        return pages
+
+    def unpin(self, d: int, pages: Sequence[Target]) -> None:
+        pins = self.st.devices[d].pins
+        for page in pages:
+            if page not in pins:
+                self.st.violate("pins_are_stable", f"D{d} unpins {page}, which it has not pinned")
+                continue
+            pins.remove(page)
+            unpin_page(self.st, page[1])
+            self.st.page_ops += 1
+        collect(self.st)
+
+    def migrate_vma(self, th: Thread, d: int, start: int, n: int) -> Gen:
+        proc = yield from self._locked(th, d, range_ok(start, n))
+        if isinstance(proc, Err):
+            return proc
+        dev = self.st.devices[d]
+        got = yield from migrate_vma(self.st, th, dev, proc, start, start + n,
+                                     lambda: to_device(self.st, dev, proc, start, start + n))
+        mmap_release(self.st, th, proc.pid)
+        if isinstance(got, Err):
+            return got
+        return tuple((v, ("dpage", page, 0), w) for v, page, w in got or ())
 
     def dma_read(self, page: Target) -> int:
         return read_target(self.st, follow(self.st, page), "plug-in DMA")
@@ -119,6 +170,9 @@ class ReferenceCore:
 
     def unlock(self, th: Thread, d: int) -> None:
         driver_unlock(th, self.st.devices[d])
+
+    def wait(self, th: Thread, cond: Callable[[], bool], what: str) -> Gen:
+        yield from wait(self.st, th, cond, what)
 
     def y(self) -> Gen:
         yield from y()
@@ -149,6 +203,12 @@ def adapt(plugin: PluginDriver) -> Driver[State, Thread]:
                                           owner, blockable, c)
         return bool(ok)
 
+    def migrate_to_ram(st: State, th: Thread, d: int) -> Gen:
+        outcome: Outcome = yield from migrate_back(st, th, d)
+        if outcome == "moved" and plugin.page_moved is not None:
+            plugin.page_moved(st.devices[st.dpages[d].owner].driver_state, ("dpage", d, 0))
+        return outcome
+
     def table(st: State, dev: Device) -> dict[int, tuple[Target, bool]]:
         return {v: (follow(st, page), w) for v, (page, w) in
                 plugin.table(dev.driver_state).items()}
@@ -160,7 +220,8 @@ def adapt(plugin: PluginDriver) -> Driver[State, Thread]:
                 for problem in plugin.checks(dev.driver_state)]
 
     return Driver(plugin.kind, ops={kw: op_fn(fn) for kw, fn in plugin.ops.items()},
-                  open=open_, invalidate=invalidate,
-                  view=lambda st, dev: (device_view(dev, 0, table(st, dev)), []),
+                  open=open_, invalidate=invalidate, migrate_to_ram=migrate_to_ram,
+                  view=lambda st, dev: (device_view(dev, st.device_pages_of(dev.id),
+                                                    table(st, dev)), []),
                   checks=None if plugin.checks is None else checks,
                   extra={"table": table})

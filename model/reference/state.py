@@ -219,6 +219,7 @@ class Device:
     sub: int | None = None
     table: dict[int, tuple[Target, bool]] = field(default_factory=dict)
     driver_state: Any = None  # a plug-in driver's own state (what its open returned)
+    pins: list[Target] = field(default_factory=list)  # a plug-in's pins (Core.pin)
 
 
 @dataclass

@@ -1,5 +1,6 @@
-"""The example driver plug-ins replay their own seed traces, and their planted
-bugs are caught on them (examples/drivers/)."""
+"""The example driver plug-ins replay their own seed traces, and each planted
+bug of each is caught on one of them (examples/drivers/<name>.py with its
+seeds in examples/drivers/<name>/)."""
 
 from __future__ import annotations
 
@@ -11,34 +12,62 @@ import pytest
 from fuzz import impls, plugins
 from fuzz.executor import Settings, run_trace
 from fuzz.trace import load_trace
+from model import bugs
 
 ROOT = Path(__file__).resolve().parents[2]
-GPUSVM = ROOT / "examples" / "drivers" / "drm_gpusvm.py"
-SEEDS = sorted((ROOT / "examples" / "drivers" / "drm_gpusvm").glob("*.trace"))
+EXAMPLES = ROOT / "examples" / "drivers"
+DRIVERS = sorted(EXAMPLES.glob("*.py"))
+SEEDS = [(driver, seed) for driver in DRIVERS
+         for seed in sorted((EXAMPLES / driver.stem).glob("*.trace"))]
 SIDES = "both"
 """A plug-in runs on both cores: its logic judged by the invariants, the cores by the comparison."""
 
+CATCHES = {
+    "gpusvm_bind_skips_pages_valid":
+        ("drm_gpusvm", "invalidation_between_get_pages_and_bind.trace",
+         "violation/no_use_after_free/svm_bind"),
+    "test_hmm_migrate_maps_without_read_retry":
+        ("test_hmm", "migrate_then_dontneed.trace", "violation/no_use_after_free/hmm_migrate"),
+    "test_hmm_fault_skips_read_retry":
+        ("test_hmm", "fault_then_dontneed.trace", "violation/no_use_after_free/hmm_read"),
+}
+"""Each example driver's planted bug: the seed that shows it, and the finding."""
 
-@pytest.fixture(autouse=True)
-def gpusvm() -> Iterator[None]:
-    plugins.load_driver(GPUSVM)
-    yield
-    plugins.unload("gpusvm")
+
+@pytest.fixture
+def loaded(request: pytest.FixtureRequest) -> Iterator[str]:
+    kind = plugins.load_driver(request.param).kind
+    yield kind
+    plugins.unload(kind)
 
 
-@pytest.mark.parametrize("path", SEEDS, ids=lambda p: p.name)
-def test_gpusvm_seed_replays_as_annotated(path: Path) -> None:
-    trace = load_trace(path)
-    plugins.check_headers(trace.headers, str(path))
+@pytest.mark.parametrize(("loaded", "seed"), SEEDS, indirect=["loaded"],
+                         ids=[f"{d.stem}/{s.name}" for d, s in SEEDS])
+def test_seed_replays_as_annotated(loaded: str, seed: Path) -> None:
+    trace = load_trace(seed)
+    plugins.check_headers(trace.headers, str(seed))
     verdict = run_trace(trace, impls.sides(SIDES), Settings())
     assert verdict.ok, verdict.finding
     assert not verdict.mismatches
 
 
-def test_the_planted_bug_binds_freed_pages() -> None:
-    trace = load_trace(ROOT / "examples" / "drivers" / "drm_gpusvm" /
-                       "invalidation_between_get_pages_and_bind.trace")
-    verdict = run_trace(trace, impls.sides(SIDES),
-                        Settings(mutant="gpusvm_bind_skips_pages_valid"))
-    assert verdict.finding is not None
-    assert verdict.finding.signature == "violation/no_use_after_free/svm_bind"
+@pytest.mark.parametrize("bug", sorted(CATCHES))
+def test_each_planted_bug_is_caught_by_its_seed(bug: str) -> None:
+    stem, seed, signature = CATCHES[bug]
+    kind = plugins.load_driver(EXAMPLES / f"{stem}.py").kind
+    try:
+        trace = load_trace(EXAMPLES / stem / seed)
+        verdict = run_trace(trace, impls.sides(SIDES), Settings(mutant=bug))
+        assert verdict.finding is not None
+        assert verdict.finding.signature == signature
+    finally:
+        plugins.unload(kind)
+
+
+def test_every_example_bug_has_a_seed_that_catches_it() -> None:
+    declared = set()
+    for path in DRIVERS:
+        kind = plugins.load_driver(path).kind
+        declared |= {b.name for b in bugs.all_bugs() if b.driver == kind}
+        plugins.unload(kind)
+    assert declared and declared == set(CATCHES)

@@ -29,6 +29,7 @@ from model.ops import (
     MAX_VALUE_PAGES,
     Dread,
     Dwrite,
+    Err,
     Evict,
     MigrateToDev,
     Num,
@@ -39,22 +40,24 @@ from model.ops import (
     Values,
 )
 from model.optimized import common as C
-from model.optimized.fault import split_block
 from model.optimized.hmm import hmm_range_fault
-from model.optimized.memory import tlb_gather
-from model.optimized.migrate_device import count_owned, migrate_back, owned_pages, split_folios
-from model.optimized.mmu_notifier import Notifier, Range, Subscription, invalidate
+from model.optimized.migrate_device import (
+    count_owned,
+    migrate_back,
+    migrate_vma,
+    owned_pages,
+    to_device,
+)
+from model.optimized.mmu_notifier import Notifier, Range, Subscription
 from model.optimized.observe import DriverView
 from model.optimized.pagetable import (
     DEVICE,
     KIND_MASK,
-    NONE,
     PRESENT,
     SHIFT,
     ZERO,
     Arr,
     W,
-    X,
     kind_of,
     mkentry,
     payload_of,
@@ -62,7 +65,7 @@ from model.optimized.pagetable import (
 from model.optimized.rmap import vma_ranges
 from model.optimized.state import Device, DevPagemap, DevPagemapOps, KernelState, Process
 from model.optimized.threads import Gen, Thread
-from model.optimized.vma import covered, find_vma, vmas_in
+from model.optimized.vma import find_vma
 
 KIND = "mirror"
 
@@ -289,62 +292,30 @@ def op_migrate_to_dev(k: KernelState, t: Thread, op: MigrateToDev) -> Gen[OpResu
         proc.mmap_lock.read_unlock(t)
         return C.ESRCH
     a, b = op.s, op.s + op.n
-    if not covered(proc, a, b) or any(not m.readable for m in vmas_in(proc, a, b)):
-        proc.mmap_lock.read_unlock(t)
-        return C.EINVAL
-    for base in proc.pt.huge_bases(a, b):
-        yield from split_block(k, t, proc, base)
-    rng = Range("migrate", a, b, dev.id, True)
-    yield from invalidate(t, proc.mn, rng, lambda: _migrate_apply(k, proc, dev, a, b, rng))
+    got = yield from migrate_vma(k, t, proc, dev, a, b,
+                                 lambda rng: _migrate_apply(k, proc, dev, a, b, rng))
     moved = count_owned(k, proc, dev, a, b)
     proc.mmap_lock.read_unlock(t)
+    if isinstance(got, Err):
+        return got
     return Num(op.n) if moved == op.n else C.ENOENT
 
 
 def _migrate_apply(k: KernelState, proc: Process, dev: Device, a: int, b: int,
                    rng: Range) -> None:
-    """migrate_vma_pages + finalize for [a, b).  A moved page that another
-    running invalidation of the mm covers is not mapped in D's table
-    (DECISIONS D15): that invalidation may still zap it.  Nor is any page
-    while D's subscription waits on the deferred list (D21): no invalidation
-    would reach D until it enters the tree."""
+    """``dmirror_migrate_finalize_and_map`` after the core's
+    ``migrate_vma_pages`` + finalize (``migrate_device.to_device``).  A moved
+    page that another running invalidation of the mm covers is not mapped in
+    D's table (DECISIONS D15): that invalidation may still zap it.  Nor is
+    any page while D's subscription waits on the deferred list (D21): no
+    invalidation would reach D until it enters the tree."""
     others = [(r.start, r.end) for r in proc.mn.running if r is not rng]
     deferred = dev.sub is None or not dev.sub.in_tree
-    split_folios(k, proc, a, b)
-    fr, dp = k.frames, k.dpages
-    tlb = tlb_gather(k)
-    for m in vmas_in(proc, a, b):
-        if m.kind != "private":
-            continue
-        v = max(a, m.start)
-        end = min(b, m.end)
-        while v < end and dp.can_alloc(dev.id):
-            e, pmd = proc.pt.get(v)
-            kind = kind_of(e)
-            k.pops += 1
-            d: int | None = None
-            w = x = False
-            if kind in (NONE, ZERO):
-                d = dp.alloc(dev.id, 0, m.index_of(v))
-                w, x = m.writable, True
-            elif kind == PRESENT and not pmd:
-                pfn = payload_of(e)
-                if fr.order[pfn] == 0 and int(fr.refcount[pfn]) == 1 and fr.obj[pfn] < 0:
-                    d = dp.alloc(dev.id, int(fr.word[pfn]), int(fr.index[pfn]))
-                    w, x = bool(e & W), bool(e & X)
-                    if d is not None:
-                        fr.mapcount[pfn] -= 1
-                        fr.refcount[pfn] -= 1
-                        tlb.remove_folio(pfn)
-            if d is not None:
-                proc.pt.set(v, mkentry(DEVICE, d, w, x))
-                dp.refcount[d] += 1
-                if deferred or any(lo <= v < hi for lo, hi in others):
-                    dev.table.set(v, 0)
-                else:
-                    dev.table.set(v, mkentry(DEVICE, d, w))
-            v += 1
-    tlb.finish()
+    for v, d, w in to_device(k, proc, dev, a, b):
+        if deferred or any(lo <= v < hi for lo, hi in others):
+            dev.table.set(v, 0)
+        else:
+            dev.table.set(v, mkentry(DEVICE, d, w))
 
 
 def op_evict(k: KernelState, t: Thread, op: Evict) -> Gen[OpResult]:

@@ -56,29 +56,22 @@ from ..checks import (
 )
 from ..cpu_ops import locked
 from ..devices import read_target, write_target
-from ..faults import split_blocks
 from ..hmm import range_fault
 from ..locks import driver_lock, driver_trylock, driver_unlock, mmap_read
 from ..migrate_back import Outcome, migrate_back, migrate_to_ram
+from ..migrate_device import migrate_vma, to_device
 from ..mm import (
-    alloc_dpage,
     collect,
-    covered,
     get,
     pmd_mapped,
-    pmds_in,
-    put,
-    unmap_pte,
     vma_at,
-    vmas_in,
     vpns_in,
 )
-from ..notifier import insert, invalidate, read_begin, read_retry, set_seq
+from ..notifier import insert, read_begin, read_retry, set_seq
 from ..observe import device_view
 from ..state import (
     Dev,
     Device,
-    Folio,
     MigD,
     Present,
     Process,
@@ -233,47 +226,6 @@ def op_snapshot(st: State, th: Thread, op: Snapshot) -> Gen[OpResult]:
 # -------------------------------------------------------- migrate_to_dev
 
 
-def _split_folio(st: State, folio: Folio) -> None:
-    """Split an order-9 folio into 512 order-0 folios (migrate_to_dev's apply)."""
-    new_ids: dict[int, int] = {}
-    for i in range(folio.size):
-        if folio.mapcount[i] > 0:
-            new_ids[i] = _fresh_order0(st, folio.words[i], folio.mapcount[i])
-            st.folios[new_ids[i]].split_from = (folio.id, i)
-    folio.freed = True
-    folio.split_into = new_ids
-    st.live.discard(folio.id)
-    folio.refcount = 0
-    st.frames_used -= folio.size
-    for other in st.procs.values():
-        for v, entry in list(other.pt.items()):
-            if isinstance(entry, Present) and entry.f == folio.id:
-                other.pt[v] = Present(new_ids[entry.i], 0, entry.w, entry.x)
-                st.page_ops += 1
-    for dev in st.devices.values():
-        for v, (target, w) in list(dev.table.items()):
-            if target[0] == "folio" and target[1] == folio.id and target[2] in new_ids:
-                dev.table[v] = (("folio", new_ids[target[2]], 0), w)
-
-
-def _fresh_order0(st: State, word: int, maps: int) -> int:
-    """An order-0 folio taking over one page of a split THP (its frame is reused)."""
-    folio = Folio(st.new_id("folio"), 0, [word], [maps], refcount=maps)
-    st.folios[folio.id] = folio
-    st.live.add(folio.id)
-    st.frames_used += 1
-    return folio.id
-
-
-def _pmd_maps(st: State, fid: int) -> bool:
-    for proc in st.procs.values():
-        for base in proc.pmds:
-            entry = proc.pt.get(base)
-            if isinstance(entry, Present) and entry.f == fid:
-                return True
-    return False
-
-
 def _raced(st: State, dev: Device, proc: Process, v: int) -> bool:
     """True if D would not be told of the next change at v, so its table must
     not map v: another invalidation covering v is running on the mm (its apply
@@ -286,51 +238,14 @@ def _raced(st: State, dev: Device, proc: Process, v: int) -> bool:
 
 
 def _to_device_apply(st: State, dev: Device, proc: Process, a: int, b: int) -> None:
-    """The apply of migrate_to_dev's I(migrate, owner = D, [a,b))."""
-    thps = []
-    for u in vpns_in(proc, a, b):
-        seen = proc.pt[u]
-        if isinstance(seen, Present) and st.folios[seen.f].order == 9:
-            if seen.f not in thps:
-                thps.append(seen.f)
-    for fid in thps:
-        folio = st.folios[fid]
-        if not _pmd_maps(st, fid) and folio.refcount == sum(folio.mapcount):
-            if folio.pincount > 0:
-                st.violate("pins_are_stable", f"pinned folio {fid} split")
-            _split_folio(st, folio)
-    free = st.config.device_frames - st.device_pages_of(dev.id)
-    for vma in vmas_in(proc, a, b):
-        if vma.kind != "private":
-            continue
-        for v in range(max(a, vma.start), min(b, vma.end)):
-            if free <= 0:
-                return
-            entry = get(st, proc, v)
-            if entry is None or isinstance(entry, Zero):
-                free -= 1
-                page = alloc_dpage(st, dev.id, 0)
-                assert page is not None
-                page.refcount += 1
-                w, x = vma.writable, True
-            elif (isinstance(entry, Present) and st.folios[entry.f].order == 0
-                  and st.folios[entry.f].refcount == 1):
-                folio = st.folios[entry.f]
-                if folio.pincount > 0:
-                    st.violate("pins_are_stable", f"pinned folio {folio.id} moved to a device")
-                free -= 1
-                page = alloc_dpage(st, dev.id, folio.words[0])
-                assert page is not None
-                page.refcount += 1
-                unmap_pte(st, entry.f, entry.i)
-                w, x = entry.w, entry.x
-            else:
-                continue
-            put(st, proc, v, Dev(page.id, w, x))
-            if _raced(st, dev, proc, v):
-                dev.table.pop(v, None)
-            else:
-                dev.table[v] = (("dpage", page.id, 0), w)
+    """The apply of migrate_to_dev's I(migrate, owner = D, [a,b)): the core
+    moves the pages (``migrate_device.to_device``); D maps each one moved
+    unless it raced (D15, D21)."""
+    for v, d, w in to_device(st, dev, proc, a, b):
+        if _raced(st, dev, proc, v):
+            dev.table.pop(v, None)
+        else:
+            dev.table[v] = (("dpage", d, 0), w)
 
 
 def op_migrate_to_dev(st: State, th: Thread, op: MigrateToDev) -> Gen[OpResult]:
@@ -341,11 +256,10 @@ def op_migrate_to_dev(st: State, th: Thread, op: MigrateToDev) -> Gen[OpResult]:
     if isinstance(proc, Err):
         return proc
     a, b = op.s, op.s + op.n
-    if not covered(proc, a, b) or any(not v.readable for v in vmas_in(proc, a, b)):
-        return EINVAL
-    yield from split_blocks(st, th, proc, pmds_in(proc, a, b))
-    yield from invalidate(st, th, proc, "migrate", a, b, dev.id, True,
-                          lambda: _to_device_apply(st, dev, proc, a, b))
+    got = yield from migrate_vma(st, th, dev, proc, a, b,
+                                 lambda: _to_device_apply(st, dev, proc, a, b))
+    if isinstance(got, Err):
+        return got
     moved = 0
     for v in vpns_in(proc, a, b):
         entry = proc.pt[v]
