@@ -219,6 +219,11 @@ class PluginDriver:
     table: Callable[[Any], Mapping[int, tuple[Page, bool]]]
     checks: Callable[[Any], list[str]] | None = None
     page_moved: Callable[[Any, Page], None] | None = None
+    busy: Callable[[Any], list[tuple[int, int]]] | None = None
+    """The ranges ``[s, e)`` of the device's process with device work in
+    flight (an active job, DMA under way): what ``--contract
+    registration-cache`` forbids userspace to munmap, mremap, mprotect or
+    fork (docs/the-2019-argument.md)."""
 
 
 PLUGINS: dict[str, PluginDriver] = {}
@@ -239,7 +244,7 @@ def add_plugin(driver: PluginDriver) -> None:
     for name in ("open", "invalidate", "table"):
         if not callable(getattr(driver, name)):
             raise DriverError(f"{where}: {name} is not a function")
-    for name in ("checks", "page_moved"):
+    for name in ("checks", "page_moved", "busy"):
         if getattr(driver, name) is not None and not callable(getattr(driver, name)):
             raise DriverError(f"{where}: {name} is not a function")
     for keyword, fn in driver.ops.items():
