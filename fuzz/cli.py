@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
-from fuzz import impls, plugins, validate
+from fuzz import contracts, impls, plugins, validate
 from fuzz.corpus import check_corpus, corpus_traces, walk_traces
 from fuzz.errors import BadInput, check_mutant
 from fuzz.executor import Settings, Verdict, run_trace
@@ -81,6 +81,10 @@ def print_verdict(trace: Trace, verdict: Verdict, out: TextIO, *, verbose: bool)
         where = ("the drain" if finding.line > len(trace.steps)
                  else f"line {finding.line}")
         print(f"!! FINDING in {where}: {finding}", file=out)
+    if verdict.broken is not None:
+        print(f"contract: line {verdict.broken.line} ({verdict.broken.op}) breaks the "
+              f"registration-cache contract: {verdict.broken.reason}; "
+              f"{len(verdict.excused)} contract violation(s) after it", file=out)
     sides = "+".join(verdict.implementations)
     status = "ok" if verdict.ok else "FAILED"
     print(f"{status}: {trace.path}: {len(trace.steps)} lines, {verdict.steps} steps on {sides}, "
@@ -91,7 +95,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     check_mutant(args.mutant)
     sides = impls.sides(args.impl)
     settings = Settings(observe_every=args.observe_every, budget=args.budget,
-                        mutant=args.mutant)
+                        mutant=args.mutant, contract=args.contract)
     traces = [load_trace(path) for path in trace_files(args.files)]
     for trace in traces:
         plugins.check_headers(trace.headers, str(trace.path))
@@ -122,7 +126,8 @@ def cmd_minimize(args: argparse.Namespace) -> int:
     original = load_trace(source)
     plugins.check_headers(original.headers, str(source))
     sides = impls.sides(args.impl)
-    settings = Settings(observe_every=1, budget=args.budget, mutant=args.mutant)
+    settings = Settings(observe_every=1, budget=args.budget, mutant=args.mutant,
+                        contract=args.contract)
     stats = Stats()
     try:
         repro = minimize_file(source, sides, settings, max_runs=args.max_runs, stats=stats,
@@ -176,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--budget", type=_positive, default=Settings.budget,
                         help="page operations one step may do")
     replay.add_argument("--mutant", default=None, help="switch on a planted bug by name")
+    _contract_option(replay)
     replay.add_argument("-q", "--quiet", action="store_true",
                         help="print only mismatched lines, findings and the summary")
     plugins.add_option(replay)
@@ -190,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     mini.add_argument("--budget", type=_positive, default=Settings.budget,
                       help="page operations one step may do")
     mini.add_argument("--mutant", default=None, help="switch on a planted bug by name")
+    _contract_option(mini)
     mini.add_argument("--max-runs", type=_positive, default=DEFAULT_MAX_RUNS, metavar="N",
                       help=f"stop after N trace runs (default {DEFAULT_MAX_RUNS})")
     plugins.add_option(mini)
@@ -206,13 +213,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _contract_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--contract", default=contracts.DEFAULT, choices=list(contracts.CONTRACTS),
+                        help="what a finding breaks: hmm (default; every finding counts) or "
+                             "registration-cache (remapping a range with device work in flight "
+                             "is userspace's error: docs/the-2019-argument.md)")
+
+
 def _extra_commands() -> list[Callable[[Any], None]]:
     """The ``register(subparsers)`` of each command that lives in its own module."""
     from fuzz.campaign.cli import register as campaign
     from fuzz.campaign.commands import register as report_and_promote
+    from fuzz.compare import register as compare
     from fuzz.mutants_table import register as mutants
 
-    return [campaign, report_and_promote, mutants]
+    return [campaign, report_and_promote, mutants, compare]
 
 
 def one_line(text: str, limit: int = 1000) -> str:

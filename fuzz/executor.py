@@ -41,6 +41,7 @@ from dataclasses import dataclass, field, fields, replace
 from functools import partial
 from typing import TypeVar
 
+from fuzz import contracts
 from fuzz.oracle import Oracle
 from fuzz.trace import StepLine, Trace
 from model.interface import INVARIANT_NUMBERS, Config, Factory, Implementation
@@ -76,6 +77,7 @@ class Finding:
     step: int  # thread steps taken so far, this one included
     message: str
     sides: tuple[tuple[str, str], ...] = ()  # (implementation, what it gave)
+    contract: str = contracts.DEFAULT  # the contract it breaks (fuzz/contracts.py)
 
     @property
     def signature(self) -> str:
@@ -111,6 +113,15 @@ class LogEntry:
     results: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class ContractBreak:
+    """Userspace broke the run's contract at step line ``line`` (``fuzz/contracts.py``)."""
+
+    line: int
+    op: str
+    reason: str
+
+
 @dataclass
 class Verdict:
     implementations: tuple[str, ...]
@@ -120,6 +131,9 @@ class Verdict:
     log: list[LogEntry] = field(default_factory=list)
     steps: int = 0
     drain_rounds: int = 0
+    broken: ContractBreak | None = None  # userspace broke the contract (then no findings)
+    excused: list[Finding] = field(default_factory=list)  # what went wrong after that
+    costs: dict[str, int] = field(default_factory=dict)  # the first side's, at the end
 
     @property
     def ok(self) -> bool:
@@ -139,6 +153,7 @@ class Settings:
     max_line_steps: int = 100_000
     checks: bool = True
     mutant: str | None = None
+    contract: str = contracts.DEFAULT
     drain: bool = True
     checked: tuple[str, ...] | None = None
     """The sides that check their invariants (None: every side, when
@@ -174,8 +189,12 @@ class _Run:
 
     def _find(self, kind: str, detail: str, message: str,
               sides: Sequence[tuple[str, str]] = ()) -> None:
-        self.verdict.findings.append(Finding(kind, detail, self.op_kw, self.line,
-                                             self.verdict.steps, message, tuple(sides)))
+        finding = Finding(kind, detail, self.op_kw, self.line, self.verdict.steps, message,
+                          tuple(sides), self.settings.contract)
+        if self.verdict.broken is not None and kind != "exception":
+            self.verdict.excused.append(finding)  # a contract violation, not a finding
+        else:
+            self.verdict.findings.append(finding)
         raise _Stop
 
     def _call(self, name: str, fn: Callable[[], T]) -> T:
@@ -209,6 +228,13 @@ class _Run:
 
     def _start(self, name: str, op: Op) -> LineResult:
         self.op_kw = op_keyword(op)
+        if self.verdict.broken is None and self.settings.contract != contracts.DEFAULT:
+            first = self.impls[0]
+            why = contracts.userspace_breaks(
+                self.settings.contract, op,
+                lambda pid: self._call(first.name, partial(first.busy, pid)))
+            if why is not None:
+                self.verdict.broken = ContractBreak(self.line, self.op_kw, why)
         outs = self._all(lambda impl: impl.start(name, op))
         self._same(f"starting {name}", outs)
         if outs[0] == OK:
@@ -368,6 +394,12 @@ class _Run:
             self._after_step(last=True)
         except _Stop:
             pass
+        if self.impls:
+            first = self.impls[0]
+            try:
+                self.verdict.costs = first.costs()
+            except Exception:  # noqa: BLE001 - a crash was already judged; costs are extra
+                self.verdict.costs = {}
         return self.verdict
 
     def _expect(self, index: int, line: StepLine, result: LineResult) -> None:

@@ -156,6 +156,10 @@ class OpDecl:
     racer: str | None = None  # "device" or "cpu": the race rule's first or second racer
     maps: bool = False  # it creates mappings (mmap): other memory ops need one first
     shapes: bool = False  # it changes VMA bounds: its edges are interesting addresses
+    remaps: bool = False
+    """Userspace changes the mapping of its ranges (mmap over, munmap,
+    mremap, mprotect) or of the whole mm (fork): what the registration-cache
+    contract forbids while device work is in flight (``fuzz/contracts.py``)."""
     access: bool = False  # a CPU access: its addresses are remembered for coherence
     one_step: bool = False  # it usually finishes in one step (the codec's step guess)
     draw: tuple[str, ...] = ()  # the Hypothesis draw order, if not text order

@@ -58,6 +58,7 @@ class Driver(Generic[S, T]):
     migrate_to_ram: Callable[..., Gen] | None = None
     view: Callable[[S, Any], Any] | None = None
     checks: Callable[[S], list[Any]] | None = None
+    busy: Callable[[S, Any], list[tuple[int, int]]] | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 

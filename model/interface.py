@@ -127,6 +127,17 @@ class Implementation(Protocol):
         """Page operations done by the last step (SPEC §5.4 budget)."""
         ...
 
+    def costs(self) -> dict[str, int]:
+        """What the run cost so far (``mirrorfuzz compare``): the reference
+        counts, another implementation may give nothing."""
+        ...
+
+    def busy(self, pid: int) -> list[tuple[int, int]]:
+        """Ranges ``[s, e)`` of P's mm with device work in flight: the
+        ranges of active jobs' regions, and what each plug-in driver of P's
+        devices says (``PluginDriver.busy``)."""
+        ...
+
 
 class Factory(Protocol):
     def __call__(self, config: Config) -> Implementation: ...

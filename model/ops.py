@@ -323,18 +323,19 @@ _PAYLOAD = (Word("x", optional=True), Stride())
 MMAP: Final = declare(Mmap, "mmap", 0, P(), Addr(), Count(hint=(8, 12)), _PROT,
                       Choice("kind", ("private", "shared"), (3, 1)),
                       Flag("huge", "huge", (2, 1)), weight=14, racer="cpu", maps=True,
-                      shapes=True, draw=("p", "s", "n", "huge", "prot", "kind"))
+                      shapes=True, remaps=True, draw=("p", "s", "n", "huge", "prot", "kind"))
 MUNMAP: Final = declare(Munmap, "munmap", 1, P(), Addr(), Count(), weight=5, racer="cpu",
-                        shapes=True)
+                        shapes=True, remaps=True)
 MREMAP: Final = declare(Mremap, "mremap", 2, P(), Addr("old"), Count(of="old"),
-                        Addr("new", dest=True), weight=5, racer="cpu", shapes=True)
+                        Addr("new", dest=True), weight=5, racer="cpu", shapes=True,
+                        remaps=True)
 MPROTECT: Final = declare(Mprotect, "mprotect", 3, P(), Addr(), Count(), _PROT, weight=6,
-                          racer="cpu", shapes=True)
+                          racer="cpu", shapes=True, remaps=True)
 MADVISE: Final = declare(Madvise, "madvise", 4, P(), Addr(), Count(),
                          Choice("advice", ("dontneed", "hugepage", "nohugepage"), (4, 2, 2)),
                          weight=6, racer="cpu", draw=("p", "advice", "s", "n"))
 FORK: Final = declare(Fork, "fork", 5, P(), reserves=("P", "child"), weight=4, racer="cpu",
-                      gate="processes")
+                      gate="processes", remaps=True)
 EXIT: Final = declare(Exit, "exit", 6, P(victim=True), states=NOT_DEAD, weight=1,
                       racer="cpu", rule="kill")
 READ: Final = declare(Read, "read", 7, P(), Addr("v"), weight=14, access=True, one_step=True)

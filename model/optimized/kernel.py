@@ -148,3 +148,19 @@ class OptimizedKernel:
 
     def page_ops(self) -> int:
         return self._last_pops
+
+    def costs(self) -> dict[str, int]:
+        return {}
+
+    def busy(self, pid: int) -> list[tuple[int, int]]:
+        k = self.state
+        out = []
+        for job in k.jobs.values():
+            reg = k.regions[job.region]
+            if k.devices[reg.dev].pid == pid:
+                out.append((reg.start, reg.start + reg.n))
+        for dev in k.devices.values():
+            driver = k.drivers.by_kind.get(dev.kind)
+            if dev.pid == pid and driver is not None and driver.busy is not None:
+                out += driver.busy(k, dev)
+        return sorted(out)

@@ -272,8 +272,11 @@ def adapt(plugin: PluginDriver) -> Driver[KernelState, Thread]:
                           for msg in plugin.checks(dev.drv)]
         return [Violation(inv, detail) for inv, detail in found]
 
+    def busy(k: KernelState, dev: Device) -> list[tuple[int, int]]:
+        return [] if plugin.busy is None else list(plugin.busy(dev.drv))
+
     return Driver(kind, ops={kw: wrap(fn) for kw, fn in plugin.ops.items()}, open=open_,
-                  invalidate=invalidate, view=view, checks=checks_,
+                  invalidate=invalidate, view=view, checks=checks_, busy=busy,
                   extra={"plugin": plugin})
 
 

@@ -97,6 +97,8 @@ class ReferenceKernel:
             return EINVAL
         st.page_ops = 0
         if th.pending is not None and not th.pending.cond():
+            if th.in_callback:
+                st.costs["blocked_in_callback"] += 1
             return Blocked()
         th.pending = None
         outcome: StepOutcome
@@ -140,3 +142,19 @@ class ReferenceKernel:
 
     def page_ops(self) -> int:
         return self.state.page_ops
+
+    def costs(self) -> dict[str, int]:
+        return dict(self.state.costs)
+
+    def busy(self, pid: int) -> list[tuple[int, int]]:
+        st = self.state
+        out = []
+        for job in st.jobs.values():
+            region = st.regions[job.region]
+            if st.devices[region.device].pid == pid:
+                out.append((region.start, region.start + region.n))
+        for dev in st.devices.values():
+            driver = st.drivers.get(dev.kind)
+            if dev.pid == pid and driver is not None and driver.busy is not None:
+                out += driver.busy(st, dev)
+        return sorted(out)

@@ -89,6 +89,8 @@ def _finish(st: State, fid: int, reclaim: bool) -> int:
         if folio.refcount <= 1 and not reclaim:
             new = alloc_folio(st, folio.order, folio.words)
         if folio.refcount > 1 or (not reclaim and new is None):
+            if folio.pincount > 0:
+                st.costs["reclaim_failed_pinned" if reclaim else "migrate_failed_pinned"] += 1
             for proc, v, e in migs:
                 put(st, proc, v, Present(fid, e.i, e.w, e.x))
                 map_pte(st, fid, e.i)

@@ -90,6 +90,8 @@ def to_device(st: State, dev: Device, proc: Process, a: int,
                 unmap_pte(st, entry.f, entry.i)
                 w, x = entry.w, entry.x
             else:
+                if isinstance(entry, Present) and st.folios[entry.f].pincount > 0:
+                    st.costs["to_device_skipped_pinned"] += 1
                 continue
             put(st, proc, v, Dev(page.id, w, x))
             moved.append((v, page.id, w))

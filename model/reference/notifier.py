@@ -163,10 +163,13 @@ def invalidate(st: State, th: Thread, proc: Process, event: str, a: int, b: int,
             st.violate("seq_protocol", f"removed subscription {sub.id} is called")
         if not blockable:
             th.nonblockable += 1
+        th.in_callback += 1
+        st.costs["callbacks"] += 1
         try:
             ok = yield from callback_of(st, sub)(st, th, sub, event, a, b, owner,
                                                  blockable, n.seq)
         finally:
+            th.in_callback -= 1
             if not blockable:
                 th.nonblockable -= 1
         inv.pending.discard(sub.id)
@@ -174,6 +177,7 @@ def invalidate(st: State, th: Thread, proc: Process, event: str, a: int, b: int,
             if not (event == "migrate" and owner == sub.owner):
                 sub.successes += 1  # invariant 6(d): not the device's own migration (D24)
         else:
+            st.costs["nonblockable_failed" if not blockable else "blockable_failed"] += 1
             if blockable:
                 st.violate("no_block_when_nonblockable",
                            f"a blockable callback of subscription {sub.id} fails")

@@ -101,6 +101,7 @@ class ReferenceCore:
     def read_retry(self, sub: int, seq: int) -> bool:
         s = self.st.subs[sub]
         retry = read_retry(s, seq)
+        self.st.costs["retries"] += retry
         if not retry and s.begun.get(seq, s.successes) != s.successes:
             self.st.violate("seq_protocol", f"D{s.owner} commit misses a callback on sub {sub}")
         return retry
@@ -112,6 +113,7 @@ class ReferenceCore:
         if not range_ok(start, n):
             return EINVAL
         proc = self.st.procs[self.st.devices[d].pid]
+        self.st.costs["device_faults"] += 1
         got: OpResult | hmm.Walked = yield from hmm.range_fault(self.st, th, proc, start, n,
                                                                  write, d)
         return got
@@ -131,6 +133,7 @@ class ReferenceCore:
             return got
         pages = tuple(("folio", f, i) for f, i in (got[k] for k in range(n)))
         self.st.devices[d].pins.extend(pages)
+        self.st.costs["pages_pinned"] += n
         return pages
 
     def unpin(self, d: int, pages: Sequence[Target]) -> None:
@@ -224,4 +227,5 @@ def adapt(plugin: PluginDriver) -> Driver[State, Thread]:
                   view=lambda st, dev: (device_view(dev, st.device_pages_of(dev.id),
                                                     table(st, dev)), []),
                   checks=None if plugin.checks is None else checks,
+                  busy=lambda st, dev: [] if plugin.busy is None else plugin.busy(dev.driver_state),
                   extra={"table": table})

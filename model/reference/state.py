@@ -11,6 +11,7 @@ in ``mm.py`` and checked from scratch by ``invariants.py``.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -274,6 +275,10 @@ class State:
     page_ops: int = 0
     violations: list[Violation] = field(default_factory=list)
     applying: Invalidation | None = None  # the invalidation whose apply runs
+    costs: Counter[str] = field(default_factory=Counter)
+    """What the drivers' designs cost (``mirrorfuzz compare``): callbacks,
+    steps blocked in a callback, device faults and retries, pages pinned,
+    work failed or skipped because of pins, failed non-blockable callbacks."""
 
     def new_id(self, kind: str) -> int:
         num = self.next_id.get(kind, 0)

@@ -55,6 +55,7 @@ class Thread:
     mmap: dict[int, str] = field(default_factory=dict)  # pid -> "r" | "w"
     driver: set[int] = field(default_factory=set)  # device ids whose lock it holds
     nonblockable: int = 0  # > 0 while inside a non-blockable callback
+    in_callback: int = 0  # > 0 while inside an invalidation callback
     text: str = field(init=False, repr=False, compare=False)  # format_op(op), for observations
 
     def __post_init__(self) -> None:

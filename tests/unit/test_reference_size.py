@@ -17,7 +17,7 @@ REFERENCE = Path(__file__).resolve().parents[2] / "model" / "reference"
 BUDGET = 2600  # lines of code in model/reference/ and its drivers/
 FILE_BUDGET = 450
 PLUGIN_API = "plugin_core.py"  # the plug-in API over the model, not the spec: its own budget
-PLUGIN_API_BUDGET = 150  # 110 -> 150: pin, unpin, migrate_vma, wait and page_moved (docs/drivers.md)
+PLUGIN_API_BUDGET = 150  # was 110: + pin, unpin, migrate_vma, wait, page_moved, busy
 
 
 def code_lines(path: Path) -> int:
