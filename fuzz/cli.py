@@ -166,6 +166,18 @@ def cmd_corpus_check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_corpus_compact(args: argparse.Namespace) -> int:
+    from fuzz.compact import compact_file
+
+    paths = list(trace_files(args.files))
+    for trace in [load_trace(path) for path in paths]:  # every file parses before any is written
+        plugins.check_headers(trace.headers, str(trace.path))
+    for path in paths:
+        before, after = compact_file(Path(path))
+        print(f"{path}: {before} -> {after} step lines")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="mirrorfuzz",
@@ -208,6 +220,11 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("dir", nargs="?", default="corpus",
                        help="the corpus directory (default: corpus)")
     check.set_defaults(func=cmd_corpus_check)
+    compact = corpus_sub.add_parser(
+        "compact", help="rewrite runs of single-page reads and writes as range accesses "
+                        "(each file only if both versions replay clean)")
+    compact.add_argument("files", nargs="+", help="trace files or directories of *.trace")
+    compact.set_defaults(func=cmd_corpus_compact)
     for register in _extra_commands():
         register(sub)
     return parser
