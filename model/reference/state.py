@@ -275,10 +275,10 @@ class State:
     page_ops: int = 0
     violations: list[Violation] = field(default_factory=list)
     applying: Invalidation | None = None  # the invalidation whose apply runs
+    # What the drivers' designs cost (the compare command): callbacks, steps
+    # blocked in a callback, device faults and retries, pages pinned, work
+    # failed or skipped because of pins, failed non-blockable callbacks.
     costs: Counter[str] = field(default_factory=Counter)
-    """What the drivers' designs cost (``mirrorfuzz compare``): callbacks,
-    steps blocked in a callback, device faults and retries, pages pinned,
-    work failed or skipped because of pins, failed non-blockable callbacks."""
 
     def new_id(self, kind: str) -> int:
         num = self.next_id.get(kind, 0)
