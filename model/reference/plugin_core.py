@@ -218,7 +218,7 @@ def adapt(plugin: PluginDriver) -> Driver[State, Thread]:
 
     def checks(st: State) -> list[Violation]:
         assert plugin.checks is not None
-        return [Violation("driver_checks", f"D{dev.id} ({plugin.kind}): {problem}")
+        return [Violation("device_entries_follow_cpu", f"D{dev.id} ({plugin.kind}): {problem}")
                 for dev in st.devices.values() if dev.kind == plugin.kind
                 for problem in plugin.checks(dev.driver_state)]
 
