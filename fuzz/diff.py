@@ -59,11 +59,13 @@ def _key(value: object) -> str | None:
     return None
 
 
-def _label(parent: str, key: str, value: object) -> str:
+_ID_PREFIX: Final = {"DeviceView": "D", "RegionView": "R", "JobView": "J", "ObjectView": "O",
+                     "SubscriptionView": "S"}
+
+
+def _label(element: object, key: str, value: object) -> str:
     if key == "id":
-        prefix = {"devices": "D", "regions": "R", "jobs": "J", "objects": "O",
-                  "subscriptions": "S"}.get(parent, "#")
-        return f"{prefix}{value}"
+        return f"{_ID_PREFIX.get(type(element).__name__, '#')}{value}"
     return f"{_KEY_LABEL.get(key, '')}{value}"
 
 
@@ -109,8 +111,9 @@ def _walk(a: object, b: object, path: str, name: str, out: list[Difference]) -> 
             right = {getattr(x, key): x for x in b}
             if len(left) == len(a) and len(right) == len(b):
                 for k in sorted({*left, *right}, key=lambda v: (str(type(v)), v)):
-                    _walk(left.get(k, _ABSENT), right.get(k, _ABSENT),
-                          f"{path}[{_label(name, key, k)}]", name, out)
+                    x, y = left.get(k, _ABSENT), right.get(k, _ABSENT)
+                    label = _label(y if x is _ABSENT else x, key, k)
+                    _walk(x, y, f"{path}[{label}]", name, out)
                 return
         if len(a) == len(b):
             for i, (x, y) in enumerate(zip(a, b, strict=True)):

@@ -128,7 +128,7 @@ def test_progress_lines_of_both_engines_parse() -> None:
 def test_exits_are_classified() -> None:
     assert classify_exit("==1== ERROR: libFuzzer: out-of-memory (used: 3000Mb)", 1)[0] == "oom"
     assert classify_exit("==1== ERROR: libFuzzer: timeout after 120 seconds", 1)[0] == "hung"
-    assert classify_exit("fuzz_trace.TraceFinding: mirrorfuzz finding x", 1)[0] == "restarted"
+    assert classify_exit("fuzz_trace.TraceFinding: mirrorfuzz finding x", 77)[0] == "finding"
     assert classify_exit("Segmentation fault", -11)[0] == "crashed"
 
 

@@ -1,0 +1,202 @@
+"""Findings a user trusts: one cause one finding, readable divergences,
+workers reported as they ended, repros that keep the engine's signature and
+show the damage, bounded minimization (issue 15)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from fuzz import diff, impls
+from fuzz.campaign import layout
+from fuzz.campaign.config import CampaignConfig
+from fuzz.campaign.findings import Findings
+from fuzz.campaign.stats import totals
+from fuzz.campaign.workers import FINDING_EXIT, classify_exit, parse_seen
+from fuzz.cli import main
+from fuzz.damage import annotate
+from fuzz.executor import Settings, run_trace
+from fuzz.trace import format_trace, load_trace, parse_trace
+
+REPO = Path(__file__).resolve().parents[2]
+TRACES = REPO / "tests" / "quality" / "traces"
+
+
+# ------------------------------------------------------------ the cause
+
+
+def test_a_bug_seen_through_different_ops_has_one_signature() -> None:
+    """The same planted bug, shown by a write in one trace and a read in another:
+    one cause (the old op signatures differ)."""
+    header = "# mirrorfuzz-trace 1\n"
+    a = parse_trace(header + "mmap P0 0 2 rw private\nwrite P0 0 1\nfork P0\n"
+                    "migrate P0 0 1\n")
+    b = parse_trace(header + "mmap P0 0 2 rw private\nwrite P0 0 1\nfork P0\n"
+                    "reclaim P0 0 1\n")
+    settings = Settings(mutant="rmap_misses_second_process")
+    found = [run_trace(t, impls.sides("both"), settings).finding for t in (a, b)]
+    assert all(f is not None for f in found), found
+    assert found[0] is not None and found[1] is not None
+    if found[0].op_signature != found[1].op_signature:
+        assert found[0].signature == found[1].signature
+    assert "/migrate" not in found[0].signature
+
+
+def test_differences_name_only_the_differing_fields() -> None:
+    from model.observation import DeviceView, TableEntryView, ZERO_REF
+
+    a = DeviceView(1, "mirror", 0, False, None, (TableEntryView(3, ZERO_REF, False),))
+    b = DeviceView(1, "mirror", 0, False, None, (TableEntryView(3, ZERO_REF, False),
+                                                  TableEntryView(4, ZERO_REF, True)))
+    found = diff.differences((a,), (b,))
+    assert [d.path for d in found] == ["[D1].table[vpn 4]"]
+    assert found[0].left == "absent" and "vpn=4" in found[0].right
+    table = diff.side_by_side(found, ["reference", "optimized"])
+    assert table[0].split() == ["field", "reference", "optimized"]
+    assert diff.object_kind("S2: a callback succeeded") == "subscription"
+    assert diff.object_kind("nothing named") == "state"
+
+
+def test_replay_shows_a_divergence_field_by_field(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["replay", "--quiet", "--mutant", "split_without_invalidate",
+                 str(TRACES / "split_without_invalidate.trace")])
+    printed = capsys.readouterr().out
+    assert code == 1
+    assert "divergence/observation/processes.notifier" in printed
+    assert "see message" not in printed
+    rows = [line for line in printed.splitlines() if line.startswith("    ")]
+    assert rows[0].split() == ["field", "reference", "optimized"]
+    assert any(r.split()[0].startswith("devices[D0].table[vpn") for r in rows[1:])
+    assert all(len(r) < 200 for r in rows)
+
+
+# ------------------------------------------------------ workers' exits
+
+
+def test_a_finding_exit_is_a_finding_even_with_a_long_trace_after_it() -> None:
+    tail = "\n".join(f"write P0 {i} 1" for i in range(100))
+    assert classify_exit(tail, FINDING_EXIT, found="violation/x/y") == \
+        ("finding", "exit 77: violation/x/y")
+    assert classify_exit(tail, FINDING_EXIT)[0] == "crashed"  # no finding said: a crash
+    assert parse_seen('@mirrorfuzz {"seen": "violation/x/y"}') == "violation/x/y"
+    assert parse_seen('@mirrorfuzz {"execs": 3}') is None
+
+
+def test_the_pool_records_an_atheris_finding_exit_as_a_finding(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fuzz.campaign import pool as pool_module
+
+    script = ("import sys\nprint('mirrorfuzz finding violation/seq_protocol/subscription')\n"
+              "for i in range(200): print('write P0', i, 1)\n"
+              "print('==1== ERROR: libFuzzer: fuzz target exited'); sys.exit(77)")
+    monkeypatch.setattr(pool_module, "atheris_command",
+                        lambda *a, **k: ([sys.executable, "-c", script], {}))
+    events: list[tuple[str, str]] = []
+    config = CampaignConfig(jobs=1, engine="atheris", hang_s=60)
+    pool = pool_module.Pool(tmp_path, config, 0, lambda w, e, event, detail:
+                            events.append((event, detail)))
+    pool.start_all()
+    deadline = time.monotonic() + 20
+    try:
+        while time.monotonic() < deadline and len(events) < 3:
+            pool.poll()
+            time.sleep(0.1)
+    finally:
+        pool.stop_all()
+    names = [e for e, _ in events]
+    assert names[:3] == ["started", "finding", "restarted"], events
+    assert "violation/seq_protocol/subscription" in events[1][1]
+    assert events[2][1].startswith("after a finding")
+
+
+# ------------------------------------------------- counting and minimizing
+
+
+def _finding_file(directory: Path, signature: str, name: str) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / name).write_text(f"# mirrorfuzz-trace 1\n# signature: {signature}\n"
+                                  "mmap P0 0 1 rw private\n")
+
+
+def test_later_examples_of_a_known_cause_are_counted_not_minimized(tmp_path: Path) -> None:
+    records: list[tuple[str, dict[str, object]]] = []
+    findings = Findings(tmp_path, None, lambda kind, **f: records.append((kind, f)),
+                        lambda text: None)
+    pending = tmp_path / "pending"
+    _finding_file(pending, "violation/seq_protocol/subscription", "a.trace")
+    assert findings.take(pending, "hypothesis", 0, alive=False) == [
+        "violation/seq_protocol/subscription"]
+    _finding_file(pending, "violation/seq_protocol/subscription", "b.trace")
+    assert findings.take(pending, "atheris", 1, alive=False) == []
+    findings.count("violation/seq_protocol/subscription", 2)
+    assert len(findings.queue) == 1
+    findings.record_seen(force=True)
+    assert records[-1] == ("seen", {"counts": {"violation/seq_protocol/subscription": 3}})
+    assert totals([{"kind": "seen", "t": 1, **records[-1][1]}]).seen == {
+        "violation/seq_protocol/subscription": 3}
+
+
+def test_minimizations_run_in_parallel_and_within_their_limit(tmp_path: Path) -> None:
+    """Two findings at once, each with a time limit far shorter than a full
+    minimization: both repros are saved in time, marked partial or minimized."""
+    records: list[tuple[str, dict[str, object]]] = []
+    findings = Findings(tmp_path, "flag_instead_of_seq",
+                        lambda kind, **f: records.append((kind, f)), lambda text: None,
+                        parallel=2, observe={"hypothesis": 8})
+    findings.limit = 3.0
+    pending = tmp_path / "pending"
+    pending.mkdir()
+    for i, name in enumerate(("flag_instead_of_seq", "per_chunk_read_begin")):
+        text = (TRACES / f"{name}.trace").read_text()
+        trace = load_trace(str(TRACES / f"{name}.trace"))
+        verdict = run_trace(trace, impls.sides("both"),
+                            Settings(observe_every=8, mutant="flag_instead_of_seq"))
+        signature = verdict.finding.signature if verdict.finding else f"violation/x{i}/y"
+        first, rest = text.split("\n", 1)
+        (pending / f"{i}.trace").write_text(f"{first}\n# signature: {signature}\n{rest}")
+    assert len(findings.take(pending, "hypothesis", 0, alive=False)) >= 1
+    started = time.monotonic()
+    findings.poll()
+    assert len(findings.running) == len(findings.signatures) and len(findings.running) >= 1
+    while findings.busy() and time.monotonic() - started < 60:
+        findings.poll()
+        time.sleep(0.2)
+    assert not findings.busy()
+    done = [f for kind, f in records if kind == "finding"]
+    assert len(done) == len(findings.signatures)
+    for f in done:
+        assert float(str(f["seconds"])) < 3.0 + 15
+        repro = load_trace(str(tmp_path / str(f["path"])))
+        assert repro.header("signature") == f["signature"]
+        assert "found_as" not in f, f  # the engine's signature is kept
+
+
+# ------------------------------------------------------- repros keep damage
+
+
+def test_the_repro_says_where_states_first_differ_and_the_consequence() -> None:
+    mutant = "split_without_invalidate"
+    trace = load_trace(str(TRACES / f"{mutant}.trace"))
+    settings = Settings(observe_every=0, mutant=mutant)
+    consequence = run_trace(trace, impls.sides("both"), settings).finding
+    assert consequence is not None
+    text = format_trace(annotate(trace, impls.sides("both"), settings))
+    assert "# consequence: " in text and consequence.signature in text
+    assert "# first difference: line 6 (mprotect), step 10: " \
+           "divergence/observation/processes.notifier" in text
+    assert "# ^ the two sides' states first differ here" in text
+    again = parse_trace(text)
+    assert run_trace(again, impls.sides("both"), settings).finding == consequence or \
+        run_trace(again, impls.sides("both"), settings).finding.signature == consequence.signature
+
+
+def test_stats_count_json_round_trip(tmp_path: Path) -> None:
+    line = {"kind": "seen", "t": 1.0, "counts": {"a/b/c": 2}}
+    (tmp_path / layout.STATS).write_text(json.dumps(line) + "\n")
+    from fuzz.campaign.stats import read_stats
+
+    assert totals(read_stats(tmp_path).lines).seen == {"a/b/c": 2}
