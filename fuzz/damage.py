@@ -5,7 +5,7 @@ often a consequence -- a stale commit, a wrong result, a use after free --
 some lines after the sides' states first differ.  :func:`annotate` runs the
 repro twice and says both, as comments a user reads before the steps:
 
-* ``# judged with: ...``: the settings the signature holds under (the
+* ``# judged-with: ...``: the settings the signature holds under (the
   replay command that gives it);
 * ``# consequence: line N (op): SIGNATURE: message``: the finding under
   those settings;
@@ -50,7 +50,7 @@ def first_difference(trace: Trace, sides: Sequence[tuple[str, Factory]],
     return run_trace(trace, sides, replace(settings, observe_every=1)).finding
 
 
-def annotations(trace: Trace, sides: Sequence[tuple[str, Factory]],
+def notes(trace: Trace, sides: Sequence[tuple[str, Factory]],
                 settings: Settings) -> tuple[list[str], dict[int, str]]:
     """(comment lines for the top, marker comments by step line index)."""
     consequence = run_trace(trace, sides, settings).finding
@@ -60,7 +60,7 @@ def annotations(trace: Trace, sides: Sequence[tuple[str, Factory]],
     judged = ("observations compared every step" if k == 1 else
               "observations compared only at the end" if k <= 0 else
               f"observations compared every {k} steps")
-    top = [f"# judged with: {judged} (mirrorfuzz replay --observe-every {max(k, 0)})",
+    top = [f"# judged-with: {judged} (mirrorfuzz replay --observe-every {max(k, 0)})",
            f"# consequence: {_where(consequence, trace)}: {consequence.signature}: "
            f"{_message(consequence)}"]
     names = [name for name, _ in sides]
@@ -80,7 +80,7 @@ def annotations(trace: Trace, sides: Sequence[tuple[str, Factory]],
 
 def annotate(trace: Trace, sides: Sequence[tuple[str, Factory]], settings: Settings) -> Trace:
     """``trace`` with the annotations above (unchanged if it has no finding)."""
-    top, marks = annotations(trace, sides, settings)
+    top, marks = notes(trace, sides, settings)
     if not top:
         return trace
     body: list[BodyLine] = []

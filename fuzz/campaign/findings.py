@@ -50,6 +50,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -92,6 +93,11 @@ def signature_of(path: Path) -> str | None:
     return None
 
 
+def cause_of(path: Path) -> str | None:
+    """A repro's cause (its ``# cause:`` comment), else its signature."""
+    return _notes(path).get("cause") or signature_of(path)
+
+
 def known_signatures(out: Path) -> set[str]:
     """The signatures of the raw examples of ``OUT``."""
     raw = layout.path(out, layout.RAW)
@@ -108,7 +114,7 @@ def _notes(path: Path) -> dict[str, str]:
     notes: dict[str, str] = {}
     head = safeio.read_head(path, 8192)
     for line in (head or b"").decode("utf-8", errors="replace").split("\n")[:20]:
-        match = re.match(r"# (found-at|mutant|found-by): (.*)$", line)
+        match = re.match(r"# (found-at|mutant|found-by|cause): (.*)$", line)
         if match:
             notes.setdefault(match.group(1), match.group(2).strip())
     return notes
@@ -155,6 +161,11 @@ class Findings:
         self.seen: dict[str, int] = dict(seen or {})  # cause -> later examples
         self.seen_recorded = dict(self.seen)
         self.seen_at = 0.0
+        self.causes: dict[str, Path] = {}  # cause -> its repro
+        for repro in sorted(self.dir.glob("*.trace")):
+            cause = cause_of(repro)
+            if cause:
+                self.causes.setdefault(cause, repro)
 
     # ----------------------------------------------------------- counting
 
@@ -259,14 +270,14 @@ class Findings:
             engine, worker = (match.group(1), int(match.group(2))) if match else ("?", -1)
             job = Job(raw, signature, engine, worker)
             repro = repros.get(signature)
-            if repro is None:
+            if repro is None and signature not in recorded:  # (a recorded one: a duplicate)
                 self.queue.append(job)
-            elif signature not in recorded:
-                self._record(job, repro)
+            elif repro is not None and signature not in recorded:
+                self._record(job, repro, cause_of(repro) or signature)
 
     def distinct(self) -> int:
-        """Distinct signatures among the saved repros (what ``replay`` gives)."""
-        return len({signature_of(p) for p in self.dir.glob("*.trace")} - {None})
+        """Distinct causes among the saved repros."""
+        return len({cause_of(p) for p in self.dir.glob("*.trace")} - {None})
 
     def busy(self) -> bool:
         return bool(self.running) or bool(self.queue)
@@ -295,7 +306,8 @@ class Findings:
         argv = [sys.executable, "-m", "fuzz.campaign.findings", str(job.raw),
                 "--out", str(self.out), "--result", str(result),
                 "--max-runs", str(MAX_RUNS), "--time-limit", f"{limit:.1f}",
-                "--observe-every", str(self.observe_every(job.engine))]
+                "--observe-every", str(self.observe_every(job.engine)),
+                "--known-causes", ",".join(sorted(self.causes))]
         if self.mutant:
             argv += ["--mutant", self.mutant]
         proc = spawn(argv, env=child_env(), stdout=subprocess.DEVNULL, niceness=5)
@@ -328,9 +340,15 @@ class Findings:
 
     def _finish(self, job: Job, result: Path, seconds: float) -> None:
         extra: dict[str, object] = {"seconds": round(seconds, 1)}
+        repro: Path | None = None
+        cause: str | None = None
         try:
             data = safeio.loads_json(safeio.read_bytes(result, limit=safeio.MAX_JSON_BYTES))
-            repro = self.out / str(data["path"])
+            cause = str(data["cause"]) if data.get("cause") else None
+            if data.get("path"):
+                repro = self.out / str(data["path"])
+            elif not data.get("duplicate"):
+                raise ValueError("no repro")
             if data.get("partial"):
                 extra["partial"] = "true"
         except (BadInput, ValueError, KeyError, TypeError, AttributeError):
@@ -342,30 +360,40 @@ class Findings:
                 self.quarantine(job.raw, _why(exc))
                 return
         result.unlink(missing_ok=True)
-        self._record(job, repro, **extra)
+        self._record(job, repro, cause or job.signature, **extra)
 
-    def _record(self, job: Job, repro: Path, **more: object) -> None:
-        """The ``finding`` line.  Its ``signature`` is the repro's (what ``mirrorfuzz
-        replay`` gives, observing every step); ``found_as`` is the engine's when
-        that differs (an engine observing less often sees a later symptom)."""
-        try:
-            trace = load_trace(str(repro))
-            lines, signature = len(trace.steps), trace.header("signature") or job.signature
-        except TraceError:
-            lines, signature = 0, job.signature
-        extra = {"found_as": job.signature} if signature != job.signature else {}
-        same = [p for p in sorted(self.dir.glob("*.trace"))
-                if p != repro and signature_of(p) == signature]
-        if same and repro.parent == self.dir:
-            # Engines observing less often report one bug under several signatures; its
-            # repros all replay to one.  Keep the first repro (the raw example stays).
-            repro.unlink(missing_ok=True)
-            repro = same[0]
+    def _record(self, job: Job, repro: Path | None, cause: str, **more: object) -> None:
+        """The ``finding`` line.  Its ``signature`` is the repro's, the engine's
+        (``found_as`` is the engine's when that differs); ``cause`` is where the
+        sides' states first differ in the raw example (observing every step).
+        An example whose cause is known already is one more example of that
+        finding: ``duplicate``, its path the first repro of the cause (the raw
+        example stays)."""
+        lines, signature = 0, job.signature
+        if repro is not None:
+            try:
+                trace = load_trace(str(repro))
+                lines, signature = len(trace.steps), trace.header("signature") or job.signature
+            except TraceError:
+                pass
+        extra: dict[str, object] = {"found_as": job.signature} \
+            if signature != job.signature else {}
+        first = self.causes.get(cause)
+        if first is not None and first != repro:
+            if repro is not None and repro.parent == self.dir:
+                repro.unlink(missing_ok=True)
+            repro = first
             extra["duplicate"] = "true"
-        self.record("finding", signature=signature, path=_rel(self.out, repro),
+        elif repro is not None:
+            self.causes[cause] = repro
+        if repro is None:  # a known cause that has no repro any more: keep the raw example
+            repro = save_unminimized(self.out, job.raw, self.mutant)
+            self.causes[cause] = repro
+        self.record("finding", signature=signature, cause=cause, path=_rel(self.out, repro),
                     raw=_rel(self.out, job.raw), engine=job.engine, worker=job.worker,
                     lines=lines, **extra, **more)
-        self.log(f"finding {signature}: {_rel(self.out, repro)} ({lines} lines)")
+        what = "another example of" if "duplicate" in extra else "finding"
+        self.log(f"{what} {cause} (as {signature}): {_rel(self.out, repro)} ({lines} lines)")
 
 
 def _why(exc: TraceError) -> str:
@@ -404,12 +432,15 @@ def save_unminimized(out: Path, raw: Path, mutant: str | None) -> Path:
 
 def minimize_raw(out: Path, raw: Path, mutant: str | None, max_runs: int, *,
                  observe_every: int = 1, time_limit: float | None = None,
-                 stop: Callable[[], bool] | None = None) -> tuple[Path, bool]:
-    """Minimize ``raw`` under the engine's settings (observing every ``observe_every``
-    steps), annotate it (fuzz.damage) and save the repro in ``OUT/findings``:
-    (its path, whether the time limit cut it short)."""
+                 stop: Callable[[], bool] | None = None,
+                 known: AbstractSet[str] = frozenset()) -> tuple[Path | None, bool, str | None]:
+    """Find ``raw``'s cause (the first finding observing every step); unless it is
+    ``known``, minimize ``raw`` under the engine's settings (observing every
+    ``observe_every`` steps), annotate it (fuzz.damage) and save the repro in
+    ``OUT/findings``: (its path or None, whether the time limit cut it short,
+    the cause)."""
     from fuzz import impls
-    from fuzz.damage import annotate
+    from fuzz.damage import annotate, first_difference
     from fuzz.executor import Settings
     from fuzz.minimize import NoFinding, Stats, minimize_file
 
@@ -421,17 +452,23 @@ def minimize_raw(out: Path, raw: Path, mutant: str | None, max_runs: int, *,
         return (deadline is not None and time.monotonic() > deadline) or \
             (stop is not None and stop())
 
-    stats = Stats()
     sides = impls.sides("both")
+    root = first_difference(original, sides, settings)
+    cause = root.signature if root is not None else None
+    if cause is not None and cause in known:
+        return None, False, cause
+    stats = Stats()
     try:
         small = minimize_file(raw, sides, settings, max_runs=max_runs, stats=stats,
                               found_by=original.header("found-by") or "campaign",
                               first=Settings(observe_every=0, mutant=mutant),
                               stop=out_of_time)
     except NoFinding:
-        return save_unminimized(out, raw, mutant), False
-    small = annotate(small, sides, settings)
-    return save_repro(layout.path(out, layout.FINDINGS), _with_notes(small, raw)), stats.partial
+        return save_unminimized(out, raw, mutant), False, cause
+    small = _with_notes(annotate(small, sides, settings), raw)
+    if cause is not None:
+        small = _note(small, "cause", cause)
+    return save_repro(layout.path(out, layout.FINDINGS), small), stats.partial, cause
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -443,6 +480,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-runs", type=int, default=MAX_RUNS)
     parser.add_argument("--observe-every", type=int, default=1)
     parser.add_argument("--time-limit", type=float, default=None)
+    parser.add_argument("--known-causes", default="")
     args = parser.parse_args(argv)
     out = Path(args.out)
     stopping = [False]
@@ -451,10 +489,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         stopping[0] = True  # the coordinator is stopping: save what there is
 
     signal.signal(signal.SIGTERM, on_term)
-    repro, partial = minimize_raw(out, Path(args.raw), args.mutant, args.max_runs,
-                                  observe_every=args.observe_every,
-                                  time_limit=args.time_limit, stop=lambda: stopping[0])
-    write_atomic(args.result, json.dumps({"path": _rel(out, repro), "partial": partial}) + "\n")
+    known = frozenset(c for c in args.known_causes.split(",") if c)
+    repro, partial, cause = minimize_raw(out, Path(args.raw), args.mutant, args.max_runs,
+                                         observe_every=args.observe_every,
+                                         time_limit=args.time_limit, stop=lambda: stopping[0],
+                                         known=known)
+    result = {"path": _rel(out, repro) if repro is not None else None, "partial": partial,
+              "cause": cause, "duplicate": repro is None}
+    write_atomic(args.result, json.dumps(result) + "\n")
     return 0
 
 

@@ -47,7 +47,7 @@ def test_a_bug_seen_through_different_ops_has_one_signature() -> None:
 
 
 def test_differences_name_only_the_differing_fields() -> None:
-    from model.observation import DeviceView, TableEntryView, ZERO_REF
+    from model.observation import ZERO_REF, DeviceView, TableEntryView
 
     a = DeviceView(1, "mirror", 0, False, None, (TableEntryView(3, ZERO_REF, False),))
     b = DeviceView(1, "mirror", 0, False, None, (TableEntryView(3, ZERO_REF, False),

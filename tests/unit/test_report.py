@@ -143,7 +143,7 @@ def test_report_plots_findings_and_summary(tmp_path: Path) -> None:
     assert "```\n" + FORK.rstrip("\n") + "\n```" in md
     assert "```\n" + NASTY.rstrip("\n") + "\n```" in md
     for expected in ("execs**: 2.8k", "steps**: 21k", "lines 57.0%, branches 47.0%",
-                     "2 distinct signatures", "worker restarts**: 1 (crashed 1",
+                     "2 distinct causes", "worker restarts**: 1 (after a finding 0, crashed 1",
                      "stopped (time)", "1m20s of campaign time (budget 1h00m)"):
         assert expected in md
     assert "<td>atheris</td>" in html and "<code>2026-11-25T00:00:00Z" not in html
