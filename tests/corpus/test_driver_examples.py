@@ -41,4 +41,5 @@ def test_the_planted_bug_binds_freed_pages() -> None:
     verdict = run_trace(trace, impls.sides(SIDES),
                         Settings(mutant="gpusvm_bind_skips_pages_valid"))
     assert verdict.finding is not None
-    assert verdict.finding.signature == "violation/no_use_after_free/svm_bind"
+    assert verdict.finding.signature == "violation/no_use_after_free/device"
+    assert verdict.finding.op_signature == "violation/no_use_after_free/svm_bind"
