@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -153,16 +154,25 @@ def test_a_mutant_campaign_finds_minimizes_and_saves_a_replayable_repro(
         repro = out / line["path"]
         raw = out / line["raw"]
         assert repro.is_file() and raw.is_file()
+        if line.get("duplicate"):  # another example of a known cause: its first repro
+            continue
         trace = load_trace(str(repro))
         assert trace.header("signature") == line["signature"]
+        assert "found_as" not in line  # the engine's signature, kept
         assert trace.header("found-by") == f"campaign atheris worker {line['worker']}"
         text = repro.read_text()
         assert f"# mutant: {MUTANT}" in text and "# found-at: " in text
+        assert f"# cause: {line['cause']}" in text and "# consequence: " in text
         assert len(trace.steps) <= len(load_trace(str(raw)).steps)
-        verdict = run_trace(trace, impls.sides("both"), Settings(mutant=MUTANT))
+        judged = re.search(r"# judged-with: .*--observe-every (\d+)\)", text)
+        assert judged is not None, text
+        settings = Settings(mutant=MUTANT, observe_every=int(judged.group(1)))
+        verdict = run_trace(trace, impls.sides("both"), settings)
         assert verdict.finding is not None
         assert verdict.finding.signature == line["signature"]
         assert run_trace(trace, impls.sides("both"), Settings()).finding is None
+    events = [line["event"] for line in stats_lines(out) if line["kind"] == "worker"]
+    assert "crashed" not in events, events  # an exit 77 on a finding is a finding event
 
 
 def test_a_campaign_writes_the_layout(mutant_run: tuple[Path, int, str]) -> None:
