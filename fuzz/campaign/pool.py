@@ -23,6 +23,7 @@ Rules this module enforces:
 from __future__ import annotations
 
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -48,7 +49,7 @@ from fuzz.campaign.workers import (
 )
 from fuzz.safeio import named, open_append
 
-FINDING_LINE: Final = "mirrorfuzz finding "
+FINDING_LINE: Final = re.compile(r"\bmirrorfuzz finding (\S+)")
 """How the Atheris target's finding starts, in its worker's log (fuzz/fuzz_trace.py)."""
 QUICK_DEATH: Final = 10.0
 MAX_BACKOFF: Final = 30.0
@@ -166,8 +167,9 @@ class Pool:
         w.partial = lines.pop()
         for line in lines:
             w.tail.append(line)
-            if line.startswith(FINDING_LINE) and w.found is None:
-                w.found = line[len(FINDING_LINE):].strip() or "?"
+            said = FINDING_LINE.search(line) if w.found is None else None
+            if said is not None:  # "TraceFinding: mirrorfuzz finding SIGNATURE"
+                w.found = said.group(1)
             progress = parse_progress(line)
             if progress is None:
                 seen = parse_seen(line)

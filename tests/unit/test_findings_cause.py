@@ -90,7 +90,8 @@ def test_the_pool_records_an_atheris_finding_exit_as_a_finding(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from fuzz.campaign import pool as pool_module
 
-    script = ("import sys\nprint('mirrorfuzz finding violation/seq_protocol/subscription')\n"
+    script = ("import sys\nprint('TraceFinding: mirrorfuzz finding "
+              "violation/seq_protocol/subscription')\n"
               "for i in range(200): print('write P0', i, 1)\n"
               "print('==1== ERROR: libFuzzer: fuzz target exited'); sys.exit(77)")
     monkeypatch.setattr(pool_module, "atheris_command",
