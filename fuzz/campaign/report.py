@@ -45,6 +45,7 @@ from fuzz.campaign.stats import MAX_T
 from fuzz.errors import BadInput
 from fuzz.safeio import write_atomic
 from fuzz.trace import Comment, StepLine, Trace, TraceError, parse_trace
+from fuzz.windows import WindowCoverage
 
 KINDS: Final = ("start", "resume", "progress", "finding", "worker", "stop", "quarantine",
                  "seen")
@@ -67,6 +68,8 @@ class Progress:
     lines: float | None
     branches: float | None
     rss_mb: dict[str, float]
+    windows: float | None = None  # race windows reached (fuzz.windows)
+    windows_possible: float | None = None
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,7 @@ class Campaign:
     last_at: str | None = None
     quarantined: dict[str, str] = field(default_factory=dict)  # path -> why
     seen: dict[str, int] = field(default_factory=dict)  # signature -> later examples
+    windows: WindowCoverage | None = None  # race windows reached (OUT/coverage/windows.json)
 
 
 def _another(f: Finding, signature: str) -> None:
@@ -216,8 +220,10 @@ def _progress(r: dict[str, Any]) -> Progress:
     rss = r.get("rss_mb")
     rss_mb = {str(k): v for k, v in ((k, _num(v)) for k, v in
               (rss.items() if isinstance(rss, dict) else ())) if v is not None}
+    windows = r.get("windows")
+    windows = windows if isinstance(windows, dict) else {}
     return Progress(float(r["t"]), engines, _num(cov.get("lines")), _num(cov.get("branches")),
-                    rss_mb)
+                    rss_mb, _num(windows.get("reached")), _num(windows.get("possible")))
 
 
 def _inside(out: Path, rel: str) -> Path | None:
@@ -304,6 +310,9 @@ def load_campaign(out: str | Path) -> Campaign:
             c.quarantined[posixpath.normpath(_str(r.get("path")))] = _str(r.get("reason"))
         else:
             c.unknown += 1
+    from fuzz.campaign.coverage_pass import read_windows
+
+    c.windows = read_windows(out)
     quarantine = layout.path(out, layout.QUARANTINE)
     if quarantine.is_dir():
         for name in sorted(os.listdir(quarantine)):
@@ -397,6 +406,9 @@ def summary(c: Campaign) -> list[tuple[str, str]]:
         ("steps", f"{number(steps)} ({number(steps / per_s)}/s on average, "
                   f"{number(_last_rate(c, 'steps_per_s'))}/s last)"),
         ("coverage of model/", cov),
+        ("race windows reached", "not counted yet" if c.windows is None else
+         f"{len(c.windows.combos)} of {c.windows.possible} (op, window, intruding op) "
+         f"combinations possible in the {sum(c.windows.deepest.values())} windows seen"),
         ("findings", f"{_many(distinct, 'distinct cause')}, "
                      f"{_many(len(c.findings), 'repro file')}, {_many(examples, 'example')}"
                      + (f", {partial} not fully minimized" if partial else "")
@@ -489,6 +501,12 @@ def plots(c: Campaign) -> list[str]:
                    markers=marks),
         line_chart("steps per second, per engine", per_engine("steps_per_s"), t_max=t,
                    markers=marks),
+        line_chart("race windows reached: (op, window, intruding op), and possible so far",
+                   [Series("reached", [(p.t, p.windows) for p in c.progress
+                                       if p.windows is not None], step=True),
+                    Series("possible", [(p.t, p.windows_possible) for p in c.progress
+                                        if p.windows_possible is not None], step=True)],
+                   t_max=t, markers=marks, counts=True),
         line_chart("distinct finding causes (cumulative)",
                    [Series("findings", finding_points(c), step=True)], t_max=t, markers=marks,
                    counts=True),

@@ -18,8 +18,29 @@ from fuzz.campaign.report import (
     replay_command,
     summary,
 )
+from fuzz.windows import op_kinds
 
 # ---------------------------------------------------------------- rendering
+
+
+def window_rows(c: Campaign) -> list[list[str]]:
+    """(op, window, reached count, intruding ops reached) rows of the window table."""
+    if c.windows is None:
+        return []
+    kinds = len(op_kinds())
+    return [[op, str(k), f"{len(ops)}/{kinds}", ", ".join(ops) or "-"]
+            for op, k, ops in c.windows.table()]
+
+
+def window_section(c: Campaign) -> list[str]:
+    rows = window_rows(c)
+    p = ['</section><section id="windows"><h2>Race windows</h2>',
+         "<p>An op started while another thread is in window k of an op (after its k-th "
+         "yield). Rows: the windows seen; what has not been tried is visible.</p>"]
+    if not rows:
+        return [*p, "<p>Not counted yet.</p>"]
+    return [*p, _table(["op", "window", "intruding ops", "which"],
+                       [[escape(x) for x in row] for row in rows])]
 
 
 def details(f: Finding) -> list[str]:
@@ -110,6 +131,7 @@ def html_report(c: Campaign) -> str:
         if f.text is not None:
             p.append(f"<pre>{escape(_shown_trace(f))}</pre>")
         p.append("</div>")
+    p += window_section(c)
     p.append(f'</section><section id="workers"><h2>Worker events ({len(c.events)})</h2>')
     if c.events:
         p.append(_table(["when", "worker", "engine", "event", "detail"], [
@@ -170,6 +192,11 @@ def markdown_report(c: Campaign) -> str:
             shown = _shown_trace(f)
             fence = _fence(shown)
             md += [fence, shown, fence, ""]
+    rows = window_rows(c)
+    if rows:
+        md += ["## Race windows", "", "| op | window | intruding ops | which |",
+               "| --- | ---: | ---: | --- |"]
+        md += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(md).rstrip("\n") + "\n"
 
 

@@ -213,8 +213,17 @@ class Campaign:
                             "steps_per_s": round(e.steps_per_s, 1)}
                      for name, e in s.engines.items()},
             coverage=s.coverage, corpus=s.corpus, findings=s.findings,
+            windows=self.windows(),
             rss_mb={str(w.id): None if w.rss_mb is None else round(w.rss_mb, 1)
                     for w in s.workers})
+
+    def windows(self) -> dict[str, int] | None:
+        """Race windows reached and possible so far (fuzz.windows), if counted."""
+        from fuzz.campaign.coverage_pass import read_windows
+
+        found = read_windows(self.out)
+        return None if found is None else {"reached": len(found.combos),
+                                           "possible": found.possible}
 
     # ---------------------------------------------------------------- loop
 

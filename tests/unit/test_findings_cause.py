@@ -201,3 +201,25 @@ def test_stats_count_json_round_trip(tmp_path: Path) -> None:
     from fuzz.campaign.stats import read_stats
 
     assert totals(read_stats(tmp_path).lines).seen == {"a/b/c": 2}
+
+
+# ------------------------------------------------------------ race windows
+
+
+def test_race_windows_reached_are_read_off_a_judged_trace() -> None:
+    from fuzz.windows import WindowCoverage, reached
+
+    text = ("# mirrorfuzz-trace 1\nmmap P0 0 4 rw private\nopen P0 mirror\n"
+            "T1 = dread D0 0 4\nstep T1\nstep T1\nT2 = munmap P0 0 4\nstep T2\n"
+            "migrate P0 0 1\nrun T1\nrun T2\n")
+    trace = parse_trace(text)
+    verdict = run_trace(trace, impls.sides("both"), Settings())
+    combos, deepest = reached(trace.steps, verdict.results)
+    assert ("dread", 2, "munmap") in combos  # a CPU op inside a device op's window
+    assert ("munmap", 1, "migrate") in combos or ("dread", 2, "migrate") in combos
+    assert deepest["dread"] == 2
+    cov = WindowCoverage()
+    cov.add(combos, deepest)
+    again = WindowCoverage.from_json(json.loads(cov.to_json()))
+    assert again.combos == cov.combos and again.possible == cov.possible > len(combos)
+    assert ("dread", 1, []) in cov.table()
