@@ -11,9 +11,10 @@ repro twice and says both, as comments a user reads before the steps:
   those settings;
 * ``# first difference: line M (op), step S: ...`` followed by the
   differing fields side by side: the first finding when observations are
-  compared after every step (``mirrorfuzz replay``'s default), when that
-  comes before the consequence; otherwise ``# first difference: at the
-  consequence``.
+  compared after every step and the implementations' invariant checks are
+  off (:func:`first_difference`), when that comes before the consequence;
+  otherwise ``# first difference: at the consequence``.  The campaign names
+  a finding's cause by it (fuzz.campaign.findings).
 
 And one marker comment after each of those step lines (``# ^ ...``), so the
 lines are found in the trace itself.
@@ -46,8 +47,14 @@ def _message(finding: Finding) -> str:
 
 def first_difference(trace: Trace, sides: Sequence[tuple[str, Factory]],
                      settings: Settings) -> Finding | None:
-    """The first finding with observations compared after every step."""
-    return run_trace(trace, sides, replace(settings, observe_every=1)).finding
+    """Where the two sides' states first differ: the first finding with
+    observations compared after every step and the implementations' own
+    invariant checks off (a check names a consequence -- a stale commit, a
+    freed page still mapped -- of a difference that may have come earlier or
+    at the same step); with the checks on if the states never differ."""
+    every = replace(settings, observe_every=1)
+    found = run_trace(trace, sides, replace(every, checks=False)).finding
+    return found if found is not None else run_trace(trace, sides, every).finding
 
 
 def notes(trace: Trace, sides: Sequence[tuple[str, Factory]],
@@ -66,7 +73,7 @@ def notes(trace: Trace, sides: Sequence[tuple[str, Factory]],
     names = [name for name, _ in sides]
     top += [f"#   {row}" for row in diff.side_by_side(consequence.differences, names)]
     marks = {consequence.line: f"# ^ consequence: {consequence.signature}"}
-    first = first_difference(trace, sides, settings) if k != 1 else consequence
+    first = first_difference(trace, sides, settings)
     if first is None or (first.line, first.step) >= (consequence.line, consequence.step) \
             or first.signature == consequence.signature:
         top.append("# first difference: at the consequence")

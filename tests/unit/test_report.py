@@ -116,7 +116,8 @@ def test_report_plots_findings_and_summary(tmp_path: Path) -> None:
     assert (html_path, md_path) == (out / "report.html", out / "report.md")
     html, md = html_path.read_text(), md_path.read_text()
 
-    # five plots (race windows too); points: coverage from 6 of 7 progress records, rates from all 7,
+    # five plots (race windows too); points: coverage from 6 of 7 progress records,
+    # rates from all 7,
     # findings (0,0) + 2 signatures + the end
     assert html.count("<svg") == 5 and "<h2>Findings (2)</h2>" in html
     assert polylines(html) == {"lines": [6], "branches": [6], "hypothesis": [7, 7],
