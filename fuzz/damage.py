@@ -74,11 +74,13 @@ def notes(trace: Trace, sides: Sequence[tuple[str, Factory]],
     top += [f"#   {row}" for row in diff.side_by_side(consequence.differences, names)]
     marks = {consequence.line: f"# ^ consequence: {consequence.signature}"}
     first = first_difference(trace, sides, settings)
-    if first is None or (first.line, first.step) >= (consequence.line, consequence.step) \
-            or first.signature == consequence.signature:
+    if first is None or first.signature == consequence.signature:
         top.append("# first difference: at the consequence")
         return top, marks
-    top.append(f"# first difference: {_where(first, trace)}, step {first.step}: "
+    here, there = (first.line, first.step), (consequence.line, consequence.step)
+    when = "" if here < there else "at the consequence, " if here == there \
+        else "after the consequence (its check fired first), "
+    top.append(f"# first difference: {when}{_where(first, trace)}, step {first.step}: "
                f"{first.signature}" + ("" if first.differences else f": {_message(first)}"))
     top += [f"#   {row}" for row in diff.side_by_side(first.differences, names)]
     marks.setdefault(first.line, "# ^ the two sides' states first differ here")

@@ -384,6 +384,10 @@ class Findings:
                 repro.unlink(missing_ok=True)
             repro = first
             extra["duplicate"] = "true"
+            try:
+                lines = len(load_trace(str(first)).steps)
+            except TraceError:
+                pass
         elif repro is not None:
             self.causes[cause] = repro
         if repro is None:  # a known cause that has no repro any more: keep the raw example
