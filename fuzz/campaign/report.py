@@ -329,6 +329,8 @@ def load_campaign(out: str | Path) -> Campaign:
             f.error = "the finding record names no file"
         for signature in (f.signature, *f.also):
             f.examples += c.seen.get(signature, 0)
+            if signature in f.also:
+                f.also[signature] += c.seen.get(signature, 0)
     c.findings.sort(key=lambda f: (f.t is None, f.t or 0.0, f.name))
     c.progress.sort(key=lambda p: p.t)
     return c

@@ -230,3 +230,51 @@ def test_race_windows_reached_are_read_off_a_judged_trace() -> None:
     again = WindowCoverage.from_json(json.loads(cov.to_json()))
     assert again.combos == cov.combos and again.possible == cov.possible > len(combos)
     assert ("dread", 1, []) in cov.table()
+
+
+# ------------------------------------------------------------- the report
+
+
+def test_the_report_shows_one_finding_per_cause_with_its_examples(tmp_path: Path) -> None:
+    from fuzz.campaign.report import write_report
+    from fuzz.corpus import save_repro
+    from fuzz.windows import WindowCoverage
+
+    out = tmp_path / "camp"
+    (out / "coverage").mkdir(parents=True)
+    (out / layout.CONFIG).write_text(json.dumps({"time_s": 60, "jobs": 2, "engine": "both"}))
+    repro = save_repro(out / layout.FINDINGS, parse_trace(
+        "# mirrorfuzz-trace 1\n# signature: violation/seq_protocol/subscription\n"
+        "# cause: divergence/observation/devices.table\n"
+        "# judged-with: observations compared every 8 steps (mirrorfuzz replay "
+        "--observe-every 8)\nmmap P0 0 1 rw private => ok\n"))
+    name = repro.relative_to(out).as_posix()
+    cause = "divergence/observation/devices.table"
+
+    def rec(kind: str, t: float, **fields: object) -> str:
+        return json.dumps({"kind": kind, "t": t, "at": "2026-01-01T00:00:00Z", **fields})
+
+    lines = [rec("start", 0, config={}),
+             rec("worker", 5, worker=1, engine="atheris", event="finding",
+                 detail="exit 77: violation/seq_protocol/subscription"),
+             rec("finding", 6, signature="violation/seq_protocol/subscription", cause=cause,
+                 path=name, raw="findings/raw/a.trace", engine="atheris", worker=1, lines=1,
+                 seconds=2.5, partial="true"),
+             rec("finding", 9, signature="violation/no_use_after_free/device", cause=cause,
+                 path=name, raw="findings/raw/b.trace", engine="atheris", worker=1, lines=1,
+                 duplicate="true"),
+             rec("seen", 10, counts={"violation/seq_protocol/subscription": 3,
+                                     "violation/no_use_after_free/device": 2}),
+             rec("stop", 60, reason="time")]
+    (out / layout.STATS).write_text("".join(line + "\n" for line in lines))
+    windows = WindowCoverage({("dread", 1, "munmap")}, {"dread": 2})
+    (out / "coverage" / "windows.json").write_text(windows.to_json())
+    _, md_path = write_report(out)
+    md = md_path.read_text()
+    assert "1 distinct cause, 1 repro file, 7 examples, 1 not fully minimized" in md
+    assert "after a finding 1, crashed 0" in md
+    assert "examples met: 7; also seen as violation/no_use_after_free/device (3)" in md
+    assert "minimization: partial (stopped by its time limit), 2.5 s" in md
+    assert "--observe-every 8" in md
+    assert "| dread | 1 | 1/" in md and "| dread | 2 | 0/" in md
+    assert "1 of " in md and "race windows reached" in md
