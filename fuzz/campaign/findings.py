@@ -158,6 +158,7 @@ class Findings:
         self.observe = observe or {}  # engine -> the observation period it judges with
         self.parallel = max(1, parallel)
         self.limit = MINIMIZE_LIMIT
+        self.finish_by: float | None = None  # when a coming stop stops waiting (monotonic)
         self.seen: dict[str, int] = dict(seen or {})  # cause -> later examples
         self.seen_recorded = dict(self.seen)
         self.seen_at = 0.0
@@ -298,7 +299,10 @@ class Findings:
             self.running.remove(run)
             self._finish(run.job, run.result, now - run.started)
         while self.queue and len(self.running) < self.parallel:
-            self._start(self.queue.pop(0), self.limit)
+            limit = self.limit
+            if self.finish_by is not None:  # a stop is coming: what is left of its wait
+                limit = max(1.0, min(limit, self.finish_by - now - GRACE))
+            self._start(self.queue.pop(0), limit)
 
     def _start(self, job: Job, limit: float) -> None:
         result = self.raw_dir / f".{job.raw.stem}.result.json"
@@ -326,10 +330,10 @@ class Findings:
     def wind_down(self, seconds: float) -> None:
         """A stop is coming within ``seconds``: no minimization may run past it
         (one past its limit is asked, by SIGTERM, to save what it has)."""
-        self.limit = max(1.0, min(self.limit, seconds - GRACE))
         now = time.monotonic()
+        self.finish_by = now + seconds
         for run in self.running:
-            run.limit = min(run.limit, now - run.started + self.limit)
+            run.limit = min(run.limit, now - run.started + max(1.0, seconds - GRACE))
 
     def stop(self) -> None:
         """Stop running minimizations (they are done again on resume)."""

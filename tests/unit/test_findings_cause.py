@@ -278,3 +278,32 @@ def test_the_report_shows_one_finding_per_cause_with_its_examples(tmp_path: Path
     assert "--observe-every 8" in md
     assert "| dread | 1 | 1/" in md and "| dread | 2 | 0/" in md
     assert "1 of " in md and "race windows reached" in md
+
+
+def test_a_coming_stop_bounds_every_minimization(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+
+    from fuzz.campaign import findings as findings_module
+    from fuzz.campaign.findings import GRACE, Job, Running
+
+    findings = Findings(tmp_path, None, lambda kind, **f: None, lambda text: None, parallel=2)
+    limits: list[float] = []
+    monkeypatch.setattr(findings, "_start", lambda job, limit: limits.append(limit))
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        findings.running.append(Running(Job(tmp_path / "r.trace", "a/b/c", "atheris", 0),
+                                        sleeper, time.monotonic(), tmp_path / "r.json", 40.0))
+        findings.queue.append(Job(tmp_path / "q.trace", "d/e/f", "hypothesis", 1))
+        findings.wind_down(GRACE + 1.5)
+        monkeypatch.setattr(findings_module, "save_unminimized",
+                            lambda out, raw, mutant: tmp_path / "saved.trace")
+        findings.poll()
+        assert limits and limits[0] <= 1.5  # queued: only what is left of the wait
+        assert findings.running[0].limit <= 1.6
+        time.sleep(1.8)
+        findings.poll()
+        assert sleeper.poll() is not None or findings.running[0].asked  # told to stop
+    finally:
+        sleeper.kill()
+        sleeper.wait()
