@@ -507,7 +507,7 @@ def test_a_raw_finding_that_cannot_be_saved_is_quarantined(tmp_path: Path) -> No
     findings = Findings(out, None, lambda kind, **f: records.append(kind), lambda _: None)
     raw = out / layout.RAW / "x.trace"
     raw.write_text("# mirrorfuzz-trace 1\n# signature: violation/x/y\nbad line\n")
-    findings._finish(Job(raw, "violation/x/y", "hypothesis", 0), out / "no-result.json")
+    findings._finish(Job(raw, "violation/x/y", "hypothesis", 0), out / "no-result.json", 0.0)
     assert records == ["quarantine"] and not raw.exists()
     assert (out / layout.QUARANTINE / "x.trace").is_file()
 
