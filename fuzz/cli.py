@@ -20,6 +20,7 @@ from typing import Any, NoReturn, TextIO
 
 from fuzz import contracts, impls, plugins, validate
 from fuzz.corpus import check_corpus, corpus_traces, walk_traces
+from fuzz.damage import annotate
 from fuzz.errors import BadInput, check_mutant
 from fuzz.executor import Settings, Verdict, run_trace
 from fuzz.minimize import DEFAULT_MAX_RUNS, NoFinding, Stats, minimize_file
@@ -126,8 +127,8 @@ def cmd_minimize(args: argparse.Namespace) -> int:
     original = load_trace(source)
     plugins.check_headers(original.headers, str(source))
     sides = impls.sides(args.impl)
-    settings = Settings(observe_every=1, budget=args.budget, mutant=args.mutant,
-                        contract=args.contract)
+    settings = Settings(observe_every=args.observe_every, budget=args.budget,
+                        mutant=args.mutant, contract=args.contract)
     stats = Stats()
     try:
         repro = minimize_file(source, sides, settings, max_runs=args.max_runs, stats=stats,
@@ -137,6 +138,7 @@ def cmd_minimize(args: argparse.Namespace) -> int:
         print(f"mirrorfuzz: {source}: no finding on {names}, nothing to minimize",
               file=sys.stderr)
         return EXIT_FOUND
+    repro = annotate(repro, sides, settings)  # the first state difference, the consequence
     try:
         write_atomic(output, format_trace(repro))
     except OSError as exc:
@@ -211,6 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
     _contract_option(mini)
     mini.add_argument("--max-runs", type=_positive, default=DEFAULT_MAX_RUNS, metavar="N",
                       help=f"stop after N trace runs (default {DEFAULT_MAX_RUNS})")
+    mini.add_argument("--observe-every", type=_positive, default=1, metavar="K",
+                      help="judge as an engine observing every K steps does, keeping the "
+                           "signature it found (0: only at the end; default 1)")
     plugins.add_option(mini)
     mini.set_defaults(func=cmd_minimize)
 

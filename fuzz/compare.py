@@ -56,6 +56,7 @@ class Cell:
 
     findings: dict[str, float] = field(default_factory=dict)  # signature -> CPU s to first
     repros: dict[str, str] = field(default_factory=dict)  # signature -> trace text
+    ops: dict[str, str] = field(default_factory=dict)  # signature -> the op it came in
     violations: int = 0  # traces in which userspace broke the contract
 
 
@@ -100,6 +101,7 @@ def _judge(run: DriverRun, trace: Trace, verdict: Verdict, t: float) -> None:
         for f in found[:1]:
             if f.signature not in cell.findings:
                 cell.findings[f.signature] = t
+                cell.ops[f.signature] = f.op
                 cell.repros[f.signature] = format_trace(with_headers(trace, {
                     "signature": f.signature, "title": f"compare: {run.kind} under {contract}"}))
                 run.timeline.setdefault(contract, []).append((t, len(cell.findings)))
@@ -172,7 +174,8 @@ def html(runs: list[DriverRun], seed: int) -> str:
         for r in runs)
     finding_rows = "".join(
         f"<tr><td>{escape(r.kind)}</td><td>{escape(c)}</td><td>{len(cell.findings)}</td>"
-        f"<td>{escape(', '.join(sorted(cell.findings)) or '-')}</td>"
+        f"<td>{escape(', '.join(f'{sig} ({cell.ops[sig]})' for sig in sorted(cell.findings)))}"
+        "</td>"
         f"<td>{cell.violations if c != 'hmm' else '-'}</td></tr>"
         for r in runs for c, cell in sorted(r.cells.items()))
     return (f"<!doctype html><html><head><meta charset=utf-8><title>mirrorfuzz compare</title>"

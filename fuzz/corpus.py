@@ -14,8 +14,9 @@ first:
 * it reads and parses (SPEC §2; the parser's line is reported);
 * it has at least one step line, and ``=> expected`` on every step line;
 * seeds and conformance traces have a ``# title:`` header;
-* repros have a ``# signature:`` header ``kind/detail/op``, kind being
-  ``divergence``, ``violation``, ``exception`` or ``budget`` (SPEC §8.4).
+* repros have a ``# signature:`` header ``kind/detail/object`` (or the older
+  ``kind/detail/op``), kind being ``divergence``, ``violation``,
+  ``exception`` or ``budget`` (SPEC §8.4).
 
 Naming and saving repros:
 
@@ -92,7 +93,7 @@ def trace_problems(path: Path, kind: str) -> list[Problem]:
             found.append(Problem(path, 1, "a repro needs a '# signature:' header"))
         elif SIGNATURE_RE.fullmatch(sig) is None:
             found.append(Problem(path, _header_line(path, "signature"),
-                                 f"signature {sig!r} is not kind/detail/op with kind one of "
+                                 f"signature {sig!r} is not kind/detail/object with kind one of "
                                  + ", ".join(FINDING_KINDS)))
     return sorted(found, key=lambda p: p.line)
 

@@ -15,9 +15,18 @@ exception      the exception's type name                  an implementation
 budget         the implementation's name                  its page-op count
 =============  =========================================  ===================
 
-The signature is ``kind/detail/op``, ``op`` being the keyword of the op in
-the step where the finding appeared (for a deadlock or livelock, the
-thread's op).  Running stops at the first finding: what follows it is noise.
+The signature names the cause, ``kind/detail/object`` (fuzz.diff): the
+object is what the broken rule is about, not the op that happened to show
+it, so that one bug gives one signature -- the kind of object a violated
+invariant's message names (``process``, ``device``, ``subscription`` ...;
+``deadlock`` or ``livelock`` for liveness), the object kind and field of the
+first differing observation field (``devices.table``), the function an
+exception was raised in (``module.function``), ``page_ops`` for a budget;
+for a result divergence the op is the object (its result is what differs).
+``op_signature`` is the older ``kind/detail/op`` (``op`` being the keyword
+of the op in the step where the finding appeared; for a deadlock or
+livelock, the thread's op), which repros saved before keep in their
+headers.  Running stops at the first finding: what follows it is noise.
 
 A line's ``=> expected`` annotation that a side does not reproduce is a
 **mismatch**, reported beside the findings (replay fails on either).
@@ -41,7 +50,7 @@ from dataclasses import dataclass, field, fields, replace
 from functools import partial
 from typing import TypeVar
 
-from fuzz import contracts
+from fuzz import contracts, diff
 from fuzz.oracle import Oracle
 from fuzz.trace import StepLine, Trace
 from model.interface import INVARIANT_NUMBERS, Config, Factory, Implementation
@@ -77,15 +86,28 @@ class Finding:
     step: int  # thread steps taken so far, this one included
     message: str
     sides: tuple[tuple[str, str], ...] = ()  # (implementation, what it gave)
+    obj: str = ""  # what the broken rule is about (the op when empty)
+    differences: tuple[diff.Difference, ...] = ()  # of an observation divergence
     contract: str = contracts.DEFAULT  # the contract it breaks (fuzz/contracts.py)
 
     @property
     def signature(self) -> str:
+        """The cause: ``kind/detail/object``."""
+        return f"{self.kind}/{self.detail}/{self.obj or self.op}"
+
+    @property
+    def op_signature(self) -> str:
+        """The older ``kind/detail/op`` form."""
         return f"{self.kind}/{self.detail}/{self.op}"
 
     def __str__(self) -> str:
-        where = f"line {self.line}, step {self.step}"
+        where = f"line {self.line}, step {self.step}, in {self.op}"
         text = f"{self.signature} at {where}: {self.message}"
+        if self.differences:
+            names = [name for name, _ in self.sides]
+            for row in diff.side_by_side(self.differences, names):
+                text += f"\n    {row}"
+            return text
         for name, got in self.sides:
             text += f"\n    {name}: {got}"
         return text
@@ -188,9 +210,10 @@ class _Run:
     # -------------------------------------------------------------- findings
 
     def _find(self, kind: str, detail: str, message: str,
-              sides: Sequence[tuple[str, str]] = ()) -> None:
+              sides: Sequence[tuple[str, str]] = (), obj: str = "",
+              differences: Sequence[diff.Difference] = ()) -> None:
         finding = Finding(kind, detail, self.op_kw, self.line, self.verdict.steps, message,
-                          tuple(sides), self.settings.contract)
+                          tuple(sides), obj, tuple(differences), self.settings.contract)
         if self.verdict.broken is not None and kind != "exception":
             self.verdict.excused.append(finding)  # a contract violation, not a finding
         else:
@@ -205,8 +228,11 @@ class _Run:
         except Exception as exc:  # an implementation crashed: a finding
             tb = traceback.extract_tb(exc.__traceback__)
             where = f" at {tb[-1].filename}:{tb[-1].lineno}" if tb else ""
+            function = (f"{tb[-1].filename.rsplit('/', 1)[-1].removesuffix('.py')}."
+                        f"{tb[-1].name}") if tb else "?"
             self._find("exception", type(exc).__name__, f"{name} raised {exc!r}{where}",
-                       [(name, "".join(traceback.format_exception_only(exc)).strip())])
+                       [(name, "".join(traceback.format_exception_only(exc)).strip())],
+                       obj=function.replace("<", "").replace(">", "").replace(" ", "_"))
             raise AssertionError("unreachable") from exc
 
     def _all(self, fn: Callable[[Implementation], T]) -> list[T]:
@@ -261,14 +287,16 @@ class _Run:
             used = self._call(impl.name, impl.page_ops)
             if used > self.settings.budget:
                 self._find("budget", impl.name,
-                           f"{used} page ops in one step (budget {self.settings.budget})")
+                           f"{used} page ops in one step (budget {self.settings.budget})",
+                           obj="page_ops")
         out = outs[0]
         if not isinstance(out, Blocked | Err):
             self.oracle.stepped(name)
         if isinstance(out, Done) and op is not None:
             problems = self.oracle.completed(name, op, out.result, lookup)
             if problems:
-                self._find("violation", problems[0].invariant, str(problems[0]))
+                self._find("violation", problems[0].invariant, str(problems[0]),
+                           obj=diff.object_kind(str(problems[0])))
         if isinstance(out, Done | Err):
             self.thread_ops.pop(name, None)
         if not isinstance(out, Blocked | Err):
@@ -286,7 +314,9 @@ class _Run:
             found.sort()
             _, invariant, name, detail = found[0]
             self._find("violation", invariant, f"{name}: {detail}",
-                       [(n, f"{i}: {d}") for _, i, n, d in found])
+                       [(n, f"{i}: {d}") for _, i, n, d in found],
+                       obj=diff.object_kind(detail) if invariant != "liveness"
+                       else "livelock")
 
     def _livelock(self, name: str, *, done: bool) -> None:
         self.last_runner = name
@@ -296,7 +326,8 @@ class _Run:
         fails = self._call(first.name, lambda: first.failed_commits(name)) - self.commit_base[name]
         if fails > LIVELOCK_COMMITS:
             self._find("violation", "liveness",
-                       f"livelock: {name} failed {fails} commits with no other thread running")
+                       f"livelock: {name} failed {fails} commits with no other thread running",
+                       obj="livelock")
 
     def _after_step(self, *, last: bool = False, changed: bool = True) -> None:
         """Compare observations every K starts and steps that were not
@@ -314,8 +345,10 @@ class _Run:
         observations = self._all(lambda impl: impl.observe())
         for impl, obs in zip(self.impls[1:], observations[1:], strict=True):
             if obs != observations[0]:
-                self._find("divergence", "observation", describe_difference(observations[0], obs),
-                           [(self.impls[0].name, "see message"), (impl.name, "differs")])
+                found = diff.differences(observations[0], obs)
+                self._find("divergence", "observation", diff.summary(found),
+                           [(self.impls[0].name, "see the table"), (impl.name, "differs")],
+                           obj=diff.cause_field(found), differences=found)
 
     def _drive(self, name: str, *, plain: bool) -> LineResult:
         for _ in range(self.settings.max_line_steps):
@@ -327,7 +360,8 @@ class _Run:
             if isinstance(out, Err):
                 return out
         self._find("violation", "liveness",
-                   f"livelock: {name} took {self.settings.max_line_steps} steps without finishing")
+                   f"livelock: {name} took {self.settings.max_line_steps} steps without finishing",
+                   obj="livelock")
         raise AssertionError("unreachable")
 
     # ----------------------------------------------------------------- lines
@@ -367,13 +401,15 @@ class _Run:
             if all_blocked and not self._call(first.name, first.active_jobs):
                 break
         else:
-            self._find("violation", "liveness", "livelock: the drain does not settle")
+            self._find("violation", "liveness", "livelock: the drain does not settle",
+                       obj="livelock")
         live = sorted(self._call(first.name, first.live_threads), key=thread_order)
         if live:
             op = self.thread_ops.get(live[0])
             self.op_kw = op_keyword(op) if op is not None else "-"
             self._find("violation", "liveness",
-                       f"deadlock: {', '.join(live)} still blocked after the drain")
+                       f"deadlock: {', '.join(live)} still blocked after the drain",
+                       obj="deadlock")
 
     def run(self) -> Verdict:
         config = Config(frames=self.trace.frames, device_frames=self.trace.device_frames,

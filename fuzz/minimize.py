@@ -12,7 +12,13 @@ Rules this module enforces:
 * **Deterministic.**  No randomness and no clock: the same trace and judge
   give the same output and the same number of judge runs.  Judge results are
   cached by candidate text; only real judge calls count against ``max_runs``
-  (when they run out, the smallest trace so far is returned).
+  (when they run out, the smallest trace so far is returned).  A caller's
+  ``stop`` (a time limit) ends it the same way, before the next judge call:
+  the smallest trace so far, ``Stats.partial`` set.
+* **The engine's signature.**  :func:`minimize_file` keeps the signature the
+  original gives under the judge settings it is given (those the engine
+  found it with): a cheap first pass is used only when its result still
+  gives that signature, never another one.
 * **Named passes, to a fixed point** (:data:`PASSES`), each a list of
   candidates tried in a fixed order:
 
@@ -90,6 +96,7 @@ class Stats:
     rounds: int = 0  # rounds of all passes
     accepted: dict[str, int] = field(default_factory=dict)  # pass -> accepted candidates
     exhausted: bool = False  # max_runs was reached
+    partial: bool = False  # the caller's stop (a time limit) ended it
     lines_before: int = 0
     lines_after: int = 0
 
@@ -155,10 +162,12 @@ def _other_values(name: str, value: object, optional: bool, op: Op) -> list[obje
 
 
 class _Minimizer:
-    def __init__(self, judge: Judge, trace: Trace, max_runs: int, stats: Stats) -> None:
+    def __init__(self, judge: Judge, trace: Trace, max_runs: int, stats: Stats,
+                 stop: Callable[[], bool] | None = None, target: str | None = None) -> None:
         self.judge = judge
         self.max_runs = max_runs
         self.stats = stats
+        self.stop = stop
         self.cache: dict[str, str | None] = {}
         self.current = trace
         self.target = judge(trace)  # the original always runs, whatever max_runs says
@@ -166,6 +175,8 @@ class _Minimizer:
         self.cache[format_trace(trace)] = self.target
         if self.target is None:
             raise NoFinding(f"{trace.path}: the trace has no finding to minimize")
+        if target is not None and self.target != target:
+            raise NoFinding(f"{trace.path}: the trace gives {self.target}, not {target}")
         stats.signature = self.target
 
     def _judge(self, trace: Trace) -> str | None:
@@ -174,6 +185,9 @@ class _Minimizer:
             self.stats.cached += 1
             return self.cache[text]
         if self.stats.runs >= self.max_runs:
+            raise _OutOfRuns
+        if self.stop is not None and self.stop():
+            self.stats.partial = True
             raise _OutOfRuns
         self.stats.runs += 1
         result = self.judge(trace)
@@ -458,15 +472,17 @@ FIRST_PASS_RUNS: Final = 2
 
 
 def minimize(trace: Trace, judge: Judge, *, max_runs: int = DEFAULT_MAX_RUNS,
-             stats: Stats | None = None) -> Trace:
+             stats: Stats | None = None, stop: Callable[[], bool] | None = None,
+             target: str | None = None) -> Trace:
     """The smallest trace the passes reach whose first finding is ``judge(trace)``.
 
     ``judge`` runs a candidate and gives the signature of its first finding,
-    or ``None``.  :class:`NoFinding` if ``judge(trace)`` is ``None``.
+    or ``None``.  :class:`NoFinding` if ``judge(trace)`` is ``None`` (or is
+    not ``target``, when given).  ``stop()`` true ends it early (partial).
     """
     stats = stats if stats is not None else Stats()
     stats.lines_before = len(trace.steps)
-    result = _Minimizer(judge, trace, max_runs, stats).run()
+    result = _Minimizer(judge, trace, max_runs, stats, stop, target).run()
     stats.lines_after = len(result.steps)
     return result
 
@@ -479,28 +495,11 @@ def judge_for(sides: Sequence[tuple[str, Factory]], settings: Settings) -> Judge
     return judge
 
 
-def _final_pass(original: Trace, start: Trace, judge: Judge, max_runs: int, stats: Stats,
-                cheap_signature: str | None) -> Trace:
-    """Minimize under the final judge, from ``start``.  When a cheap first
-    pass left ``start`` with ``cheap_signature`` and the final judge gives it
-    the same, ``start`` is kept as it is (``stats`` record that one run)."""
-    if cheap_signature is not None and judge(start) == cheap_signature:
-        stats.signature = cheap_signature
-        stats.runs += 1
-        stats.lines_after = len(start.steps)
-        return start
-    try:
-        return minimize(start, judge, max_runs=max_runs, stats=stats)
-    except NoFinding:
-        if start is original:
-            raise
-        return minimize(original, judge, max_runs=max_runs, stats=stats)
-
-
 def minimize_file(path: str | Path, sides: Sequence[tuple[str, Factory]], settings: Settings,
                   *, found_by: str, max_runs: int = DEFAULT_MAX_RUNS,
                   stats: Stats | None = None, today: date | None = None,
-                  first: Settings | None = None) -> Trace:
+                  first: Settings | None = None,
+                  stop: Callable[[], bool] | None = None) -> Trace:
     """The repro of the trace file at ``path``: minimized, with headers and results.
 
     With ``first`` (cheaper settings, such as observing only at the end), a
@@ -518,18 +517,28 @@ def minimize_file(path: str | Path, sides: Sequence[tuple[str, Factory]], settin
     """
     stats = stats if stats is not None else Stats()
     original = load_trace(str(path))
-    start, cheap_signature = original, None
+    final = judge_for(sides, settings)
+    target = final(original)  # the engine's signature, under the settings it was found with
+    if target is None:
+        raise NoFinding(f"{path}: the trace has no finding to minimize")
+    small: Trace | None = None
     if first is not None:
         cheap = Stats()
         try:
             start = minimize(original, judge_for(sides, first),
-                             max_runs=FIRST_PASS_RUNS * max_runs, stats=cheap)
-            cheap_signature = cheap.signature
+                             max_runs=FIRST_PASS_RUNS * max_runs, stats=cheap, stop=stop)
         except NoFinding:
-            pass
+            start = original
         stats.cheap_runs += cheap.runs
-    small = _final_pass(original, start, judge_for(sides, settings), max_runs, stats,
-                        cheap_signature)
+        stats.partial |= cheap.partial
+        if start is not original and final(start) == target:  # else the cheap pass slipped
+            small = start
+            stats.runs += 1
+            stats.signature = target
+            stats.lines_after = len(small.steps)
+    if small is None:
+        small = minimize(original, final, max_runs=max_runs, stats=stats, stop=stop,
+                         target=target)
     stats.lines_before = len(original.steps)
     assert stats.signature is not None
     results = run_trace(small, list(sides)[:1], settings).results
@@ -542,5 +551,6 @@ def minimize_file(path: str | Path, sides: Sequence[tuple[str, Factory]], settin
         headers.append(("driver", drivers))
     headers += [("title", f"minimized: {title}"), ("signature", stats.signature),
                 ("found-by", found_by)]
-    body = (Comment(f"# minimized: {day}"), *small.body)
+    done = f"partial ({stats.runs} runs, stopped by its time limit)" if stats.partial else day
+    body = (Comment(f"# minimized: {done}"), *small.body)
     return Trace(tuple(headers), body, str(path))

@@ -14,6 +14,11 @@ stopped early loses only its own work.  One pass replays for at most
 
 With no ``coverage`` package installed, :func:`available` is false and the
 campaign reports coverage as null.
+
+The same pass counts race windows reached (fuzz.windows): each replayed
+entry's (op, window, intruding op) combinations are added to
+``OUT/coverage/windows.json``, and the summary gains ``windows_reached`` and
+``windows_possible``.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from fuzz import safeio
 from fuzz.campaign import layout
@@ -34,9 +39,13 @@ from fuzz.campaign.procs import REPO, child_env, kill, spawn
 from fuzz.corpus import write_atomic
 from fuzz.errors import BadInput
 
+if TYPE_CHECKING:
+    from fuzz.windows import WindowCoverage
+
 COVERAGE_DIR: Final = "coverage"
 SUMMARY: Final = "summary.json"
 DONE: Final = "replayed.txt"
+WINDOWS: Final = "windows.json"
 BUDGET: Final = 60.0
 EVERY: Final = 30.0
 """Seconds between the end of one pass and the start of the next."""
@@ -72,6 +81,18 @@ def read_summary(out: Path) -> dict[str, float] | None:
         return None
 
 
+def read_windows(out: Path) -> WindowCoverage | None:
+    """The race windows reached so far (None: none counted yet, or unreadable)."""
+    from fuzz.windows import WindowCoverage
+
+    path = layout.path(out, COVERAGE_DIR) / WINDOWS
+    try:
+        return WindowCoverage.from_json(
+            safeio.loads_json(safeio.read_bytes(path, limit=safeio.MAX_STATS_BYTES)))
+    except (BadInput, ValueError):
+        return None
+
+
 def run_pass(out: Path, mutant: str | None, budget: float) -> dict[str, Any]:
     import coverage
 
@@ -90,9 +111,13 @@ def run_pass(out: Path, mutant: str | None, budget: float) -> dict[str, Any]:
         pass  # a data file cut short by a kill: start again
     todo = [p for p in entries(out) if _key(out, p) not in done]
     deadline = time.monotonic() + budget
+    from fuzz.windows import WindowCoverage, reached
+
+    windows = read_windows(out) or WindowCoverage()
     cov.start()
     try:
         from fuzz import fuzz_trace
+        from fuzz.codec import decode
         from fuzz.executor import run_trace
         from fuzz.trace import TraceError
 
@@ -100,28 +125,28 @@ def run_pass(out: Path, mutant: str | None, budget: float) -> dict[str, Any]:
         for path in todo:
             if time.monotonic() > deadline:
                 break
-            if path.suffix == ".trace":
-                try:
+            try:
+                if path.suffix == ".trace":
                     trace = safeio.load_trace(path)
-                except TraceError:
-                    continue
-                run_trace(trace, fuzz_trace._implementations(),
-                          fuzz_trace.current().settings())
-            else:
-                try:
-                    fuzz_trace.TestOneInput(safeio.read_bytes(path, limit=1 << 20))
-                except (fuzz_trace.TraceFinding, OSError, BadInput):
-                    pass
+                else:  # decoded and run as the Atheris target runs it
+                    trace = decode(safeio.read_bytes(path, limit=1 << 20))
+            except (TraceError, OSError, BadInput):
+                continue
+            verdict = run_trace(trace, fuzz_trace._implementations(),
+                                fuzz_trace.current().settings())
+            windows.add(*reached(trace.steps, verdict.results))
             done.add(_key(out, path))
     finally:
         cov.stop()
     cov.save()
+    write_atomic(state / WINDOWS, windows.to_json())
     report = state / "coverage.json"
     cov.json_report(outfile=str(report))
     totals = json.loads(report.read_text("utf-8"))["totals"]
     summary = {"lines": round(float(totals["percent_statements_covered"]), 2),
                "branches": round(float(totals.get("percent_branches_covered", 0.0)), 2),
-               "entries": len(done)}
+               "entries": len(done), "windows_reached": len(windows.combos),
+               "windows_possible": windows.possible}
     write_atomic(done_path, "".join(f"{k}\n" for k in sorted(done)))
     write_atomic(state / SUMMARY, json.dumps(summary) + "\n")
     return summary

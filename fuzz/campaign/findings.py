@@ -1,22 +1,33 @@
-"""A campaign's findings: dedup by signature, the raw example first, then a
+"""A campaign's findings: dedup by cause, the raw example first, then a
 minimized repro, then the ``finding`` statistics line.
 
 Rules this module enforces, in this order for each new signature:
 
-1. **Dedup by signature**: a finding trace a worker left in
-   ``OUT/workers/ID/findings/`` whose ``# signature:`` is already in
-   ``OUT/findings/raw/`` is dropped.
+1. **Dedup by cause**: a finding trace a worker left in
+   ``OUT/workers/ID/findings/`` whose ``# signature:`` (the cause,
+   ``kind/detail/object``: fuzz.executor) is already in ``OUT/findings/raw/``
+   is dropped and counted on that cause (:attr:`Findings.seen`, with the
+   examples the workers report having skipped: a ``seen`` statistics line
+   of the totals every few seconds when they changed; the report shows
+   them).  It is not minimized again.
 2. **The raw example is written atomically before anything else**, into
    ``OUT/findings/raw/`` with ``found-by`` (``campaign ENGINE worker ID``)
    and the comments ``# found-at: ISO`` and ``# mutant: NAME``; only then is
    the worker's file removed.  A kill at any moment loses nothing.
-3. **Minimizing runs in a separate, niced process** (``python -m
-   fuzz.campaign.findings RAW ...``: ``fuzz.minimize`` with the mutant on and
-   a run cap, observing every step as ``mirrorfuzz replay`` does), one at a
-   time, with a wall-clock cap after which the raw example itself is saved
-   as the repro; the coordinator keeps polling meanwhile.  The repro is
-   saved by ``fuzz.corpus.save_repro`` into ``OUT/findings/``.
-4. **Then** the ``finding`` line is appended to ``stats.jsonl``.
+3. **Minimizing runs in separate, niced processes** (``python -m
+   fuzz.campaign.findings RAW ...``: ``fuzz.minimize`` with the mutant on, a
+   run cap and **the judge settings the engine found it with** -- its
+   observation period -- so that the repro keeps the engine's signature),
+   up to :attr:`Findings.parallel` at a time, each with a time limit
+   (:data:`MINIMIZE_LIMIT`) after which it saves the smallest trace so far
+   marked ``# minimized: partial``; one that does not stop
+   :data:`GRACE` seconds later is killed and the raw example saved as the
+   repro (``# minimized: no``).  The repro is annotated (fuzz.damage) with
+   the earliest point where the two sides' states differ and the
+   consequence; it is saved by ``fuzz.corpus.save_repro`` into
+   ``OUT/findings/``.  The coordinator keeps polling meanwhile.
+4. **Then** the ``finding`` line is appended to ``stats.jsonl`` (with the
+   minimization's ``seconds`` and whether it was ``partial``).
 
 On ``--resume``, a raw example without a repro is minimized again, and a
 repro without its ``finding`` line gets the line.  A raw example that cannot
@@ -34,10 +45,12 @@ import argparse
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -53,8 +66,14 @@ from fuzz.trace import Comment, Trace, TraceError, format_trace
 
 MAX_RUNS: Final = 2000
 """Trace runs one minimization may take."""
-MINIMIZE_TIMEOUT: Final = 300.0
-"""Seconds after which a minimization is stopped and the raw example saved as is."""
+MINIMIZE_LIMIT: Final = 40.0
+"""Seconds after which a minimization saves the smallest trace so far (partial)."""
+GRACE: Final = 10.0
+"""Seconds past its limit after which a minimization is killed and the raw example saved."""
+PARALLEL: Final = 2
+"""Minimizations at a time, at least (more with more workers: half of them)."""
+SEEN_EVERY: Final = 10.0
+"""Seconds between ``seen`` statistics lines (only when the counts changed)."""
 SETTLE: Final = 1.0
 """Seconds a running worker's finding file must be left alone before it is taken."""
 _FOUND_BY = re.compile(r"campaign (\w+) worker (\d+)")
@@ -74,6 +93,11 @@ def signature_of(path: Path) -> str | None:
     return None
 
 
+def cause_of(path: Path) -> str | None:
+    """A repro's cause (its ``# cause:`` comment), else its signature."""
+    return _notes(path).get("cause") or signature_of(path)
+
+
 def known_signatures(out: Path) -> set[str]:
     """The signatures of the raw examples of ``OUT``."""
     raw = layout.path(out, layout.RAW)
@@ -90,7 +114,7 @@ def _notes(path: Path) -> dict[str, str]:
     notes: dict[str, str] = {}
     head = safeio.read_head(path, 8192)
     for line in (head or b"").decode("utf-8", errors="replace").split("\n")[:20]:
-        match = re.match(r"# (found-at|mutant|found-by): (.*)$", line)
+        match = re.match(r"# (found-at|mutant|found-by|cause): (.*)$", line)
         if match:
             notes.setdefault(match.group(1), match.group(2).strip())
     return notes
@@ -104,11 +128,23 @@ class Job:
     worker: int
 
 
+@dataclass
+class Running:
+    job: Job
+    proc: subprocess.Popen[bytes]
+    started: float
+    result: Path
+    limit: float
+    asked: bool = False  # told (SIGTERM) to save what it has
+
+
 class Findings:
     """The coordinator's side: takes workers' finding files, minimizes, records."""
 
     def __init__(self, out: Path, mutant: str | None,
-                 record: Callable[..., object], log: Callable[[str], None]) -> None:
+                 record: Callable[..., object], log: Callable[[str], None], *,
+                 observe: dict[str, int] | None = None, parallel: int = PARALLEL,
+                 seen: dict[str, int] | None = None) -> None:
         self.out = out
         self.mutant = mutant
         self.record = record  # record(kind, **fields): a stats line
@@ -118,7 +154,35 @@ class Findings:
         self.raw_dir.mkdir(parents=True, exist_ok=True)
         self.signatures = known_signatures(out)
         self.queue: list[Job] = []
-        self.running: tuple[Job, subprocess.Popen[bytes], float, Path] | None = None
+        self.running: list[Running] = []
+        self.observe = observe or {}  # engine -> the observation period it judges with
+        self.parallel = max(1, parallel)
+        self.limit = MINIMIZE_LIMIT
+        self.finish_by: float | None = None  # when a coming stop stops waiting (monotonic)
+        self.seen: dict[str, int] = dict(seen or {})  # cause -> later examples
+        self.seen_recorded = dict(self.seen)
+        self.seen_at = 0.0
+        self.causes: dict[str, Path] = {}  # cause -> its repro
+        for repro in sorted(self.dir.glob("*.trace")):
+            cause = cause_of(repro)
+            if cause:
+                self.causes.setdefault(cause, repro)
+
+    # ----------------------------------------------------------- counting
+
+    def count(self, signature: str, n: int = 1) -> None:
+        """``n`` more examples of a known cause."""
+        self.seen[signature] = self.seen.get(signature, 0) + n
+
+    def record_seen(self, force: bool = False) -> None:
+        """A ``seen`` line with the totals, when they changed (at most every
+        :data:`SEEN_EVERY` seconds unless ``force``)."""
+        now = time.monotonic()
+        if self.seen == self.seen_recorded or (not force and now - self.seen_at < SEEN_EVERY):
+            return
+        self.seen_at = now
+        self.seen_recorded = dict(self.seen)
+        self.record("seen", counts=dict(sorted(self.seen.items())))
 
     # ----------------------------------------------------------- taking
 
@@ -147,6 +211,8 @@ class Findings:
                 self.signatures.add(signature)
                 self.queue.append(Job(raw, signature, engine, worker))
                 new.append(signature)
+            elif signature:
+                self.count(signature)
             path.unlink(missing_ok=True)
         return new
 
@@ -205,84 +271,137 @@ class Findings:
             engine, worker = (match.group(1), int(match.group(2))) if match else ("?", -1)
             job = Job(raw, signature, engine, worker)
             repro = repros.get(signature)
-            if repro is None:
+            if repro is None and signature not in recorded:  # (a recorded one: a duplicate)
                 self.queue.append(job)
-            elif signature not in recorded:
-                self._record(job, repro)
+            elif repro is not None and signature not in recorded:
+                self._record(job, repro, cause_of(repro) or signature)
 
     def distinct(self) -> int:
-        """Distinct signatures among the saved repros (what ``replay`` gives)."""
-        return len({signature_of(p) for p in self.dir.glob("*.trace")} - {None})
+        """Distinct causes among the saved repros."""
+        return len({cause_of(p) for p in self.dir.glob("*.trace")} - {None})
 
     def busy(self) -> bool:
-        return self.running is not None or bool(self.queue)
+        return bool(self.running) or bool(self.queue)
 
     def poll(self) -> None:
-        """Start, finish or stop the minimizer process; never blocks."""
-        if self.running is not None:
-            job, proc, started, result = self.running
-            if proc.poll() is None:
-                if time.monotonic() - started < MINIMIZE_TIMEOUT:
-                    return
-                kill(proc)
-                self.log(f"minimizing {job.signature} took too long: saving it unminimized")
-            self.running = None
-            self._finish(job, result)
-        if self.queue:
-            job = self.queue.pop(0)
-            result = self.raw_dir / f".{job.raw.stem}.result.json"
-            result.unlink(missing_ok=True)
-            argv = [sys.executable, "-m", "fuzz.campaign.findings", str(job.raw),
-                    "--out", str(self.out), "--result", str(result),
-                    "--max-runs", str(MAX_RUNS)]
-            if self.mutant:
-                argv += ["--mutant", self.mutant]
-            proc = spawn(argv, env=child_env(), stdout=subprocess.DEVNULL, niceness=5)
-            self.running = (job, proc, time.monotonic(), result)
+        """Start, finish or stop minimizer processes; never blocks."""
+        now = time.monotonic()
+        for run in list(self.running):
+            if run.proc.poll() is None:
+                if now - run.started >= run.limit and not run.asked:
+                    run.asked = True
+                    run.proc.terminate()  # save the smallest trace so far
+                if now - run.started < run.limit + GRACE:
+                    continue
+                kill(run.proc)
+                self.log(f"minimizing {run.job.signature} did not stop at its time limit: "
+                         "saving it unminimized")
+            self.running.remove(run)
+            self._finish(run.job, run.result, now - run.started)
+        while self.queue and len(self.running) < self.parallel:
+            limit = self.limit
+            if self.finish_by is not None:  # a stop is coming: what is left of its wait
+                limit = max(1.0, min(limit, self.finish_by - now - GRACE))
+            self._start(self.queue.pop(0), limit)
+
+    def _start(self, job: Job, limit: float) -> None:
+        result = self.raw_dir / f".{job.raw.stem}.result.json"
+        result.unlink(missing_ok=True)
+        argv = [sys.executable, "-m", "fuzz.campaign.findings", str(job.raw),
+                "--out", str(self.out), "--result", str(result),
+                "--max-runs", str(MAX_RUNS), "--time-limit", f"{limit:.1f}",
+                "--observe-every", str(self.observe_every(job.engine)),
+                "--known-causes", ",".join(sorted(self.causes))]
+        if self.mutant:
+            argv += ["--mutant", self.mutant]
+        proc = spawn(argv, env=child_env(), stdout=subprocess.DEVNULL, niceness=5)
+        self.running.append(Running(job, proc, time.monotonic(), result, limit))
+
+    def observe_every(self, engine: str) -> int:
+        """The observation period ``engine`` judges with (1 for an unknown one)."""
+        if engine in self.observe:
+            return self.observe[engine]
+        if engine == "atheris":
+            from fuzz.fuzz_trace import OBSERVE_EVERY
+
+            return OBSERVE_EVERY
+        return 1
+
+    def wind_down(self, seconds: float) -> None:
+        """A stop is coming within ``seconds``: no minimization may run past it
+        (one past its limit is asked, by SIGTERM, to save what it has)."""
+        now = time.monotonic()
+        self.finish_by = now + seconds
+        for run in self.running:
+            run.limit = min(run.limit, now - run.started + max(1.0, seconds - GRACE))
 
     def stop(self) -> None:
-        """Stop a running minimization (it is done again on resume)."""
-        if self.running is not None:
-            kill(self.running[1])
-            self.running[3].unlink(missing_ok=True)
-            self.running = None
+        """Stop running minimizations (they are done again on resume)."""
+        for run in self.running:
+            kill(run.proc)
+            run.result.unlink(missing_ok=True)
+        self.running = []
 
-    def _finish(self, job: Job, result: Path) -> None:
+    def _finish(self, job: Job, result: Path, seconds: float) -> None:
+        extra: dict[str, object] = {"seconds": round(seconds, 1)}
+        repro: Path | None = None
+        cause: str | None = None
         try:
             data = safeio.loads_json(safeio.read_bytes(result, limit=safeio.MAX_JSON_BYTES))
-            repro = self.out / str(data["path"])
-        except (BadInput, ValueError, KeyError, TypeError):
+            cause = str(data["cause"]) if data.get("cause") else None
+            if data.get("path"):
+                repro = self.out / str(data["path"])
+            elif not data.get("duplicate"):
+                raise ValueError("no repro")
+            if data.get("partial"):
+                extra["partial"] = "true"
+        except (BadInput, ValueError, KeyError, TypeError, AttributeError):
             try:
                 repro = save_unminimized(self.out, job.raw, self.mutant)
+                extra["partial"] = "unminimized"
             except TraceError as exc:
                 result.unlink(missing_ok=True)
                 self.quarantine(job.raw, _why(exc))
                 return
         result.unlink(missing_ok=True)
-        self._record(job, repro)
+        self._record(job, repro, cause or job.signature, **extra)
 
-    def _record(self, job: Job, repro: Path) -> None:
-        """The ``finding`` line.  Its ``signature`` is the repro's (what ``mirrorfuzz
-        replay`` gives, observing every step); ``found_as`` is the engine's when
-        that differs (an engine observing less often sees a later symptom)."""
-        try:
-            trace = load_trace(str(repro))
-            lines, signature = len(trace.steps), trace.header("signature") or job.signature
-        except TraceError:
-            lines, signature = 0, job.signature
-        extra = {"found_as": job.signature} if signature != job.signature else {}
-        same = [p for p in sorted(self.dir.glob("*.trace"))
-                if p != repro and signature_of(p) == signature]
-        if same and repro.parent == self.dir:
-            # Engines observing less often report one bug under several signatures; its
-            # repros all replay to one.  Keep the first repro (the raw example stays).
-            repro.unlink(missing_ok=True)
-            repro = same[0]
+    def _record(self, job: Job, repro: Path | None, cause: str, **more: object) -> None:
+        """The ``finding`` line.  Its ``signature`` is the repro's, the engine's
+        (``found_as`` is the engine's when that differs); ``cause`` is where the
+        sides' states first differ in the raw example (observing every step).
+        An example whose cause is known already is one more example of that
+        finding: ``duplicate``, its path the first repro of the cause (the raw
+        example stays)."""
+        lines, signature = 0, job.signature
+        if repro is not None:
+            try:
+                trace = load_trace(str(repro))
+                lines, signature = len(trace.steps), trace.header("signature") or job.signature
+            except TraceError:
+                pass
+        extra: dict[str, object] = {"found_as": job.signature} \
+            if signature != job.signature else {}
+        first = self.causes.get(cause)
+        if first is not None and first != repro:
+            if repro is not None and repro.parent == self.dir:
+                repro.unlink(missing_ok=True)
+            repro = first
             extra["duplicate"] = "true"
-        self.record("finding", signature=signature, path=_rel(self.out, repro),
+            try:
+                lines = len(load_trace(str(first)).steps)
+            except TraceError:
+                pass
+        elif repro is not None:
+            self.causes[cause] = repro
+        if repro is None:  # a known cause that has no repro any more: keep the raw example
+            repro = save_unminimized(self.out, job.raw, self.mutant)
+            self.causes[cause] = repro
+        self.record("finding", signature=signature, cause=cause, path=_rel(self.out, repro),
                     raw=_rel(self.out, job.raw), engine=job.engine, worker=job.worker,
-                    lines=lines, **extra)
-        self.log(f"finding {signature}: {_rel(self.out, repro)} ({lines} lines)")
+                    lines=lines, **extra, **more)
+        what = "another example of" if "duplicate" in extra else "finding"
+        self.log(f"{what} {cause} (as {signature}): {_rel(self.out, repro)} ({lines} lines)")
 
 
 def _why(exc: TraceError) -> str:
@@ -315,24 +434,49 @@ def save_unminimized(out: Path, raw: Path, mutant: str | None) -> Path:
     trace = load_trace(raw)
     if not trace.header("signature"):
         raise TraceError(str(raw), 1, "no '# signature:' header")
+    trace = _note(trace, "minimized", "no (the minimizer did not finish)")
     return save_repro(layout.path(out, layout.FINDINGS), trace)
 
 
-def minimize_raw(out: Path, raw: Path, mutant: str | None, max_runs: int) -> Path:
-    """Minimize ``raw`` (observing every step) and save the repro in ``OUT/findings``."""
+def minimize_raw(out: Path, raw: Path, mutant: str | None, max_runs: int, *,
+                 observe_every: int = 1, time_limit: float | None = None,
+                 stop: Callable[[], bool] | None = None,
+                 known: AbstractSet[str] = frozenset()) -> tuple[Path | None, bool, str | None]:
+    """Find ``raw``'s cause (the first finding observing every step); unless it is
+    ``known``, minimize ``raw`` under the engine's settings (observing every
+    ``observe_every`` steps), annotate it (fuzz.damage) and save the repro in
+    ``OUT/findings``: (its path or None, whether the time limit cut it short,
+    the cause)."""
     from fuzz import impls
+    from fuzz.damage import annotate, first_difference
     from fuzz.executor import Settings
-    from fuzz.minimize import NoFinding, minimize_file
+    from fuzz.minimize import NoFinding, Stats, minimize_file
 
     original = load_trace(raw)
-    settings = Settings(observe_every=1, mutant=mutant)
+    settings = Settings(observe_every=observe_every, mutant=mutant)
+    deadline = None if time_limit is None else time.monotonic() + time_limit
+
+    def out_of_time() -> bool:
+        return (deadline is not None and time.monotonic() > deadline) or \
+            (stop is not None and stop())
+
+    sides = impls.sides("both")
+    root = first_difference(original, sides, settings)
+    cause = root.signature if root is not None else None
+    if cause is not None and cause in known:
+        return None, False, cause
+    stats = Stats()
     try:
-        small = minimize_file(raw, impls.sides("both"), settings, max_runs=max_runs,
+        small = minimize_file(raw, sides, settings, max_runs=max_runs, stats=stats,
                               found_by=original.header("found-by") or "campaign",
-                              first=Settings(observe_every=0, mutant=mutant))
+                              first=Settings(observe_every=0, mutant=mutant),
+                              stop=out_of_time)
     except NoFinding:
-        return save_unminimized(out, raw, mutant)
-    return save_repro(layout.path(out, layout.FINDINGS), _with_notes(small, raw))
+        return save_unminimized(out, raw, mutant), False, cause
+    small = _with_notes(annotate(small, sides, settings), raw)
+    if cause is not None:
+        small = _note(small, "cause", cause)
+    return save_repro(layout.path(out, layout.FINDINGS), small), stats.partial, cause
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -342,10 +486,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--result", required=True)
     parser.add_argument("--mutant", default=None)
     parser.add_argument("--max-runs", type=int, default=MAX_RUNS)
+    parser.add_argument("--observe-every", type=int, default=1)
+    parser.add_argument("--time-limit", type=float, default=None)
+    parser.add_argument("--known-causes", default="")
     args = parser.parse_args(argv)
     out = Path(args.out)
-    repro = minimize_raw(out, Path(args.raw), args.mutant, args.max_runs)
-    write_atomic(args.result, json.dumps({"path": _rel(out, repro)}) + "\n")
+    stopping = [False]
+
+    def on_term(signum: int, frame: object) -> None:
+        stopping[0] = True  # the coordinator is stopping: save what there is
+
+    signal.signal(signal.SIGTERM, on_term)
+    known = frozenset(c for c in args.known_causes.split(",") if c)
+    repro, partial, cause = minimize_raw(out, Path(args.raw), args.mutant, args.max_runs,
+                                         observe_every=args.observe_every,
+                                         time_limit=args.time_limit, stop=lambda: stopping[0],
+                                         known=known)
+    result = {"path": _rel(out, repro) if repro is not None else None, "partial": partial,
+              "cause": cause, "duplicate": repro is None}
+    write_atomic(args.result, json.dumps(result) + "\n")
     return 0
 
 

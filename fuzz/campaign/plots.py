@@ -26,6 +26,7 @@ LEFT, RIGHT, TOP, BOTTOM = 62, 34, 26, 30
 PALETTE: Final = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b")
 MARKER_COLOURS: Final = {
     "crashed": "#d62728", "hung": "#e377c2", "oom": "#8c564b", "restarted": "#ff7f0e",
+    "finding": "#2ca02c",
     "started": "#bbbbbb", "start": "#444444", "resume": "#444444", "stop": "#444444",
 }
 # The report page's stylesheet, with the classes the charts use.

@@ -3,9 +3,13 @@
 Rules this module enforces:
 
 * **A worker never takes the campaign down.**  A worker process that ends
-  by itself is classified (``fuzz.campaign.workers.classify_exit``: after an
-  Atheris finding, ``oom``, ``hung`` or ``crashed``), recorded as a
-  ``worker`` statistics event and restarted with the next derived seed.
+  by itself is classified (``fuzz.campaign.workers.classify_exit``:
+  ``finding`` -- an Atheris worker stops at its first finding, exit 77, its
+  log having said ``mirrorfuzz finding`` anywhere, not only in its last
+  lines --, ``oom``, ``hung`` or ``crashed``), recorded as a ``worker``
+  statistics event and restarted with the next derived seed.
+* A worker's ``seen`` lines (an example of a known cause it skipped) are
+  passed on to :attr:`Pool.seen` as they are read.
 * **Watchdog**: a worker whose log has shown no progress line for
   ``hang_s`` seconds is killed and recorded as ``hung`` (a hang is not a
   finding); one above ``rss_limit_mb`` resident MB is killed and recorded
@@ -19,6 +23,7 @@ Rules this module enforces:
 from __future__ import annotations
 
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -38,11 +43,14 @@ from fuzz.campaign.workers import (
     hypothesis_command,
     log_path,
     parse_progress,
+    parse_seen,
     pending_dir,
     worker_dir,
 )
 from fuzz.safeio import named, open_append
 
+FINDING_LINE: Final = re.compile(r"\bmirrorfuzz finding (\S+)")
+"""How the Atheris target's finding starts, in its worker's log (fuzz/fuzz_trace.py)."""
 QUICK_DEATH: Final = 10.0
 MAX_BACKOFF: Final = 30.0
 TAIL_LINES: Final = 60
@@ -69,6 +77,7 @@ class Worker:
     steps: int = 0
     rss: float | None = None
     state: str = "starting"
+    found: str | None = None  # the finding the running process reported, if any
 
     @property
     def total_execs(self) -> int:
@@ -95,6 +104,7 @@ class Pool:
         self.event = event  # event(worker, engine, event, detail): a stats line
         self.workers = [Worker(i, config.engine_of(i), log_path(out, i))
                         for i in range(config.jobs)]
+        self.seen: Callable[[str], object] = lambda signature: None
 
     def start_all(self) -> None:
         layout.path(self.out, layout.WORKERS).mkdir(parents=True, exist_ok=True)
@@ -125,6 +135,7 @@ class Pool:
         except OSError as exc:
             raise named(exc, w.log) from None
         w.partial = ""
+        w.found = None
         w.tail.clear()
         now = time.monotonic()
         w.started_at = w.last_progress = now
@@ -156,8 +167,14 @@ class Pool:
         w.partial = lines.pop()
         for line in lines:
             w.tail.append(line)
+            said = FINDING_LINE.search(line) if w.found is None else None
+            if said is not None:  # "TraceFinding: mirrorfuzz finding SIGNATURE"
+                w.found = said.group(1)
             progress = parse_progress(line)
             if progress is None:
+                seen = parse_seen(line)
+                if seen is not None:
+                    self.seen(seen)
                 continue
             w.last_progress = time.monotonic()
             if progress.execs is not None:
@@ -176,7 +193,7 @@ class Pool:
             code = w.proc.poll()
             if code is not None:
                 self._read(w)
-                event, detail = classify_exit("\n".join(w.tail), code)
+                event, detail = classify_exit("\n".join(w.tail), code, found=w.found)
                 self._ended(w, event, detail)
                 continue
             if now - w.last_progress > self.config.hang_s:
@@ -203,8 +220,8 @@ class Pool:
         w.generation += 1
         if event != "restarted":
             self.event(w.id, w.engine, event, detail)
-            detail = f"after {event}"
-        quick = now - w.started_at < QUICK_DEATH
+            detail = "after a finding" if event == "finding" else f"after {event}"
+        quick = now - w.started_at < QUICK_DEATH and event != "finding"
         w.quick_deaths = w.quick_deaths + 1 if quick else 0
         delay = min(MAX_BACKOFF, 2.0 ** (w.quick_deaths - 1)) if w.quick_deaths else 0.0
         w.restart_at = now + delay

@@ -28,7 +28,6 @@ Quarantined raw examples (``findings/quarantine/``) are named with why.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import posixpath
@@ -36,19 +35,20 @@ import re
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from html import escape
 from pathlib import Path
 from typing import Any, Final
 
 from fuzz import safeio
 from fuzz.campaign import layout
-from fuzz.campaign.plots import CSS, MARKER_COLOURS, Marker, Series, clock, line_chart, number
+from fuzz.campaign.plots import Marker, Series, clock, line_chart, number
 from fuzz.campaign.stats import MAX_T
 from fuzz.errors import BadInput
 from fuzz.safeio import write_atomic
 from fuzz.trace import Comment, StepLine, Trace, TraceError, parse_trace
+from fuzz.windows import WindowCoverage
 
-KINDS: Final = ("start", "resume", "progress", "finding", "worker", "stop", "quarantine")
+KINDS: Final = ("start", "resume", "progress", "finding", "worker", "stop", "quarantine",
+                 "seen")
 MAX_NUMBER: Final = 1e18
 """A figure larger than this (in magnitude) is no figure the runner writes."""
 MAX_FINDING_BYTES: Final = 1 << 20
@@ -68,6 +68,8 @@ class Progress:
     lines: float | None
     branches: float | None
     rss_mb: dict[str, float]
+    windows: float | None = None  # race windows reached (fuzz.windows)
+    windows_possible: float | None = None
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,12 @@ class Finding:
     text: str | None = None
     error: str | None = None  # why the trace could not be shown or parsed
     mutant: str | None = None
+    cause: str | None = None  # where the sides' states first differ (the dedup key)
+    examples: int = 1  # examples of this cause the campaign met
+    also: dict[str, int] = field(default_factory=dict)  # other signatures it showed as
+    seconds: float | None = None  # minimization time
+    partial: str | None = None  # "true": cut by its time limit; "unminimized"
+    observe_every: int | None = None  # the judge settings its signature holds under
 
 
 @dataclass
@@ -108,6 +116,15 @@ class Campaign:
     first_at: str | None = None
     last_at: str | None = None
     quarantined: dict[str, str] = field(default_factory=dict)  # path -> why
+    seen: dict[str, int] = field(default_factory=dict)  # signature -> later examples
+    windows: WindowCoverage | None = None  # race windows reached (OUT/coverage/windows.json)
+
+
+def _another(f: Finding, signature: str) -> None:
+    """One more example of ``f``'s cause, seen as ``signature``."""
+    f.examples += 1
+    if signature != f.signature:
+        f.also[signature] = f.also.get(signature, 0) + 1
 
 
 def _num(value: object) -> float | None:
@@ -203,8 +220,10 @@ def _progress(r: dict[str, Any]) -> Progress:
     rss = r.get("rss_mb")
     rss_mb = {str(k): v for k, v in ((k, _num(v)) for k, v in
               (rss.items() if isinstance(rss, dict) else ())) if v is not None}
+    windows = r.get("windows")
+    windows = windows if isinstance(windows, dict) else {}
     return Progress(float(r["t"]), engines, _num(cov.get("lines")), _num(cov.get("branches")),
-                    rss_mb)
+                    rss_mb, _num(windows.get("reached")), _num(windows.get("possible")))
 
 
 def _inside(out: Path, rel: str) -> Path | None:
@@ -235,6 +254,9 @@ def _read_finding(c: Campaign, f: Finding) -> None:
         return
     f.lines = len(trace.steps)
     f.mutant = mutant_of(trace, c.config)
+    f.cause = f.cause or meta(trace, "cause")
+    judged = re.search(r"--observe-every (\d+)", meta(trace, "judged-with") or "")
+    f.observe_every = int(judged.group(1)) if judged else None
     f.at = f.at or meta(trace, "found-at")
     if f.signature == "?":
         f.signature = trace.header("signature") or "?"
@@ -260,15 +282,25 @@ def load_campaign(out: str | Path) -> Campaign:
         elif kind == "finding":
             name = _str(r.get("path"), "")
             name = posixpath.normpath(name) if name else ""
-            if name in by_path or any(f.signature == r.get("signature") for f in c.findings):
+            cause = r.get("cause") if isinstance(r.get("cause"), str) else None
+            known = by_path.get(name) or next(
+                (f for f in c.findings if f.signature == r.get("signature")
+                 or (cause is not None and f.cause == cause)), None)
+            if known is not None:
+                _another(known, _str(r.get("signature")))
                 continue
             lines = _num(r.get("lines"))
             f = Finding(_str(r.get("signature")), name, _str(r.get("engine")),
                         _str(r.get("worker")), t, r.get("at") if isinstance(r.get("at"), str)
-                        else None, None if lines is None else int(lines))
+                        else None, None if lines is None else int(lines), cause=cause,
+                        seconds=_num(r.get("seconds")),
+                        partial=r.get("partial") if isinstance(r.get("partial"), str) else None)
             c.findings.append(f)
             if name:
                 by_path[name] = f
+        elif kind == "seen" and isinstance(r.get("counts"), dict):
+            c.seen = {k: int(v) for k, v in r["counts"].items()
+                      if isinstance(k, str) and _num(v) is not None and v >= 0}
         elif kind == "worker":
             c.events.append(WorkerEvent(t, _str(r.get("worker")), _str(r.get("engine")),
                                         _str(r.get("event")), _str(r.get("detail"), "")))
@@ -278,6 +310,9 @@ def load_campaign(out: str | Path) -> Campaign:
             c.quarantined[posixpath.normpath(_str(r.get("path")))] = _str(r.get("reason"))
         else:
             c.unknown += 1
+    from fuzz.campaign.coverage_pass import read_windows
+
+    c.windows = read_windows(out)
     quarantine = layout.path(out, layout.QUARANTINE)
     if quarantine.is_dir():
         for name in sorted(os.listdir(quarantine)):
@@ -292,6 +327,10 @@ def load_campaign(out: str | Path) -> Campaign:
             _read_finding(c, f)
         else:
             f.error = "the finding record names no file"
+        for signature in (f.signature, *f.also):
+            f.examples += c.seen.get(signature, 0)
+            if signature in f.also:
+                f.also[signature] += c.seen.get(signature, 0)
     c.findings.sort(key=lambda f: (f.t is None, f.t or 0.0, f.name))
     c.progress.sort(key=lambda p: p.t)
     return c
@@ -343,12 +382,17 @@ def summary(c: Campaign) -> list[tuple[str, str]]:
         workers = jobs
     per_s = c.duration or math.inf
     lines, branches = last_coverage(c)
-    troubles = {k: sum(e.event == k for e in c.events) for k in (*WORKER_TROUBLE, "restarted")}
+    troubles = {k: sum(e.event == k for e in c.events)
+                for k in (*WORKER_TROUBLE, "restarted", "finding")}
     engines = ", ".join(f"{n} ({int(totals[n].get('workers', 0))} workers)" if n in totals
                         else n for n in engine_names(c)) or "none reported"
     cov = ("not measured yet" if lines is None and branches is None else
            f"lines {_pct(lines)}, branches {_pct(branches)}")
-    distinct = len({f.signature for f in c.findings})
+    distinct = len({f.cause or f.signature for f in c.findings})
+    examples = sum(f.examples for f in c.findings)
+    partial = sum(f.partial is not None for f in c.findings)
+    times = sorted(f.seconds for f in c.findings if f.seconds is not None)
+    median = times[len(times) // 2] if times else None
     resumes = sum(kind == "resume" for _, kind, _ in c.phases)
     budget = _num(c.config.get("time_s"))
     return [
@@ -364,10 +408,16 @@ def summary(c: Campaign) -> list[tuple[str, str]]:
         ("steps", f"{number(steps)} ({number(steps / per_s)}/s on average, "
                   f"{number(_last_rate(c, 'steps_per_s'))}/s last)"),
         ("coverage of model/", cov),
-        ("findings", f"{_many(distinct, 'distinct signature')}, "
-                     f"{_many(len(c.findings), 'repro file')}"),
-        ("worker restarts", f"{troubles['restarted']} (crashed {troubles['crashed']}, "
-                            f"hung {troubles['hung']}, oom {troubles['oom']})"),
+        ("race windows reached", "not counted yet" if c.windows is None else
+         f"{len(c.windows.combos)} of {c.windows.possible} (op, window, intruding op) "
+         f"combinations possible in the {sum(c.windows.deepest.values())} windows seen"),
+        ("findings", f"{_many(distinct, 'distinct cause')}, "
+                     f"{_many(len(c.findings), 'repro file')}, {_many(examples, 'example')}"
+                     + (f", {partial} not fully minimized" if partial else "")
+                     + (f", median minimization {median:.1f} s" if median is not None else "")),
+        ("worker restarts", f"{troubles['restarted']} (after a finding {troubles['finding']}, "
+                            f"crashed {troubles['crashed']}, hung {troubles['hung']}, "
+                            f"oom {troubles['oom']})"),
         *([("quarantined", f"{_many(len(c.quarantined), 'unreadable raw finding')} set "
                            "aside: " + "; ".join(f"{k} ({v})" for k, v in
                                                  sorted(c.quarantined.items())))]
@@ -393,6 +443,8 @@ def _last_rate(c: Campaign, key: str) -> float:
 def replay_command(f: Finding) -> str:
     """The command that replays a finding, run in the campaign directory."""
     words = ["mirrorfuzz", "replay", "--impl", "both"]
+    if f.observe_every is not None and f.observe_every != 1:
+        words += ["--observe-every", str(f.observe_every)]
     if f.mutant:
         words += ["--mutant", f.mutant]
     return shlex.join([*words, f.name or "?"])
@@ -423,8 +475,8 @@ def finding_points(c: Campaign) -> list[tuple[float, float]]:
     points = [(0.0, 0.0)]
     seen: set[str] = set()
     for f in c.findings:
-        if f.t is not None and f.signature not in seen:
-            seen.add(f.signature)
+        if f.t is not None and (f.cause or f.signature) not in seen:
+            seen.add(f.cause or f.signature)
             points.append((f.t, float(len(seen))))
     if c.duration > points[-1][0]:
         points.append((c.duration, points[-1][1]))
@@ -451,143 +503,16 @@ def plots(c: Campaign) -> list[str]:
                    markers=marks),
         line_chart("steps per second, per engine", per_engine("steps_per_s"), t_max=t,
                    markers=marks),
-        line_chart("distinct finding signatures (cumulative)",
+        line_chart("race windows reached: (op, window, intruding op), and possible so far",
+                   [Series("reached", [(p.t, p.windows) for p in c.progress
+                                       if p.windows is not None], step=True),
+                    Series("possible", [(p.t, p.windows_possible) for p in c.progress
+                                        if p.windows_possible is not None], step=True)],
+                   t_max=t, markers=marks, counts=True),
+        line_chart("distinct finding causes (cumulative)",
                    [Series("findings", finding_points(c), step=True)], t_max=t, markers=marks,
                    counts=True),
     ]
-
-
-# ---------------------------------------------------------------- rendering
-
-MAX_EVENTS: Final = 500
-
-
-def _engine_rows(c: Campaign) -> list[list[str]]:
-    last = c.progress[-1].engines if c.progress else {}
-    rows = []
-    for name, tot in engine_totals(c).items():
-        now = last.get(name, {})
-        rows.append([name, number(tot.get("workers", 0)), number(tot.get("execs", 0)),
-                     number(tot.get("steps", 0)), number(now.get("execs_per_s", 0)),
-                     number(now.get("steps_per_s", 0))])
-    return rows
-
-
-def _when(f: Finding) -> str:
-    return " ".join(x for x in (clock(f.t) if f.t is not None else "?", f.at or "") if x)
-
-
-def _table(head: list[str], rows: list[list[str]], numeric: int = 0) -> str:
-    """An HTML table of already escaped cells; the last ``numeric`` columns right-aligned."""
-    out = ["<table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
-    for row in rows:
-        cells = [f'<td class="num">{v}</td>' if i >= len(row) - numeric else f"<td>{v}</td>"
-                 for i, v in enumerate(row)]
-        out.append("<tr>" + "".join(cells) + "</tr>")
-    return "\n".join([*out, "</table>"])
-
-
-def html_report(c: Campaign) -> str:
-    """The self-contained HTML page."""
-    title = f"mirrorfuzz campaign {c.out.resolve().name}"
-    p = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-         f"<title>{escape(title)}</title><style>{CSS}</style></head><body>",
-         f"<h1>{escape(title)}</h1>", f'<p class="sub">{escape(str(c.out.resolve()))}</p>',
-         '<section id="summary"><h2>Summary</h2><table class="kv">']
-    p += [f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in summary(c)]
-    p.append("</table>")
-    rows = [[escape(x) for x in row] for row in _engine_rows(c)]
-    if rows:
-        p.append(_table(["engine", "workers", "execs", "steps", "execs/s (last)",
-                         "steps/s (last)"], rows, numeric=5))
-    p.append('</section><section id="plots"><h2>Over campaign time</h2><p class="key">')
-    keys = [(f"worker {k}", k) for k in ("crashed", "hung", "oom", "restarted", "started")]
-    p += [f'<span><i style="border-color:{MARKER_COLOURS[kind]}"></i>{escape(label)}</span>'
-          for label, kind in [*keys, ("campaign start, resume, stop", "start")]]
-    p.append("(hover over a mark or a point for details)</p>")
-    p += plots(c)
-    p.append(f'</section><section id="findings"><h2>Findings ({len(c.findings)})</h2>')
-    if not c.findings:
-        p.append("<p>No findings.</p>")
-    else:
-        p.append("<p>Replay commands run in the campaign directory.</p>")
-        p.append(_table(["#", "signature", "engine", "worker", "when", "lines"], [
-            [str(i), f'<a href="#finding-{i}">{escape(f.signature)}</a>', escape(f.engine),
-             escape(f.worker), escape(_when(f)), "?" if f.lines is None else str(f.lines)]
-            for i, f in enumerate(c.findings, 1)], numeric=1))
-    for i, f in enumerate(c.findings, 1):
-        p.append(f'<div class="finding" id="finding-{i}"><h3>{i}. {escape(f.signature)}</h3>')
-        p.append(f"<p>file <a href=\"{escape(f.name)}\">{escape(f.name)}</a>, "
-                 f"found by {escape(f.engine)} ({escape(f.worker)}) at {escape(_when(f))}</p>")
-        if f.mutant:
-            p.append(f'<p class="warn">found with mutant {escape(f.mutant)} switched on: '
-                     "it replays clean without it</p>")
-        if f.error:
-            p.append(f'<p class="warn">{escape(f.error)}</p>')
-        p.append(f"<p>replay: <code>{escape(replay_command(f))}</code></p>")
-        if f.text is not None:
-            p.append(f"<pre>{escape(_shown_trace(f))}</pre>")
-        p.append("</div>")
-    p.append(f'</section><section id="workers"><h2>Worker events ({len(c.events)})</h2>')
-    if c.events:
-        p.append(_table(["when", "worker", "engine", "event", "detail"], [
-            [escape(clock(e.t)), escape(e.worker), escape(e.engine), escape(e.event),
-             escape(e.detail)] for e in c.events[:MAX_EVENTS]]))
-        if len(c.events) > MAX_EVENTS:
-            p.append(f"<p>... and {len(c.events) - MAX_EVENTS} more.</p>")
-    else:
-        p.append("<p>No worker events.</p>")
-    p.append('</section><section id="config"><h2>Configuration</h2><table class="kv">')
-    for key, value in c.config.items():
-        text = json.dumps(value, sort_keys=True, ensure_ascii=False)
-        text = text if len(text) <= 300 else text[:300] + "..."
-        p.append(f"<tr><th>{escape(str(key))}</th><td><code>{escape(text)}</code></td></tr>")
-    p.append("</table></section></body></html>")
-    return "\n".join(p) + "\n"
-
-
-def _fence(text: str, char: str = "`") -> str:
-    """A code fence longer than any run of ``char`` in ``text``."""
-    runs = [len(m) for m in re.findall(rf"{re.escape(char)}+", text)]
-    return char * max(3, max(runs, default=0) + 1)
-
-
-def _code(text: str) -> str:
-    fence = "`" * (max((len(m) for m in re.findall("`+", text)), default=0) + 1)
-    pad = " " if text.startswith("`") or text.endswith("`") else ""
-    return f"{fence}{pad}{text}{pad}{fence}"
-
-
-def markdown_report(c: Campaign) -> str:
-    """The Markdown summary and findings."""
-    md = [f"# mirrorfuzz campaign {c.out.resolve().name}", "", f"Directory: {c.out.resolve()}",
-          "", "## Summary", ""]
-    md += [f"- **{k}**: {v}" for k, v in summary(c)]
-    rows = _engine_rows(c)
-    if rows:
-        md += ["", "| engine | workers | execs | steps | execs/s (last) | steps/s (last) |",
-               "| --- | ---: | ---: | ---: | ---: | ---: |"]
-        md += ["| " + " | ".join(x.replace("|", "\\|") for x in row) + " |" for row in rows]
-    md += ["", f"## Findings ({len(c.findings)})", ""]
-    if not c.findings:
-        md.append("No findings.")
-    else:
-        md += ["Replay commands run in the campaign directory.", ""]
-    for i, f in enumerate(c.findings, 1):
-        md += [f"### {i}. {_code(f.signature)}", "",
-               f"- file: {_code(f.name)}",
-               f"- found by: {f.engine} ({f.worker}) at {_when(f)}",
-               f"- step lines: {'?' if f.lines is None else f.lines}"]
-        if f.mutant:
-            md.append(f"- mutant: {_code(f.mutant)} (it replays clean without it)")
-        if f.error:
-            md.append(f"- problem: {f.error}")
-        md += [f"- replay: {_code(replay_command(f))}", ""]
-        if f.text is not None:
-            shown = _shown_trace(f)
-            fence = _fence(shown)
-            md += [fence, shown, fence, ""]
-    return "\n".join(md).rstrip("\n") + "\n"
 
 
 # ---------------------------------------------------------------- writing
@@ -600,6 +525,8 @@ def write_report(out: str | Path) -> tuple[Path, Path]:
 
 def write_campaign_report(c: Campaign) -> tuple[Path, Path]:
     """Write both reports of a loaded campaign, each atomically."""
+    from fuzz.campaign.report_render import html_report, markdown_report
+
     html_text, md_text = html_report(c), markdown_report(c)
     html_path = layout.path(c.out, layout.REPORT_HTML)
     md_path = layout.path(c.out, layout.REPORT_MD)

@@ -41,7 +41,7 @@ from typing import IO, Any, Final
 from fuzz.campaign import layout
 from fuzz.campaign.config import CampaignConfig, save_config
 from fuzz.campaign.coverage_pass import CoverageRunner
-from fuzz.campaign.findings import Findings
+from fuzz.campaign.findings import PARALLEL, Findings
 from fuzz.campaign.pool import Pool
 from fuzz.campaign.progress import Display, EngineLine, Snapshot, WorkerLine
 from fuzz.campaign.stats import StatsLog, Totals, read_stats, totals
@@ -56,8 +56,9 @@ DIRECTORIES: Final = (layout.FINDINGS, layout.RAW, layout.QUARANTINE, layout.ATH
 POLL: Final = 0.5
 STATS_EVERY: Final = 10.0
 RATE_WINDOW: Final = 30.0
-FINISH_CAP: Final = 600.0
-"""Seconds a time-limited stop waits for pending minimizations."""
+FINISH_CAP: Final = 50.0
+"""Seconds a time-limited stop waits for pending minimizations (each saves the
+smallest trace it has by then: fuzz.campaign.findings)."""
 
 
 def check_layout(out: Path, config: CampaignConfig) -> None:
@@ -149,7 +150,10 @@ class Campaign:
         self.stats = StatsLog(out)
         self.started = time.monotonic()
         self.pool = Pool(out, config, before.sessions, self._worker_event)
-        self.findings = Findings(out, config.mutant, self.record, display.message)
+        self.findings = Findings(out, config.mutant, self.record, display.message,
+                                 observe={"hypothesis": config.observe_every},
+                                 parallel=max(PARALLEL, config.jobs // 2), seen=before.seen)
+        self.pool.seen = self.findings.count
         self.coverage = CoverageRunner(out, config.mutant)
         self.history: list[tuple[float, dict[str, tuple[int, int]]]] = []
         self.last_stats = 0.0
@@ -197,7 +201,7 @@ class Campaign:
             t=self.t(), time_left=time_s - (time.monotonic() - self.started),
             engines=self.engines(), coverage=self.coverage.latest,
             corpus=corpus_size(self.out), findings=self.findings.distinct(),
-            minimizing=len(self.findings.queue) + (self.findings.running is not None),
+            minimizing=len(self.findings.queue) + len(self.findings.running),
             workers=[WorkerLine(w.id, w.engine, w.state, w.total_execs, w.rss)
                      for w in self.pool.workers])
 
@@ -209,8 +213,17 @@ class Campaign:
                             "steps_per_s": round(e.steps_per_s, 1)}
                      for name, e in s.engines.items()},
             coverage=s.coverage, corpus=s.corpus, findings=s.findings,
+            windows=self.windows(),
             rss_mb={str(w.id): None if w.rss_mb is None else round(w.rss_mb, 1)
                     for w in s.workers})
+
+    def windows(self) -> dict[str, int] | None:
+        """Race windows reached and possible so far (fuzz.windows), if counted."""
+        from fuzz.campaign.coverage_pass import read_windows
+
+        found = read_windows(self.out)
+        return None if found is None else {"reached": len(found.combos),
+                                           "possible": found.possible}
 
     # ---------------------------------------------------------------- loop
 
@@ -231,6 +244,7 @@ class Campaign:
                 self.pool.poll()
                 self.take_findings()
                 self.findings.poll()
+                self.findings.record_seen()
                 self.coverage.poll()
                 snap = self.snapshot(time_s)
                 if time.monotonic() - self.last_stats >= STATS_EVERY:
@@ -252,10 +266,12 @@ class Campaign:
                 self.take_findings()
             if reason == "time":
                 deadline = time.monotonic() + FINISH_CAP
+                self.findings.wind_down(FINISH_CAP)
                 while self.findings.busy() and time.monotonic() < deadline:
                     self.findings.poll()
                     time.sleep(POLL)
             self.findings.stop()
+            self.findings.record_seen(force=True)
         except KeyboardInterrupt:
             reason = "interrupted"
             self.findings.stop()

@@ -168,6 +168,7 @@ class Totals:
     sessions: int = 0  # start and resume lines
     engines: dict[str, EngineTotals] = field(default_factory=dict)
     signatures: set[str] = field(default_factory=set)  # of finding lines
+    seen: dict[str, int] = field(default_factory=dict)  # the last seen line's counts
     coverage: dict[str, float] | None = None
 
 
@@ -198,4 +199,6 @@ def totals(lines: list[dict[str, Any]]) -> Totals:
             for key in ("signature", "found_as"):
                 if isinstance(line.get(key), str):
                     found.signatures.add(line[key])
+        elif kind == "seen" and isinstance(line.get("counts"), dict):
+            found.seen = {k: _count(v) for k, v in line["counts"].items() if isinstance(k, str)}
     return found

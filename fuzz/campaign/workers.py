@@ -111,18 +111,40 @@ def parse_progress(line: str) -> Progress | None:
     return None
 
 
-def classify_exit(log_tail: str, code: int) -> tuple[str, str]:
+FINDING_EXIT: Final = 77
+"""libFuzzer's exit status after a failing input (``-error_exitcode``)."""
+
+
+def parse_seen(line: str) -> str | None:
+    """The cause a ``@mirrorfuzz {"seen": SIGNATURE}`` line names, or None."""
+    if not line.startswith(PREFIX + '{"seen"'):
+        return None
+    try:
+        event = json.loads(line[len(PREFIX):])
+    except ValueError:
+        return None
+    seen = event.get("seen") if isinstance(event, dict) else None
+    return seen if isinstance(seen, str) and seen else None
+
+
+def classify_exit(log_tail: str, code: int, found: str | None = None) -> tuple[str, str]:
     """(event, detail) for a worker process that ended by itself.
 
-    ``restarted`` after an Atheris finding (libFuzzer stops at the first
-    one), ``oom``, ``hung`` (libFuzzer's own timeout) or ``crashed``.
+    ``finding`` when it stopped on a finding (libFuzzer stops at the first
+    one: exit 77 and its log said ``mirrorfuzz finding SIGNATURE``, ``found``
+    -- a long trace printed after that line may push it out of the last
+    lines), ``oom``, ``hung`` (libFuzzer's own timeout), ``restarted`` (it
+    ended cleanly) or ``crashed``.
     """
+    if found is not None and code != 0:
+        return "finding", f"exit {code}: {found}"
+    if "TraceFinding" in log_tail or "mirrorfuzz finding" in log_tail:
+        match = re.search(r"mirrorfuzz finding (\S+)", log_tail)
+        return "finding", f"exit {code}: {match.group(1) if match else 'a finding'}"
     if "out-of-memory" in log_tail or "MemoryError" in log_tail:
         return "oom", f"out of memory (exit {code})"
     if "libFuzzer: timeout" in log_tail or "ALARM: working on the last Unit" in log_tail:
         return "hung", f"libFuzzer timeout (exit {code})"
-    if "TraceFinding" in log_tail or "mirrorfuzz finding" in log_tail:
-        return "restarted", "after a finding"
     if code == 0:
         return "restarted", "the process ended (exit 0)"
     last = [line for line in log_tail.splitlines() if line.strip()][-1:] or [""]
@@ -282,6 +304,7 @@ def run_hypothesis(args: argparse.Namespace) -> int:
                 return
             if finding.signature in known:
                 counts["duplicates"] += 1
+                _emit(seen=finding.signature)  # counted on its cause by the coordinator
                 return
             failing = failing_trace(trace, verdict,
                                     lambda t: run_trace(t, self._sides(), self._settings()))

@@ -59,7 +59,7 @@ def test_each_planted_bug_is_caught_by_its_seed(bug: str) -> None:
         trace = load_trace(EXAMPLES / stem / seed)
         verdict = run_trace(trace, impls.sides(SIDES), Settings(mutant=bug))
         assert verdict.finding is not None
-        assert verdict.finding.signature == signature
+        assert verdict.finding.op_signature == signature
     finally:
         plugins.unload(kind)
 

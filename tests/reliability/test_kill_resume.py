@@ -135,6 +135,8 @@ def test_kill_9_at_random_moments_and_resume_loses_nothing(tmp_path: Path) -> No
     for line in lines:
         if line["kind"] == "finding":
             assert (out / line["path"]).is_file(), f"seed {SEED}: {line['path']} missing"
+            if line.get("duplicate"):  # a known cause: its path is that cause's first repro
+                continue
             assert load_trace(str(out / line["path"])).header("signature") == line["signature"]
 
 

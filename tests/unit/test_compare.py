@@ -34,7 +34,7 @@ def test_workloads_keep_only_the_drivers_device_ops() -> None:
 def test_the_shipped_test_hmm_breaks_the_hmm_contract(tmp_path: Path) -> None:
     run = compare.compare_driver(TEST_HMM, 2.0, 0, ["test_hmm_migrate_maps_without_read_retry"])
     hmm = run.cells["hmm"]
-    assert "violation/no_use_after_free/hmm_migrate" in hmm.findings
+    assert "violation/no_use_after_free/device" in hmm.findings
     assert run.costs["callbacks"] > 0 and run.costs["device_faults"] > 0
     compare.write_out(tmp_path, [run], 0)
     data = json.loads((tmp_path / "compare.json").read_text())

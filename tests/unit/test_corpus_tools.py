@@ -52,7 +52,7 @@ def test_check_reports_every_bad_file_with_its_line(tmp_path: Path) -> None:
     assert got == [
         "conformance/unexpected.trace:5: step line without '=> expected'",
         "conformance/unexpected.trace:6: step line without '=> expected'",
-        "repros/badsig.trace:3: signature 'oops' is not kind/detail/op with kind one of "
+        "repros/badsig.trace:3: signature 'oops' is not kind/detail/object with kind one of "
         "divergence, violation, exception, budget",
         "repros/binary.trace:3: not UTF-8: invalid start byte at byte 40",
         "repros/unsigned.trace:1: a repro needs a '# signature:' header",

@@ -160,28 +160,30 @@ def test_coherence_violation_from_the_oracle() -> None:
     t = parse_trace(trace("write P0 3 42\nread P0 3\n"))
     verdict = run_trace(t, [side("a", forgetful)])
     assert verdict.finding is not None
-    assert verdict.finding.signature == "violation/coherence/read"
+    assert verdict.finding.signature == "violation/coherence/process"
+    assert verdict.finding.op_signature == "violation/coherence/read"
 
 
 def test_exception_is_a_finding_not_a_crash() -> None:
     t = parse_trace(trace("write P0 1 1\nread P0 1\n"))
     verdict = run_trace(t, [side("a", lambda: Fake(raise_on="read"))])
     assert verdict.finding is not None
-    assert verdict.finding.signature == "exception/KeyError/read"
+    assert verdict.finding.signature == "exception/KeyError/test_executor.step"  # where raised
+    assert verdict.finding.op_signature == "exception/KeyError/read"
 
 
 def test_lowest_numbered_violation_is_reported() -> None:
     t = parse_trace(trace("read P0 1\n"))
     verdict = run_trace(t, [side("a", lambda: Fake(violation_on="read"))])
     assert verdict.finding is not None
-    assert verdict.finding.signature == "violation/no_use_after_free/read"
+    assert verdict.finding.signature == "violation/no_use_after_free/state"
 
 
 def test_budget_overrun() -> None:
     t = parse_trace(trace("read P0 1\n"))
     verdict = run_trace(t, [side("a", lambda: Fake(budget_used=50))], Settings(budget=10))
     assert verdict.finding is not None
-    assert verdict.finding.signature == "budget/a/read"
+    assert verdict.finding.signature == "budget/a/page_ops"
 
 
 def test_blocked_thread_left_after_drain_is_a_deadlock() -> None:
@@ -192,7 +194,8 @@ def test_blocked_thread_left_after_drain_is_a_deadlock() -> None:
     verdict = run_trace(t, [side("a", stuck)])
     assert not verdict.mismatches
     assert verdict.finding is not None
-    assert verdict.finding.signature == "violation/liveness/write"
+    assert verdict.finding.signature == "violation/liveness/deadlock"
+    assert verdict.finding.op_signature == "violation/liveness/write"
     assert "deadlock" in verdict.finding.message
 
 
@@ -210,7 +213,7 @@ def test_failed_commits_without_progress_is_a_livelock() -> None:
     t = parse_trace(trace("read P0 1\n"))
     verdict = run_trace(t, [side("a", spinning)])
     assert verdict.finding is not None
-    assert verdict.finding.signature == "violation/liveness/read"
+    assert verdict.finding.signature == "violation/liveness/livelock"
     assert "livelock" in verdict.finding.message
 
 

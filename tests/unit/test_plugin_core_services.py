@@ -104,4 +104,4 @@ def test_unpinning_a_page_not_pinned_is_a_finding() -> None:
         verdict = run_trace(parse_trace(text), impls.sides(side),
                             Settings(mutant="pinner_unpins_twice"))
         assert verdict.finding is not None
-        assert verdict.finding.signature == "violation/pins_are_stable/pinner_unpin"
+        assert verdict.finding.op_signature == "violation/pins_are_stable/pinner_unpin"

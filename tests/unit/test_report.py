@@ -116,14 +116,16 @@ def test_report_plots_findings_and_summary(tmp_path: Path) -> None:
     assert (html_path, md_path) == (out / "report.html", out / "report.md")
     html, md = html_path.read_text(), md_path.read_text()
 
-    # four plots; points: coverage from 6 of 7 progress records, rates from all 7,
+    # five plots (race windows too); points: coverage from 6 of 7 progress records,
+    # rates from all 7,
     # findings (0,0) + 2 signatures + the end
-    assert html.count("<svg") == 4 and "<h2>Findings (2)</h2>" in html
+    assert html.count("<svg") == 5 and "<h2>Findings (2)</h2>" in html
     assert polylines(html) == {"lines": [6], "branches": [6], "hypothesis": [7, 7],
-                               "atheris": [7, 7], "findings": [4]}
-    assert html.count('class="marker crashed"') == 4
-    assert html.count('class="marker restarted"') == 4
-    assert html.count('class="marker stop"') == 4
+                               "atheris": [7, 7], "findings": [4], "reached": [0],
+                               "possible": [0]}
+    assert html.count('class="marker crashed"') == 5
+    assert html.count('class="marker restarted"') == 5  # on each of the 5 plots
+    assert html.count('class="marker stop"') == 5  # on each of the 5 plots
     # self-contained: no script, nothing fetched
     assert "<script" not in html and "http://" not in html.replace(
         'xmlns="http://www.w3.org/2000/svg"', "")
@@ -143,7 +145,7 @@ def test_report_plots_findings_and_summary(tmp_path: Path) -> None:
     assert "```\n" + FORK.rstrip("\n") + "\n```" in md
     assert "```\n" + NASTY.rstrip("\n") + "\n```" in md
     for expected in ("execs**: 2.8k", "steps**: 21k", "lines 57.0%, branches 47.0%",
-                     "2 distinct signatures", "worker restarts**: 1 (crashed 1",
+                     "2 distinct causes", "worker restarts**: 1 (after a finding 0, crashed 1",
                      "stopped (time)", "1m20s of campaign time (budget 1h00m)"):
         assert expected in md
     assert "<td>atheris</td>" in html and "<code>2026-11-25T00:00:00Z" not in html
@@ -174,9 +176,10 @@ def test_campaign_with_no_progress_yet(tmp_path: Path, capsys: pytest.CaptureFix
     printed = capsys.readouterr().out
     assert f"wrote {out / 'report.html'}" in printed and f"wrote {out / 'report.md'}" in printed
     html = (out / "report.html").read_text()
-    assert html.count("no data yet") == 3  # the findings plot has its (0, 0) point
+    assert html.count("no data yet") == 4  # the findings plot has its (0, 0) point
     assert polylines(html) == {"lines": [0], "branches": [0], "hypothesis": [0, 0],
-                               "atheris": [0, 0], "findings": [1]}
+                               "atheris": [0, 0], "findings": [1], "reached": [0],
+                               "possible": [0]}
     md = (out / "report.md").read_text()
     assert "No findings." in md and "not measured yet" in md and "no records yet" in md
 
