@@ -324,6 +324,28 @@ class MirrorMachine(Arguments, RuleBasedStateMachine):
             self._start_racer(data, cpu)
         self._schedule(data, 4 * MAX_BURST, "race steps")
 
+    @rule(data=st.data())
+    def window(self, data: st.DataObject) -> None:
+        """Land an op inside another op's yield window, on purpose: start
+        any racer A (a device op *or* an invalidating CPU op: both orders)
+        as a thread, step it into its window k (0-16 steps, while it
+        runs), start any racer B of either kind there, then step the
+        scheduler's choices.  ``race`` covers device-first pairs from its
+        head start; this rule makes every (A, window, B) of
+        ``fuzz.windows`` a choice of the engine, not luck.  Generation 2
+        and later only (generation 1's stream is frozen)."""
+        everyone = racers("device", self.config.generation) + racers("cpu",
+                                                                     self.config.generation)
+        first = self._draw_racer(data, everyone)
+        if first is None:
+            return
+        self._start_racer(data, first)
+        self._advance(data, self.raced, 4 * MAX_ADVANCE, "window")
+        second = self._draw_racer(data, everyone)
+        if second is not None:
+            self._start_racer(data, second)
+        self._schedule(data, 4 * MAX_BURST, "window steps")
+
     def _draw_racer(self, data: st.DataObject, rules: Sequence[str]) -> Rule | None:
         """One of ``rules`` that this example has on, if its preconditions hold."""
         names = [n for n in rules if n not in self.swarm_off]
@@ -503,4 +525,6 @@ def machine_for(config: EngineConfig) -> type[MirrorMachine]:
     if config.generation is not None:  # no rule for the ops of later generations
         for name in set(op_rules()) - set(op_rules(config.generation)):
             setattr(cls, name, None)
+        if config.generation < 2:  # generation 1's stream had no window rule
+            setattr(cls, "window", None)  # noqa: B010 - as the op rules above
     return cls
