@@ -110,6 +110,7 @@ class _Region:
     n: int
     pinned_keys: dict[int, Key] = field(default_factory=dict)  # pin: shared pages
     detached: set[int] = field(default_factory=set)  # pin: detached private pages
+    reaped: set[int] = field(default_factory=set)  # pin: maybe detached by the OOM reaper (D25)
 
 
 @dataclass
@@ -244,7 +245,7 @@ class Oracle:
         elif isinstance(op, Complete):
             problems += self.job_completed(op.j, result, vmas)
         elif isinstance(op, Oomreap) and ok:
-            self._detach(op.p, 0, ADDRESS_PAGES)
+            self._detach(op.p, 0, ADDRESS_PAGES, reaped=True)
         else:
             self._key_changes(op, result, flight)
         return problems
@@ -356,6 +357,8 @@ class Oracle:
         for k in range(op.cnt):
             key = self._dma_key(region, op.off + k)
             if key is None:
+                if op.direction == "write" and op.off + k in region.reaped:
+                    self.unknown.add(("P", region.pid, region.start + op.off + k))
                 continue
             if op.direction == "write" and isinstance(result, Ok):
                 self._write(key, _word(op.x, op.stride, k))
@@ -363,12 +366,20 @@ class Oracle:
                 problems += self._check(key, result.values[k])
         return problems
 
-    def _detach(self, pid: int, start: int, end: int) -> None:
+    def _detach(self, pid: int, start: int, end: int, *, reaped: bool = False) -> None:
+        """Detach P's pin pages in [start, end); ``reaped``: by the OOM reaper,
+        which leaves a VMA whose non-blockable callback failed as it was, so
+        the page may still be the one mapped there: a DMA write through it
+        makes that key unknown (D25)."""
         for region in self.regions.values():
             if region.kind == "pin" and region.pid == pid:
                 for k in range(region.n):
                     if start <= region.start + k < end and k not in region.pinned_keys:
+                        if reaped and k not in region.detached:
+                            region.reaped.add(k)
                         region.detached.add(k)
+                        if not reaped:
+                            region.reaped.discard(k)
 
     def _private_keys(self, pid: int, start: int, end: int) -> list[Key]:
         return [key for key in self.last.keys() | self.unknown
