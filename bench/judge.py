@@ -1,0 +1,299 @@
+"""Judging throughput (issue 14): what checking and comparing cost the engines.
+
+    python -m bench.judge [--traces 200] [--seed 0] [--examples 40]
+                          [--atheris 1000,10000] [--libfuzzer N] [--parts executor,...]
+                          [--json FILE]
+
+Parts, each printed as it finishes (CPU time, ``time.process_time``):
+
+* ``executor``: ``--traces`` decoded traces (``fuzz.codec.decode`` of
+  fixed-seed random bytes, 20 to 300 bytes, as the Atheris target sees
+  them) run by ``fuzz.executor.run_trace`` on both implementations, **bare**
+  (no invariant checks, no observations) and **judged** (the Atheris
+  target's settings: checks on both sides, observations every 8 steps,
+  the work cap), and **full** (every check, observations at every step: the
+  judge the fast one is tested against).  traces/s, steps/s and judged/bare.
+* ``hypothesis``: the stateful engine (``fuzz.stateful``) as the campaign's
+  Hypothesis worker runs it (both sides, ``observe_every=4``) for
+  ``--examples`` examples: examples/s, judged steps/s, and that rate as a
+  fraction of the judged executor's steps/s on the same traces.
+* ``atheris``: the Atheris target's ``TestOneInput`` in a plain loop on
+  fixed-seed random inputs: execs/s and the process's RSS after each count of
+  ``--atheris`` (maximum resident set, ``ru_maxrss``, and current, from
+  ``/proc/self/statm``), in a fresh interpreter.  ``--libfuzzer N`` also
+  runs ``fuzz/fuzz_trace.py -runs=N`` under libFuzzer (when atheris is
+  installed) and reads its ``rss:`` lines.
+
+Timings on a shared machine are noisy: compare ratios within one run.
+Targets (issue 14; printed, never asserted): judged >= 50% of bare; the
+Hypothesis engine >= 50% of the judged executor's steps/s; Atheris RSS growth
+< 10 MB per 10k inputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import random
+import re
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def corpus(traces: int, seed: int) -> list[Any]:
+    from fuzz.codec import decode
+
+    rng = random.Random(seed)
+    return [decode(rng.randbytes(rng.randint(20, 300))) for _ in range(traces)]
+
+
+@dataclass
+class Rate:
+    name: str
+    traces: int
+    steps: int
+    seconds: float
+    findings: int = 0
+    capped: int = 0
+
+    @property
+    def traces_per_s(self) -> float:
+        return self.traces / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def steps_per_s(self) -> float:
+        return self.steps / self.seconds if self.seconds > 0 else 0.0
+
+    def line(self) -> str:
+        return (f"  {self.name:<8} {self.traces_per_s:8.1f} traces/s {self.steps_per_s:9.0f} "
+                f"steps/s  ({self.traces} traces, {self.steps} steps, {self.seconds:.2f} s, "
+                f"{self.findings} findings, {self.capped} capped)")
+
+
+def run_executor(name: str, traces: Sequence[Any], settings: Any, cap: int) -> Rate:
+    from fuzz import impls
+    from fuzz.executor import run_trace
+    from fuzz.fuzz_trace import InputTooLong, _capped
+
+    sides = [(n, _capped(f, cap) if cap else f) for n, f in impls.sides("both")]
+    steps = findings = capped = 0
+    gc.collect()
+    t0 = time.process_time()
+    for trace in traces:
+        verdict = run_trace(trace, sides, settings)
+        steps += verdict.steps
+        f = verdict.finding
+        if f is not None and f.kind == "exception" and f.detail == InputTooLong.__name__:
+            capped += 1
+        elif f is not None:
+            findings += 1
+    return Rate(name, len(traces), steps, time.process_time() - t0, findings, capped)
+
+
+def executor_part(traces: int, seed: int) -> dict[str, Any]:
+    from fuzz.executor import Settings
+    from fuzz.fuzz_trace import MAX_WORK, TargetConfig
+
+    cases = corpus(traces, seed)
+    judged_settings = TargetConfig().settings()
+    bare = run_executor("bare", cases, Settings(observe_every=0, checks=False), 0)
+    print(bare.line(), flush=True)
+    judged = run_executor("judged", cases, judged_settings, MAX_WORK)
+    print(judged.line(), flush=True)
+    full = run_executor("full", cases, Settings(observe_every=1), MAX_WORK)
+    print(full.line(), flush=True)
+    ratio = judged.steps_per_s / bare.steps_per_s if bare.steps_per_s else 0.0
+    print(f"  judged/bare steps/s {ratio:.1%}  (target >= 50%: "
+          f"{'PASS' if ratio >= 0.5 else 'MISS'}); full/bare "
+          f"{full.steps_per_s / bare.steps_per_s if bare.steps_per_s else 0.0:.1%}", flush=True)
+    return {"bare": asdict(bare), "judged": asdict(judged), "full": asdict(full),
+            "judged_over_bare": ratio}
+
+
+def hypothesis_part(examples: int, seed: int) -> dict[str, Any]:
+    from hypothesis import HealthCheck, Phase, settings
+    from hypothesis.stateful import run_state_machine_as_test
+
+    from fuzz.fuzz_trace import MAX_WORK, TargetConfig
+    from fuzz.stateful import EngineConfig, machine_for
+
+    made: list[Any] = []
+    base = machine_for(EngineConfig(sides="both", observe_every=4, failures=os.devnull))
+
+    class Counted(base):  # type: ignore[misc, valid-type]
+        def judge(self) -> None:
+            made.append(self.trace())
+            super().judge()
+
+    Counted.TestCase.settings = settings(
+        max_examples=examples, database=None, deadline=None, derandomize=True,
+        phases=[Phase.generate], suppress_health_check=list(HealthCheck))
+    random.seed(seed)
+    gc.collect()
+    t0 = time.process_time()
+    steps = [0]
+    orig = Counted.judge
+
+    def judge(self: Any) -> None:
+        try:
+            orig(self)
+        finally:
+            if self.verdict is not None:
+                steps[0] += self.verdict.steps
+
+    Counted.judge = judge  # type: ignore[method-assign]
+    failed = False
+    try:
+        run_state_machine_as_test(Counted, settings=Counted.TestCase.settings)
+    except AssertionError:
+        failed = True  # a finding on a clean build: reported below, still timed
+    seconds = time.process_time() - t0
+    engine = Rate("engine", len(made), steps[0], seconds, int(failed))
+    print(f"  engine   {engine.traces_per_s:8.2f} examples/s {engine.steps_per_s:9.0f} "
+          f"steps/s  ({engine.traces} examples, {engine.steps} steps, {seconds:.2f} s"
+          f"{', stopped at a finding' if failed else ''})", flush=True)
+    rejudged = run_executor("rejudged", made, TargetConfig(observe_every=4).settings(), MAX_WORK)
+    print(rejudged.line(), flush=True)
+    ratio = engine.steps_per_s / rejudged.steps_per_s if rejudged.steps_per_s else 0.0
+    print(f"  engine/executor steps/s {ratio:.1%}  (target >= 50%: "
+          f"{'PASS' if ratio >= 0.5 else 'MISS'})", flush=True)
+    return {"engine": asdict(engine), "executor": asdict(rejudged), "engine_over_executor": ratio}
+
+
+def _rss_kb() -> tuple[int, int]:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with open("/proc/self/statm") as f:
+        current = int(f.read().split()[1]) * (os.sysconf("SC_PAGE_SIZE") // 1024)
+    return peak, current
+
+
+def atheris_loop(counts: Sequence[int], seed: int) -> dict[str, Any]:
+    """In this process: TestOneInput on random inputs; RSS at each count."""
+    from fuzz import fuzz_trace
+
+    fuzz_trace.configure(fuzz_trace.TargetConfig())
+    rng = random.Random(seed)
+    marks: list[dict[str, float]] = []
+    done = findings = 0
+    start_rss = _rss_kb()
+    t0 = time.process_time()
+    for target in sorted(counts):
+        while done < target:
+            data = rng.randbytes(rng.randint(20, 300))
+            try:
+                fuzz_trace.TestOneInput(data)
+            except fuzz_trace.TraceFinding:
+                findings += 1
+            done += 1
+        peak, current = _rss_kb()
+        marks.append({"inputs": done, "seconds": time.process_time() - t0,
+                      "maxrss_kb": peak, "rss_kb": current})
+    return {"start_maxrss_kb": start_rss[0], "start_rss_kb": start_rss[1], "marks": marks,
+            "findings": findings, "capped": fuzz_trace.CAPPED[0]}
+
+
+def atheris_part(counts: Sequence[int], seed: int, libfuzzer: int) -> dict[str, Any]:
+    code = ("import json, sys; from bench.judge import atheris_loop; "
+            f"print(json.dumps(atheris_loop({list(counts)!r}, {seed})))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                         text=True, check=True)
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    base = result["start_rss_kb"]
+    for m in result["marks"]:
+        rate = m["inputs"] / m["seconds"] if m["seconds"] else 0.0
+        print(f"  loop     {m['inputs']:>6} inputs {rate:7.1f} execs/s  rss {m['rss_kb'] / 1024:7.1f}"
+              f" MB (+{(m['rss_kb'] - base) / 1024:.1f})  maxrss {m['maxrss_kb'] / 1024:7.1f} MB",
+              flush=True)
+    marks = result["marks"]
+    if len(marks) >= 2:
+        a, b = marks[0], marks[-1]
+        per10k = (b["rss_kb"] - a["rss_kb"]) / max(1, b["inputs"] - a["inputs"]) * 10_000 / 1024
+        result["growth_mb_per_10k"] = per10k
+        print(f"  loop RSS growth {per10k:.1f} MB per 10k inputs (target < 10: "
+              f"{'PASS' if per10k < 10 else 'MISS'})", flush=True)
+    if libfuzzer:
+        result["libfuzzer"] = libfuzzer_run(libfuzzer, seed)
+    return result
+
+
+def libfuzzer_run(runs: int, seed: int) -> dict[str, Any]:
+    try:
+        import atheris  # noqa: F401
+    except ImportError:
+        print("  libfuzzer: atheris is not installed, skipped", flush=True)
+        return {}
+    env = dict(os.environ, MIRRORFUZZ_FINDINGS=os.devnull + ".d")
+    t0 = time.monotonic()
+    out = subprocess.run([sys.executable, "fuzz/fuzz_trace.py", f"-runs={runs}", f"-seed={seed + 1}",
+                          "-max_len=300", "-print_final_stats=1", "-rss_limit_mb=0",
+                          "-error_exitcode=0", "-max_total_time=3600"],
+                         cwd=ROOT, capture_output=True, text=True, env=env)
+    seconds = time.monotonic() - t0
+    points = [(int(n), int(r)) for n, r in re.findall(r"#(\d+)\s+\w+.*?rss: (\d+)Mb", out.stderr)]
+    execs = re.search(r"stat::number_of_executed_units: (\d+)", out.stderr)
+    peak = re.search(r"stat::peak_rss_mb: (\d+)", out.stderr)
+    result: dict[str, Any] = {"points": points, "wall_s": seconds,
+                              "execs": int(execs.group(1)) if execs else None,
+                              "peak_rss_mb": int(peak.group(1)) if peak else None}
+    if len(points) >= 2:
+        (n0, r0), (n1, r1) = points[0], points[-1]
+        result["growth_mb_per_10k"] = (r1 - r0) / max(1, n1 - n0) * 10_000
+    print(f"  libfuzzer {result}", flush=True)
+    return result
+
+
+@dataclass
+class Args:
+    traces: int = 200
+    seed: int = 0
+    examples: int = 40
+    atheris: list[int] = field(default_factory=lambda: [1000, 10000])
+    libfuzzer: int = 0
+    parts: list[str] = field(default_factory=lambda: ["executor", "hypothesis", "atheris"])
+    json: str | None = None
+
+
+def parse(argv: Sequence[str] | None) -> Args:
+    p = argparse.ArgumentParser(prog="python -m bench.judge", description=__doc__.split("\n")[0])
+    p.add_argument("--traces", type=int, default=200)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--examples", type=int, default=40)
+    p.add_argument("--atheris", default="1000,10000", help="RSS after these many inputs")
+    p.add_argument("--libfuzzer", type=int, default=0, help="also run N inputs under libFuzzer")
+    p.add_argument("--parts", default="executor,hypothesis,atheris")
+    p.add_argument("--json")
+    a = p.parse_args(argv)
+    return Args(a.traces, a.seed, a.examples, [int(x) for x in a.atheris.split(",") if x],
+                a.libfuzzer, [x for x in a.parts.split(",") if x], a.json)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse(argv)
+    report: dict[str, Any] = {}
+    if "executor" in args.parts:
+        print(f"executor: {args.traces} decoded traces, seed {args.seed}", flush=True)
+        report["executor"] = executor_part(args.traces, args.seed)
+    if "hypothesis" in args.parts:
+        print(f"hypothesis: {args.examples} examples (both sides, observe_every=4)", flush=True)
+        report["hypothesis"] = hypothesis_part(args.examples, args.seed)
+    if "atheris" in args.parts and args.atheris:
+        print(f"atheris: TestOneInput in a plain loop, RSS after {args.atheris} inputs",
+              flush=True)
+        report["atheris"] = atheris_part(args.atheris, args.seed, args.libfuzzer)
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
