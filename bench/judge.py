@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib.util
 import json
 import os
 import random
@@ -41,9 +42,10 @@ import re
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -112,12 +114,17 @@ def executor_part(traces: int, seed: int) -> dict[str, Any]:
     print(judged.line(), flush=True)
     full = run_executor("full", cases, Settings(observe_every=1), MAX_WORK)
     print(full.line(), flush=True)
+    fast = run_executor("fast", cases, replace(judged_settings, fast=True), MAX_WORK)
+    print(fast.line(), flush=True)
     ratio = judged.steps_per_s / bare.steps_per_s if bare.steps_per_s else 0.0
     print(f"  judged/bare steps/s {ratio:.1%}  (target >= 50%: "
           f"{'PASS' if ratio >= 0.5 else 'MISS'}); full/bare "
           f"{full.steps_per_s / bare.steps_per_s if bare.steps_per_s else 0.0:.1%}", flush=True)
+    fratio = fast.steps_per_s / bare.steps_per_s if bare.steps_per_s else 0.0
+    print(f"  fast/bare steps/s {fratio:.1%}  (the fast judge at the same periods: "
+          f"{'PASS' if fratio >= 0.5 else 'MISS'})", flush=True)
     return {"bare": asdict(bare), "judged": asdict(judged), "full": asdict(full),
-            "judged_over_bare": ratio}
+            "fast": asdict(fast), "judged_over_bare": ratio, "fast_over_bare": fratio}
 
 
 def hypothesis_part(examples: int, seed: int) -> dict[str, Any]:
@@ -211,8 +218,9 @@ def atheris_part(counts: Sequence[int], seed: int, libfuzzer: int) -> dict[str, 
     base = result["start_rss_kb"]
     for m in result["marks"]:
         rate = m["inputs"] / m["seconds"] if m["seconds"] else 0.0
-        print(f"  loop     {m['inputs']:>6} inputs {rate:7.1f} execs/s  rss {m['rss_kb'] / 1024:7.1f}"
-              f" MB (+{(m['rss_kb'] - base) / 1024:.1f})  maxrss {m['maxrss_kb'] / 1024:7.1f} MB",
+        print(f"  loop     {m['inputs']:>6} inputs {rate:7.1f} execs/s  rss "
+              f"{m['rss_kb'] / 1024:7.1f} MB (+{(m['rss_kb'] - base) / 1024:.1f})  maxrss "
+              f"{m['maxrss_kb'] / 1024:7.1f} MB",
               flush=True)
     marks = result["marks"]
     if len(marks) >= 2:
@@ -227,26 +235,34 @@ def atheris_part(counts: Sequence[int], seed: int, libfuzzer: int) -> dict[str, 
 
 
 def libfuzzer_run(runs: int, seed: int) -> dict[str, Any]:
-    try:
-        import atheris  # noqa: F401
-    except ImportError:
+    """``fuzz/fuzz_trace.py -runs=N`` under libFuzzer, seeded from ``corpus/``
+    as the campaign seeds it; its ``rss:`` lines."""
+    if importlib.util.find_spec("atheris") is None:
         print("  libfuzzer: atheris is not installed, skipped", flush=True)
         return {}
-    env = dict(os.environ, MIRRORFUZZ_FINDINGS=os.devnull + ".d")
-    t0 = time.monotonic()
-    out = subprocess.run([sys.executable, "fuzz/fuzz_trace.py", f"-runs={runs}", f"-seed={seed + 1}",
-                          "-max_len=300", "-print_final_stats=1", "-rss_limit_mb=0",
-                          "-error_exitcode=0", "-max_total_time=3600"],
-                         cwd=ROOT, capture_output=True, text=True, env=env)
-    seconds = time.monotonic() - t0
+    with tempfile.TemporaryDirectory(prefix="bench-judge-") as tmp:
+        seeds, work = Path(tmp, "seeds"), Path(tmp, "corpus")
+        work.mkdir()
+        subprocess.run([sys.executable, "fuzz/fuzz_trace.py", "--make-seeds", str(seeds)],
+                       cwd=ROOT, capture_output=True, check=True)
+        env = dict(os.environ, MIRRORFUZZ_FINDINGS=str(Path(tmp, "findings")))
+        t0 = time.monotonic()
+        out = subprocess.run([sys.executable, "fuzz/fuzz_trace.py", f"-runs={runs}",
+                              f"-seed={seed + 1}", "-print_final_stats=1", "-rss_limit_mb=0",
+                              "-error_exitcode=0", "-dict=fuzz/fuzz_trace.dict",
+                              str(work), str(seeds)],
+                             cwd=ROOT, capture_output=True, text=True, env=env)
+        seconds = time.monotonic() - t0
     points = [(int(n), int(r)) for n, r in re.findall(r"#(\d+)\s+\w+.*?rss: (\d+)Mb", out.stderr)]
     execs = re.search(r"stat::number_of_executed_units: (\d+)", out.stderr)
     peak = re.search(r"stat::peak_rss_mb: (\d+)", out.stderr)
-    result: dict[str, Any] = {"points": points, "wall_s": seconds,
+    result: dict[str, Any] = {"wall_s": seconds,
                               "execs": int(execs.group(1)) if execs else None,
                               "peak_rss_mb": int(peak.group(1)) if peak else None}
-    if len(points) >= 2:
-        (n0, r0), (n1, r1) = points[0], points[-1]
+    inited = [p for p in points if p[0] >= min(1000, runs // 4)]
+    if len(inited) >= 2:
+        (n0, r0), (n1, r1) = inited[0], inited[-1]
+        result["from"], result["to"] = [n0, r0], [n1, r1]
         result["growth_mb_per_10k"] = (r1 - r0) / max(1, n1 - n0) * 10_000
     print(f"  libfuzzer {result}", flush=True)
     return result
