@@ -446,12 +446,17 @@ def run_trace(trace: Trace, sides: Sequence[tuple[str, Factory]],
     With ``settings.fast``, a trace the fast judge finds anything in is
     judged again by the full judge, and the full judge's verdict is given
     when it has a finding (it has, unless the work cap of a wrapped side,
-    which counts observations, stops it first)."""
+    which counts observations, stops it first).  A trace stopped at the work
+    cap is not judged again."""
     settings = settings or Settings()
     verdict = _Run(trace, sides, settings).run()
-    if settings.fast and verdict.findings:
+    if settings.fast and verdict.finding is not None and not capped(verdict.finding):
         full = _Run(trace, sides, settings.full()).run()
-        found = full.finding
-        if found is not None and not (found.kind == "exception" and found.detail in WORK_CAPS):
+        if full.finding is not None and not capped(full.finding):
             return full
     return verdict
+
+
+def capped(finding: Finding) -> bool:
+    """Whether ``finding`` is an engine's work cap (judged up to it), not a finding."""
+    return finding.kind == "exception" and finding.detail in WORK_CAPS

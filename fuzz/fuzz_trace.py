@@ -60,9 +60,12 @@ Two more variables are for the campaign runner (``fuzz.campaign``):
 at most once a second) and ``MIRRORFUZZ_KNOWN`` (a directory of finding traces
 whose signatures are not reported again).
 
-With ``K`` > 1 the executor compares observations at multiples of ``K`` only,
-not once more after the drain, so a divergence in a trace's last ``K - 1``
-steps that changes no result goes unseen (``--observe-every=1`` sees it).
+The target judges with the executor's fast judge (``Settings.fast``):
+observations every ``K`` steps and after the drain, the reference's
+invariant scans every few steps and at the end; an input with a finding is
+judged again by the full judge (every scan and observation at every step),
+whose first finding is the one reported, so that a repro's line is the
+earliest the full judge sees.
 
 Modules are imported lazily, so that :func:`main` can import the judged code
 under ``atheris.instrument_imports`` first; the mutator is never instrumented.
@@ -207,7 +210,7 @@ class TargetConfig:
     def settings(self) -> Settings:
         from fuzz.executor import Settings
 
-        return Settings(observe_every=self.observe_every, mutant=self.mutant)
+        return Settings(observe_every=self.observe_every, mutant=self.mutant, fast=True)
 
 
 _config: TargetConfig | None = None
