@@ -18,9 +18,12 @@ Parts, each printed as it finishes (CPU time, ``time.process_time``):
   ``--examples`` examples: examples/s, judged steps/s, and that rate as a
   fraction of the judged executor's steps/s on the same traces.
 * ``atheris``: the Atheris target's ``TestOneInput`` in a plain loop on
-  fixed-seed random inputs: execs/s and the process's RSS after each count of
-  ``--atheris`` (maximum resident set, ``ru_maxrss``, and current, from
-  ``/proc/self/statm``), in a fresh interpreter.  ``--libfuzzer N`` also
+  fixed-seed random inputs, ``model`` instrumented by atheris as in the
+  worker (when atheris is installed): execs/s and the process's RSS after
+  each count of ``--atheris`` (maximum resident set, ``ru_maxrss``, and
+  current, from ``/proc/self/statm``), in a fresh interpreter; once with
+  atheris's comparison hook as it is (``unguarded``) and once guarded as
+  the worker runs it (``fuzz_trace.guard_array_compares``).  ``--libfuzzer N`` also
   runs ``fuzz/fuzz_trace.py -runs=N`` under libFuzzer (when atheris is
   installed) and reads its ``rss:`` lines.
 
@@ -184,11 +187,19 @@ def _rss_kb() -> tuple[int, int]:
     return peak, current
 
 
-def atheris_loop(counts: Sequence[int], seed: int) -> dict[str, Any]:
-    """In this process: TestOneInput on random inputs; RSS at each count."""
+def atheris_loop(counts: Sequence[int], seed: int, guard: bool = True) -> dict[str, Any]:
+    """In this process: TestOneInput on random inputs; RSS at each count.
+    With atheris installed, ``model`` is imported instrumented as the
+    worker imports it, and ``guard`` is whether its comparison hook is
+    guarded (``fuzz_trace.guard_array_compares``, as the worker does)."""
     from fuzz import fuzz_trace
 
     fuzz_trace.configure(fuzz_trace.TargetConfig())
+    if importlib.util.find_spec("atheris") is not None:
+        atheris = importlib.import_module("atheris")
+        fuzz_trace.load_judged(atheris, "model")
+        if guard:
+            fuzz_trace.guard_array_compares(atheris)
     rng = random.Random(seed)
     marks: list[dict[str, float]] = []
     done = findings = 0
@@ -210,15 +221,26 @@ def atheris_loop(counts: Sequence[int], seed: int) -> dict[str, Any]:
 
 
 def atheris_part(counts: Sequence[int], seed: int, libfuzzer: int) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    guards = (False, True) if importlib.util.find_spec("atheris") is not None else (True,)
+    for guard in guards:
+        name = "guarded" if guard else "unguarded"
+        result[name] = atheris_loop_run(counts, seed, guard, name)
+    if libfuzzer:
+        result["libfuzzer"] = libfuzzer_run(libfuzzer, seed)
+    return result
+
+
+def atheris_loop_run(counts: Sequence[int], seed: int, guard: bool, name: str) -> dict[str, Any]:
     code = ("import json, sys; from bench.judge import atheris_loop; "
-            f"print(json.dumps(atheris_loop({list(counts)!r}, {seed})))")
+            f"print(json.dumps(atheris_loop({list(counts)!r}, {seed}, {guard})))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                          text=True, check=True)
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     base = result["start_rss_kb"]
     for m in result["marks"]:
         rate = m["inputs"] / m["seconds"] if m["seconds"] else 0.0
-        print(f"  loop     {m['inputs']:>6} inputs {rate:7.1f} execs/s  rss "
+        print(f"  {name:<9} {m['inputs']:>6} inputs {rate:7.1f} execs/s  rss "
               f"{m['rss_kb'] / 1024:7.1f} MB (+{(m['rss_kb'] - base) / 1024:.1f})  maxrss "
               f"{m['maxrss_kb'] / 1024:7.1f} MB",
               flush=True)
@@ -227,10 +249,8 @@ def atheris_part(counts: Sequence[int], seed: int, libfuzzer: int) -> dict[str, 
         a, b = marks[0], marks[-1]
         per10k = (b["rss_kb"] - a["rss_kb"]) / max(1, b["inputs"] - a["inputs"]) * 10_000 / 1024
         result["growth_mb_per_10k"] = per10k
-        print(f"  loop RSS growth {per10k:.1f} MB per 10k inputs (target < 10: "
+        print(f"  {name} RSS growth {per10k:.1f} MB per 10k inputs (target < 10: "
               f"{'PASS' if per10k < 10 else 'MISS'})", flush=True)
-    if libfuzzer:
-        result["libfuzzer"] = libfuzzer_run(libfuzzer, seed)
     return result
 
 
