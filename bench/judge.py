@@ -131,53 +131,66 @@ def executor_part(traces: int, seed: int) -> dict[str, Any]:
 
 
 def hypothesis_part(examples: int, seed: int) -> dict[str, Any]:
+    from fuzz.fuzz_trace import MAX_WORK, TargetConfig
+
+    out: dict[str, Any] = {}
+    made: list[Any] = []
+    for fast in (False, True):
+        name = "fast" if fast else "judged"
+        engine, made = engine_rate(examples, seed, fast)
+        out[name] = asdict(engine)
+        print(f"  {name:<8} {engine.traces_per_s:8.2f} examples/s {engine.steps_per_s:9.0f} "
+              f"steps/s  ({engine.traces} examples, {engine.steps} steps, "
+              f"{engine.seconds:.2f} s{', stopped at a finding' if engine.findings else ''})",
+              flush=True)
+    rejudged = run_executor("rejudged", made, TargetConfig(observe_every=4).settings(), MAX_WORK)
+    print(rejudged.line(), flush=True)
+    ratio = out["fast"]["steps"] / out["fast"]["seconds"] / rejudged.steps_per_s \
+        if rejudged.steps_per_s and out["fast"]["seconds"] else 0.0
+    print(f"  engine/executor steps/s {ratio:.1%}  (target >= 50%: "
+          f"{'PASS' if ratio >= 0.5 else 'MISS'})", flush=True)
+    out["executor"], out["engine_over_executor"] = asdict(rejudged), ratio
+    return out
+
+
+def engine_rate(examples: int, seed: int, fast: bool) -> tuple[Rate, list[Any]]:
+    """The stateful engine as the campaign's Hypothesis worker runs it (both
+    sides, ``observe_every=4``), judging with the fast judge or not."""
     from hypothesis import HealthCheck, Phase, settings
     from hypothesis.stateful import run_state_machine_as_test
 
-    from fuzz.fuzz_trace import MAX_WORK, TargetConfig
+    from fuzz.executor import Settings
     from fuzz.stateful import EngineConfig, machine_for
 
     made: list[Any] = []
+    steps = [0]
     base = machine_for(EngineConfig(sides="both", observe_every=4, failures=os.devnull))
 
     class Counted(base):  # type: ignore[misc, valid-type]
         def judge(self) -> None:
             made.append(self.trace())
-            super().judge()
+            try:
+                super().judge()
+            finally:
+                if self.verdict is not None:
+                    steps[0] += self.verdict.steps
 
-    Counted.TestCase.settings = settings(
-        max_examples=examples, database=None, deadline=None, derandomize=True,
-        phases=[Phase.generate], suppress_health_check=list(HealthCheck))
+        def _settings(self) -> Settings:
+            chosen: Settings = replace(super()._settings(), fast=fast)
+            return chosen
+
+    chosen = settings(max_examples=examples, database=None, deadline=None, derandomize=True,
+                      phases=[Phase.generate], suppress_health_check=list(HealthCheck))
     random.seed(seed)
     gc.collect()
     t0 = time.process_time()
-    steps = [0]
-    orig = Counted.judge
-
-    def judge(self: Any) -> None:
-        try:
-            orig(self)
-        finally:
-            if self.verdict is not None:
-                steps[0] += self.verdict.steps
-
-    Counted.judge = judge  # type: ignore[method-assign]
     failed = False
     try:
-        run_state_machine_as_test(Counted, settings=Counted.TestCase.settings)
+        run_state_machine_as_test(Counted, settings=chosen)
     except AssertionError:
-        failed = True  # a finding on a clean build: reported below, still timed
+        failed = True  # a finding on a clean build: reported, still timed
     seconds = time.process_time() - t0
-    engine = Rate("engine", len(made), steps[0], seconds, int(failed))
-    print(f"  engine   {engine.traces_per_s:8.2f} examples/s {engine.steps_per_s:9.0f} "
-          f"steps/s  ({engine.traces} examples, {engine.steps} steps, {seconds:.2f} s"
-          f"{', stopped at a finding' if failed else ''})", flush=True)
-    rejudged = run_executor("rejudged", made, TargetConfig(observe_every=4).settings(), MAX_WORK)
-    print(rejudged.line(), flush=True)
-    ratio = engine.steps_per_s / rejudged.steps_per_s if rejudged.steps_per_s else 0.0
-    print(f"  engine/executor steps/s {ratio:.1%}  (target >= 50%: "
-          f"{'PASS' if ratio >= 0.5 else 'MISS'})", flush=True)
-    return {"engine": asdict(engine), "executor": asdict(rejudged), "engine_over_executor": ratio}
+    return Rate("engine", len(made), steps[0], seconds, int(failed)), made
 
 
 def _rss_kb() -> tuple[int, int]:
