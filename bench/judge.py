@@ -283,6 +283,7 @@ def libfuzzer_run(runs: int, seed: int) -> dict[str, Any]:
         out = subprocess.run([sys.executable, "fuzz/fuzz_trace.py", f"-runs={runs}",
                               f"-seed={seed + 1}", "-print_final_stats=1", "-rss_limit_mb=0",
                               "-error_exitcode=0", "-dict=fuzz/fuzz_trace.dict",
+                              f"-artifact_prefix={tmp}/",
                               str(work), str(seeds)],
                              cwd=ROOT, capture_output=True, text=True, env=env)
         seconds = time.monotonic() - t0
