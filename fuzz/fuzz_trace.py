@@ -344,6 +344,8 @@ def TestOneInput(data: bytes) -> None:  # noqa: N802 (libFuzzer's name)
     from fuzz.codec import decode
     from fuzz.executor import run_trace
 
+    for atheris in _guarded:
+        guard_array_compares(atheris)
     config = current()
     trace = decode(data)
     verdict = run_trace(trace, _implementations(), config.settings())
@@ -374,6 +376,10 @@ def _instrumented(atheris: ModuleType, level: str) -> Iterator[None]:
     include = ["model", "fuzz"] if level == "all" else ["model"]
     with atheris.instrument_imports(include=include, exclude=list(NOT_INSTRUMENTED)):
         yield
+
+
+_guarded: list[ModuleType] = []
+"""The atheris module whose comparison hook :func:`TestOneInput` keeps guarded."""
 
 
 def guard_array_compares(atheris: ModuleType) -> None:
@@ -487,7 +493,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("fuzz_trace: atheris is not installed (pip install '.[fuzz]')", file=sys.stderr)
         return 2
     load_judged(atheris, os.environ.get(ENV["instrument"]) or "model")
-    guard_array_compares(atheris)
     kwargs = {}
     if (os.environ.get(ENV["mutator"]) or "structure") == "structure":
         from fuzz import mutator
@@ -497,6 +502,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         kwargs = {"custom_mutator": custom_mutator, "custom_crossover": mutator.crossover}
     atheris.Setup(args, TestOneInput, **kwargs)
+    _guarded.append(atheris)  # guarded at each input: Fuzz sets atheris._trace_cmp again
     atheris.Fuzz()
     return 0
 
