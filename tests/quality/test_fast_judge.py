@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import random
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -34,8 +35,9 @@ from model import bugs
 TRACES = Path(__file__).parent / "traces"
 NAMES = [bug.name for bug in bugs.all_bugs()]
 PER_BUG = int(os.environ.get("MIRRORFUZZ_FAST_JUDGE_TRACES") or 6)
-FAST = Settings(fast=True, observe_every=int(os.environ.get("OE", 8)),
-                scan_every=int(os.environ.get("SE", 8)))
+FAST = Settings(fast=True, observe_every=int(os.environ.get("MIRRORFUZZ_FAST_JUDGE_OBSERVE") or 8),
+                scan_every=int(os.environ.get("MIRRORFUZZ_FAST_JUDGE_SCAN") or 8))
+"""The engines' settings (``MIRRORFUZZ_FAST_JUDGE_OBSERVE``/``_SCAN`` try others)."""
 
 
 def traces_for(name: str, count: int) -> list[Trace]:
@@ -66,7 +68,7 @@ def test_fast_judge_reports_the_full_judges_first_finding(name: str) -> None:
     found = 0
     for i, trace in enumerate(traces_for(name, PER_BUG)):
         full = run_trace(trace, both, Settings(observe_every=1, mutant=name))
-        fast = run_trace(trace, both, FAST.__class__(**{**FAST.__dict__, "mutant": name}))
+        fast = run_trace(trace, both, replace(FAST, mutant=name))
         found += full.finding is not None
         if not agree(full, fast):
             lost.append(f"trace {i}: full {full.finding} / fast {fast.finding}")
