@@ -75,6 +75,8 @@ from model.ops import (
 
 T = TypeVar("T")
 LIVELOCK_COMMITS = 64
+WORK_CAPS = frozenset({"InputTooLong"})
+"""Exceptions that are an engine's work cap, not a finding (``fuzz.fuzz_trace``)."""
 
 
 @dataclass(frozen=True)
@@ -183,8 +185,33 @@ class Settings:
     has no mutant, and its checks, O(resident pages) a step, are there to
     find defects of SPEC itself, which a mutant hunt does not look for."""
 
+    fast: bool = False
+    """The fast judge (issue 14): the invariant scans of the sides not in
+    ``scan_each_step`` run after every ``scan_every``-th step that changed
+    something and at the end of the trace (their checks at events still run
+    at their event); observations are compared every ``observe_every`` such
+    steps and at the end (0: at the end only); and a trace the fast judge
+    finds anything in is judged again by the full judge (:meth:`full`),
+    whose first finding is the one reported.  So the fast judge reports what
+    the full one does, or nothing where the trouble the full one would have
+    seen is gone by the fast one's next comparison
+    (``tests/quality/test_fast_judge.py`` measures that on the planted bugs)."""
+    scan_every: int = 8
+    scan_each_step: tuple[str, ...] = ("optimized",)
+    """Sides whose scans cost what a step changed (the optimized side's
+    ledger re-reads only the leaves a step dirtied): the fast judge leaves
+    them after every step."""
+
+    def deferred(self, side: str) -> bool:
+        """True if the fast judge runs ``side``'s scans itself, every few steps."""
+        return self.fast and self.checks_on(side) and side not in self.scan_each_step
+
     def checks_on(self, side: str) -> bool:
         return self.checks and (self.checked is None or side in self.checked)
+
+    def full(self) -> Settings:
+        """The full judge: every scan after every step, observations at every step."""
+        return replace(self, fast=False, observe_every=1)
 
 
 class _Stop(Exception):
@@ -206,6 +233,7 @@ class _Run:
         self.sides = sides
         self.impls: list[Implementation] = []
         self.changes = 0  # starts and steps that were not Blocked
+        self.scans = 0  # steps not Blocked, counted for the fast judge's scans
 
     # -------------------------------------------------------------- findings
 
@@ -281,6 +309,8 @@ class _Run:
             self.commit_base[name] = self._call(first.name, lambda: first.failed_commits(name))
         outs = self._all(lambda impl: impl.step(name))
         self.verdict.steps += 1
+        if self.settings.fast and not isinstance(outs[0], Blocked):
+            self._scan()
         self._violations()
         self._same(f"a step of {name}", outs)
         for impl in self.impls:
@@ -318,6 +348,17 @@ class _Run:
                        obj=diff.object_kind(detail) if invariant != "liveness"
                        else "livelock")
 
+    def _scan(self, *, last: bool = False) -> None:
+        """The fast judge's scans: every ``scan_every``-th changing step, and last."""
+        count = self.scans
+        self.scans += not last
+        k = self.settings.scan_every
+        if not last and k > 1 and count % k:
+            return
+        for impl in self.impls:
+            if self.settings.deferred(impl.name):
+                self._call(impl.name, impl.check_invariants)
+
     def _livelock(self, name: str, *, done: bool) -> None:
         self.last_runner = name
         if done or name not in self.commit_base:
@@ -340,8 +381,10 @@ class _Run:
         count = self.changes
         self.changes += not last
         k = self.settings.observe_every
-        if len(self.impls) < 2 or k <= 0 or (count % k and not last):
+        if len(self.impls) < 2 or (not last and (k <= 0 or count % k)):
             return
+        if last and k <= 0 and not self.settings.fast:
+            return  # observations off (the fast judge compares once more at the end)
         observations = self._all(lambda impl: impl.observe())
         for impl, obs in zip(self.impls[1:], observations[1:], strict=True):
             if obs != observations[0]:
@@ -416,9 +459,11 @@ class _Run:
                         mutant=self.settings.mutant)
         try:
             for name, factory in self.sides:
-                checked = replace(config, checks=self.settings.checks_on(name))
+                checked = replace(config, checks=self.settings.checks_on(name),
+                                  deferred=self.settings.deferred(name))
                 self.impls.append(self._call(name, partial(factory, checked)))
-            self._after_step()
+            if not self.settings.fast:  # the fast judge compares fresh sides at its first period
+                self._after_step()
             for index, line in enumerate(self.trace.steps, start=1):
                 self.line = index
                 result = self.line_result(index, line)
@@ -427,6 +472,9 @@ class _Run:
                 self._expect(index, line, result)
             if self.settings.drain:
                 self.drain()
+            if self.settings.fast:
+                self._scan(last=True)
+                self._violations()
             self._after_step(last=True)
         except _Stop:
             pass
@@ -462,5 +510,22 @@ def describe_difference(a: Observation, b: Observation) -> str:
 
 def run_trace(trace: Trace, sides: Sequence[tuple[str, Factory]],
               settings: Settings | None = None) -> Verdict:
-    """Run ``trace`` on ``sides`` (name, factory) in lockstep and judge it."""
-    return _Run(trace, sides, settings or Settings()).run()
+    """Run ``trace`` on ``sides`` (name, factory) in lockstep and judge it.
+
+    With ``settings.fast``, a trace the fast judge finds anything in is
+    judged again by the full judge, and the full judge's verdict is given
+    when it has a finding (it has, unless the work cap of a wrapped side,
+    which counts observations, stops it first).  A trace stopped at the work
+    cap is not judged again."""
+    settings = settings or Settings()
+    verdict = _Run(trace, sides, settings).run()
+    if settings.fast and verdict.finding is not None and not capped(verdict.finding):
+        full = _Run(trace, sides, settings.full()).run()
+        if full.finding is not None and not capped(full.finding):
+            return full
+    return verdict
+
+
+def capped(finding: Finding) -> bool:
+    """Whether ``finding`` is an engine's work cap (judged up to it), not a finding."""
+    return finding.kind == "exception" and finding.detail in WORK_CAPS

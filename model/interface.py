@@ -75,6 +75,12 @@ class Config:
     device_frames: int = DEFAULT_DEVICE_FRAMES
     checks: bool = True  # check invariants after every step (off only for benchmarks)
     mutant: str | None = None  # a planted bug, by its declared name (model/bugs.py)
+    deferred: bool = False
+    """With ``checks``: the after-step scans (the predicates of §8.2 over the
+    whole state) run only when :meth:`Implementation.check_invariants` is
+    called, not after every step; the checks at events (an access, a commit,
+    an ``end``, a wait) still run where the event happens.  The executor's
+    fast judge sets it and scans every few steps and at the end of a trace."""
 
     def __post_init__(self) -> None:
         lookup(self.mutant)  # a name nobody declared: model.bugs.UnknownBug, here
@@ -121,6 +127,11 @@ class Implementation(Protocol):
 
     def take_violations(self) -> list[Violation]:
         """Violations found since the last call (then forgotten)."""
+        ...
+
+    def check_invariants(self) -> None:
+        """Run the after-step scans now (when ``config.checks``); what they
+        find is taken by the next :meth:`take_violations`."""
         ...
 
     def page_ops(self) -> int:

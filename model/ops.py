@@ -397,10 +397,12 @@ def op_keyword(op: Op) -> str:
     return SCHEMA_BY_CLASS[type(op)].keyword
 
 
-@functools.lru_cache(maxsize=1 << 16)
+@functools.lru_cache(maxsize=1 << 12)
 def format_op(op: Op) -> str:
     """The canonical text of an op (reserved handles are not printed);
-    cached, since every observation names each live thread's op."""
+    cached, since every observation names each live thread's op (a few
+    thousand entries: an engine's process formats new ops with every input,
+    and a bigger cache only grows its memory)."""
     sch = SCHEMA_BY_CLASS[type(op)]
     words = [sch.keyword]
     for arg in sch.args:

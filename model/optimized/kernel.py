@@ -118,9 +118,13 @@ class OptimizedKernel:
             for msg in t.violations:
                 k.violations.append(Violation("no_block_when_nonblockable", msg))
             t.violations.clear()
-        if self.config.checks:
+        if self.config.checks and not self.config.deferred:
             checks.run_checks(k)
         return out
+
+    def check_invariants(self) -> None:
+        if self.config.checks:
+            checks.run_checks(self.state)
 
     def live_threads(self) -> list[str]:
         return sorted(self.state.threads, key=O.thread_order)

@@ -112,9 +112,13 @@ class ReferenceKernel:
             th.pending = point
             outcome = Yielded()
         collect(st)
-        if self.config.checks:
+        if self.config.checks and not self.config.deferred:
             check_all(st, list(self.threads.values()))
         return outcome
+
+    def check_invariants(self) -> None:
+        if self.config.checks:
+            check_all(self.state, list(self.threads.values()))
 
     def live_threads(self) -> list[str]:
         return sorted(self.threads, key=thread_order)

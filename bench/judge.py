@@ -1,0 +1,349 @@
+"""Judging throughput (issue 14): what checking and comparing cost the engines.
+
+    python -m bench.judge [--traces 200] [--seed 0] [--examples 40]
+                          [--atheris 1000,10000] [--libfuzzer N] [--parts executor,...]
+                          [--json FILE]
+
+Parts, each printed as it finishes (CPU time, ``time.process_time``):
+
+* ``executor``: ``--traces`` decoded traces (``fuzz.codec.decode`` of
+  fixed-seed random bytes, 20 to 300 bytes, as the Atheris target sees
+  them) run by ``fuzz.executor.run_trace`` on both implementations, **bare**
+  (no invariant checks, no observations) and **judged** (the Atheris
+  target's settings: checks on both sides, observations every 8 steps,
+  the work cap), and **full** (every check, observations at every step: the
+  judge the fast one is tested against).  traces/s, steps/s and judged/bare.
+* ``hypothesis``: the stateful engine (``fuzz.stateful``) as the campaign's
+  Hypothesis worker runs it (both sides, ``observe_every=4``) for
+  ``--examples`` examples: examples/s, judged steps/s, and that rate as a
+  fraction of the judged executor's steps/s on the same traces.
+* ``atheris``: the Atheris target's ``TestOneInput`` in a plain loop on
+  fixed-seed random inputs, ``model`` instrumented by atheris as in the
+  worker (when atheris is installed): execs/s and the process's RSS after
+  each count of ``--atheris`` (maximum resident set, ``ru_maxrss``, and
+  current, from ``/proc/self/statm``), in a fresh interpreter; once with
+  atheris's comparison hook as it is (``unguarded``) and once guarded as
+  the worker runs it (``fuzz_trace.guard_array_compares``).  ``--libfuzzer N`` also
+  runs ``fuzz/fuzz_trace.py -runs=N`` under libFuzzer (when atheris is
+  installed) and reads its ``rss:`` lines.
+
+Timings on a shared machine are noisy: compare ratios within one run.
+Targets (issue 14; printed, never asserted): judged >= 50% of bare; the
+Hypothesis engine >= 50% of the judged executor's steps/s; Atheris RSS growth
+< 10 MB per 10k inputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import importlib.util
+import json
+import os
+import random
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def corpus(traces: int, seed: int) -> list[Any]:
+    from fuzz.codec import decode
+
+    rng = random.Random(seed)
+    return [decode(rng.randbytes(rng.randint(20, 300))) for _ in range(traces)]
+
+
+@dataclass
+class Rate:
+    name: str
+    traces: int
+    steps: int
+    seconds: float
+    findings: int = 0
+    capped: int = 0
+
+    @property
+    def traces_per_s(self) -> float:
+        return self.traces / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def steps_per_s(self) -> float:
+        return self.steps / self.seconds if self.seconds > 0 else 0.0
+
+    def line(self) -> str:
+        return (f"  {self.name:<8} {self.traces_per_s:8.1f} traces/s {self.steps_per_s:9.0f} "
+                f"steps/s  ({self.traces} traces, {self.steps} steps, {self.seconds:.2f} s, "
+                f"{self.findings} findings, {self.capped} capped)")
+
+
+def run_executor(name: str, traces: Sequence[Any], settings: Any, cap: int) -> Rate:
+    from fuzz import impls
+    from fuzz.executor import run_trace
+    from fuzz.fuzz_trace import InputTooLong, _capped
+
+    sides = [(n, _capped(f, cap) if cap else f) for n, f in impls.sides("both")]
+    steps = findings = capped = 0
+    gc.collect()
+    t0 = time.process_time()
+    for trace in traces:
+        verdict = run_trace(trace, sides, settings)
+        steps += verdict.steps
+        f = verdict.finding
+        if f is not None and f.kind == "exception" and f.detail == InputTooLong.__name__:
+            capped += 1
+        elif f is not None:
+            findings += 1
+    return Rate(name, len(traces), steps, time.process_time() - t0, findings, capped)
+
+
+def executor_part(traces: int, seed: int) -> dict[str, Any]:
+    from fuzz.executor import Settings
+    from fuzz.fuzz_trace import MAX_WORK, TargetConfig
+
+    cases = corpus(traces, seed)
+    judged_settings = TargetConfig().settings()
+    bare = run_executor("bare", cases, Settings(observe_every=0, checks=False), 0)
+    print(bare.line(), flush=True)
+    judged = run_executor("judged", cases, judged_settings, MAX_WORK)
+    print(judged.line(), flush=True)
+    full = run_executor("full", cases, Settings(observe_every=1), MAX_WORK)
+    print(full.line(), flush=True)
+    fast = run_executor("fast", cases, replace(judged_settings, fast=True), MAX_WORK)
+    print(fast.line(), flush=True)
+    ratio = judged.steps_per_s / bare.steps_per_s if bare.steps_per_s else 0.0
+    print(f"  judged/bare steps/s {ratio:.1%}  (target >= 50%: "
+          f"{'PASS' if ratio >= 0.5 else 'MISS'}); full/bare "
+          f"{full.steps_per_s / bare.steps_per_s if bare.steps_per_s else 0.0:.1%}", flush=True)
+    fratio = fast.steps_per_s / bare.steps_per_s if bare.steps_per_s else 0.0
+    print(f"  fast/bare steps/s {fratio:.1%}  (the fast judge at the same periods: "
+          f"{'PASS' if fratio >= 0.5 else 'MISS'})", flush=True)
+    return {"bare": asdict(bare), "judged": asdict(judged), "full": asdict(full),
+            "fast": asdict(fast), "judged_over_bare": ratio, "fast_over_bare": fratio}
+
+
+def hypothesis_part(examples: int, seed: int) -> dict[str, Any]:
+    from fuzz.fuzz_trace import MAX_WORK, TargetConfig
+
+    out: dict[str, Any] = {}
+    made: list[Any] = []
+    for fast in (False, True):
+        name = "fast" if fast else "judged"
+        engine, made = engine_rate(examples, seed, fast)
+        out[name] = asdict(engine)
+        print(f"  {name:<8} {engine.traces_per_s:8.2f} examples/s {engine.steps_per_s:9.0f} "
+              f"steps/s  ({engine.traces} examples, {engine.steps} steps, "
+              f"{engine.seconds:.2f} s{', stopped at a finding' if engine.findings else ''})",
+              flush=True)
+    rejudged = run_executor("rejudged", made, TargetConfig(observe_every=4).settings(), MAX_WORK)
+    print(rejudged.line(), flush=True)
+    ratio = out["fast"]["steps"] / out["fast"]["seconds"] / rejudged.steps_per_s \
+        if rejudged.steps_per_s and out["fast"]["seconds"] else 0.0
+    print(f"  engine/executor steps/s {ratio:.1%}  (target >= 50%: "
+          f"{'PASS' if ratio >= 0.5 else 'MISS'})", flush=True)
+    out["executor"], out["engine_over_executor"] = asdict(rejudged), ratio
+    return out
+
+
+def engine_rate(examples: int, seed: int, fast: bool) -> tuple[Rate, list[Any]]:
+    """The stateful engine as the campaign's Hypothesis worker runs it (both
+    sides, ``observe_every=4``), judging with the fast judge or not."""
+    from hypothesis import HealthCheck, Phase, settings
+    from hypothesis.stateful import run_state_machine_as_test
+
+    from fuzz.executor import Settings
+    from fuzz.stateful import EngineConfig, machine_for
+
+    made: list[Any] = []
+    steps = [0]
+    base = machine_for(EngineConfig(sides="both", observe_every=4, failures=os.devnull))
+
+    class Counted(base):  # type: ignore[misc, valid-type]
+        def judge(self) -> None:
+            made.append(self.trace())
+            try:
+                super().judge()
+            finally:
+                if self.verdict is not None:
+                    steps[0] += self.verdict.steps
+
+        def _settings(self) -> Settings:
+            chosen: Settings = replace(super()._settings(), fast=fast)
+            return chosen
+
+    chosen = settings(max_examples=examples, database=None, deadline=None, derandomize=True,
+                      phases=[Phase.generate], suppress_health_check=list(HealthCheck))
+    random.seed(seed)
+    gc.collect()
+    t0 = time.process_time()
+    failed = False
+    try:
+        run_state_machine_as_test(Counted, settings=chosen)
+    except AssertionError:
+        failed = True  # a finding on a clean build: reported, still timed
+    seconds = time.process_time() - t0
+    return Rate("engine", len(made), steps[0], seconds, int(failed)), made
+
+
+def _rss_kb() -> tuple[int, int]:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with open("/proc/self/statm") as f:
+        current = int(f.read().split()[1]) * (os.sysconf("SC_PAGE_SIZE") // 1024)
+    return peak, current
+
+
+def atheris_loop(counts: Sequence[int], seed: int, guard: bool = True) -> dict[str, Any]:
+    """In this process: TestOneInput on random inputs; RSS at each count.
+    With atheris installed, ``model`` is imported instrumented as the
+    worker imports it, and ``guard`` is whether its comparison hook is
+    guarded (``fuzz_trace.guard_array_compares``, as the worker does)."""
+    from fuzz import fuzz_trace
+
+    fuzz_trace.configure(fuzz_trace.TargetConfig())
+    if importlib.util.find_spec("atheris") is not None:
+        atheris = importlib.import_module("atheris")
+        fuzz_trace.load_judged(atheris, "model")
+        if guard:
+            fuzz_trace.guard_array_compares(atheris)
+    rng = random.Random(seed)
+    marks: list[dict[str, float]] = []
+    done = findings = 0
+    start_rss = _rss_kb()
+    t0 = time.process_time()
+    for target in sorted(counts):
+        while done < target:
+            data = rng.randbytes(rng.randint(20, 300))
+            try:
+                fuzz_trace.TestOneInput(data)
+            except fuzz_trace.TraceFinding:
+                findings += 1
+            done += 1
+        peak, current = _rss_kb()
+        marks.append({"inputs": done, "seconds": time.process_time() - t0,
+                      "maxrss_kb": peak, "rss_kb": current})
+    return {"start_maxrss_kb": start_rss[0], "start_rss_kb": start_rss[1], "marks": marks,
+            "findings": findings, "capped": fuzz_trace.CAPPED[0]}
+
+
+def atheris_part(counts: Sequence[int], seed: int, libfuzzer: int) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    guards = (False, True) if importlib.util.find_spec("atheris") is not None else (True,)
+    for guard in guards:
+        name = "guarded" if guard else "unguarded"
+        result[name] = atheris_loop_run(counts, seed, guard, name)
+    if libfuzzer:
+        result["libfuzzer"] = libfuzzer_run(libfuzzer, seed)
+    return result
+
+
+def atheris_loop_run(counts: Sequence[int], seed: int, guard: bool, name: str) -> dict[str, Any]:
+    code = ("import json, sys; from bench.judge import atheris_loop; "
+            f"print(json.dumps(atheris_loop({list(counts)!r}, {seed}, {guard})))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                         text=True, check=True)
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    base = result["start_rss_kb"]
+    for m in result["marks"]:
+        rate = m["inputs"] / m["seconds"] if m["seconds"] else 0.0
+        print(f"  {name:<9} {m['inputs']:>6} inputs {rate:7.1f} execs/s  rss "
+              f"{m['rss_kb'] / 1024:7.1f} MB (+{(m['rss_kb'] - base) / 1024:.1f})  maxrss "
+              f"{m['maxrss_kb'] / 1024:7.1f} MB",
+              flush=True)
+    marks = result["marks"]
+    if len(marks) >= 2:
+        a, b = marks[0], marks[-1]
+        per10k = (b["rss_kb"] - a["rss_kb"]) / max(1, b["inputs"] - a["inputs"]) * 10_000 / 1024
+        result["growth_mb_per_10k"] = per10k
+        print(f"  {name} RSS growth {per10k:.1f} MB per 10k inputs (target < 10: "
+              f"{'PASS' if per10k < 10 else 'MISS'})", flush=True)
+    return result
+
+
+def libfuzzer_run(runs: int, seed: int) -> dict[str, Any]:
+    """``fuzz/fuzz_trace.py -runs=N`` under libFuzzer, seeded from ``corpus/``
+    as the campaign seeds it; its ``rss:`` lines."""
+    if importlib.util.find_spec("atheris") is None:
+        print("  libfuzzer: atheris is not installed, skipped", flush=True)
+        return {}
+    with tempfile.TemporaryDirectory(prefix="bench-judge-") as tmp:
+        seeds, work = Path(tmp, "seeds"), Path(tmp, "corpus")
+        work.mkdir()
+        subprocess.run([sys.executable, "fuzz/fuzz_trace.py", "--make-seeds", str(seeds)],
+                       cwd=ROOT, capture_output=True, check=True)
+        env = dict(os.environ, MIRRORFUZZ_FINDINGS=str(Path(tmp, "findings")))
+        t0 = time.monotonic()
+        out = subprocess.run([sys.executable, "fuzz/fuzz_trace.py", f"-runs={runs}",
+                              f"-seed={seed + 1}", "-print_final_stats=1", "-rss_limit_mb=0",
+                              "-error_exitcode=0", "-dict=fuzz/fuzz_trace.dict",
+                              f"-artifact_prefix={tmp}/",
+                              str(work), str(seeds)],
+                             cwd=ROOT, capture_output=True, text=True, env=env)
+        seconds = time.monotonic() - t0
+    points = [(int(n), int(r)) for n, r in re.findall(r"#(\d+)\s+\w+.*?rss: (\d+)Mb", out.stderr)]
+    execs = re.search(r"stat::number_of_executed_units: (\d+)", out.stderr)
+    peak = re.search(r"stat::peak_rss_mb: (\d+)", out.stderr)
+    result: dict[str, Any] = {"wall_s": seconds,
+                              "execs": int(execs.group(1)) if execs else None,
+                              "peak_rss_mb": int(peak.group(1)) if peak else None}
+    inited = [p for p in points if p[0] >= min(1000, runs // 4)]
+    if len(inited) >= 2:
+        (n0, r0), (n1, r1) = inited[0], inited[-1]
+        result["from"], result["to"] = [n0, r0], [n1, r1]
+        result["growth_mb_per_10k"] = (r1 - r0) / max(1, n1 - n0) * 10_000
+    print(f"  libfuzzer {result}", flush=True)
+    return result
+
+
+@dataclass
+class Args:
+    traces: int = 200
+    seed: int = 0
+    examples: int = 40
+    atheris: list[int] = field(default_factory=lambda: [1000, 10000])
+    libfuzzer: int = 0
+    parts: list[str] = field(default_factory=lambda: ["executor", "hypothesis", "atheris"])
+    json: str | None = None
+
+
+def parse(argv: Sequence[str] | None) -> Args:
+    p = argparse.ArgumentParser(prog="python -m bench.judge", description=__doc__.split("\n")[0])
+    p.add_argument("--traces", type=int, default=200)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--examples", type=int, default=40)
+    p.add_argument("--atheris", default="1000,10000", help="RSS after these many inputs")
+    p.add_argument("--libfuzzer", type=int, default=0, help="also run N inputs under libFuzzer")
+    p.add_argument("--parts", default="executor,hypothesis,atheris")
+    p.add_argument("--json")
+    a = p.parse_args(argv)
+    return Args(a.traces, a.seed, a.examples, [int(x) for x in a.atheris.split(",") if x],
+                a.libfuzzer, [x for x in a.parts.split(",") if x], a.json)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse(argv)
+    report: dict[str, Any] = {}
+    if "executor" in args.parts:
+        print(f"executor: {args.traces} decoded traces, seed {args.seed}", flush=True)
+        report["executor"] = executor_part(args.traces, args.seed)
+    if "hypothesis" in args.parts:
+        print(f"hypothesis: {args.examples} examples (both sides, observe_every=4)", flush=True)
+        report["hypothesis"] = hypothesis_part(args.examples, args.seed)
+    if "atheris" in args.parts and args.atheris:
+        print(f"atheris: TestOneInput in a plain loop, RSS after {args.atheris} inputs",
+              flush=True)
+        report["atheris"] = atheris_part(args.atheris, args.seed, args.libfuzzer)
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
