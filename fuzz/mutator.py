@@ -64,7 +64,8 @@ from model.ops import (
 ByteMutate = Callable[[bytes, int], bytes]
 """``(data, max_size) -> bytes``: a byte-level mutator (``atheris.Mutate``)."""
 
-MUTATE_WEIGHTS: Final = {"insert": 6, "delete": 4, "duplicate": 2, "swap": 3, "edit": 7}
+MUTATE_WEIGHTS: Final = {"insert": 6, "delete": 4, "duplicate": 2, "swap": 3, "edit": 7,
+                          "window": 3}
 CROSSOVER_WEIGHTS: Final = {"splice": 1, "chunk": 1}
 BYTE_FRACTION: Final = 0.15
 """The share of ``mutate`` calls that go straight to byte mutation."""
@@ -373,8 +374,38 @@ def _edit(rng: random.Random, entries: list[Entry], headers: dict[str, str]) -> 
     return out
 
 
+def _window(rng: random.Random, entries: list[Entry], headers: dict[str, str]) -> list[Entry]:
+    """Land an op inside another op's yield window (``fuzz.windows``), on
+    purpose: a plain op of a racer kind becomes thread ``Tn = op``, stepped
+    0-8 times, and the line after those steps (a fresh one half the time)
+    starts while it is in that window."""
+    racing = [i for i, (_, line) in enumerate(entries) if line.thread is None
+              and not isinstance(line.action, StepThread | RunThread)
+              and SCHEMA_BY_CLASS[type(line.action)].racer is not None]
+    if not racing:
+        return []
+    at = rng.choice(racing)
+    used = {line.thread for _, line in entries if line.thread is not None}
+    name = next(f"T{n}" for n in range(1, _MAX_NAME + 1) if f"T{n}" not in used)
+    origin, line = entries[at]
+    steps: list[Entry] = [(None, StepLine(StepThread(name)))
+                          for _ in range(rng.choice((0, 1, 1, 2, 2, 3, 4, 6, 8)))]
+    out = [*entries[:at], (origin, replace(line, thread=name, expected=None)), *steps,
+           *entries[at + 1:]]
+    cut = at + 1 + len(steps)
+    if rng.random() < 0.5:  # a fresh intruder, decoded after what precedes it
+        try:
+            head = encode(make_trace(_relink(out[:cut]), headers))
+        except ValueError:
+            return out
+        fresh = decode(head + rng.randbytes(24)).steps[cut:cut + 1]
+        out = [*out[:cut], *[(None, f) for f in fresh], *out[cut:]]
+    return out
+
+
 _KINDS: Final[dict[str, Callable[[random.Random, list[Entry], dict[str, str]], list[Entry]]]] = {
     "insert": _insert, "delete": _delete, "duplicate": _duplicate, "swap": _swap, "edit": _edit,
+    "window": _window,
 }
 
 
