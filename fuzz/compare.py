@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import random
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ from fuzz import codec, contracts, impls, plugins
 from fuzz.campaign.plots import CSS, Series, line_chart
 from fuzz.edit import delete_steps, op_of
 from fuzz.errors import BadInput
-from fuzz.executor import Settings, Verdict, run_trace
+from fuzz.executor import Settings, Verdict, capped, run_trace
 from fuzz.safeio import write_atomic
 from fuzz.trace import Trace, format_trace, load_trace, with_headers
 from fuzz.validate import duration
@@ -66,6 +67,7 @@ class DriverRun:
     path: str
     traces: int = 0
     steps: int = 0
+    capped: int = 0  # traces cut at the engines' work cap
     seconds: float = 0.0
     costs: Counter[str] = field(default_factory=Counter)
     cells: dict[str, Cell] = field(default_factory=dict)
@@ -114,16 +116,24 @@ def compare_driver(path: Path, seconds: float, seed: int, mutants: list[str]) ->
         run = DriverRun(loaded.kind, str(path))
         own = [b.name for b in bugs.all_bugs() if b.driver == loaded.kind]
         mutant = next((m for m in mutants if m in own), None)
+        from fuzz.fuzz_trace import MAX_WORK, _capped
+
         settings = Settings(observe_every=8, mutant=mutant, contract="registration-cache")
+        sides = [(name, _capped(f, MAX_WORK)) for name, f in impls.sides("both")]
         seeds = sorted((path.parent / path.stem).glob("*.trace"))
         start = time.process_time()
         i = 0
         while time.process_time() - start < seconds:
             trace = load_trace(str(seeds[i])) if i < len(seeds) else \
                 workload(loaded.kind, seed, i - len(seeds))
-            verdict = run_trace(trace, impls.sides("both"), settings)
+            verdict = run_trace(trace, sides, settings)
+            if verdict.finding is not None and capped(verdict.finding):
+                verdict.findings.clear()  # judged up to the work cap, as the engines do
+                run.capped += 1
             _judge(run, trace, verdict, time.process_time() - start)
             i += 1
+        print(f"compare: {run.kind}: {run.traces} traces, {run.steps} steps, "
+              f"{time.process_time() - start:.1f} s CPU", file=sys.stderr)
         run.seconds = time.process_time() - start
         return run
     finally:
