@@ -318,14 +318,15 @@ class Findings:
         self.running.append(Running(job, proc, time.monotonic(), result, limit))
 
     def observe_every(self, engine: str) -> int:
-        """The observation period ``engine`` judges with (1 for an unknown one)."""
+        """The observation period ``engine``'s findings were judged with.  Both
+        engines judge with the fast judge, and a trace it finds anything in is
+        judged again by the full judge, whose finding is the one reported
+        (``executor.run_trace``): its period, unless ``observe`` says otherwise."""
         if engine in self.observe:
             return self.observe[engine]
-        if engine == "atheris":
-            from fuzz.fuzz_trace import OBSERVE_EVERY
+        from fuzz.executor import Settings
 
-            return OBSERVE_EVERY
-        return 1
+        return Settings(fast=True).full().observe_every
 
     def wind_down(self, seconds: float) -> None:
         """A stop is coming within ``seconds``: no minimization may run past it
