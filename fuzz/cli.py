@@ -210,9 +210,10 @@ def _extra_commands() -> list[Callable[[Any], None]]:
     """The ``register(subparsers)`` of each command that lives in its own module."""
     from fuzz.campaign.cli import register as campaign
     from fuzz.campaign.commands import register as report_and_promote
+    from fuzz.linux.commands import register as linux
     from fuzz.mutants_table import register as mutants
 
-    return [campaign, report_and_promote, mutants]
+    return [campaign, report_and_promote, mutants, linux]
 
 
 def one_line(text: str, limit: int = 1000) -> str:
