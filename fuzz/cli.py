@@ -22,6 +22,7 @@ from fuzz import impls, plugins, validate
 from fuzz.corpus import check_corpus, corpus_traces, walk_traces
 from fuzz.errors import BadInput, check_mutant
 from fuzz.executor import Settings, Verdict, run_trace
+from fuzz.linux.replay import add_replay_options
 from fuzz.minimize import DEFAULT_MAX_RUNS, NoFinding, Stats, minimize_file
 from fuzz.safeio import describe, load_trace, write_atomic
 from fuzz.trace import Trace, TraceError, format_step, format_trace
@@ -89,6 +90,11 @@ def print_verdict(trace: Trace, verdict: Verdict, out: TextIO, *, verbose: bool)
 
 def cmd_replay(args: argparse.Namespace) -> int:
     check_mutant(args.mutant)
+    if args.linux:  # Linux as a third side (fuzz.linux.replay)
+        from fuzz.linux.replay import linux_replay
+
+        return linux_replay(list(trace_files(args.files)), args.kasan, args.race_seconds,
+                            args.batch)
     sides = impls.sides(args.impl)
     settings = Settings(observe_every=args.observe_every, budget=args.budget,
                         mutant=args.mutant)
@@ -179,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("-q", "--quiet", action="store_true",
                         help="print only mismatched lines, findings and the summary")
     plugins.add_option(replay)
+    add_replay_options(replay)
     replay.set_defaults(func=cmd_replay)
 
     mini = sub.add_parser("minimize", help="shrink a trace to a small one with the same finding")

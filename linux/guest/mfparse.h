@@ -27,10 +27,10 @@ struct mf_step {
 	int nargs;			/* op arguments given */
 	char *args[8];			/* canonical argument tokens */
 	char canon[512];		/* canonical text without the result */
+	char argbuf[512];		/* the argument tokens args[] point into */
 	char *result;			/* canonical result text (malloc), or NULL */
 };
 
-static char mf_tokbuf[1 << 20];
 
 static int mf_is_int(const char *t)
 {
@@ -202,7 +202,7 @@ static int mf_op_result(char **tok, int n, char *out, char *err)
 
 static int mf_result(char *text, struct mf_step *st, char *err)
 {
-	static char *tok[MF_MAXTOK];
+	static __thread char *tok[MF_MAXTOK];
 	size_t len = strlen(text);
 	int n = mf_split(text, tok, MF_MAXTOK);
 	char *out;
@@ -332,8 +332,8 @@ static int mf_parse_step(char *line, struct mf_step *st, char *err)
 		st->args[i] = dst;
 	}
 	/* args point into canon: re-split copies so they survive */
-	strcpy(mf_tokbuf, st->canon);
-	n = mf_split(mf_tokbuf + (st->thread[0] ? strlen(st->thread) + 3 : 0), tok, 16);
+	strcpy(st->argbuf, st->canon);
+	n = mf_split(st->argbuf + (st->thread[0] ? strlen(st->thread) + 3 : 0), tok, 16);
 	for (i = 0; i < st->nargs; i++)
 		st->args[i] = tok[i + 1];
 	return 0;

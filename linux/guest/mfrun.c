@@ -4,8 +4,14 @@
  * print each step line's result in trace syntax.
  *
  *   mfrun --parse-only FILE...   echo each trace in canonical text (no run)
- *   mfrun [--timeout S] PATH...  run each trace (a directory: its *.trace
- *                                files in name order), each in fresh processes
+ *   mfrun [--timeout S] [--race S] PATH...
+ *                                run each trace (a directory: its *.trace
+ *                                files in name order), each in fresh processes;
+ *                                with --race, the plain lines before the first
+ *                                `Tn =` run once, then every later op (the
+ *                                threads' and the plain ones) loops in its own
+ *                                thread for S seconds ("# race:" lines count
+ *                                the runs and results)
  *
  * Output of a run, per trace:
  *   # trace: PATH
@@ -29,7 +35,9 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <stdint.h>
+#include <pthread.h>
 #include <sys/ioctl.h>
+#include <time.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -122,7 +130,7 @@ static char *recv_msg(int sock, int *gotfd)
 
 /* -------------------------------------------------------------- server */
 
-static sigjmp_buf fault_jmp;
+static __thread sigjmp_buf fault_jmp;
 static int dev_fd[MF_MAXD];
 
 static void on_fault(int sig)
@@ -299,6 +307,91 @@ static char *cpu_op(const struct mf_step *st, char *out, size_t outlen)
 	return strcpy(out, r ? errname(errno) : "ok");
 }
 
+/* ------------------------------------------------------------ races */
+
+#define MF_RACERS 8
+#define MF_KINDS 6
+
+struct racer {
+	pthread_t th;
+	char line[512];
+	double deadline;
+	long runs;
+	int nkinds;
+	char kind[MF_KINDS + 1][48];
+	long count[MF_KINDS + 1];
+};
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void *race_loop(void *arg)
+{
+	struct racer *r = arg;
+	char *out = malloc(1 << 17), err[256], buf[512];
+	struct mf_step st;
+	int i;
+
+	if (!out)
+		return NULL;
+	while (now() < r->deadline) {
+		strcpy(buf, r->line);
+		if (mf_parse_step(buf, &st, err))
+			break;
+		if (st.op->args[0].kind == 'D')
+			dev_op(&st, out, 1 << 17);
+		else
+			cpu_op(&st, out, 1 << 17);
+		if (!strncmp(out, "values", 6))
+			out[6] = 0; /* counted by kind, not by content */
+		out[47] = 0;
+		for (i = 0; i < r->nkinds && strcmp(r->kind[i], out); i++)
+			;
+		if (i == r->nkinds && r->nkinds < MF_KINDS)
+			strcpy(r->kind[r->nkinds++], out);
+		else if (i == r->nkinds)
+			strcpy(r->kind[i = MF_KINDS], "other");
+		r->count[i]++;
+		r->runs++;
+	}
+	free(out);
+	return NULL;
+}
+
+/* "race SECS\nLINE\nLINE...": loop each line in its own thread for SECS seconds */
+static void race(char *msg, char *out, size_t outlen)
+{
+	static struct racer rs[MF_RACERS];
+	double secs = atof(msg + 5);
+	char *save = NULL, *line;
+	int n = 0, i, j;
+	size_t pos = 0;
+
+	memset(rs, 0, sizeof(rs));
+	strtok_r(msg, "\n", &save);
+	while ((line = strtok_r(NULL, "\n", &save)) && n < MF_RACERS) {
+		snprintf(rs[n].line, sizeof(rs[n].line), "%s", line);
+		rs[n].deadline = now() + secs;
+		n++;
+	}
+	for (i = 0; i < n; i++)
+		pthread_create(&rs[i].th, NULL, race_loop, &rs[i]);
+	for (i = 0; i < n; i++) {
+		pthread_join(rs[i].th, NULL);
+		pos += snprintf(out + pos, outlen - pos, "%s%s: %ld runs:", i ? "\n" : "",
+				rs[i].line, rs[i].runs);
+		for (j = 0; j <= MF_KINDS; j++)
+			if (rs[i].count[j])
+				pos += snprintf(out + pos, outlen - pos, " %s x%ld,", rs[i].kind[j],
+						rs[i].count[j]);
+	}
+}
+
 static void serve(int sock)
 {
 	static char out[1 << 17];
@@ -329,6 +422,8 @@ static void serve(int sock)
 			}
 			close(passed);
 			snprintf(out, sizeof(out), "%s", pid < 0 ? errname(errno) : "ok");
+		} else if (!strncmp(msg, "race ", 5)) {
+			race(msg, out, sizeof(out));
 		} else if (!strncmp(msg, "open ", 5)) {
 			int d = atoi(msg + 5), minor = atoi(strchr(msg + 5, ' ') + 1), fd;
 			char path[64];
@@ -609,11 +704,25 @@ static int parse_only(const char *path)
 	return 0;
 }
 
+static double race_secs;	/* > 0: lines from the first `Tn =` on race (--race S) */
+
+/* The process a racer line runs in, or -1. */
+static int racer_proc(const struct mf_step *st)
+{
+	int h = atoi(st->args[0] + 1);
+
+	if (st->op->args[0].kind == 'P')
+		return h < nprocs && procs[h].state == LIVE ? h : -1;
+	if (st->op->args[0].kind == 'D')
+		return h < ndevs && devs[h].state == LIVE ? devs[h].proc : -1;
+	return -1;
+}
+
 static void run_trace(const char *path)
 {
-	static char out[1 << 17];
+	static char out[1 << 17], racers[8192];
 	char *text = slurp(path), *cur, *line, err[256], why[256];
-	int lineno = 0, i;
+	int lineno = 0, i, racing = 0, rproc = -1;
 	struct mf_step st;
 
 	printf("# trace: %s\n", path);
@@ -633,12 +742,45 @@ static void run_trace(const char *path)
 			return;
 		}
 		free(st.result);
+		if (race_secs > 0 && (st.thread[0] || racing)) {
+			int p;
+
+			racing = 1;
+			if (st.is_thread_cmd)
+				continue;	/* step/run: the threads just loop */
+			p = racer_proc(&st);
+			if (p < 0 || (rproc >= 0 && p != rproc) || !mf_in_list(st.op->keyword,
+									       mf_linux_ops)) {
+				printf("# end: %s refused line %d: a racer must be a Linux op of one "
+				       "live process\n", path, lineno);
+				return;
+			}
+			rproc = p;
+			if (strlen(racers) + strlen(st.canon) + 2 < sizeof(racers))
+				sprintf(racers + strlen(racers), "\n%s",
+					st.thread[0] ? st.canon + strlen(st.thread) + 3 : st.canon);
+			continue;
+		}
 		if (run_line(&st, out, sizeof(out), why)) {
 			printf("# end: %s refused line %d: %s\n", path, lineno, why);
 			return;
 		}
 		printf("%s => %s\n", st.canon, out);
 		fflush(stdout);
+	}
+	if (rproc >= 0) {
+		char *msg = malloc(strlen(racers) + 64), *reply, *save = NULL, *l;
+
+		sprintf(msg, "race %.3f%s", race_secs, racers);
+		if (!msg || send_msg(procs[rproc].sock, msg, -1) ||
+		    !(reply = recv_msg(procs[rproc].sock, NULL))) {
+			printf("# end: %s error lost the racing process\n", path);
+			return;
+		}
+		for (l = strtok_r(reply, "\n", &save); l; l = strtok_r(NULL, "\n", &save))
+			printf("# race: %s\n", l);
+		free(reply);
+		free(msg);
 	}
 	for (i = 0; i < nprocs; i++)
 		if (procs[i].state == LIVE)
@@ -700,10 +842,15 @@ int main(int argc, char **argv)
 			rc |= parse_only(argv[i]);
 		return rc;
 	}
-	if (argc > 2 && !strcmp(argv[1], "--timeout")) {
-		timeout = atoi(argv[2]);
-		i = 3;
+	while (i + 1 < argc && (!strcmp(argv[i], "--timeout") || !strcmp(argv[i], "--race"))) {
+		if (!strcmp(argv[i], "--race"))
+			race_secs = atof(argv[i + 1]);
+		else
+			timeout = atoi(argv[i + 1]);
+		i += 2;
 	}
+	if (race_secs > 0 && timeout < race_secs + 30)
+		timeout = race_secs + 30;
 	if (i >= argc) {
 		fprintf(stderr, "usage: mfrun [--parse-only | --timeout S] TRACE|DIR...\n");
 		return 2;
