@@ -40,7 +40,9 @@ APT_PACKAGES: Final = (SOURCE_PACKAGE, "flex", "bison", "libelf-dev", "bc", "qem
 TOOLS: Final = {"flex": "flex", "bison": "bison", "bc": "bc", "gcc": "gcc", "make": "make",
                 "qemu-system-x86_64": "qemu-system-x86", "xz": "xz-utils"}
 JOBS: Final = 2
-APPEND: Final = "console=ttyS0 panic=-1 oops=panic transparent_hugepage=madvise"
+# no_timer_check: under TCG on a loaded host the IO-APIC timer check can fail and panic
+APPEND: Final = ("console=ttyS0 panic=-1 oops=panic transparent_hugepage=madvise "
+                  "no_timer_check")
 REPORT_RE: Final = re.compile(
     r"(BUG: KASAN: [^\n]*|BUG: [^\n]*|WARNING: [^\n]*|general protection fault[^\n]*"
     r"|Kernel panic[^\n]*|Oops[^\n]*|kernel BUG at[^\n]*)")
@@ -266,7 +268,13 @@ def make_initramfs(out: Path, files: dict[str, Path | bytes]) -> None:
     """A gzip'd newc archive: ``/name`` -> content; executables 0755, data 0644."""
     blob = b""
     ino = 1
-    for d in ("dev", "proc", "sys", "tmp"):
+    dirs = ["dev", "proc", "sys", "tmp"]
+    for name in files:
+        parts = name.strip("/").split("/")[:-1]
+        for i in range(len(parts)):
+            if "/".join(parts[:i + 1]) not in dirs:
+                dirs.append("/".join(parts[:i + 1]))
+    for d in dirs:
         blob += _cpio_entry(d, b"", 0o040755, ino)
         ino += 1
     for name, content in files.items():

@@ -39,8 +39,6 @@
 #include <sys/ioctl.h>
 #include <time.h>
 #include <sys/mman.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -51,7 +49,7 @@
 #define MF_PAGE 4096UL
 #define MF_BASE 0x10000000000UL		/* page 0 */
 #define MF_WINDOW (1L << 30)		/* pages 0 .. 2^30 - 1 */
-#define MF_MAXP 256
+#define MF_MAXP 64
 #define MF_MAXD 256
 
 /* ------------------------------------------------------------ messages */
@@ -62,67 +60,62 @@ static void die(const char *what)
 	_exit(4);
 }
 
-static int send_msg(int sock, const char *text, int passfd)
+/* Channels are pipes (a tinyconfig kernel has no AF_UNIX): one command pipe
+ * and one reply pipe per process handle, all made before P0 starts, so every
+ * forked server finds its own. */
+static int chan[MF_MAXP][4];	/* cmd read, cmd write, reply read, reply write */
+
+static int write_all(int fd, const void *buf, size_t len)
 {
-	uint32_t len = strlen(text);
-	struct iovec iov = { &len, sizeof(len) };
-	char ctl[CMSG_SPACE(sizeof(int))] = { 0 };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-	size_t off = 0;
+	const char *p = buf;
 
-	if (passfd >= 0) {
-		struct cmsghdr *c;
-
-		mh.msg_control = ctl;
-		mh.msg_controllen = sizeof(ctl);
-		c = CMSG_FIRSTHDR(&mh);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(c), &passfd, sizeof(int));
-	}
-	if (sendmsg(sock, &mh, MSG_NOSIGNAL) != sizeof(len))
-		return -1;
-	while (off < len) {
-		ssize_t w = send(sock, text + off, len - off, MSG_NOSIGNAL);
+	while (len) {
+		ssize_t w = write(fd, p, len);
 
 		if (w <= 0)
 			return -1;
-		off += w;
+		p += w;
+		len -= w;
 	}
 	return 0;
 }
 
-/* A malloc'd message, or NULL at EOF; *gotfd receives a passed fd (or -1). */
-static char *recv_msg(int sock, int *gotfd)
+static int read_all(int fd, void *buf, size_t len)
+{
+	char *p = buf;
+
+	while (len) {
+		ssize_t r = read(fd, p, len);
+
+		if (r <= 0)
+			return -1;
+		p += r;
+		len -= r;
+	}
+	return 0;
+}
+
+static int send_msg(int fd, const char *text)
+{
+	uint32_t len = strlen(text);
+
+	return write_all(fd, &len, sizeof(len)) || write_all(fd, text, len) ? -1 : 0;
+}
+
+/* A malloc'd message, or NULL at EOF. */
+static char *recv_msg(int fd)
 {
 	uint32_t len;
-	struct iovec iov = { &len, sizeof(len) };
-	char ctl[CMSG_SPACE(sizeof(int))];
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl,
-			     .msg_controllen = sizeof(ctl) };
-	struct cmsghdr *c;
-	size_t off = 0;
 	char *buf;
 
-	if (gotfd)
-		*gotfd = -1;
-	if (recvmsg(sock, &mh, MSG_WAITALL) != sizeof(len))
+	if (read_all(fd, &len, sizeof(len)))
 		return NULL;
-	for (c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
-		if (c->cmsg_type == SCM_RIGHTS && gotfd)
-			memcpy(gotfd, CMSG_DATA(c), sizeof(int));
 	buf = malloc(len + 1);
 	if (!buf)
 		die("malloc");
-	while (off < len) {
-		ssize_t r = recv(sock, buf + off, len - off, 0);
-
-		if (r <= 0) {
-			free(buf);
-			return NULL;
-		}
-		off += r;
+	if (read_all(fd, buf, len)) {
+		free(buf);
+		return NULL;
 	}
 	buf[len] = 0;
 	return buf;
@@ -184,7 +177,7 @@ static int prot_of(const char *p)
 static char *dev_op(const struct mf_step *st, char *out, size_t outlen)
 {
 	const char *k = st->op->keyword;
-	int fd = dev_fd[num(st->args[0]) % MF_MAXD];
+	int fd = dev_fd[atoi(st->args[0] + 1) % MF_MAXD];
 	long s = num(st->args[1]), n = num(st->args[2]), i;
 	struct hmm_dmirror_cmd cmd = { .addr = (uint64_t)addr_of(s), .npages = (uint64_t)n };
 	size_t bytes = !strcmp(k, "snapshot") ? (size_t)n : (size_t)n * MF_PAGE;
@@ -392,7 +385,7 @@ static void race(char *msg, char *out, size_t outlen)
 	}
 }
 
-static void serve(int sock)
+static void serve(int me)
 {
 	static char out[1 << 17];
 	struct sigaction sa = { .sa_handler = on_fault };
@@ -400,28 +393,30 @@ static void serve(int sock)
 
 	sigaction(SIGSEGV, &sa, NULL);
 	sigaction(SIGBUS, &sa, NULL);
+	signal(SIGCHLD, SIG_IGN);	/* children reap themselves */
 	for (;;) {
-		int passed;
-		char *msg = recv_msg(sock, &passed);
-		struct mf_step st;
+		char *msg = recv_msg(chan[me][0]);
+		struct mf_step st = { .result = NULL };
 
 		if (!msg || !strcmp(msg, "quit"))
 			_exit(0);
 		if (!strcmp(msg, "exit")) {
-			send_msg(sock, "ok", -1);
+			send_msg(chan[me][3], "ok");
 			_exit(0);
 		}
-		if (!strcmp(msg, "fork")) {
+		if (!strncmp(msg, "fork ", 5)) {
+			int child = atoi(msg + 5);
 			pid_t pid = fork();
 
 			if (pid == 0) {	/* the child serves its own channel */
-				close(sock);
-				sock = passed;
+				me = child;
 				free(msg);
 				continue;
 			}
-			close(passed);
-			snprintf(out, sizeof(out), "%s", pid < 0 ? errname(errno) : "ok");
+			if (pid < 0)
+				snprintf(out, sizeof(out), "%s", errname(errno));
+			else
+				snprintf(out, sizeof(out), "ok %d", (int)pid);
 		} else if (!strncmp(msg, "race ", 5)) {
 			race(msg, out, sizeof(out));
 		} else if (!strncmp(msg, "open ", 5)) {
@@ -441,14 +436,14 @@ static void serve(int sock)
 		}
 		free(st.result);
 		free(msg);
-		send_msg(sock, out, -1);
+		send_msg(chan[me][3], out);
 	}
 }
 
 /* --------------------------------------------------------- coordinator */
 
 enum { UNUSED, LIVE, DEAD, FAILED };
-struct proc { int state, sock; };
+struct proc { int state; pid_t pid; };
 struct dev { int state, proc; };
 
 static struct proc procs[MF_MAXP];
@@ -460,38 +455,59 @@ static const char *const mf_linux_ops[] = {
 	"open", "dread", "dwrite", "snapshot", "migrate_to_dev", "read_range", "write_range", NULL
 };
 
-static int spawn(int from, int *sock)
+/* Start process `child`: P0 from the coordinator, any other by forking `from`. */
+static int spawn(int from, int child)
 {
-	int sv[2];
-	char *reply;
+	char *reply, msg[32];
 	pid_t pid;
 
-	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv))
-		return -1;
 	if (from < 0) {
 		pid = fork();
 		if (pid < 0)
 			return -1;
-		if (pid == 0) {
-			close(sv[0]);
-			serve(sv[1]);
-		}
-		close(sv[1]);
-		*sock = sv[0];
+		if (pid == 0)
+			serve(child);
+		procs[child].pid = pid;
 		return 0;
 	}
-	if (send_msg(procs[from].sock, "fork", sv[1]))
+	snprintf(msg, sizeof(msg), "fork %d", child);
+	if (send_msg(chan[from][1], msg))
 		return -1;
-	close(sv[1]);
-	reply = recv_msg(procs[from].sock, NULL);
-	if (!reply || strcmp(reply, "ok")) {
+	reply = recv_msg(chan[from][2]);
+	if (!reply || strncmp(reply, "ok ", 3)) {
+		if (reply)
+			errno = EAGAIN;
 		free(reply);
-		close(sv[0]);
 		return -1;
 	}
+	procs[child].pid = atoi(reply + 3);
 	free(reply);
-	*sock = sv[0];
 	return 0;
+}
+
+/* Wait until process pid has left (a zombie or gone: its mm is torn down). */
+static void wait_gone(pid_t pid)
+{
+	char path[64], buf[256], *paren;
+	int i;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	for (i = 0; i < 100000; i++) {
+		int fd = open(path, O_RDONLY);
+		ssize_t n;
+
+		if (fd < 0)
+			return;
+		n = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		if (n <= 0)
+			return;
+		buf[n] = 0;
+		paren = strrchr(buf, ')');
+		if (paren && (paren[2] == 'Z' || paren[2] == 'X'))
+			return;
+		usleep(200);
+	}
 }
 
 /* 0, or -1 with why set: the line cannot run on Linux. */
@@ -538,7 +554,7 @@ static int check_window(const struct mf_step *st, char *why)
 static int run_line(struct mf_step *st, char *out, size_t outlen, char *why)
 {
 	const char *k;
-	int p, d = -1, sock;
+	int p, d = -1;
 	char *reply, msg[640];
 
 	if (!st->op || st->thread[0]) {
@@ -580,10 +596,9 @@ static int run_line(struct mf_step *st, char *out, size_t outlen, char *why)
 			return 1;
 		}
 		procs[child].state = FAILED;
-		if (spawn(p, &sock))
+		if (spawn(p, child))
 			return snprintf(out, outlen, "%s", errname(errno)), 0;
 		procs[child].state = LIVE;
-		procs[child].sock = sock;
 		return snprintf(out, outlen, "P%d", child), 0;
 	}
 	if (!strcmp(k, "open")) {
@@ -597,8 +612,8 @@ static int run_line(struct mf_step *st, char *out, size_t outlen, char *why)
 	} else {
 		snprintf(msg, sizeof(msg), "%s", st->canon);
 	}
-	if (send_msg(procs[p].sock, !strcmp(k, "exit") ? "exit" : msg, -1) ||
-	    !(reply = recv_msg(procs[p].sock, NULL))) {
+	if (send_msg(chan[p][1], !strcmp(k, "exit") ? "exit" : msg) ||
+	    !(reply = recv_msg(chan[p][2]))) {
 		strcpy(why, "lost the process");
 		return 1;
 	}
@@ -611,8 +626,7 @@ static int run_line(struct mf_step *st, char *out, size_t outlen, char *why)
 	}
 	if (!strcmp(k, "exit") && !strcmp(reply, "ok")) {
 		procs[p].state = DEAD;
-		while ((reply[0] = 0, recv(procs[p].sock, msg, sizeof(msg), 0)) > 0)
-			; /* EOF: the process and its mm are gone */
+		wait_gone(procs[p].pid);
 	}
 	free(reply);
 	return 0;
@@ -730,8 +744,12 @@ static void run_trace(const char *path)
 		printf("# end: %s error not a readable trace\n", path);
 		return;
 	}
-	prctl(PR_SET_CHILD_SUBREAPER, 1);
-	procs[0].state = spawn(-1, &procs[0].sock) ? FAILED : LIVE;
+	for (i = 0; i < MF_MAXP; i++)
+		if (pipe(chan[i]) || pipe(chan[i] + 2)) {
+			printf("# end: %s error cannot make pipes\n", path);
+			return;
+		}
+	procs[0].state = spawn(-1, 0) ? FAILED : LIVE;
 	nprocs = 1;
 	cur = text;
 	while ((line = next_line(&cur))) {
@@ -772,8 +790,7 @@ static void run_trace(const char *path)
 		char *msg = malloc(strlen(racers) + 64), *reply, *save = NULL, *l;
 
 		sprintf(msg, "race %.3f%s", race_secs, racers);
-		if (!msg || send_msg(procs[rproc].sock, msg, -1) ||
-		    !(reply = recv_msg(procs[rproc].sock, NULL))) {
+		if (!msg || send_msg(chan[rproc][1], msg) || !(reply = recv_msg(chan[rproc][2]))) {
 			printf("# end: %s error lost the racing process\n", path);
 			return;
 		}
@@ -784,7 +801,7 @@ static void run_trace(const char *path)
 	}
 	for (i = 0; i < nprocs; i++)
 		if (procs[i].state == LIVE)
-			send_msg(procs[i].sock, "quit", -1);
+			send_msg(chan[i][1], "quit");
 	while (wait(NULL) > 0)
 		;
 	printf("# end: %s ok\n", path);

@@ -63,8 +63,9 @@ def test_optable_is_current() -> None:
 
 
 @needs_gcc
-def test_init_compiles(tmp_path: Path) -> None:
-    _compile(kernel.LINUX_DIR / "guest" / "init.c", tmp_path / "init")
+@pytest.mark.parametrize("source", ["guest/init.c", "repro/hmm-race.c"])
+def test_guest_programs_compile(source: str, tmp_path: Path) -> None:
+    _compile(kernel.LINUX_DIR / source, tmp_path / "prog")
 
 
 def test_parse_only_matches_python_printer(mfrun: Path) -> None:
