@@ -164,6 +164,7 @@ def export_c(trace: Trace, name: str) -> str:
     minor: dict[int, int] = {}
     body: list[str] = []
     uses_mirror = False
+    turn = 0  # the lines that run take turns 1, 2, ...
     for index, (line, want) in enumerate(zip(trace.steps, results, strict=True), start=1):
         op = line.action
         assert not isinstance(op, StepThread | RunThread)
@@ -179,7 +180,8 @@ def export_c(trace: Trace, name: str) -> str:
                         "nothing to run on Linux */")
             if proc < 0 or proc in dead:
                 continue
-        lead = f"\tif (turn({index}, {proc})) {{\t/* text line {line.lineno} */"
+        turn += 1
+        lead = f"\tif (turn({turn}, {proc})) {{\t/* text line {line.lineno} */"
         check = f"\t\tcheck({index}, {_c_string(text)}, {_c_string(want)});"
         if key == "fork":
             child = v["child"]

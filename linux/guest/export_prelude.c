@@ -232,6 +232,7 @@ static __attribute__((unused)) void setup(void)
 		perror("mmap");
 		exit(KSFT_FAIL);
 	}
+	sh->turn = 1;	/* lines count from 1 */
 	sigaction(SIGSEGV, &sa, NULL);
 	sigaction(SIGBUS, &sa, NULL);
 	printf("TAP version 13\n1..1\n");

@@ -143,6 +143,25 @@ def test_every_conformance_export_compiles(path: Path, tmp_path: Path) -> None:
         assert res.returncode == 4 and "SKIP" in res.stdout
 
 
+@needs_gcc
+def test_cpu_only_export_runs_on_the_host(tmp_path: Path) -> None:
+    trace = tmp_path / "cpu.trace"
+    trace.write_text("\n".join([
+        "# mirrorfuzz-trace 1", "mmap P0 0 16 rw private", "write P0 3 7", "fork P0",
+        "write P1 3 9", "read P0 3", "read P1 3", "fork P1", "read P2 3", "exit P1",
+        "read P1 3", "read P2 3", "read P0 99", "mprotect P0 0 4 r", "write P0 1 5",
+        "write_range P0 4 3 10 -1", "read_range P0 3 4", "mremap P0 4 2 100",
+        "read_range P0 100 2", "munmap P0 0 1", "read P0 0", ""]))
+    src = tmp_path / "cpu.c"
+    assert main(["export-c", str(trace), "-o", str(src)]) == 0
+    _compile(src, tmp_path / "cpu")
+    res = subprocess.run([str(tmp_path / "cpu")], capture_output=True, text=True, check=False,
+                         timeout=60)
+    assert res.returncode == 0, res.stdout
+    assert res.stdout.splitlines()[-1] == "ok 1 cpu"
+    assert "# line 6: read P1 3 => 9" in res.stdout
+
+
 def test_golden_export(tmp_path: Path) -> None:
     src = tmp_path / "snapshot_export.c"
     assert main(["export-c", str(ROOT / "corpus" / "conformance" / "snapshot.trace"),
