@@ -41,8 +41,7 @@ TOOLS: Final = {"flex": "flex", "bison": "bison", "bc": "bc", "gcc": "gcc", "mak
                 "qemu-system-x86_64": "qemu-system-x86", "xz": "xz-utils"}
 JOBS: Final = 2
 # no_timer_check: under TCG on a loaded host the IO-APIC timer check can fail and panic
-APPEND: Final = ("console=ttyS0 panic=-1 oops=panic transparent_hugepage=madvise "
-                  "no_timer_check")
+APPEND: Final = ("console=ttyS0 panic=-1 transparent_hugepage=madvise no_timer_check")
 REPORT_RE: Final = re.compile(
     r"(BUG: KASAN: [^\n]*|BUG: [^\n]*|WARNING: [^\n]*|general protection fault[^\n]*"
     r"|Kernel panic[^\n]*|Oops[^\n]*|kernel BUG at[^\n]*)")
@@ -297,9 +296,11 @@ class BootResult:
 
 
 def boot(kernel: Kernel, commands: Sequence[str], files: dict[str, Path | bytes],
-         timeout: float, smp: int = 2, memory: int = 1024) -> BootResult:
+         timeout: float, smp: int = 2, memory: int = 1024,
+         oops_panic: bool = True) -> BootResult:
     """Boot with an initramfs holding ``files`` plus ``/init``; init runs each line of
-    ``commands`` in turn (program output on ttyS1)."""
+    ``commands`` in turn (program output on ttyS1).  ``oops_panic``: an oops ends the
+    boot (else only the process that oopsed dies and the next programs run)."""
     if shutil.which("qemu-system-x86_64") is None:
         raise BadInput("qemu-system-x86_64 not found: run mirrorfuzz kernel build "
                        "(it installs qemu-system-x86)")
@@ -310,7 +311,8 @@ def boot(kernel: Kernel, commands: Sequence[str], files: dict[str, Path | bytes]
         cmds = "".join(c + "\n" for c in commands).encode()
         make_initramfs(initrd, {"init": init, "commands": cmds, **files})
         console, output = work / "console.log", work / "output.log"
-        append = APPEND + (" kasan_multi_shot" if kernel.kasan else "")
+        append = APPEND + (" oops=panic" if oops_panic else "") + (
+            " kasan_multi_shot" if kernel.kasan else "")
         cmd = ["nice", "-n", "19", "qemu-system-x86_64", "-accel", "tcg,thread=multi",
                "-smp", str(smp), "-m", str(memory), "-display", "none", "-monitor", "none",
                "-no-reboot", "-serial", f"file:{console}", "-serial", f"file:{output}",

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from fuzz import validate
 from fuzz.errors import BadInput
 from fuzz.linux import export, kernel
 from fuzz.trace import StepLine, Trace, format_step
@@ -98,23 +99,36 @@ def _files(traces: list[Trace], prefix: str) -> tuple[dict[str, Path | bytes], d
 
 def run_sequential(traces: list[Trace], kasan: bool, batch: int = BATCH,
                    out: Any = sys.stdout) -> tuple[list[Comparison], list[str]]:
-    """Each trace on the kernel, ``batch`` per boot: the comparisons and the kernel reports."""
+    """Each trace on the kernel, ``batch`` per boot: the comparisons and the kernel reports.
+
+    A trace after which the kernel printed a report (an oops leaves the kernel tainted
+    and may leave locks held) ends its boot's results: the traces after it run again in
+    a fresh boot."""
     built = kernel.find_kernel(kasan)
     runner = kernel.guest_binary("mfrun")
     comparisons: list[Comparison] = []
     reports: list[str] = []
-    for start in range(0, len(traces), batch):
-        chunk = traces[start:start + batch]
+    pending = list(traces)
+    boots = 0
+    while pending:
+        chunk = pending[:batch]
         files, names = _files(chunk, "t")
         files["mfrun"] = runner
-        timeout = 60.0 + 3.0 * len(chunk)
         t0 = time.monotonic()
-        result = kernel.boot(built, ["/mfrun --timeout 30 /t"], files, timeout)
+        result = kernel.boot(built, ["/mfrun --timeout 15 /t"], files,
+                             60.0 + 3.0 * len(chunk), oops_panic=False)
+        boots += 1
         runs = parse_output(result.output)
         reports += result.reports
-        for name, trace in names.items():
-            comparisons.append(compare(trace, runs.get(name)))
-        print(f"# boot {start // batch + 1}: {len(chunk)} traces in "
+        done = len(chunk)
+        if result.reports:  # keep the results up to the first trace that did not end ok
+            bad = [i for i, name in enumerate(names) if name not in runs
+                   or runs[name].status != "ok"]
+            done = bad[0] + 1 if bad else len(chunk)
+        for name in list(names)[:done]:
+            comparisons.append(compare(names[name], runs.get(name)))
+        pending = pending[done:]
+        print(f"# boot {boots}: {done} of {len(chunk)} traces in "
               f"{time.monotonic() - t0:.1f} s wall, {len(result.reports)} kernel reports"
               + (", TIMED OUT" if result.timed_out else ""), file=out, flush=True)
     return comparisons, reports
@@ -128,6 +142,7 @@ class RaceVerdict:
     races: list[str]
     wall: float
     status: str
+    console: str = ""
 
 
 def run_race(trace: Trace, kasan: bool, seconds: float) -> RaceVerdict:
@@ -140,13 +155,13 @@ def run_race(trace: Trace, kasan: bool, seconds: float) -> RaceVerdict:
     races = run.races if run else []
     status = run.status if run else "no output"
     return RaceVerdict(trace.path, bool(result.reports), result.reports, races, result.wall,
-                       status)
+                       status, result.console)
 
 
 def print_race(verdict: RaceVerdict, out: Any = sys.stdout) -> None:
     for line in verdict.races:
         print(f"  race: {line}", file=out)
-    kinds = Counter(re.sub(r"\+0x[0-9a-f/]+", "", r) for r in verdict.reports)
+    kinds = Counter(re.sub(r"\+0x[0-9a-f]+/0x[0-9a-f]+", "", r) for r in verdict.reports)
     for text, count in kinds.most_common(5):
         print(f"  kernel report x{count}: {text}", file=out)
     runs = sum(int(m) for line in verdict.races for m in re.findall(r": (\d+) runs:", line))
@@ -210,11 +225,15 @@ def cmd_confirm(args: argparse.Namespace) -> int:
     from fuzz.cli import trace_files
     from fuzz.safeio import load_trace
 
+    if args.console:
+        validate.output_file(args.console, "--console")
     paths = list(trace_files([args.file]))
     trace = load_trace(paths[0])
     t0 = time.monotonic()
     if export.is_race(trace):
         verdict = run_race(trace, True, args.seconds)
+        if args.console:
+            Path(args.console).write_text(verdict.console)
         print_race(verdict)
         print(f"confirm: {time.monotonic() - t0:.0f} s wall")
         return 0 if verdict.confirmed else 1
@@ -246,6 +265,8 @@ def register(sub: Any) -> None:
     conf.add_argument("file", help="a repro trace (a race runs as a stress test)")
     conf.add_argument("--seconds", type=_seconds, default=RACE_SECONDS, metavar="S",
                       help=f"how long a race loops (default {RACE_SECONDS:g})")
+    conf.add_argument("--console", default=None, metavar="FILE",
+                      help="write the kernel console log of a race to FILE")
     conf.set_defaults(func=cmd_confirm)
 
 

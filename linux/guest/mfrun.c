@@ -550,7 +550,7 @@ static int check_window(const struct mf_step *st, char *why)
 	return 0;
 }
 
-/* The line's result into out; 1 if refused (why set). */
+/* The line's result into out; 1 if refused, 2 if the process was lost (why set). */
 static int run_line(struct mf_step *st, char *out, size_t outlen, char *why)
 {
 	const char *k;
@@ -614,8 +614,8 @@ static int run_line(struct mf_step *st, char *out, size_t outlen, char *why)
 	}
 	if (send_msg(chan[p][1], !strcmp(k, "exit") ? "exit" : msg) ||
 	    !(reply = recv_msg(chan[p][2]))) {
-		strcpy(why, "lost the process");
-		return 1;
+		strcpy(why, "lost the process (killed: see the kernel's reports)");
+		return 2;
 	}
 	if (!strcmp(k, "open") && !strcmp(reply, "ok")) {
 		devs[d].state = LIVE;
@@ -779,8 +779,10 @@ static void run_trace(const char *path)
 					st.thread[0] ? st.canon + strlen(st.thread) + 3 : st.canon);
 			continue;
 		}
-		if (run_line(&st, out, sizeof(out), why)) {
-			printf("# end: %s refused line %d: %s\n", path, lineno, why);
+		i = run_line(&st, out, sizeof(out), why);
+		if (i) {
+			printf("# end: %s %s line %d: %s\n", path, i == 1 ? "refused" : "error", lineno,
+			       why);
 			return;
 		}
 		printf("%s => %s\n", st.canon, out);
@@ -851,7 +853,7 @@ static int run_path(const char *path, int timeout)
 
 int main(int argc, char **argv)
 {
-	int i = 1, rc = 0, timeout = 20;
+	int i = 1, rc = 0, timeout = 15;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (argc > 1 && !strcmp(argv[1], "--parse-only")) {
@@ -873,6 +875,6 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	for (; i < argc; i++)
-		rc |= run_path(argv[i], timeout > 0 ? timeout : 20);
+		rc |= run_path(argv[i], timeout > 0 ? timeout : 15);
 	return rc;
 }
