@@ -35,6 +35,7 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <stdint.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sys/ioctl.h>
 #include <time.h>
@@ -455,6 +456,8 @@ static const char *const mf_linux_ops[] = {
 	"open", "dread", "dwrite", "snapshot", "migrate_to_dev", "read_range", "write_range", NULL
 };
 
+static char *recv_reply(int p);
+
 /* Start process `child`: P0 from the coordinator, any other by forking `from`. */
 static int spawn(int from, int child)
 {
@@ -473,7 +476,7 @@ static int spawn(int from, int child)
 	snprintf(msg, sizeof(msg), "fork %d", child);
 	if (send_msg(chan[from][1], msg))
 		return -1;
-	reply = recv_msg(chan[from][2]);
+	reply = recv_reply(from);
 	if (!reply || strncmp(reply, "ok ", 3)) {
 		if (reply)
 			errno = EAGAIN;
@@ -485,29 +488,51 @@ static int spawn(int from, int child)
 	return 0;
 }
 
+static int gone(pid_t pid);
+
+/* Process p's reply, or NULL if it died meanwhile (an oops kills it). */
+static char *recv_reply(int p)
+{
+	struct pollfd pfd = { .fd = chan[p][2], .events = POLLIN };
+
+	for (;;) {
+		int r = poll(&pfd, 1, 250);
+
+		if (r > 0)
+			return recv_msg(chan[p][2]);
+		if (r < 0 && errno != EINTR)
+			return NULL;
+		if (r == 0 && gone(procs[p].pid))
+			return NULL;
+	}
+}
+
 /* Wait until process pid has left (a zombie or gone: its mm is torn down). */
-static void wait_gone(pid_t pid)
+static int gone(pid_t pid)
 {
 	char path[64], buf[256], *paren;
-	int i;
+	int fd;
+	ssize_t n;
 
 	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	for (i = 0; i < 100000; i++) {
-		int fd = open(path, O_RDONLY);
-		ssize_t n;
+	fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return 1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 1;
+	buf[n] = 0;
+	paren = strrchr(buf, ')');
+	return paren && (paren[2] == 'Z' || paren[2] == 'X');
+}
 
-		if (fd < 0)
-			return;
-		n = read(fd, buf, sizeof(buf) - 1);
-		close(fd);
-		if (n <= 0)
-			return;
-		buf[n] = 0;
-		paren = strrchr(buf, ')');
-		if (paren && (paren[2] == 'Z' || paren[2] == 'X'))
-			return;
+static void wait_gone(pid_t pid)
+{
+	int i;
+
+	for (i = 0; i < 100000 && !gone(pid); i++)
 		usleep(200);
-	}
 }
 
 /* 0, or -1 with why set: the line cannot run on Linux. */
@@ -613,7 +638,7 @@ static int run_line(struct mf_step *st, char *out, size_t outlen, char *why)
 		snprintf(msg, sizeof(msg), "%s", st->canon);
 	}
 	if (send_msg(chan[p][1], !strcmp(k, "exit") ? "exit" : msg) ||
-	    !(reply = recv_msg(chan[p][2]))) {
+	    !(reply = recv_reply(p))) {
 		strcpy(why, "lost the process (killed: see the kernel's reports)");
 		return 2;
 	}
