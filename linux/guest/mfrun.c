@@ -579,7 +579,7 @@ static int check_window(const struct mf_step *st, char *why)
 static int run_line(struct mf_step *st, char *out, size_t outlen, char *why)
 {
 	const char *k;
-	int p, d = -1;
+	int p, d = -1, reserved = -1;
 	char *reply, msg[640];
 
 	if (!st->op || st->thread[0]) {
@@ -598,6 +598,20 @@ static int run_line(struct mf_step *st, char *out, size_t outlen, char *why)
 	}
 	if (check_window(st, why))
 		return 1;
+	/* fork and open reserve their handle whether or not they succeed (spec §2) */
+	if (!strcmp(k, "fork") || !strcmp(k, "open")) {
+		int fork = k[0] == 'f';
+
+		reserved = fork ? nprocs++ : ndevs++;
+		if (reserved >= (fork ? MF_MAXP : MF_MAXD)) {
+			strcpy(why, fork ? "too many processes" : "too many devices");
+			return 1;
+		}
+		if (fork)
+			procs[reserved].state = FAILED;
+		else
+			devs[reserved].state = FAILED;
+	}
 	if (st->op->args[0].kind == 'P') {
 		p = atoi(st->args[0] + 1);
 		if (p >= MF_MAXP || procs[p].state == UNUSED || procs[p].state == FAILED ||
@@ -614,25 +628,19 @@ static int run_line(struct mf_step *st, char *out, size_t outlen, char *why)
 			return strcpy(out, "ESRCH"), 0;
 	}
 	if (!strcmp(k, "fork")) {
-		int child = nprocs++;
+		int child = reserved;
 
-		if (child >= MF_MAXP) {
-			strcpy(why, "too many processes");
-			return 1;
-		}
-		procs[child].state = FAILED;
 		if (spawn(p, child))
 			return snprintf(out, outlen, "%s", errname(errno)), 0;
 		procs[child].state = LIVE;
 		return snprintf(out, outlen, "P%d", child), 0;
 	}
 	if (!strcmp(k, "open")) {
-		d = ndevs++;
-		if (d >= MF_MAXD || nmirrors >= MF_DMIRROR_PRIVATE_DEVICES) {
+		d = reserved;
+		if (nmirrors >= MF_DMIRROR_PRIVATE_DEVICES) {
 			sprintf(why, "a third mirror: 6.1's test_hmm has two device-private devices");
 			return 1;
 		}
-		devs[d].state = FAILED;
 		snprintf(msg, sizeof(msg), "open %d %d", d, nmirrors++);
 	} else {
 		snprintf(msg, sizeof(msg), "%s", st->canon);
@@ -834,8 +842,23 @@ static void run_trace(const char *path)
 	printf("# end: %s ok\n", path);
 }
 
+static long tainted(void)
+{
+	char buf[32] = "0";
+	int fd = open("/proc/sys/kernel/tainted", O_RDONLY);
+
+	if (fd >= 0) {
+		if (read(fd, buf, sizeof(buf) - 1) < 0)
+			buf[0] = '0';
+		close(fd);
+	}
+	return atol(buf);
+}
+
 static int run_path(const char *path, int timeout)
 {
+	long taint_before = tainted();
+
 	struct stat sb;
 	pid_t pid;
 	int st;
@@ -868,6 +891,11 @@ static int run_path(const char *path, int timeout)
 	}
 	waitpid(pid, &st, 0);
 	kill(-pid, SIGKILL);
+	if ((tainted() & ~taint_before) & (1 << 7)) {	/* TAINT_DIE: an oops */
+		printf("# stop: the kernel oopsed during %s\n", path);
+		fflush(stdout);
+		exit(3);
+	}
 	if (!WIFEXITED(st)) {
 		printf("# end: %s timeout\n", path);
 		fflush(stdout);
