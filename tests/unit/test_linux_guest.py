@@ -207,3 +207,27 @@ def test_cache_key_and_initramfs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         listing = subprocess.run(f"zcat {out} | cpio -t", shell=True, capture_output=True,
                                  text=True, check=False).stdout.split()
         assert {"init", "x", "dev", "tmp"} <= set(listing)
+
+
+def test_parse_output_and_compare(tmp_path: Path) -> None:
+    from fuzz.linux.replay import compare
+
+    path = tmp_path / "t.trace"
+    path.write_text("# mirrorfuzz-trace 1\nmmap P0 0 4 rw private\nwrite P0 1 5\nread P0 1\n")
+    trace = load_trace(path)
+    out = (f"noise\n# trace: {path}\nmmap P0 0 4 rw private => ok\nwrite P0 1 5 => ok\n"
+           f"read P0 1 => 6\n# end: {path} ok\n")
+    run = parse_output(out)[str(path)]
+    assert run.results == ["ok", "ok", "6"] and run.status == "ok"
+    c = compare(trace, run)
+    assert c.status == "disagree" and c.detail == ["line 4: read P0 1: Linux 6, model 5"]
+    cut = parse_output(f"# trace: {path}\nmmap P0 0 4 rw private => ok\n")[str(path)]
+    assert compare(trace, cut).status == "error"
+
+
+def test_generated_traces_are_exportable() -> None:
+    from fuzz.linux.generate import generate
+
+    traces = generate(30, 7, 16)
+    assert len(traces) == 30
+    assert all(export.exportable(t) for t in traces)
