@@ -80,7 +80,8 @@ def problems(trace: Trace) -> list[tuple[int, str]]:
     for line in trace.steps:
         if isinstance(line.action, StepThread | RunThread) or line.thread is not None:
             found.append((line.lineno, "threads (Tn =, step, run): a race, run as a stress test"))
-            continue
+            if isinstance(line.action, StepThread | RunThread):
+                continue
         why = line_problem(line.action, mirrors)
         if why is not None:
             found.append((line.lineno, why))

@@ -24,6 +24,7 @@ from fuzz import validate
 from fuzz.errors import BadInput
 from fuzz.linux import export, kernel
 from fuzz.trace import StepLine, Trace, format_step
+from model.ops import RunThread, StepThread, op_keyword
 
 BATCH: Final = 400
 RACE_SECONDS: Final = 120.0
@@ -145,8 +146,24 @@ class RaceVerdict:
     console: str = ""
 
 
+def race_problems(trace: Trace) -> list[tuple[int, str]]:
+    """Why a race trace cannot run on Linux (its threads are fine)."""
+    found = [p for p in export.problems(trace) if not p[1].startswith("threads")]
+    racing = False
+    for line in trace.steps:
+        racing = racing or line.thread is not None
+        if racing and not isinstance(line.action, StepThread | RunThread):
+            key = op_keyword(line.action)
+            if key in ("fork", "exit", "open"):
+                found.append((line.lineno, f"'{key}' cannot loop in a stress race"))
+    return found
+
+
 def run_race(trace: Trace, kasan: bool, seconds: float) -> RaceVerdict:
     """The trace as a stress race on the kernel."""
+    bad = race_problems(trace)
+    if bad:
+        raise BadInput(f"{trace.path}:{bad[0][0]}: cannot run on Linux: {bad[0][1]}")
     built = kernel.find_kernel(kasan)
     files, names = _files([trace], "r")
     files["mfrun"] = kernel.guest_binary("mfrun")
@@ -214,7 +231,7 @@ def linux_replay(files: list[Path], kasan: bool, seconds: float, batch: int) -> 
         try:
             verdict = run_race(trace, True, seconds)
         except BadInput as exc:
-            print(f"NOT RUN: {trace.path}: a race needs the KASAN kernel ({exc})")
+            print(f"NOT RUN: {exc}")
             continue
         print_race(verdict)
         found += verdict.confirmed

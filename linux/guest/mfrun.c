@@ -800,10 +800,12 @@ static void run_trace(const char *path)
 			if (st.is_thread_cmd)
 				continue;	/* step/run: the threads just loop */
 			p = racer_proc(&st);
-			if (p < 0 || (rproc >= 0 && p != rproc) || !mf_in_list(st.op->keyword,
-									       mf_linux_ops)) {
+			if (p < 0 || (rproc >= 0 && p != rproc) ||
+			    !mf_in_list(st.op->keyword, mf_linux_ops) ||
+			    !strcmp(st.op->keyword, "fork") || !strcmp(st.op->keyword, "exit") ||
+			    !strcmp(st.op->keyword, "open")) {
 				printf("# end: %s refused line %d: a racer must be a Linux op of one "
-				       "live process\n", path, lineno);
+				       "live process other than fork, exit or open\n", path, lineno);
 				return;
 			}
 			rproc = p;
