@@ -97,9 +97,13 @@ def cmd_kernel_fuzz(args: argparse.Namespace) -> int:
     for text, n in classify(comparisons).most_common():
         print(f"  {n:6d}  {text}")
     if save is not None:
+        notes = []
         for c in comparisons:
             if c.status != "agree":
                 Path(c.path).replace(save / Path(c.path).name)
+                notes += [f"{Path(c.path).name}: {c.status}", *(f"    {d}" for d in c.detail[:3])]
+        with (save / "disagreements.txt").open("a") as fh:
+            fh.write("".join(n + "\n" for n in notes))
     for report in reports[:20]:
         print(f"kernel report: {report}")
     return 1 if counts["disagree"] or reports else 0
