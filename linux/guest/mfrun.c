@@ -10,7 +10,7 @@
  *                                with --race, the plain lines before the first
  *                                `Tn =` run once, then every later op (the
  *                                threads' and the plain ones) loops in its own
- *                                thread for S seconds ("# race:" lines count
+ *                                thread (the first 8 of them) for S seconds ("# race:" lines count
  *                                the runs and results)
  *
  * Output of a run, per trace:
