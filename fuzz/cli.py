@@ -23,6 +23,7 @@ from fuzz.corpus import check_corpus, corpus_traces, walk_traces
 from fuzz.damage import annotate
 from fuzz.errors import BadInput, check_mutant
 from fuzz.executor import Settings, Verdict, run_trace
+from fuzz.linux.replay import add_replay_options
 from fuzz.minimize import DEFAULT_MAX_RUNS, NoFinding, Stats, minimize_file
 from fuzz.safeio import describe, load_trace, write_atomic
 from fuzz.trace import Trace, TraceError, format_step, format_trace
@@ -94,6 +95,11 @@ def print_verdict(trace: Trace, verdict: Verdict, out: TextIO, *, verbose: bool)
 
 def cmd_replay(args: argparse.Namespace) -> int:
     check_mutant(args.mutant)
+    if args.linux:  # Linux as a third side (fuzz.linux.replay)
+        from fuzz.linux.replay import linux_replay
+
+        return linux_replay(list(trace_files(args.files)), args.kasan, args.race_seconds,
+                            args.batch)
     sides = impls.sides(args.impl)
     settings = Settings(observe_every=args.observe_every, budget=args.budget,
                         mutant=args.mutant, contract=args.contract)
@@ -199,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("-q", "--quiet", action="store_true",
                         help="print only mismatched lines, findings and the summary")
     plugins.add_option(replay)
+    add_replay_options(replay)
     replay.set_defaults(func=cmd_replay)
 
     mini = sub.add_parser("minimize", help="shrink a trace to a small one with the same finding")
@@ -247,9 +254,10 @@ def _extra_commands() -> list[Callable[[Any], None]]:
     from fuzz.campaign.cli import register as campaign
     from fuzz.campaign.commands import register as report_and_promote
     from fuzz.compare import register as compare
+    from fuzz.linux.commands import register as linux
     from fuzz.mutants_table import register as mutants
 
-    return [campaign, report_and_promote, mutants, compare]
+    return [campaign, report_and_promote, mutants, compare, linux]
 
 
 def one_line(text: str, limit: int = 1000) -> str:

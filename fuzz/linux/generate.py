@@ -1,0 +1,127 @@
+"""Generated sequential traces for Linux: ``mirrorfuzz kernel fuzz``.
+
+A trace decoded from random bytes (``fuzz.codec.random_trace``) is projected
+onto the exportable subset: thread lines become plain ops (``step``/``run``
+lines go), ops with no Linux counterpart and lines outside the model's
+argument ranges or the runner's window go, ``frames`` headers go, and the
+handles are renumbered.  Each batch of traces runs in one boot; every line's
+kernel result is compared with the reference model's, and the disagreements
+are grouped by op and result kinds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import re
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from fuzz.codec import random_trace
+from fuzz.errors import BadInput
+from fuzz.linux import export
+from fuzz.linux.replay import Comparison, run_sequential
+from fuzz.trace import StepLine, Trace, format_trace, make_trace
+from model.ops import RunThread, StepThread, op_keyword
+
+
+def project(trace: Trace) -> Trace | None:
+    """The trace's Linux-runnable lines as a sequential trace (None if none is left)."""
+    kept: list[StepLine] = []
+    mirrors = 0
+    for line in trace.steps:
+        if isinstance(line.action, StepThread | RunThread):
+            continue
+        if export.line_problem(line.action, mirrors) is not None:
+            continue
+        if op_keyword(line.action) == "open":
+            mirrors += 1
+        kept.append(StepLine(line.action))
+    if not kept:
+        return None
+    return make_trace(kept)
+
+
+def generate(count: int, seed: int, steps: int) -> list[Trace]:
+    rng = random.Random(seed)
+    out: list[Trace] = []
+    while len(out) < count:
+        projected = project(random_trace(rng, steps, 2))
+        if projected is not None and export.exportable(projected):
+            out.append(projected)
+    return out
+
+
+def _kind(result: str) -> str:
+    head = result.split()[0] if result else "?"
+    return head if head in ("values", "snap", "ok") or not re.fullmatch(r"-?\d+", head) else "INT"
+
+
+def classify(comparisons: list[Comparison]) -> Counter[str]:
+    """First disagreement of each trace, as ``op: Linux KIND, model KIND``."""
+    classes: Counter[str] = Counter()
+    for c in comparisons:
+        if c.status != "disagree":
+            continue
+        m = re.match(r"line \d+: (\S+).*: Linux (.*), model (.*)$", c.detail[0])
+        if m:
+            classes[f"{m.group(1)}: Linux {_kind(m.group(2))}, model {_kind(m.group(3))}"] += 1
+    return classes
+
+
+def cmd_kernel_fuzz(args: argparse.Namespace) -> int:
+    if args.traces < 1 or args.batch < 1 or args.steps < 1:
+        raise BadInput("--traces, --batch and --steps must be at least 1")
+    save = Path(args.save) if args.save else None
+    if save is not None and not save.is_dir():
+        raise BadInput(f"--save {args.save}: not a directory")
+    t0 = time.monotonic()
+    traces = generate(args.traces, args.seed, args.steps)
+    tmp = Path(args.workdir)
+    tmp.mkdir(parents=True, exist_ok=True)
+    named = []
+    for i, trace in enumerate(traces):
+        path = tmp / f"gen-{args.seed}-{i:06d}.trace"
+        path.write_text(format_trace(trace))
+        named.append(Trace(trace.headers, trace.body, str(path)))
+    print(f"# {len(named)} traces generated in {time.monotonic() - t0:.1f} s", flush=True)
+    comparisons, reports = run_sequential(named, args.kasan, args.batch)
+    counts = Counter(c.status for c in comparisons)
+    lines = sum(c.lines for c in comparisons)
+    print(f"traces: {len(comparisons)} ({lines} lines): agree {counts['agree']}, disagree "
+          f"{counts['disagree']}, refused {counts['refused']}, error {counts['error']}; "
+          f"{len(reports)} kernel reports; {time.monotonic() - t0:.0f} s wall")
+    for text, n in classify(comparisons).most_common():
+        print(f"  {n:6d}  {text}")
+    if save is not None:
+        notes = []
+        for c in comparisons:
+            if c.status != "agree":
+                Path(c.path).replace(save / Path(c.path).name)
+                notes += [f"{Path(c.path).name}: {c.status}", *(f"    {d}" for d in c.detail[:3])]
+        with (save / "disagreements.txt").open("a") as fh:
+            fh.write("".join(n + "\n" for n in notes))
+    for report in reports[:20]:
+        print(f"kernel report: {report}")
+    return 1 if counts["disagree"] or reports else 0
+
+
+def register(ksub: Any) -> None:
+    kf = ksub.add_parser("fuzz", help="generated sequential traces on Linux, against the model")
+    kf.add_argument("--traces", type=int, default=1000, metavar="N", help="how many (1000)")
+    kf.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    kf.add_argument("--steps", type=int, default=24, metavar="K",
+                    help="lines decoded per trace before projection (24)")
+    kf.add_argument("--batch", type=int, default=500, metavar="B", help="traces per boot (500)")
+    kf.add_argument("--kasan", action="store_true", help="on the KASAN kernel")
+    kf.add_argument("--workdir", default="work/linux-fuzz", help="where the traces are written")
+    kf.add_argument("--save", default=None, metavar="DIR",
+                    help="move the traces that disagree into DIR")
+    kf.set_defaults(func=cmd_kernel_fuzz)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(0)

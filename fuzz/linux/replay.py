@@ -1,0 +1,300 @@
+"""Linux as a third side: ``mirrorfuzz replay --linux`` and ``mirrorfuzz confirm``.
+
+Sequential traces run in batches, one QEMU boot per batch, through the guest
+runner (``linux/guest/mfrun.c``); each line's kernel result is compared with
+the reference model's.  Traces with interleavings (``Tn =``, ``step``) run as
+stress races on the KASAN kernel: the plain lines before the first ``Tn =``
+once, then every later op looping in its own thread for a bounded time.  A
+race is **confirmed** when the kernel prints a KASAN, BUG, WARN or oops report
+during it, else **not reproduced** in the counted iterations.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from fuzz import validate
+from fuzz.errors import BadInput
+from fuzz.linux import export, kernel
+from fuzz.trace import StepLine, Trace, format_step
+from model.ops import RunThread, StepThread, op_keyword
+
+BATCH: Final = 400
+RACE_SECONDS: Final = 120.0
+
+
+@dataclass
+class RunOutput:
+    """What the guest runner printed for one trace."""
+
+    path: str
+    results: list[str] = field(default_factory=list)
+    status: str = "no end (the run was cut off)"
+    races: list[str] = field(default_factory=list)
+
+
+def parse_output(text: str) -> dict[str, RunOutput]:
+    """The runner's output, by trace path."""
+    runs: dict[str, RunOutput] = {}
+    current: RunOutput | None = None
+    for line in text.splitlines():
+        if line.startswith("# trace: "):
+            current = runs.setdefault(line[9:], RunOutput(line[9:]))
+        elif current is None:
+            continue
+        elif line.startswith("# end: "):
+            rest = line[7:]
+            current.status = rest[len(current.path) + 1:] if rest.startswith(current.path) else rest
+            current = None
+        elif line.startswith("# race: "):
+            current.races.append(line[8:])
+        elif " => " in line:
+            current.results.append(line.rsplit(" => ", 1)[1])
+    return runs
+
+
+@dataclass
+class Comparison:
+    path: str
+    lines: int
+    status: str  # agree, disagree, refused, error
+    detail: list[str] = field(default_factory=list)
+
+
+def compare(trace: Trace, run: RunOutput | None) -> Comparison:
+    """The kernel's results against the model's, line by line."""
+    steps = trace.steps
+    if run is None:
+        return Comparison(trace.path, len(steps), "error", ["the runner printed nothing"])
+    model = export.model_results(trace)
+    detail = []
+    for index, (line, want) in enumerate(zip(steps, model, strict=True), start=1):
+        if index > len(run.results):
+            break
+        got = run.results[index - 1]
+        if want is not None and got != want:
+            text = format_step(StepLine(line.action, line.thread))
+            detail.append(f"line {line.lineno}: {text}: Linux {got}, model {want}")
+    if run.status != "ok":
+        kind = "refused" if run.status.startswith("refused") else "error"
+        return Comparison(trace.path, len(steps), kind, [run.status, *detail])
+    return Comparison(trace.path, len(steps), "disagree" if detail else "agree", detail)
+
+
+def _files(traces: list[Trace], prefix: str) -> tuple[dict[str, Path | bytes], dict[str, Trace]]:
+    files: dict[str, Path | bytes] = {}
+    names: dict[str, Trace] = {}
+    for i, trace in enumerate(traces):
+        name = f"{prefix}/{i:05d}.trace"
+        files[name] = Path(trace.path).read_bytes() if Path(trace.path).is_file() else b""
+        names["/" + name] = trace
+    return files, names
+
+
+def run_sequential(traces: list[Trace], kasan: bool, batch: int = BATCH,
+                   out: Any = sys.stdout) -> tuple[list[Comparison], list[str]]:
+    """Each trace on the kernel, ``batch`` per boot: the comparisons and the kernel reports.
+
+    A trace after which the kernel printed a report (an oops leaves the kernel tainted
+    and may leave locks held) ends its boot's results: the traces after it run again in
+    a fresh boot."""
+    built = kernel.find_kernel(kasan)
+    runner = kernel.guest_binary("mfrun")
+    comparisons: list[Comparison] = []
+    reports: list[str] = []
+    pending = list(traces)
+    boots = 0
+    while pending:
+        chunk = pending[:batch]
+        files, names = _files(chunk, "t")
+        files["mfrun"] = runner
+        t0 = time.monotonic()
+        result = kernel.boot(built, ["/mfrun --timeout 15 /t"], files,
+                             60.0 + 3.0 * len(chunk), oops_panic=False)
+        boots += 1
+        runs = parse_output(result.output)
+        reports += result.reports
+        done = len(chunk)
+        if result.reports:  # keep the results up to the first trace that did not end ok
+            bad = [i for i, name in enumerate(names) if name not in runs
+                   or runs[name].status != "ok"]
+            done = bad[0] + 1 if bad else len(chunk)
+        for name in list(names)[:done]:
+            comparisons.append(compare(names[name], runs.get(name)))
+        pending = pending[done:]
+        print(f"# boot {boots}: {done} of {len(chunk)} traces in "
+              f"{time.monotonic() - t0:.1f} s wall, {len(result.reports)} kernel reports"
+              + (", TIMED OUT" if result.timed_out else ""), file=out, flush=True)
+    return comparisons, reports
+
+
+@dataclass
+class RaceVerdict:
+    path: str
+    confirmed: bool
+    reports: list[str]
+    races: list[str]
+    wall: float
+    status: str
+    console: str = ""
+
+
+def race_problems(trace: Trace) -> list[tuple[int, str]]:
+    """Why a race trace cannot run on Linux (its threads are fine)."""
+    found = [p for p in export.problems(trace) if not p[1].startswith("threads")]
+    racing = False
+    for line in trace.steps:
+        racing = racing or line.thread is not None
+        if racing and not isinstance(line.action, StepThread | RunThread):
+            key = op_keyword(line.action)
+            if key in ("fork", "exit", "open"):
+                found.append((line.lineno, f"'{key}' cannot loop in a stress race"))
+    return found
+
+
+def run_race(trace: Trace, kasan: bool, seconds: float) -> RaceVerdict:
+    """The trace as a stress race on the kernel."""
+    bad = race_problems(trace)
+    if bad:
+        raise BadInput(f"{trace.path}:{bad[0][0]}: cannot run on Linux: {bad[0][1]}")
+    built = kernel.find_kernel(kasan)
+    files, names = _files([trace], "r")
+    files["mfrun"] = kernel.guest_binary("mfrun")
+    result = kernel.boot(built, [f"/mfrun --race {seconds:g} /r"], files, seconds + 120.0)
+    run = parse_output(result.output).get(next(iter(names)))
+    races = run.races if run else []
+    status = run.status if run else "no output"
+    return RaceVerdict(trace.path, bool(result.reports), result.reports, races, result.wall,
+                       status, result.console)
+
+
+def print_race(verdict: RaceVerdict, out: Any = sys.stdout) -> None:
+    for line in verdict.races:
+        print(f"  race: {line}", file=out)
+    kinds = Counter(re.sub(r"\+0x[0-9a-f]+/0x[0-9a-f]+", "", r) for r in verdict.reports)
+    for text, count in kinds.most_common(5):
+        print(f"  kernel report x{count}: {text}", file=out)
+    runs = sum(int(m) for line in verdict.races for m in re.findall(r": (\d+) runs:", line))
+    if verdict.status != "ok" and not verdict.confirmed:
+        word = f"NOT RUN ({verdict.status})"
+    else:
+        word = ("CONFIRMED" if verdict.confirmed else "not reproduced") + (
+            f" ({len(verdict.reports)} kernel reports in {runs} op runs)" if verdict.confirmed
+            else f" in {runs} op runs")
+    print(f"{word}: {verdict.path} ({verdict.wall:.0f} s wall)", file=out)
+
+
+def print_table(comparisons: list[Comparison], out: Any = sys.stdout) -> None:
+    counts = Counter(c.status for c in comparisons)
+    for c in comparisons:
+        if c.status != "agree":
+            print(f"{c.status.upper()}: {c.path}", file=out)
+            for d in c.detail[:6]:
+                print(f"    {d}", file=out)
+    print("| traces | agree | disagree | refused | error |", file=out)
+    print("|---|---|---|---|---|", file=out)
+    print(f"| {len(comparisons)} | {counts['agree']} | {counts['disagree']} | "
+          f"{counts['refused']} | {counts['error']} |", file=out)
+
+
+def linux_replay(files: list[Path], kasan: bool, seconds: float, batch: int) -> int:
+    from fuzz.safeio import load_trace
+
+    traces = [load_trace(p) for p in files]
+    races = [t for t in traces if export.is_race(t)]
+    sequential, skipped = [], []
+    for trace in traces:
+        if export.is_race(trace):
+            continue
+        problems = export.problems(trace)
+        if problems:
+            skipped.append(f"not exportable: {trace.path}:{problems[0][0]}: {problems[0][1]}")
+        else:
+            sequential.append(trace)
+    for line in skipped:
+        print(line)
+    found = 0
+    if sequential:
+        comparisons, reports = run_sequential(sequential, kasan, batch)
+        print_table(comparisons)
+        for report in reports:
+            print(f"kernel report: {report}")
+        found += sum(c.status != "agree" for c in comparisons) + len(reports)
+    for trace in races:
+        try:
+            verdict = run_race(trace, True, seconds)
+        except BadInput as exc:
+            print(f"NOT RUN: {exc}")
+            continue
+        print_race(verdict)
+        found += verdict.confirmed
+    return 1 if found else 0
+
+
+def cmd_confirm(args: argparse.Namespace) -> int:
+    from fuzz.cli import trace_files
+    from fuzz.safeio import load_trace
+
+    if args.console:
+        validate.output_file(args.console, "--console")
+    paths = list(trace_files([args.file]))
+    trace = load_trace(paths[0])
+    t0 = time.monotonic()
+    if export.is_race(trace):
+        verdict = run_race(trace, True, args.seconds)
+        if args.console:
+            Path(args.console).write_text(verdict.console)
+        print_race(verdict)
+        print(f"confirm: {time.monotonic() - t0:.0f} s wall")
+        return 0 if verdict.confirmed else 1
+    problems = export.problems(trace)
+    if problems:
+        raise BadInput(f"{trace.path}:{problems[0][0]}: cannot run on Linux: {problems[0][1]}")
+    comparisons, reports = run_sequential([trace], True)
+    print_table(comparisons)
+    for report in reports:
+        print(f"kernel report: {report}")
+    confirmed = bool(reports) or comparisons[0].status == "disagree"
+    print(f"{'CONFIRMED' if confirmed else 'not reproduced'}: {trace.path} "
+          f"({time.monotonic() - t0:.0f} s wall)")
+    return 0 if confirmed else 1
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text[:40]!r}") from None
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f"expected seconds in (0, 3600], got {text[:40]!r}")
+    return value
+
+
+def register(sub: Any) -> None:
+    conf = sub.add_parser("confirm", help="a repro in, a verdict out, on the KASAN kernel")
+    conf.add_argument("file", help="a repro trace (a race runs as a stress test)")
+    conf.add_argument("--seconds", type=_seconds, default=RACE_SECONDS, metavar="S",
+                      help=f"how long a race loops (default {RACE_SECONDS:g})")
+    conf.add_argument("--console", default=None, metavar="FILE",
+                      help="write the kernel console log of a race to FILE")
+    conf.set_defaults(func=cmd_confirm)
+
+
+def add_replay_options(replay: Any) -> None:
+    """``replay --linux`` and its options (called by ``fuzz.cli``)."""
+    replay.add_argument("--linux", action="store_true",
+                        help="also run the traces on Linux 6.1 test_hmm under QEMU "
+                             "(mirrorfuzz kernel build first)")
+    replay.add_argument("--kasan", action="store_true",
+                        help="with --linux: sequential traces on the KASAN kernel too")
+    replay.add_argument("--race-seconds", type=_seconds, default=RACE_SECONDS, metavar="S",
+                        help="with --linux: how long each race loops")
+    replay.add_argument("--batch", type=int, default=BATCH, metavar="N",
+                        help=f"with --linux: traces per boot (default {BATCH})")
