@@ -23,6 +23,12 @@ SIDES = "both"
 """A plug-in runs on both cores: its logic judged by the invariants, the cores by the comparison."""
 
 CATCHES = {
+    "i915_userptr_invalidate_does_not_wait":
+        ("i915_userptr_2019", "unbind_waits_for_request.trace",
+         "violation/device_entries_follow_cpu/madvise"),
+    "i915_userptr_sleeps_when_nonblockable":
+        ("i915_userptr_2019", "oomreap_of_busy_object.trace",
+         "violation/no_block_when_nonblockable/oomreap"),
     "gpusvm_bind_skips_pages_valid":
         ("drm_gpusvm", "invalidation_between_get_pages_and_bind.trace",
          "violation/no_use_after_free/svm_bind"),
