@@ -62,7 +62,7 @@ Ops (device ops of Appendix B's "live" row):
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -244,6 +244,10 @@ def op_exec(core: Core, th: Any, op: I915Write | I915Read) -> Gen:
     return OK if write else Values(words)
 
 
+def _idle(obj: Obj) -> Callable[[], bool]:
+    return lambda: obj.active == 0
+
+
 def i915_invalidate(core: Core, th: Any, dev: I915, sub: int, event: str, a: int, b: int,
                     owner: int | None, blockable: bool, seq: int) -> Gen:
     """userptr_mn_invalidate_range_start."""
@@ -274,8 +278,7 @@ def i915_invalidate(core: Core, th: Any, dev: I915, sub: int, event: str, a: int
             break
         if busy:
             core.unlock(th, dev.d)
-            first = busy[0]
-            yield from core.wait(th, lambda: first.active == 0, "i915_gem_object_unbind")
+            yield from core.wait(th, _idle(busy[0]), "i915_gem_object_unbind")
             continue
         for obj in objs:
             _put_pages(core, dev, obj)
