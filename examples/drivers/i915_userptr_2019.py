@@ -12,9 +12,11 @@ is done, then unbinds it and drops its pages::
     get_pages(obj):                       # i915_gem_userptr_get_pages + the worker
       __i915_gem_userptr_set_active(obj)  # in the notifier's interval tree
       obj.work = this attempt
+      [fixed] seq = read_begin(notifier)
       pin_user_pages(s, n, write)         # Core.pin (mmap_lock for reading)
       L obj->mm.lock
       obj.work still this attempt?        # the notifier cancels a get_pages in flight
+      [fixed] and not read_retry(seq)?
         no  -> unpin; -EAGAIN; again
         yes -> obj.pages = pinned pages (bound: the GPU PTEs)
       unlock
@@ -34,10 +36,18 @@ is done, then unbinds it and drops its pages::
         __i915_gem_object_put_pages: unpin the pages, drop the GPU PTEs
       set_seq; success
 
+v5.3 as shipped has no ``[fixed]`` lines: its only guard against an
+invalidation is ``obj->userptr.work``, which covers an invalidation whose
+callback ran while the pin was in flight, not one whose callback ran just
+before it and whose apply comes after (reclaim and migration run without
+mmap_lock; the pinned page then stays pinned but the CPU entry is a
+migration or swap entry).  Here the sequence count is the default and v5.3
+is the planted bug ``i915_userptr_get_pages_without_seqcount``.
+
 Objects live until the process exits (no GEM close op here); a ``release``
 event (exit) unbinds every object like any other invalidation.
 
-Planted bugs, each from i915's history:
+Planted bugs, each from i915's history (and the v5.3 one above):
 
 * ``i915_userptr_invalidate_does_not_wait`` imitates commit 380996aab50e
   "drm/i915: Use a task to cancel the userptr on invalidate_range" (v4.4):
@@ -47,11 +57,12 @@ Planted bugs, each from i915's history:
   via the GPU" (its own message).  Here: an object with active work is only
   marked for cancellation; the cancel runs when its request retires, so the
   GPU PTEs outlive the callback and name pages the CPU no longer maps.
-* ``i915_userptr_sleeps_when_nonblockable`` imitates i915 before commit
-  93065ac753e4 "mm, oom: distinguish blockable mode for mmu notifiers"
-  (v4.19), which added the ``-EAGAIN`` for non-blockable ranges: before it,
-  the OOM reaper's invalidation slept in ``i915_gem_object_unbind`` waiting
-  for the GPU.
+* ``i915_userptr_sleeps_when_nonblockable`` imitates i915's callback
+  without the ``-EAGAIN`` that commit 93065ac753e4 "mm, oom: distinguish
+  blockable mode for mmu notifiers" (v4.19) gave it ("callbacks are not
+  allowed to sleep if the flag is set to false"; before it the OOM reaper
+  skipped every mm with blockable notifiers): the OOM reaper's invalidation
+  sleeps in ``i915_gem_object_unbind`` waiting for the GPU.
 
 Ops (device ops of Appendix B's "live" row):
 
@@ -125,9 +136,22 @@ SLEEPS_NONBLOCKABLE = bugs.declare(
     breaks="userptr_mn_invalidate_range_start ignores blockable: the OOM reaper's "
            "non-blockable invalidation sleeps in i915_gem_object_unbind until the GPU "
            "request retires instead of failing with -EAGAIN",
-    imitates="i915 before commit 93065ac753e4 'mm, oom: distinguish blockable mode for mmu "
-             "notifiers' (v4.19), which taught the callback to return -EAGAIN when it "
-             "may not block",
+    imitates="the rule of commit 93065ac753e4 'mm, oom: distinguish blockable mode for mmu "
+             "notifiers' (v4.19: 'callbacks are not allowed to sleep if the flag is set to "
+             "false'), which gave i915's callback its -EAGAIN: a callback without it sleeps "
+             "for the GPU in the OOM reaper",
+    implementation=bugs.PLUGIN, driver=KIND)
+
+
+NO_SEQCOUNT = bugs.declare(
+    "i915_userptr_get_pages_without_seqcount",
+    breaks="get_pages pins with no sequence count: a pin_user_pages between an "
+           "invalidation's callback (which found the object unbound) and its apply (reclaim's "
+           "migration entries, a zap) binds a page the CPU entry no longer maps",
+    imitates="i915_gem_userptr.c as of v5.3 as shipped (the interval tree and "
+             "obj->userptr.work, no mmu_interval_read_begin/read_retry), made sequence-counted "
+             "when i915 moved to mmu_interval_notifier, as described in 'drm/i915: Fix userptr "
+             "so we do not have to worry about obj->mm.lock, v7' (v5.13)",
     implementation=bugs.PLUGIN, driver=KIND)
 
 
@@ -182,13 +206,15 @@ def _get_pages(core: Core, th: Any, dev: I915, obj: Obj) -> Gen:
     while obj.pages is None:
         dev.attempts += 1
         attempt = obj.work = dev.attempts
+        seq = None if core.bugged(NO_SEQCOUNT) else (yield from core.read_begin(th, dev.sub))
         got = yield from core.pin(th, dev.d, obj.start, obj.end - obj.start, True)
         if isinstance(got, Err):
             if obj.work == attempt:
                 obj.work = 0
             return got
         yield from core.lock(th, dev.d)
-        if obj.work != attempt:  # cancelled by the notifier meanwhile: -EAGAIN
+        stale = seq is not None and core.read_retry(dev.sub, seq)
+        if obj.work != attempt or stale:  # cancelled or invalidated meanwhile: -EAGAIN
             core.unpin(dev.d, got)
             core.unlock(th, dev.d)
             continue

@@ -23,6 +23,9 @@ SIDES = "both"
 """A plug-in runs on both cores: its logic judged by the invariants, the cores by the comparison."""
 
 CATCHES = {
+    "i915_userptr_get_pages_without_seqcount":
+        ("i915_userptr_2019", "pin_between_reclaim_callback_and_apply.trace",
+         "violation/device_entries_follow_cpu/reclaim"),
     "i915_userptr_invalidate_does_not_wait":
         ("i915_userptr_2019", "unbind_waits_for_request.trace",
          "violation/device_entries_follow_cpu/madvise"),
