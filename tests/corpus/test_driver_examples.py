@@ -23,6 +23,12 @@ SIDES = "both"
 """A plug-in runs on both cores: its logic judged by the invariants, the cores by the comparison."""
 
 CATCHES = {
+    "amdgpu_cs_skips_get_user_pages_done":
+        ("amdgpu_userptr_2019", "invalidation_between_get_user_pages_and_submit.trace",
+         "violation/no_use_after_free/amdgpu_read"),
+    "amdgpu_mn_sleeps_when_nonblockable":
+        ("amdgpu_userptr_2019", "callback_waits_for_fence.trace",
+         "violation/no_block_when_nonblockable/oomreap"),
     "i915_userptr_get_pages_without_seqcount":
         ("i915_userptr_2019", "pin_between_reclaim_callback_and_apply.trace",
          "violation/device_entries_follow_cpu/reclaim"),
