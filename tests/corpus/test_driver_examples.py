@@ -23,6 +23,10 @@ SIDES = "both"
 """A plug-in runs on both cores: its logic judged by the invariants, the cores by the comparison."""
 
 CATCHES = {
+    "nouveau_migrate_maps_without_read_retry":
+        ("nouveau_svm", "migrate_then_dontneed.trace", "violation/no_use_after_free/nv_migrate"),
+    "nouveau_fault_reuses_stale_pfns":
+        ("nouveau_svm", "fault_retry_after_dontneed.trace", "violation/no_use_after_free/nv_read"),
     "amdgpu_cs_skips_get_user_pages_done":
         ("amdgpu_userptr_2019", "invalidation_between_get_user_pages_and_submit.trace",
          "violation/no_use_after_free/amdgpu_read"),
