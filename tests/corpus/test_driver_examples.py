@@ -23,6 +23,8 @@ SIDES = "both"
 """A plug-in runs on both cores: its logic judged by the invariants, the cores by the comparison."""
 
 CATCHES = {
+    "gpusvm_get_pages_keeps_mappings_on_error":
+        ("drm_gpusvm", "mixed_range_error_unmaps.trace", "violation/no_use_after_free/madvise"),
     "nouveau_migrate_maps_without_read_retry":
         ("nouveau_svm", "migrate_then_dontneed.trace", "violation/no_use_after_free/nv_migrate"),
     "nouveau_fault_reuses_stale_pfns":
