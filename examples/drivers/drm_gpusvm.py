@@ -14,8 +14,13 @@ range is still valid, checked at two levels::
       seq = read_begin(notifier); Y4 on collision
       hmm_range_fault(range)                # [R] walk, Y3 every 64 pages and at the end
       L notifier_lock
+      range removed meanwhile (flags.unmapped) -> unlock; map nothing
       read_retry(notifier, seq) -> unlock; again
-      range.pages = pages; range.valid = True
+      map each page in turn (dma_map_page: the device can reach it);
+        a range mixing device and system pages -> -EOPNOTSUPP: err_unmap
+        (unmap what this loop mapped), unlock, drm_gpusvm_range_evict
+        (the device pages back to RAM), again
+      range.pages = pages; range.valid = True (flags.has_dma_mapping)
       unlock; Y3
 
     bind(range):                            # xe_svm_range_bind, under notifier_lock
@@ -27,8 +32,13 @@ range is still valid, checked at two levels::
       not blockable -> fail (the OOM reaper's invalidations always fail)
       L notifier_lock; set_seq
       every range of the notifier overlapping [a,b): unmap its pages
-        (valid = False, its GPU PTEs cleared)
+        (if it has its DMA mappings: valid = False, its GPU PTEs cleared)
       unlock; success
+
+    migrate_to_devmem(range):               # drm_gpusvm_migrate_to_devmem
+      migrate_vma of the range to the device's memory; nothing mapped (the
+      next GPU fault's get_pages finds the device pages); a CPU touch
+      brings a page back (drm_pagemap's migrate_to_ram, page_moved)
 
 The notifier is wider than the ranges, so an invalidation of another range
 of the same window also moves the notifier's seq (the first level, cheap
@@ -37,6 +47,16 @@ and conservative); the second level, ``range_pages_valid`` under
 range between get_pages and the bind.  The planted bug
 ``gpusvm_bind_skips_pages_valid`` drops that recheck.
 
+The planted bug ``gpusvm_get_pages_keeps_mappings_on_error`` is what
+"drm/gpusvm: Force unmapping on error in drm_gpusvm_get_pages" fixed, as its
+subject describes it: get_pages's error path unmaps through
+``__drm_gpusvm_unmap_pages``, which unmaps only when the range's stored
+``flags.has_dma_mapping`` is set, and only a complete mapping sets it; so
+the pages mapped before an error stay mapped, and the range's invalidation
+skips them for the same reason.  Here the error is the one the model can
+reach, a range mixing device and system pages (``-EOPNOTSUPP``); the
+device table stands for what the device can reach, DMA mappings included.
+
 Ops (SPEC-style; device ops of Appendix B's "live" row):
 
 * ``svm_bind D s n``: a GPU fault on [s, s+n): get the pages of every range
@@ -44,6 +64,8 @@ Ops (SPEC-style; device ops of Appendix B's "live" row):
 * ``svm_read D s n``: a GPU read through its page table, faulting (get
   pages and bind) the ranges it lacks; ``values``.
 * ``svm_write D s n x [stride]``: a GPU write, faulting for writing; ``ok``.
+* ``svm_migrate D s n``: migrate the ranges of [s, s+n) to the device's
+  memory (Xe's prefetch to VRAM); ``ok``.
 """
 
 from __future__ import annotations
@@ -96,11 +118,20 @@ class SvmWrite:
     stride: int | None = None
 
 
+@dataclass(frozen=True)
+class SvmMigrate:
+    d: int
+    s: int
+    n: int
+
+
 _COMMON: dict[str, Any] = {"device": KIND, "plugin": KIND, "racer": "device"}
 declare(SvmBind, "svm_bind", 0, D(KIND), Addr(), Count(cap=MAX_VALUE_PAGES), weight=6, **_COMMON)
 declare(SvmRead, "svm_read", 1, D(KIND), Addr(), Count(cap=MAX_VALUE_PAGES), weight=6, **_COMMON)
 declare(SvmWrite, "svm_write", 2, D(KIND), Addr(), Count(cap=MAX_VALUE_PAGES), Word(), Stride(),
         weight=6, draw=("d", "s", "n", "stride", "x"), **_COMMON)
+declare(SvmMigrate, "svm_migrate", 3, D(KIND), Addr(), Count(cap=MAX_VALUE_PAGES), weight=3,
+        **_COMMON)
 
 SKIP_PAGES_VALID = bugs.declare(
     "gpusvm_bind_skips_pages_valid",
@@ -109,6 +140,20 @@ SKIP_PAGES_VALID = bugs.declare(
            "leaves stale GPU PTEs",
     imitates="drm_gpusvm's two-level staleness check (Xe SVM: the range valid check before "
              "committing the bind; drivers/gpu/drm/drm_gpusvm.c, drm_gpusvm_range_pages_valid)",
+    implementation=bugs.PLUGIN, driver=KIND)
+
+LEAKS_ON_ERROR = bugs.declare(
+    "gpusvm_get_pages_keeps_mappings_on_error",
+    breaks="an error in drm_gpusvm_get_pages's mapping loop (a range mixing device and system "
+           "pages: -EOPNOTSUPP) leaves the pages mapped before it mapped: "
+           "__drm_gpusvm_unmap_pages unmaps only when the range's has_dma_mapping flag is set, "
+           "and only a complete mapping sets it, so neither the error path nor a later "
+           "invalidation of those pages unmaps them, and the device still reaches them once "
+           "they are freed",
+    imitates="'drm/gpusvm: Force unmapping on error in drm_gpusvm_get_pages' (pages mapped "
+             "before an error were never unmapped), as described in its subject: "
+             "drm_gpusvm.c's err_unmap path calls __drm_gpusvm_unmap_pages, gated on the "
+             "stored flags.has_dma_mapping",
     implementation=bugs.PLUGIN, driver=KIND)
 
 
@@ -123,7 +168,8 @@ class Range:
     end: int
     sub: int
     pages: dict[int, tuple[Page, bool]] = field(default_factory=dict)
-    valid: bool = False  # drm_gpusvm_range_pages_valid
+    valid: bool = False  # drm_gpusvm_range_pages_valid (flags.has_dma_mapping)
+    stale_bind: bool = False  # GPU PTEs bound while not valid (planted bug only)
 
 
 @dataclass
@@ -134,6 +180,7 @@ class Svm:
     notifiers: dict[int, int] = field(default_factory=dict)  # window base -> subscription
     ranges: list[Range] = field(default_factory=list)
     table: dict[int, tuple[Page, bool]] = field(default_factory=dict)  # GPU PTEs
+    devpages: set[Page] = field(default_factory=set)  # its device memory in use (drm_pagemap)
 
 
 def svm_open(core: Core, d: int) -> Svm:
@@ -161,11 +208,31 @@ def _ranges(core: Core, svm: Svm, s: int, n: int) -> list[Range]:
 
 
 def _unmap(svm: Svm, r: Range) -> None:
-    """drm_gpusvm_range_unmap_pages: the range's DMA mappings and GPU PTEs
-    go; its pfn array stays (a bind that skips the valid check uses it)."""
+    """drm_gpusvm_range_unmap_pages: if the range has its DMA mappings
+    (flags.has_dma_mapping, here ``valid``), they and the GPU PTEs go; its
+    pfn array stays (a bind that skips the valid check uses it)."""
+    if r.valid or core_bug_forces_unmap(svm, r):
+        for v in range(r.start, r.end):
+            svm.table.pop(v, None)
     r.valid = False
-    for v in range(r.start, r.end):
-        svm.table.pop(v, None)
+
+
+def core_bug_forces_unmap(svm: Svm, r: Range) -> bool:
+    """Without a DMA mapping a range's GPU PTEs are there only if a bind
+    skipped range_pages_valid (the planted gpusvm_bind_skips_pages_valid):
+    unmapping them then keeps that bug's one finding, the stale bind."""
+    return r.stale_bind
+
+
+def _evict(core: Core, th: Any, svm: Svm, r: Range) -> Gen:
+    """drm_gpusvm_range_evict: hmm_range_fault with no device owner, so the
+    range's device pages go back to RAM (here: a read pin and unpin of the
+    range, which migrates them back, SPEC §6.4).  None, or the error."""
+    got = yield from core.pin(th, svm.d, r.start, r.end - r.start, False)
+    if isinstance(got, Err):
+        return got
+    core.unpin(svm.d, got)
+    return None
 
 
 def _get_pages(core: Core, th: Any, svm: Svm, r: Range, write: bool) -> Gen:
@@ -179,8 +246,28 @@ def _get_pages(core: Core, th: Any, svm: Svm, r: Range, write: bool) -> Gen:
         if core.read_retry(r.sub, seq):
             core.unlock(th, svm.d)
             continue
+        if r not in svm.ranges:  # flags.unmapped: removed meanwhile, map nothing
+            core.unlock(th, svm.d)
+            return None
+        # the mapping loop: each page DMA-mapped (device-reachable) in turn
+        mapped = 0
+        for page, w in got:
+            if mapped > 0 and (page in svm.devpages) != (got[0][0] in svm.devpages):
+                break  # -EOPNOTSUPP: goto err_unmap
+            svm.table[r.start + mapped] = (page, w)
+            mapped += 1
+        if mapped < len(got):
+            if not core.bugged(LEAKS_ON_ERROR):  # forced: unmap what this loop mapped
+                for k in range(mapped):
+                    svm.table.pop(r.start + k, None)
+            core.unlock(th, svm.d)
+            err = yield from _evict(core, th, svm, r)  # xe: -EOPNOTSUPP -> evict, retry
+            if err is not None:
+                return err
+            continue
         r.pages = {r.start + k: pw for k, pw in enumerate(got)}
         r.valid = True
+        r.stale_bind = False
         core.unlock(th, svm.d)
         yield from core.y()
         return None
@@ -200,6 +287,7 @@ def _fault(core: Core, th: Any, svm: Svm, s: int, n: int, write: bool) -> Gen:
             if not r.valid and not core.bugged(SKIP_PAGES_VALID):
                 core.unlock(th, svm.d)  # -EAGAIN: get the pages again
                 continue
+            r.stale_bind = not r.valid
             for v, pw in r.pages.items():
                 svm.table[v] = pw
             core.unlock(th, svm.d)
@@ -257,6 +345,31 @@ def op_access(core: Core, th: Any, op: SvmRead | SvmWrite) -> Gen:
             return e
 
 
+def op_migrate(core: Core, th: Any, op: SvmMigrate) -> Gen:
+    """drm_gpusvm_migrate_to_devmem (drm_pagemap_migrate_to_devmem) of each
+    range of [s, s+n): the pages move to the device's memory; nothing is
+    mapped here (the next GPU fault's get_pages finds them)."""
+    svm = _device(core, th, op.d)
+    if not isinstance(svm, Svm):
+        return svm
+    if not range_ok(op.s, op.n) or op.n > MAX_VALUE_PAGES:
+        return EINVAL
+    for r in _ranges(core, svm, op.s, op.n):
+        moved = yield from core.migrate_vma(th, svm.d, r.start, r.end - r.start)
+        if isinstance(moved, Err):
+            return moved
+        svm.devpages.update(page for _v, page, _w in moved)
+    return OK
+
+
+def svm_page_moved(svm: Svm, page: Page) -> None:
+    """drm_pagemap's migrate_to_ram: the page is RAM again (the migration's
+    invalidation has already unmapped its range)."""
+    svm.devpages.discard(page)
+    for v in [v for v, (p, _w) in svm.table.items() if p == page]:
+        del svm.table[v]
+
+
 def svm_invalidate(core: Core, th: Any, svm: Svm, sub: int, event: str, a: int, b: int,
                    owner: int | None, blockable: bool, seq: int) -> Gen:
     """drm_gpusvm_notifier_invalidate + xe_svm_invalidate."""
@@ -273,8 +386,10 @@ def svm_invalidate(core: Core, th: Any, svm: Svm, sub: int, event: str, a: int, 
 
 DRIVER = PluginDriver(
     kind=KIND,
-    ops={"svm_bind": op_bind, "svm_read": op_access, "svm_write": op_access},
+    ops={"svm_bind": op_bind, "svm_read": op_access, "svm_write": op_access,
+         "svm_migrate": op_migrate},
     open=svm_open,
     invalidate=svm_invalidate,
     table=lambda svm: svm.table,
+    page_moved=svm_page_moved,
 )

@@ -23,6 +23,27 @@ SIDES = "both"
 """A plug-in runs on both cores: its logic judged by the invariants, the cores by the comparison."""
 
 CATCHES = {
+    "gpusvm_get_pages_keeps_mappings_on_error":
+        ("drm_gpusvm", "mixed_range_error_unmaps.trace", "violation/no_use_after_free/madvise"),
+    "nouveau_migrate_maps_without_read_retry":
+        ("nouveau_svm", "migrate_then_dontneed.trace", "violation/no_use_after_free/nv_migrate"),
+    "nouveau_fault_reuses_stale_pfns":
+        ("nouveau_svm", "fault_retry_after_dontneed.trace", "violation/no_use_after_free/nv_read"),
+    "amdgpu_cs_skips_get_user_pages_done":
+        ("amdgpu_userptr_2019", "invalidation_between_get_user_pages_and_submit.trace",
+         "violation/no_use_after_free/amdgpu_read"),
+    "amdgpu_mn_sleeps_when_nonblockable":
+        ("amdgpu_userptr_2019", "callback_waits_for_fence.trace",
+         "violation/no_block_when_nonblockable/oomreap"),
+    "i915_userptr_get_pages_without_seqcount":
+        ("i915_userptr_2019", "pin_between_reclaim_callback_and_apply.trace",
+         "violation/device_entries_follow_cpu/reclaim"),
+    "i915_userptr_invalidate_does_not_wait":
+        ("i915_userptr_2019", "unbind_waits_for_request.trace",
+         "violation/device_entries_follow_cpu/madvise"),
+    "i915_userptr_sleeps_when_nonblockable":
+        ("i915_userptr_2019", "oomreap_of_busy_object.trace",
+         "violation/no_block_when_nonblockable/oomreap"),
     "gpusvm_bind_skips_pages_valid":
         ("drm_gpusvm", "invalidation_between_get_pages_and_bind.trace",
          "violation/no_use_after_free/svm_bind"),
