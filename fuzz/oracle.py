@@ -440,9 +440,11 @@ class Oracle:
 
     def _fork(self, op: Fork, flight: _Flight) -> None:
         self.forked.update((op.p, op.child))
-        for key in self._private_keys(op.p, 0, ADDRESS_PAGES):
+        in_flight = {key for keys in self.writing.values() for key in keys}
+        for key in self._private_keys(op.p, 0, ADDRESS_PAGES) + sorted(
+                k for k in in_flight if k[0] == "P" and k[1] == op.p):
             child: Key = ("P", op.child, key[2])
-            if key in self.unknown or key in flight.written:
-                self.unknown.add(child)
+            if key in self.unknown or key in flight.written or key in in_flight:
+                self.unknown.add(child)  # a write_range in flight may have written it first
             else:
                 self.last[child] = self.last[key]
