@@ -192,3 +192,19 @@ def test_a_read_range_is_checked_only_when_it_ran_alone() -> None:
     o.stepped("T1")
     o.stepped("L9")
     assert o.completed("T1", ReadRange(0, 5, 2), Values((7, 7)), private) == []
+
+
+def test_a_failed_range_access_is_judged_by_the_pages_it_reached() -> None:
+    """A write_range over 2^36 pages that failed after two steps reached at
+    most its first three pages: those become unknown, the rest stay known,
+    and judging it does not walk 2^36 pages (it used to hang the engines)."""
+    whole = (VmaView(0, 1 << 36, "rw", "private", False, None, None),)
+    o = Oracle()
+    assert run(o, "L1", Write(0, 3, 7), OK) == []
+    op = WriteRange(0, 0, 1 << 36, 1)
+    o.started("T2", op, lambda pid: whole)
+    o.stepped("T2")
+    o.stepped("T2")
+    assert o.completed("T2", op, Err(Errno.ENOMEM), lambda pid: whole) == []
+    assert run(o, "L3", Read(0, 2), Num(5)) == []  # reached: unknown
+    assert run(o, "L4", Read(0, 3), Num(5)) == ["coherence"]  # not reached: still 7
