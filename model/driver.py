@@ -165,12 +165,18 @@ class Core(Protocol):
         r cover the range; split the PMDs; then I(migrate, owner = d), whose
         apply moves each private page that is none, zero, or an order-0 page
         mapped once, while d has a free device frame; release the lock.
-        Returns the pages moved as a tuple of (v, device page, w), in order;
-        mapping them in d's table is the driver's business, after the
-        invalidation has ended (the window of DECISIONS D15).  A device page
-        of d that a CPU access or another device later needs goes back to
-        RAM through the core's migrate-back (SPEC §6.5), which then calls
-        the driver's ``page_moved``."""
+        Returns the pages moved as a tuple of (v, device page, w), in order,
+        each still held by this migration (as Linux's migrate_vma holds the
+        pages until ``migrate_vma_finalize``: a CPU fault on one waits); the
+        driver maps them in its table (after the invalidation has ended: the
+        window of DECISIONS D15), then calls :meth:`migrate_finalize`.  A
+        device page of d that a CPU access or another device later needs
+        goes back to RAM through the core's migrate-back (SPEC §6.5), which
+        then calls the driver's ``page_moved``."""
+
+    def migrate_finalize(self, th: Any, pages: Sequence[tuple[int, Page, bool]]) -> None:
+        """``migrate_vma_finalize``: release the pages :meth:`migrate_vma` gave
+        (one no CPU entry names any more is freed)."""
 
     def dma_read(self, page: Page) -> int:
         """The word of ``page`` (a use-after-free if it is freed)."""

@@ -359,6 +359,7 @@ def op_migrate(core: Core, th: Any, op: SvmMigrate) -> Gen:
         if isinstance(moved, Err):
             return moved
         svm.devpages.update(page for _v, page, _w in moved)
+        core.migrate_finalize(th, moved)  # migrate_vma_finalize
     return OK
 
 

@@ -258,6 +258,7 @@ def op_migrate(core: Core, th: Any, op: NvMigrate) -> Gen:
             for v, page, w in moved:
                 svmm.table[v] = (page, w)
         core.unlock(th, svmm.d)
+        core.migrate_finalize(th, moved)  # migrate_vma_finalize
     return OK
 
 

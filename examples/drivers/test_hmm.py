@@ -30,6 +30,8 @@ path by path, with its one known race as a switch::
       dmirror_migrate_finalize_and_map:
         mutex_lock; [fixed] read_retry(seq) -> unlock, map nothing
         store each moved device page (write tag if its entry was w); unlock
+      migrate_vma_finalize                  (Core.migrate_finalize: the pages'
+                                             holds go; a CPU fault waited)
       then read the range back through the table (dmirror_do_read): the
       words, or ENOENT if a page is not mapped
 
@@ -252,6 +254,7 @@ def op_migrate(core: Core, th: Any, op: HmmMigrate) -> Gen:
             for v, page, w in moved:
                 dmirror.table[v] = (page, w)
         core.unlock(th, dmirror.d)
+        core.migrate_finalize(th, moved)  # migrate_vma_finalize
     yield from core.lock(th, dmirror.d)
     if _missing(dmirror, op.s, op.n, False) is not None:
         core.unlock(th, dmirror.d)

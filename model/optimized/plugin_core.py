@@ -31,6 +31,7 @@ from model.optimized import checks
 from model.optimized import common as C
 from model.optimized.gup import pin_range, unpin_pages
 from model.optimized.hmm import hmm_range_fault
+from model.optimized.memory import put_dpage
 from model.optimized.migrate_device import migrate_back, migrate_vma, to_device
 from model.optimized.mmu_notifier import Notifier, Range, Subscription
 from model.optimized.observe import DriverView, regions_of
@@ -151,7 +152,19 @@ class PluginCore:
         proc.mmap_lock.read_unlock(th)
         if isinstance(got, Err):
             return got
+        for _v, page, _w in got or ():  # held until migrate_finalize (migrate_vma_finalize)
+            k.dpages.holders[page] = th.name
+            k.dpages.refcount[page] += 1
         return tuple((v, mkentry(DEVICE, page), w) for v, page, w in got or ())
+
+    def migrate_finalize(self, th: Thread, pages: Sequence[tuple[int, Page, bool]]) -> None:
+        """``migrate_vma_finalize``: the migration's holds on its pages go."""
+        dp = self.k.dpages
+        for _v, page, _w in pages:
+            d = page >> SHIFT
+            if dp.holders.get(d) == th.name:
+                del dp.holders[d]
+                put_dpage(self.k, d)
 
     def _mmap_read_lock(self, th: Thread, pid: int, args_ok: bool) -> Gen[Process | OpResult]:
         """EINVAL, ESRCH (the op's declared states, before and after), or

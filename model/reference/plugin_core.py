@@ -51,7 +51,7 @@ from .devices import read_target, write_target
 from .locks import driver_lock, driver_trylock, driver_unlock, mmap_read, mmap_release
 from .migrate_back import Outcome, migrate_back
 from .migrate_device import migrate_vma, to_device
-from .mm import collect
+from .mm import collect, unref_dpage
 from .notifier import insert, read_begin, read_retry, remove, set_seq
 from .observe import device_view
 from .pinning import pin_range, unpin_page
@@ -157,7 +157,17 @@ class ReferenceCore:
         mmap_release(self.st, th, proc.pid)
         if isinstance(got, Err):
             return got
+        for _v, page, _w in got or ():  # held until migrate_finalize
+            self.st.held_dpages[page] = th.name
+            self.st.dpages[page].refcount += 1
         return tuple((v, ("dpage", page, 0), w) for v, page, w in got or ())
+
+    def migrate_finalize(self, th: Thread, pages: Sequence[tuple[int, Target, bool]]) -> None:
+        for _v, (_kind, page, _i), _w in pages:
+            if self.st.held_dpages.get(page) == th.name:
+                del self.st.held_dpages[page]
+                unref_dpage(self.st, page)
+        collect(self.st)
 
     def dma_read(self, page: Target) -> int:
         return read_target(self.st, follow(self.st, page), "plug-in DMA")
