@@ -152,14 +152,17 @@ class ReferenceCore:
         if isinstance(proc, Err):
             return proc
         dev = self.st.devices[d]
-        got = yield from migrate_vma(self.st, th, dev, proc, start, start + n,
-                                     lambda: to_device(self.st, dev, proc, start, start + n))
+        def apply() -> list[tuple[int, int, bool]]:
+            moved = to_device(self.st, dev, proc, start, start + n)
+            for _v, page, _w in moved:  # held from the move until migrate_finalize
+                self.st.held_dpages[page] = th.name
+                self.st.dpages[page].refcount += 1
+            return moved
+
+        got = yield from migrate_vma(self.st, th, dev, proc, start, start + n, apply)
         mmap_release(self.st, th, proc.pid)
         if isinstance(got, Err):
             return got
-        for _v, page, _w in got or ():  # held until migrate_finalize
-            self.st.held_dpages[page] = th.name
-            self.st.dpages[page].refcount += 1
         return tuple((v, ("dpage", page, 0), w) for v, page, w in got or ())
 
     def migrate_finalize(self, th: Thread, pages: Sequence[tuple[int, Target, bool]]) -> None:
