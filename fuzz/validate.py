@@ -12,8 +12,10 @@ worker.  ``--mutant`` names go through :func:`fuzz.errors.check_mutant`.
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
@@ -146,3 +148,18 @@ def database(spec: str, flag: str = "--db") -> str:
         return spec
     out_dir(spec, flag)
     return spec
+
+
+def seconds_arg(high: float) -> Callable[[str], float]:
+    """An argparse type: a number of seconds in (0, ``high``]."""
+    def seconds(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected seconds, got {text[:40]!r}") from None
+        if not 0 < value <= high:
+            raise argparse.ArgumentTypeError(f"expected seconds in (0, {high:g}], "
+                                             f"got {text[:40]!r}")
+        return value
+
+    return seconds

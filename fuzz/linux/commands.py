@@ -16,14 +16,6 @@ from fuzz.safeio import describe
 EXIT_OK, EXIT_FOUND = 0, 1
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got {text[:40]!r}") from None
-    if not 0 < value <= 86400:
-        raise argparse.ArgumentTypeError(f"expected seconds in (0, 86400], got {text[:40]!r}")
-    return value
 
 
 def cmd_kernel_build(args: argparse.Namespace) -> int:
@@ -122,14 +114,14 @@ def register(sub: Any) -> None:
     kr = ksub.add_parser("run", help="boot with PROGRAMS in the initramfs and run them in turn")
     kr.add_argument("programs", nargs="+", help="static executables")
     kr.add_argument("--kasan", action="store_true", help="boot the KASAN variant")
-    kr.add_argument("--timeout", type=_seconds, default=300.0, metavar="S",
+    kr.add_argument("--timeout", type=validate.seconds_arg(86400), default=300.0, metavar="S",
                     help="kill QEMU after S seconds (default 300)")
     kr.add_argument("--console", default=None, metavar="FILE",
                     help="also write the kernel console log to FILE")
     kr.set_defaults(func=cmd_kernel_run)
     kh = ksub.add_parser("hmm-tests", help="boot and run Linux's own hmm-tests (the baseline)")
     kh.add_argument("--kasan", action="store_true", help="boot the KASAN variant")
-    kh.add_argument("--timeout", type=_seconds, default=300.0, metavar="S",
+    kh.add_argument("--timeout", type=validate.seconds_arg(86400), default=300.0, metavar="S",
                     help="kill QEMU after S seconds (default 300)")
     kh.add_argument("--tap", default=None, metavar="FILE", help="write the TAP output to FILE")
     kh.set_defaults(func=cmd_kernel_hmm_tests)

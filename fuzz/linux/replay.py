@@ -267,20 +267,13 @@ def cmd_confirm(args: argparse.Namespace) -> int:
     return 0 if confirmed else 1
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got {text[:40]!r}") from None
-    if not 0 < value <= 3600:
-        raise argparse.ArgumentTypeError(f"expected seconds in (0, 3600], got {text[:40]!r}")
-    return value
 
 
 def register(sub: Any) -> None:
     conf = sub.add_parser("confirm", help="a repro in, a verdict out, on the KASAN kernel")
     conf.add_argument("file", help="a repro trace (a race runs as a stress test)")
-    conf.add_argument("--seconds", type=_seconds, default=RACE_SECONDS, metavar="S",
+    conf.add_argument("--seconds", type=validate.seconds_arg(3600), default=RACE_SECONDS,
+                      metavar="S",
                       help=f"how long a race loops (default {RACE_SECONDS:g})")
     conf.add_argument("--console", default=None, metavar="FILE",
                       help="write the kernel console log of a race to FILE")
@@ -294,7 +287,8 @@ def add_replay_options(replay: Any) -> None:
                              "(mirrorfuzz kernel build first)")
     replay.add_argument("--kasan", action="store_true",
                         help="with --linux: sequential traces on the KASAN kernel too")
-    replay.add_argument("--race-seconds", type=_seconds, default=RACE_SECONDS, metavar="S",
+    replay.add_argument("--race-seconds", type=validate.seconds_arg(3600), default=RACE_SECONDS,
+                        metavar="S",
                         help="with --linux: how long each race loops")
     replay.add_argument("--batch", type=int, default=BATCH, metavar="N",
                         help=f"with --linux: traces per boot (default {BATCH})")
