@@ -416,7 +416,7 @@ class MirrorMachine(Arguments, RuleBasedStateMachine):
 
     def _settings(self) -> Settings:
         return Settings(observe_every=self.config.observe_every, mutant=self.config.mutant,
-                        checked=self.config.checked, fast=True)
+                        checked=self.config.checked)
 
 
 def _op_rule(decl: OpDecl) -> Callable[..., None]:

@@ -318,10 +318,10 @@ class Findings:
         self.running.append(Running(job, proc, time.monotonic(), result, limit))
 
     def observe_every(self, engine: str) -> int:
-        """The observation period ``engine``'s findings were judged with.  Both
-        engines judge with the fast judge, and a trace it finds anything in is
-        judged again by the full judge, whose finding is the one reported
-        (``executor.run_trace``): its period, unless ``observe`` says otherwise."""
+        """The observation period ``engine``'s findings were judged with:
+        ``observe``'s (the Hypothesis engine judges with its own period), else
+        the full judge's, which the Atheris target's fast judge reports a
+        finding with (``executor.run_trace``)."""
         if engine in self.observe:
             return self.observe[engine]
         from fuzz.executor import Settings

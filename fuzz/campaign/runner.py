@@ -151,6 +151,7 @@ class Campaign:
         self.started = time.monotonic()
         self.pool = Pool(out, config, before.sessions, self._worker_event)
         self.findings = Findings(out, config.mutant, self.record, display.message,
+                                 observe={"hypothesis": config.observe_every},
                                  parallel=max(PARALLEL, config.jobs // 2), seen=before.seen)
         self.pool.seen = self.findings.count
         self.coverage = CoverageRunner(out, config.mutant)
