@@ -236,6 +236,7 @@ def invalidate(t: Thread, mn: Notifier, rng: Range, apply: Callable[[], None],
             t.nonblocking += 1
         callback = host.drivers.by_kind[sub.owner_kind].invalidate  # interval_sub->ops
         assert callback is not None, sub.owner_kind
+        seq_before = sub.invalidate_seq
         ok = yield from callback(host, t, sub, rng)
         if not rng.blockable:
             t.nonblocking -= 1
@@ -245,8 +246,9 @@ def invalidate(t: Thread, mn: Notifier, rng: Range, apply: Callable[[], None],
                 mn.mn_itree_inv_end(rng)  # end runs at once, before the Y1
             yield None  # Y1
             return False
-        if not (rng.event == "migrate" and rng.owner == sub.owner):
-            mn.stamp += 1  # 6(d) counts no callback of the device's own migration (D24)
+        if not (rng.event == "migrate" and rng.owner == sub.owner
+                and sub.invalidate_seq == seq_before):
+            mn.stamp += 1  # 6(d): not an own migration's callback without set_seq (D24)
             sub.last_success = mn.stamp
         yield None  # Y1
     apply()

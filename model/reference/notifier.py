@@ -165,6 +165,7 @@ def invalidate(st: State, th: Thread, proc: Process, event: str, a: int, b: int,
             th.nonblockable += 1
         th.in_callback += 1
         st.costs["callbacks"] += 1
+        seq_before = sub.invalidate_seq
         try:
             ok = yield from callback_of(st, sub)(st, th, sub, event, a, b, owner,
                                                  blockable, n.seq)
@@ -174,8 +175,9 @@ def invalidate(st: State, th: Thread, proc: Process, event: str, a: int, b: int,
                 th.nonblockable -= 1
         inv.pending.discard(sub.id)
         if ok:
-            if not (event == "migrate" and owner == sub.owner):
-                sub.successes += 1  # invariant 6(d): not the device's own migration (D24)
+            if not (event == "migrate" and owner == sub.owner
+                    and sub.invalidate_seq == seq_before):
+                sub.successes += 1  # 6(d): not an own migration's callback without set_seq (D24)
         else:
             st.costs["nonblockable_failed" if not blockable else "blockable_failed"] += 1
             if blockable:
