@@ -29,7 +29,7 @@ from model.ops import (
 from model.ops import (
     ESRCH as ESRCH,
 )
-from model.ops import OK
+from model.ops import OK, Err
 from model.ops import (
     range_ok as range_ok,
 )
@@ -37,6 +37,7 @@ from model.ops import (
     words_ok as words_ok,
 )
 from model.optimized.state import Device, KernelState, Process
+from model.optimized.threads import Gen, Thread
 
 LIVE: Final = frozenset({"live"})
 NOT_DEAD: Final = frozenset({"live", "killed"})
@@ -45,6 +46,21 @@ ANY: Final = frozenset({"live", "killed", "dead"})
 
 def ok_state(proc: Process, allowed: frozenset[str]) -> bool:
     return proc.state in allowed
+
+
+def read_locked(t: Thread, proc: Process,
+                allowed: frozenset[str] = LIVE) -> Gen[Err | None]:
+    """A device op's ``mmap_lock`` for reading between two state checks
+    (Appendix C rule 2, SPEC §5.3): ESRCH if P's state is not ``allowed``
+    before the lock or once it is held (the lock then released), else None
+    with the lock held."""
+    if not ok_state(proc, allowed):
+        return ESRCH
+    yield from proc.mmap_lock.read_lock(t)
+    if not ok_state(proc, allowed):
+        proc.mmap_lock.read_unlock(t)
+        return ESRCH
+    return None
 
 
 def device(k: KernelState, d: int, kind: str) -> Device | None:

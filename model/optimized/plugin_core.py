@@ -174,41 +174,34 @@ class PluginCore:
         the process with its mmap_lock held for reading."""
         if not args_ok:
             return C.EINVAL
-        if (e := self.state_err(th, pid)) is not None:
-            return e
         proc = self.k.procs[pid]
-        yield from proc.mmap_lock.read_lock(th)
-        if (e := self.state_err(th, pid)) is not None:
-            proc.mmap_lock.read_unlock(th)
-            return e
-        return proc
+        e = yield from C.read_locked(th, proc, O.SCHEMA_BY_CLASS[type(th.op)].states)
+        return proc if e is None else e
+
+    def _words(self, page: Page, verb: str) -> tuple[Any, int] | None:
+        """The word array holding ``page`` and its index (None: the zero
+        page); a freed page is a use-after-free, reported as the DMA ``verb``s it."""
+        k = self.k
+        k.pops += 1
+        kind, num = page & KIND_MASK, page >> SHIFT
+        if kind == PRESENT:
+            live, words, what = k.frames.live, k.frames.word, "frame"
+        elif kind == DEVICE:
+            live, words, what = k.dpages.live, k.dpages.word, "device page"
+        else:
+            return None
+        if not live[num]:
+            k.violation("no_use_after_free", f"DMA {verb} freed {what} {num}")
+        return words, num
 
     def dma_read(self, page: Page) -> int:
-        k = self.k
-        k.pops += 1
-        kind, num = page & KIND_MASK, page >> SHIFT
-        if kind == PRESENT:
-            if not k.frames.live[num]:
-                k.violation("no_use_after_free", f"DMA reads freed frame {num}")
-            return int(k.frames.word[num])
-        if kind == DEVICE:
-            if not k.dpages.live[num]:
-                k.violation("no_use_after_free", f"DMA reads freed device page {num}")
-            return int(k.dpages.word[num])
-        return 0
+        at = self._words(page, "reads")
+        return 0 if at is None else int(at[0][at[1]])
 
     def dma_write(self, page: Page, word: int) -> None:
-        k = self.k
-        k.pops += 1
-        kind, num = page & KIND_MASK, page >> SHIFT
-        if kind == PRESENT:
-            if not k.frames.live[num]:
-                k.violation("no_use_after_free", f"DMA writes freed frame {num}")
-            k.frames.word[num] = word
-        elif kind == DEVICE:
-            if not k.dpages.live[num]:
-                k.violation("no_use_after_free", f"DMA writes freed device page {num}")
-            k.dpages.word[num] = word
+        at = self._words(page, "writes")
+        if at is not None:
+            at[0][at[1]] = word
 
     # ------------------------------------------------------------ locks, yields
     def lock(self, th: Thread, d: int) -> Gen[None]:

@@ -242,12 +242,8 @@ def op_snapshot(k: KernelState, t: Thread, op: Snapshot) -> Gen[OpResult]:
     if dev is None or not C.range_ok(op.s, op.n) or op.n > MAX_VALUE_PAGES:
         return C.EINVAL
     proc = k.procs[dev.pid]
-    if proc.state != "live":
-        return C.ESRCH
-    yield from proc.mmap_lock.read_lock(t)
-    if proc.state != "live":
-        proc.mmap_lock.read_unlock(t)
-        return C.ESRCH
+    if (e := (yield from C.read_locked(t, proc))) is not None:
+        return e
     words = _snapshot(k, dev, op)
     proc.mmap_lock.read_unlock(t)
     return Snap(tuple(words))
@@ -285,12 +281,8 @@ def op_migrate_to_dev(k: KernelState, t: Thread, op: MigrateToDev) -> Gen[OpResu
     if dev is None or not C.range_ok(op.s, op.n):
         return C.EINVAL
     proc = k.procs[dev.pid]
-    if proc.state != "live":
-        return C.ESRCH
-    yield from proc.mmap_lock.read_lock(t)
-    if proc.state != "live":
-        proc.mmap_lock.read_unlock(t)
-        return C.ESRCH
+    if (e := (yield from C.read_locked(t, proc))) is not None:
+        return e
     a, b = op.s, op.s + op.n
     got = yield from migrate_vma(k, t, proc, dev, a, b,
                                  lambda rng: _migrate_apply(k, proc, dev, a, b, rng))

@@ -25,12 +25,8 @@ def op_pin(k: KernelState, t: Thread, op: Pin) -> Gen[OpResult]:
     if dev is None or not C.range_ok(op.s, op.n) or op.region < 0 or op.region in k.regions:
         return C.EINVAL
     proc = k.procs[dev.pid]
-    if proc.state != "live":
-        return C.ESRCH
-    yield from proc.mmap_lock.read_lock(t)
-    if proc.state != "live":
-        proc.mmap_lock.read_unlock(t)
-        return C.ESRCH
+    if (e := (yield from C.read_locked(t, proc))) is not None:
+        return e
     r = yield from pin_range(k, t, proc, op.s, op.n, op.mode)
     t.pins = []
     proc.mmap_lock.read_unlock(t)
