@@ -220,11 +220,6 @@ def write_out(out: Path, runs: list[DriverRun], seed: int) -> None:
 def cmd(args: Any) -> int:
     paths = [Path(p) for p in args.compare_drivers] if args.compare_drivers else \
         sorted(EXAMPLES.glob("*.py"))
-    for contract in args.contract or []:
-        try:
-            contracts.check_name(contract)
-        except ValueError as e:
-            raise BadInput(f"--contract: {e}") from None
     seconds = duration(args.time, "--time")
     try:
         seed = int(args.seed)
