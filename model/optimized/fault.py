@@ -214,16 +214,26 @@ def handle_mm_fault(k: KernelState, t: Thread, proc: Process, vma: Vma, v: int,
             if nomem:
                 return C.ENOMEM
             continue
-        if kind in (MIG_F, MIG_D):
-            yield from wait(t, lambda: kind_of(proc.pt.entry(v)) not in (MIG_F, MIG_D),
-                            "migration entry")
+        again: bool | OpResult = yield from settle(k, t, proc, v, e)
+        if again is True:
             continue
-        if kind == DEVICE:
-            res = yield from migrate_to_ram(k, t, payload_of(e))
-            if res == "nomem":
-                return C.ENOMEM
-            continue
-        return None  # unreachable: every kind handled
+        return None if isinstance(again, bool) else again  # False: unreachable, all handled
+
+
+def settle(k: KernelState, t: Thread, proc: Process, v: int, e: int) -> Gen[bool | OpResult]:
+    """An entry a fault or a pin cannot act on yet: wait for a migration
+    entry to go, or migrate a device page back (SPEC §6.5).  True when the
+    caller must look at v again, ENOMEM when no frame took the device page,
+    False for any other entry."""
+    kind = kind_of(e)
+    if kind in (MIG_F, MIG_D):
+        yield from wait(t, lambda: kind_of(proc.pt.entry(v)) not in (MIG_F, MIG_D),
+                        "migration entry")
+        return True
+    if kind == DEVICE:
+        res = yield from migrate_to_ram(k, t, payload_of(e))
+        return C.ENOMEM if res == "nomem" else True
+    return False
 
 
 def migrate_to_ram(k: KernelState, t: Thread, d: int) -> Gen[str]:

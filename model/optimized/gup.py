@@ -18,13 +18,10 @@ from model.optimized import common as C
 from model.optimized.fault import (
     _replace_with_copy,
     handle_mm_fault,
-    migrate_to_ram,
+    settle,
     split_block,
 )
 from model.optimized.pagetable import (
-    DEVICE,
-    MIG_D,
-    MIG_F,
     NONE,
     PRESENT,
     PTRS,
@@ -37,7 +34,7 @@ from model.optimized.pagetable import (
     payload_of,
 )
 from model.optimized.state import KernelState, Process, Region
-from model.optimized.threads import Gen, Thread, wait
+from model.optimized.threads import Gen, Thread
 from model.optimized.vma import find_vma
 
 
@@ -53,15 +50,11 @@ def pin_page(k: KernelState, t: Thread, proc: Process, v: int,
         e, pmd = proc.pt.get(v)
         kind = kind_of(e)
         k.pops += 1
-        if kind in (MIG_F, MIG_D):
-            yield from wait(t, lambda: kind_of(proc.pt.entry(v)) not in (MIG_F, MIG_D),
-                            "migration entry")
+        again: bool | OpResult = yield from settle(k, t, proc, v, e)
+        if again is True:
             continue
-        if kind == DEVICE:
-            res = yield from migrate_to_ram(k, t, payload_of(e))
-            if res == "nomem":
-                return C.ENOMEM
-            continue
+        if not isinstance(again, bool):
+            return again
         if rw:
             if kind == PRESENT and e & W:
                 break
