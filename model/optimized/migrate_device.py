@@ -132,13 +132,14 @@ def migrate_vma(k: KernelState, t: Thread, proc: Process, dev: Device, a: int, b
     return got[0] if ok and got else None
 
 
-def to_device(k: KernelState, proc: Process, dev: Device, a: int,
-              b: int) -> list[tuple[int, int, bool]]:
+def to_device(k: KernelState, proc: Process, dev: Device, a: int, b: int,
+              holder: str | None = None) -> list[tuple[int, int, bool]]:
     """``migrate_vma_pages`` + ``migrate_vma_finalize`` in the apply of
     I(migrate, owner = dev, [a, b)): split the THPs no one else holds, then
     move each private page that is none, zero, or an order-0 page with
     refcount 1, while ``dev`` has a free device frame.  The pages moved, as
-    (v, device page, w), in order."""
+    (v, device page, w), in order; with ``holder``, each is held by that
+    thread from its move until ``migrate_vma_finalize``."""
     split_folios(k, proc, a, b)
     fr, dp = k.frames, k.dpages
     moved: list[tuple[int, int, bool]] = []
@@ -170,6 +171,9 @@ def to_device(k: KernelState, proc: Process, dev: Device, a: int,
                 proc.pt.set(v, mkentry(DEVICE, d, w, x))
                 dp.refcount[d] += 1
                 moved.append((v, d, w))
+                if holder is not None:
+                    dp.holders[d] = holder
+                    dp.refcount[d] += 1
             v += 1
     tlb.finish()
     return moved

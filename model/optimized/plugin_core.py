@@ -147,14 +147,9 @@ class PluginCore:
         proc = yield from self._mmap_read_lock(th, dev.pid, C.range_ok(start, n))
         if not isinstance(proc, Process):
             return proc
-        def apply(_rng: Range) -> list[tuple[int, int, bool]]:
-            moved = to_device(k, proc, dev, start, start + n)
-            for _v, page, _w in moved:  # held from the move until migrate_vma_finalize
-                k.dpages.holders[page] = th.name
-                k.dpages.refcount[page] += 1
-            return moved
-
-        got = yield from migrate_vma(k, th, proc, dev, start, start + n, apply)
+        end = start + n
+        got = yield from migrate_vma(k, th, proc, dev, start, end,  # held until finalize
+                                     lambda _rng: to_device(k, proc, dev, start, end, th.name))
         proc.mmap_lock.read_unlock(th)
         if isinstance(got, Err):
             return got

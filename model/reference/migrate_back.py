@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from .mm import alloc_folio, collect, get, map_pte, put, unref_dpage
+from .mm import alloc_folio, collect, get, hold_dpage, map_pte, put, release_dpage, unref_dpage
 from .notifier import invalidate
 from .state import Dev, MigD, Present, Process, State
 from .threads import Gen, Thread, wait
@@ -71,8 +71,7 @@ def migrate_back(st: State, th: Thread, d: int) -> Gen[Outcome]:
         return "again"
     page = st.dpages[d]
     owner = page.owner
-    st.held_dpages[d] = th.name
-    page.refcount += 1
+    hold_dpage(st, d, th.name)
     while True:
         found = _first_device_entry(st, d)
         if found is None:
@@ -102,7 +101,6 @@ def migrate_back(st: State, th: Thread, d: int) -> Gen[Outcome]:
                 put(st, proc, v, Present(folio.id, 0, e.w, e.x))
                 map_pte(st, folio.id, 0)
             outcome = "moved"
-    del st.held_dpages[d]
-    unref_dpage(st, d)
+    release_dpage(st, d)
     collect(st)
     return outcome

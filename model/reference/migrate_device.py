@@ -26,7 +26,7 @@ from model.ops import Err
 
 from .checks import EINVAL
 from .faults import split_blocks
-from .mm import alloc_dpage, covered, get, pmds_in, put, unmap_pte, vmas_in, vpns_in
+from .mm import alloc_dpage, covered, get, hold_dpage, pmds_in, put, unmap_pte, vmas_in, vpns_in
 from .notifier import invalidate
 from .state import Dev, Device, Folio, Present, Process, State, Zero
 from .threads import Gen, Thread
@@ -46,11 +46,13 @@ def migrate_vma(st: State, th: Thread, dev: Device, proc: Process, a: int, b: in
     return got
 
 
-def to_device(st: State, dev: Device, proc: Process, a: int,
-              b: int) -> list[tuple[int, int, bool]]:
+def to_device(st: State, dev: Device, proc: Process, a: int, b: int,
+              holder: str | None = None) -> list[tuple[int, int, bool]]:
     """The apply of a migration to D's memory, I(migrate, owner = D, [a,b))
     (``migrate_vma_pages`` and ``migrate_vma_finalize``): the pages moved,
-    as (v, device page, w), in order.  The driver maps them, or not."""
+    as (v, device page, w), in order.  The driver maps them, or not; with
+    ``holder``, each stays held by that thread from its move until the
+    driver's ``migrate_finalize`` (a CPU fault on it waits)."""
     moved: list[tuple[int, int, bool]] = []
     thps = []
     for u in vpns_in(proc, a, b):
@@ -95,6 +97,8 @@ def to_device(st: State, dev: Device, proc: Process, a: int,
                 continue
             put(st, proc, v, Dev(page.id, w, x))
             moved.append((v, page.id, w))
+            if holder is not None:
+                hold_dpage(st, page.id, holder)
     return moved
 
 

@@ -190,6 +190,18 @@ def unref_dpage(st: State, did: int) -> None:
     st.dirty.add(("dpage", did))
 
 
+def hold_dpage(st: State, did: int, holder: str) -> None:
+    """A migrator holds device page ``did`` (refcount(d) += 1, SPEC §6.5)."""
+    st.held_dpages[did] = holder
+    st.dpages[did].refcount += 1
+
+
+def release_dpage(st: State, did: int) -> None:
+    """The migrator's hold goes (freed at the next collect if nothing names it)."""
+    del st.held_dpages[did]
+    unref_dpage(st, did)
+
+
 def unref_slot(st: State, sid: int) -> None:
     st.slots[sid].count -= 1
     st.dirty.add(("slot", sid))

@@ -51,11 +51,11 @@ from .devices import read_target, write_target
 from .locks import driver_lock, driver_trylock, driver_unlock, mmap_read, mmap_release
 from .migrate_back import Outcome, migrate_back
 from .migrate_device import migrate_vma, to_device
-from .mm import collect, unref_dpage
+from .mm import collect, release_dpage
 from .notifier import insert, read_begin, read_retry, remove, set_seq
 from .observe import device_view
 from .pinning import pin_range, unpin_page
-from .state import Device, Process, State, Subscription, Target
+from .state import Device, State, Subscription, Target
 from .threads import Thread, wait, y
 
 
@@ -118,13 +118,8 @@ class ReferenceCore:
                                                                  write, d)
         return got
 
-    def _locked(self, th: Thread, d: int, args_ok: bool) -> Gen:
-        proc: Process | Err = yield from locked(self.st, th, self.st.devices[d].pid, args_ok,
-                                                mmap_read)
-        return proc
-
     def pin(self, th: Thread, d: int, start: int, n: int, write: bool) -> Gen:
-        proc = yield from self._locked(th, d, range_ok(start, n))
+        proc = yield from locked(self.st, th, self.device_pid(d), range_ok(start, n), mmap_read)
         if isinstance(proc, Err):
             return proc
         got = yield from pin_range(self.st, th, proc, start, n, "rw" if write else "ro")
@@ -148,18 +143,12 @@ class ReferenceCore:
         collect(self.st)
 
     def migrate_vma(self, th: Thread, d: int, start: int, n: int) -> Gen:
-        proc = yield from self._locked(th, d, range_ok(start, n))
+        proc = yield from locked(self.st, th, self.device_pid(d), range_ok(start, n), mmap_read)
         if isinstance(proc, Err):
             return proc
-        dev = self.st.devices[d]
-        def apply() -> list[tuple[int, int, bool]]:
-            moved = to_device(self.st, dev, proc, start, start + n)
-            for _v, page, _w in moved:  # held from the move until migrate_finalize
-                self.st.held_dpages[page] = th.name
-                self.st.dpages[page].refcount += 1
-            return moved
-
-        got = yield from migrate_vma(self.st, th, dev, proc, start, start + n, apply)
+        dev, end = self.st.devices[d], start + n
+        got = yield from migrate_vma(self.st, th, dev, proc, start, end,  # held until finalize
+                                     lambda: to_device(self.st, dev, proc, start, end, th.name))
         mmap_release(self.st, th, proc.pid)
         if isinstance(got, Err):
             return got
@@ -168,8 +157,7 @@ class ReferenceCore:
     def migrate_finalize(self, th: Thread, pages: Sequence[tuple[int, Target, bool]]) -> None:
         for _v, (_kind, page, _i), _w in pages:
             if self.st.held_dpages.get(page) == th.name:
-                del self.st.held_dpages[page]
-                unref_dpage(self.st, page)
+                release_dpage(self.st, page)
         collect(self.st)
 
     def dma_read(self, page: Target) -> int:
