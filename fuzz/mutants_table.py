@@ -289,18 +289,31 @@ def hunt_atheris(mutant: str, work: Path, seeds: Path | None, *, seed: int = 0,
 
 
 def minimize_hunt(hunt: Hunt, *, max_runs: int = MAX_RUNS) -> None:
-    """Minimize ``hunt.raw`` (both sides, the mutant on) and check it without the mutant."""
+    """Minimize ``hunt.raw`` (both sides, the mutant on) and check it without the mutant.
+
+    Two passes: first under the hunt's own judge (:data:`OBSERVE_EVERY`,
+    :data:`HUNT_CHECKED`), keeping the signature the engine found; then,
+    from that small trace, under the full judge (every side checked,
+    observing every step), keeping the signature the full judge gives it,
+    which is the repro's.  The full judge never runs the raw example: a
+    drain of a few blocked forks and long device accesses is thousands of
+    steps, each observing every process's pages, so one full judge of a raw
+    example can take minutes where the hunt's took a second.
+    """
     if hunt.raw is None:
         return
     sides = impls.sides("both")
     stats = Stats()
+    hunting = Settings(observe_every=OBSERVE_EVERY, mutant=hunt.mutant, checked=HUNT_CHECKED)
+    found_by = f"mirrorfuzz mutants {hunt.engine}"
     try:
-        hunt.repro = minimize_file(hunt.raw, sides, Settings(mutant=hunt.mutant),
-                                   found_by=f"mirrorfuzz mutants {hunt.engine}",
-                                   max_runs=max_runs, stats=stats,
-                                   first=Settings(observe_every=0, mutant=hunt.mutant,
-                                                  checked=HUNT_CHECKED))
-    except ValueError as exc:  # NoFinding: the finding does not replay at observe_every=1
+        small = minimize_file(hunt.raw, sides, hunting, found_by=found_by,
+                              max_runs=max_runs, stats=Stats())
+        cheap = hunt.raw.with_name(f"hunt-small-{hunt.raw.name}")
+        write_atomic(cheap, format_trace(small))
+        hunt.repro = minimize_file(cheap, sides, Settings(mutant=hunt.mutant),
+                                   found_by=found_by, max_runs=max_runs, stats=stats)
+    except ValueError as exc:  # NoFinding: the finding does not replay
         hunt.note = f"the finding does not replay: {exc}"
         return
     hunt.signature = stats.signature

@@ -59,13 +59,7 @@ op's rule redraws (checked identical, 43 examples, to the engine before ops
 were declared); ``mirrorfuzz mutants`` measures the engine with every op."""
 MAX_RUNS = 300
 """Judge runs the minimizer may use."""
-OUT_OF_REACH: dict[str, str] = {
-    "unlock_before_program": "not found within 800 examples since the merges of 2026-12-05 "
-                             "(the seed-0 hunt ran past 8 minutes; the cause is not found yet: "
-                             "the generation-1 rule set is unchanged, see the stop's note)",
-    "per_chunk_read_begin": "the same: past 5 minutes of CPU in CI after the merges of "
-                            "2026-12-05, cause not found yet",
-}
+OUT_OF_REACH: dict[str, str] = {}
 """Mutants the seed-0 engine does not find within ``EXAMPLES``, with the
 reason."""
 QUICK = os.environ.get("HYPOTHESIS_PROFILE", "ci") == "ci"
