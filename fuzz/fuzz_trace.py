@@ -41,6 +41,8 @@ variable                     flag               meaning (default)
 ``MIRRORFUZZ_SIDES``         ``--sides``        ``both``, ``auto``, ``reference``
                                                 or ``optimized`` (``both``)
 ``MIRRORFUZZ_MUTANT``        ``--mutant``       a planted bug by name (none)
+``MIRRORFUZZ_CONTRACT``      ``--contract``     ``hmm`` or ``registration-cache``
+                                                (``hmm``; ``fuzz.contracts``)
 ``MIRRORFUZZ_OBSERVE_EVERY`` ``--observe-every`` compare observations every K
                                                 steps (8; 1 in replay)
 ``MIRRORFUZZ_MAX_WORK``      ``--max-work``     the work cap per side (300000)
@@ -98,6 +100,7 @@ if TYPE_CHECKING:
 ENV: Final = {
     "sides": "MIRRORFUZZ_SIDES",
     "mutant": "MIRRORFUZZ_MUTANT",
+    "contract": "MIRRORFUZZ_CONTRACT",
     "observe-every": "MIRRORFUZZ_OBSERVE_EVERY",
     "max-work": "MIRRORFUZZ_MAX_WORK",
     "findings": "MIRRORFUZZ_FINDINGS",
@@ -191,6 +194,7 @@ class TraceFinding(Exception):
 class TargetConfig:
     sides: str = "both"
     mutant: str | None = None
+    contract: str = "hmm"  # fuzz.contracts.DEFAULT
     observe_every: int = OBSERVE_EVERY
     max_work: int = MAX_WORK
     findings: Path | None = None
@@ -202,6 +206,7 @@ class TargetConfig:
         findings = env.get(ENV["findings"]) or None
         return cls(sides=env.get(ENV["sides"]) or "both",
                    mutant=env.get(ENV["mutant"]) or None,
+                   contract=env.get(ENV["contract"]) or "hmm",
                    observe_every=int(env.get(ENV["observe-every"]) or OBSERVE_EVERY),
                    max_work=int(env.get(ENV["max-work"]) or MAX_WORK),
                    findings=Path(findings) if findings else None,
@@ -210,7 +215,8 @@ class TargetConfig:
     def settings(self) -> Settings:
         from fuzz.executor import Settings
 
-        return Settings(observe_every=self.observe_every, mutant=self.mutant, fast=True)
+        return Settings(observe_every=self.observe_every, mutant=self.mutant,
+                        contract=self.contract, fast=True)
 
 
 _config: TargetConfig | None = None
@@ -350,6 +356,10 @@ def TestOneInput(data: bytes) -> None:  # noqa: N802 (libFuzzer's name)
     trace = decode(data)
     verdict = run_trace(trace, _implementations(), config.settings())
     _count_progress(verdict.steps)
+    if verdict.excused and os.environ.get(PROGRESS_ENV):
+        from fuzz.campaign.workers import tally
+
+        tally("violation", verdict.excused[0].signature)
     finding = verdict.finding
     if finding is None:
         return

@@ -77,7 +77,7 @@ from hypothesis.stateful import (
     rule,
 )
 
-from fuzz import impls
+from fuzz import contracts, impls
 from fuzz.arguments import WILD, WINDOW, Arguments, Region
 from fuzz.corpus import save_repro
 from fuzz.determinism import settle_constant_pool
@@ -121,6 +121,7 @@ class EngineConfig:
 
     sides: str = "auto"  # fuzz.impls.sides: auto, both, reference, optimized
     mutant: str | None = None  # passed to the executor (Settings.mutant)
+    contract: str = contracts.DEFAULT  # passed to the executor (Settings.contract)
     observe_every: int = 1  # the executor compares observations every K steps
     failures: str | None = None  # directory; None: $MIRRORFUZZ_FAILURES or the default
     max_work: int = MAX_TRACE_WORK  # the trace stops growing once the guide's work passes it
@@ -416,7 +417,7 @@ class MirrorMachine(Arguments, RuleBasedStateMachine):
 
     def _settings(self) -> Settings:
         return Settings(observe_every=self.config.observe_every, mutant=self.config.mutant,
-                        checked=self.config.checked)
+                        checked=self.config.checked, contract=self.config.contract)
 
 
 def _op_rule(decl: OpDecl) -> Callable[..., None]:

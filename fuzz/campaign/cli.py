@@ -14,7 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from fuzz import validate
+from fuzz import contracts, validate
 from fuzz.campaign import layout
 from fuzz.campaign.config import (
     DEFAULT_TIME,
@@ -54,6 +54,11 @@ def register(sub: Any) -> None:
                    help="the campaign directory (default ./mirrorfuzz-campaign/<time>)")
     p.add_argument("--mutant", default=None, metavar="NAME",
                    help="switch on a planted bug by name")
+    p.add_argument("--contract", default=None, choices=list(contracts.CONTRACTS),
+                   help="the contract findings are judged under (default hmm; "
+                        "docs/the-2019-argument.md): under registration-cache a finding "
+                        "after userspace remapped a range with device work in flight is "
+                        "counted apart as a contract violation")
     p.add_argument("--seed", default=None, metavar="N",
                    help="the campaign seed (worker seeds derive from it; default random)")
     p.add_argument("--resume", default=None, metavar="DIR",
@@ -110,7 +115,8 @@ def _config(args: argparse.Namespace) -> tuple[Path, CampaignConfig, float, bool
 
         check_layout(out, config)
         before = totals(read_stats(out).lines)
-        for name, given in (("mutant", args.mutant), ("engine", args.engine),
+        for name, given in (("mutant", args.mutant), ("contract", args.contract),
+                            ("engine", args.engine),
                             ("seed", seed), ("db", args.db)):
             if given is not None and given != getattr(config, name):
                 raise BadInput(f"--{name} {given}: --resume keeps the campaign's "
@@ -146,7 +152,8 @@ def _config(args: argparse.Namespace) -> tuple[Path, CampaignConfig, float, bool
               file=sys.stderr)
     time_s = extra if extra is not None else DEFAULT_TIME
     config = CampaignConfig(time_s=time_s, jobs=jobs or os.cpu_count() or 1, engine=engine,
-                            mutant=args.mutant, seed=fresh_seed() if seed is None else seed,
+                            mutant=args.mutant, contract=args.contract or contracts.DEFAULT,
+                            seed=fresh_seed() if seed is None else seed,
                             db=args.db, started=now_iso())
     drivers, driver_ids = driver_fields()
     config = replace(config, drivers=drivers, driver_ids=driver_ids)
@@ -170,6 +177,8 @@ def cmd_campaign(args: argparse.Namespace) -> int:
         print(args.jobs_note, file=sys.stderr)
     what = "resuming" if resumed else "campaign"
     mutant = f", mutant {config.mutant}" if config.mutant else ""
+    if config.contract != contracts.DEFAULT:
+        mutant += f", contract {config.contract}"
     print(f"mirrorfuzz: {what} {out}: {config.jobs} workers ({config.engine}{mutant}), "
           f"seed {config.seed}, {format_duration(time_s)}", flush=True)
     display = Display()

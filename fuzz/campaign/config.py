@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from fuzz import safeio, validate
+from fuzz import contracts, safeio, validate
 from fuzz.campaign import layout
 from fuzz.errors import BadInput, check_mutant
 from fuzz.safeio import write_atomic
@@ -70,6 +70,7 @@ class CampaignConfig:
     jobs: int = 1  # worker processes
     engine: str = "both"  # atheris | hypothesis | both (workers alternate)
     mutant: str | None = None  # a planted bug switched on in the optimized side
+    contract: str = contracts.DEFAULT  # the contract findings are judged under (fuzz/contracts.py)
     seed: int = 0  # the campaign seed; worker seeds derive from it
     db: str | None = None  # --db: the Hypothesis example database (None: OUT/hypothesis-db)
     observe_every: int = 4  # the Hypothesis workers' observation period (atheris: its own)
@@ -146,6 +147,7 @@ def config_from_json(data: object) -> CampaignConfig:
         jobs=int(n(data, "jobs", low=1, high=MAX_JOBS_RECORDED, integer=True)),
         engine=str(safeio.field_text(data, "engine")),
         mutant=safeio.field_text(data, "mutant", optional=True),
+        contract=str(safeio.field_text(data, "contract", optional=True) or contracts.DEFAULT),
         seed=int(n(data, "seed", low=0, high=MAX_SEED, integer=True)),
         db=safeio.field_text(data, "db", optional=True, limit=validate.PATH_MAX),
         observe_every=int(n(data, "observe_every", low=0, high=1 << 20, integer=True)),
@@ -157,13 +159,14 @@ def config_from_json(data: object) -> CampaignConfig:
     if config.engine not in ENGINE_CHOICES:
         raise ValueError(f"engine must be one of {', '.join(ENGINE_CHOICES)}")
     check_mutant(config.mutant, "mutant")
+    contracts.check_name(config.contract)
     if config.db is not None:
         validate.database(config.db, "db")
     return config
 
 
-OPTIONAL_KEYS: Final = frozenset({"drivers", "driver_ids"})
-"""Keys a campaign.json written before drivers existed lacks."""
+OPTIONAL_KEYS: Final = frozenset({"drivers", "driver_ids", "contract"})
+"""Keys a campaign.json written before drivers (or contracts) existed lacks."""
 
 
 def _load_drivers(drivers: str, driver_ids: str) -> None:

@@ -58,6 +58,7 @@ from typing import Final
 from fuzz import safeio
 from fuzz.campaign import layout
 from fuzz.campaign.procs import child_env, kill, spawn
+from fuzz.campaign.workers import TALLIED
 from fuzz.corpus import repro_name, save_repro
 from fuzz.errors import BadInput
 from fuzz.plugins import driver_header
@@ -144,7 +145,7 @@ class Findings:
     def __init__(self, out: Path, mutant: str | None,
                  record: Callable[..., object], log: Callable[[str], None], *,
                  observe: dict[str, int] | None = None, parallel: int = PARALLEL,
-                 seen: dict[str, int] | None = None) -> None:
+                 tallies: dict[str, dict[str, int]] | None = None) -> None:
         self.out = out
         self.mutant = mutant
         self.record = record  # record(kind, **fields): a stats line
@@ -159,9 +160,11 @@ class Findings:
         self.parallel = max(1, parallel)
         self.limit = MINIMIZE_LIMIT
         self.finish_by: float | None = None  # when a coming stop stops waiting (monotonic)
-        self.seen: dict[str, int] = dict(seen or {})  # cause -> later examples
-        self.seen_recorded = dict(self.seen)
-        self.seen_at = 0.0
+        # per tallied event (fuzz.campaign.workers.TALLIED): signature -> examples;
+        # "seen": later examples of a known cause, "violation": contract violations
+        self.tallies = {kind: dict((tallies or {}).get(kind, {})) for kind in TALLIED}
+        self.recorded = {kind: dict(counts) for kind, counts in self.tallies.items()}
+        self.recorded_at = 0.0
         self.causes: dict[str, Path] = {}  # cause -> its repro
         for repro in sorted(self.dir.glob("*.trace")):
             cause = cause_of(repro)
@@ -170,19 +173,31 @@ class Findings:
 
     # ----------------------------------------------------------- counting
 
-    def count(self, signature: str, n: int = 1) -> None:
-        """``n`` more examples of a known cause."""
-        self.seen[signature] = self.seen.get(signature, 0) + n
+    @property
+    def seen(self) -> dict[str, int]:
+        """Later examples of each known cause."""
+        return self.tallies["seen"]
+
+    def count(self, signature: str, n: int = 1, kind: str = "seen") -> None:
+        """``n`` more examples of ``kind`` (a known cause, by default) as ``signature``."""
+        counts = self.tallies[kind]
+        counts[signature] = counts.get(signature, 0) + n
+
+    def tally(self, kind: str, signature: str) -> None:
+        """A worker's tallied event (``fuzz.campaign.workers.parse_tally``)."""
+        self.count(signature, 1, kind)
 
     def record_seen(self, force: bool = False) -> None:
-        """A ``seen`` line with the totals, when they changed (at most every
-        :data:`SEEN_EVERY` seconds unless ``force``)."""
+        """A ``seen`` (and a ``violation``) line with the totals, when they
+        changed (at most every :data:`SEEN_EVERY` seconds unless ``force``)."""
         now = time.monotonic()
-        if self.seen == self.seen_recorded or (not force and now - self.seen_at < SEEN_EVERY):
+        if self.tallies == self.recorded or (not force and now - self.recorded_at < SEEN_EVERY):
             return
-        self.seen_at = now
-        self.seen_recorded = dict(self.seen)
-        self.record("seen", counts=dict(sorted(self.seen.items())))
+        self.recorded_at = now
+        for kind, counts in self.tallies.items():
+            if counts != self.recorded[kind]:
+                self.recorded[kind] = dict(counts)
+                self.record(kind, counts=dict(sorted(counts.items())))
 
     # ----------------------------------------------------------- taking
 

@@ -59,6 +59,10 @@ counted on across resumes) and ``at`` (ISO 8601 UTC wall time).  Kinds:
 * ``seen``: ``counts``, signature -> examples of a known cause met since
   (skipped by the workers or taken as duplicates), totals, written when
   they change.
+* ``violation``: ``counts``, signature -> examples the workers judged a
+  contract violation (``--contract registration-cache``: a finding after
+  userspace remapped a range with device work in flight), totals, written
+  when they change.
 * ``worker``: ``worker``, ``engine``, ``event`` (``started``, ``finding`` --
   an Atheris worker stopping at a finding --, ``crashed``, ``hung``,
   ``oom``, ``restarted``), ``detail``.

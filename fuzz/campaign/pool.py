@@ -43,7 +43,7 @@ from fuzz.campaign.workers import (
     hypothesis_command,
     log_path,
     parse_progress,
-    parse_seen,
+    parse_tally,
     pending_dir,
     worker_dir,
 )
@@ -104,7 +104,7 @@ class Pool:
         self.event = event  # event(worker, engine, event, detail): a stats line
         self.workers = [Worker(i, config.engine_of(i), log_path(out, i))
                         for i in range(config.jobs)]
-        self.seen: Callable[[str], object] = lambda signature: None
+        self.tally: Callable[[str, str], object] = lambda kind, signature: None
 
     def start_all(self) -> None:
         layout.path(self.out, layout.WORKERS).mkdir(parents=True, exist_ok=True)
@@ -118,10 +118,11 @@ class Pool:
         extra: dict[str, str | None] = {}
         if w.engine == "atheris":
             argv, extra = atheris_command(
-                self.out, w.id, seed, mutant=self.config.mutant,
+                self.out, w.id, seed, mutant=self.config.mutant, contract=self.config.contract,
                 rss_limit_mb=self.config.rss_limit_mb, timeout_s=int(self.config.hang_s))
         else:
             argv = hypothesis_command(self.out, w.id, seed, mutant=self.config.mutant,
+                                      contract=self.config.contract,
                                       db=self.config.db,
                                       observe_every=self.config.observe_every,
                                       generation=w.generation)
@@ -172,9 +173,9 @@ class Pool:
                 w.found = said.group(1)
             progress = parse_progress(line)
             if progress is None:
-                seen = parse_seen(line)
-                if seen is not None:
-                    self.seen(seen)
+                tallied = parse_tally(line)
+                if tallied is not None:
+                    self.tally(*tallied)
                 continue
             w.last_progress = time.monotonic()
             if progress.execs is not None:

@@ -117,6 +117,7 @@ class Campaign:
     last_at: str | None = None
     quarantined: dict[str, str] = field(default_factory=dict)  # path -> why
     seen: dict[str, int] = field(default_factory=dict)  # signature -> later examples
+    violations: dict[str, int] = field(default_factory=dict)  # signature -> contract violations
     windows: WindowCoverage | None = None  # race windows reached (OUT/coverage/windows.json)
 
 
@@ -298,9 +299,13 @@ def load_campaign(out: str | Path) -> Campaign:
             c.findings.append(f)
             if name:
                 by_path[name] = f
-        elif kind == "seen" and isinstance(r.get("counts"), dict):
-            c.seen = {k: int(v) for k, v in r["counts"].items()
+        elif kind in ("seen", "violation") and isinstance(r.get("counts"), dict):
+            counts = {k: int(v) for k, v in r["counts"].items()
                       if isinstance(k, str) and _num(v) is not None and v >= 0}
+            if kind == "seen":
+                c.seen = counts
+            else:
+                c.violations = counts
         elif kind == "worker":
             c.events.append(WorkerEvent(t, _str(r.get("worker")), _str(r.get("engine")),
                                         _str(r.get("event")), _str(r.get("detail"), "")))
@@ -415,6 +420,11 @@ def summary(c: Campaign) -> list[tuple[str, str]]:
                      f"{_many(len(c.findings), 'repro file')}, {_many(examples, 'example')}"
                      + (f", {partial} not fully minimized" if partial else "")
                      + (f", median minimization {median:.1f} s" if median is not None else "")),
+        *([("contract", f"{contract}: "
+                        + (", ".join(f"{sig} ({n})" for sig, n in sorted(c.violations.items()))
+                           + " judged contract violations, not findings" if c.violations
+                           else "no contract violations"))]
+          if (contract := _str(c.config.get("contract"), "hmm")) != "hmm" else []),
         ("worker restarts", f"{troubles['restarted']} (after a finding {troubles['finding']}, "
                             f"crashed {troubles['crashed']}, hung {troubles['hung']}, "
                             f"oom {troubles['oom']})"),

@@ -152,8 +152,9 @@ class Campaign:
         self.pool = Pool(out, config, before.sessions, self._worker_event)
         self.findings = Findings(out, config.mutant, self.record, display.message,
                                  observe={"hypothesis": config.observe_every},
-                                 parallel=max(PARALLEL, config.jobs // 2), seen=before.seen)
-        self.pool.seen = self.findings.count
+                                 parallel=max(PARALLEL, config.jobs // 2),
+                                 tallies=before.tallies)
+        self.pool.tally = self.findings.tally
         self.coverage = CoverageRunner(out, config.mutant)
         self.history: list[tuple[float, dict[str, tuple[int, int]]]] = []
         self.last_stats = 0.0

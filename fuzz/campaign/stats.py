@@ -30,6 +30,7 @@ from typing import Any, Final
 from fuzz import safeio
 from fuzz.campaign import layout
 from fuzz.campaign.config import now_iso
+from fuzz.campaign.workers import TALLIED
 from fuzz.errors import BadInput
 
 MAX_T: Final = 1e9
@@ -168,7 +169,12 @@ class Totals:
     sessions: int = 0  # start and resume lines
     engines: dict[str, EngineTotals] = field(default_factory=dict)
     signatures: set[str] = field(default_factory=set)  # of finding lines
-    seen: dict[str, int] = field(default_factory=dict)  # the last seen line's counts
+    tallies: dict[str, dict[str, int]] = field(default_factory=dict)  # the last seen
+    # and violation lines' counts (fuzz.campaign.workers.TALLIED)
+
+    @property
+    def seen(self) -> dict[str, int]:
+        return self.tallies.get("seen", {})
     coverage: dict[str, float] | None = None
 
 
@@ -199,6 +205,7 @@ def totals(lines: list[dict[str, Any]]) -> Totals:
             for key in ("signature", "found_as"):
                 if isinstance(line.get(key), str):
                     found.signatures.add(line[key])
-        elif kind == "seen" and isinstance(line.get("counts"), dict):
-            found.seen = {k: _count(v) for k, v in line["counts"].items() if isinstance(k, str)}
+        elif kind in TALLIED and isinstance(line.get("counts"), dict):
+            found.tallies[kind] = {k: _count(v) for k, v in line["counts"].items()
+                                   if isinstance(k, str)}
     return found

@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any, Final, cast
 if TYPE_CHECKING:
     from model.interface import Config, Factory, Implementation
 
+from fuzz import contracts
 from fuzz.campaign import layout
 from fuzz.campaign.procs import REPO
 
@@ -115,16 +116,32 @@ FINDING_EXIT: Final = 77
 """libFuzzer's exit status after a failing input (``-error_exitcode``)."""
 
 
-def parse_seen(line: str) -> str | None:
-    """The cause a ``@mirrorfuzz {"seen": SIGNATURE}`` line names, or None."""
-    if not line.startswith(PREFIX + '{"seen"'):
+TALLIED: Final = ("seen", "violation")
+"""The events a worker tallies by signature (``@mirrorfuzz {"seen": SIG}``):
+``seen``, an example of a known cause it skipped; ``violation``, a finding
+after userspace broke the campaign's contract (``fuzz.contracts``)."""
+
+
+def parse_tally(line: str) -> tuple[str, str] | None:
+    """(event, signature) for a tallied event line (:data:`TALLIED`), or None."""
+    if not line.startswith(PREFIX + '{"'):
         return None
     try:
         event = json.loads(line[len(PREFIX):])
     except ValueError:
         return None
-    seen = event.get("seen") if isinstance(event, dict) else None
-    return seen if isinstance(seen, str) and seen else None
+    if not isinstance(event, dict) or len(event) != 1:
+        return None
+    ((kind, signature),) = event.items()
+    if kind in TALLIED and isinstance(signature, str) and signature:
+        return kind, signature
+    return None
+
+
+def tally(kind: str, signature: str) -> None:
+    """Print a tallied event line for the coordinator (both engines' workers)."""
+    assert kind in TALLIED, kind
+    _emit(**{kind: signature})
 
 
 def classify_exit(log_tail: str, code: int, found: str | None = None) -> tuple[str, str]:
@@ -154,7 +171,7 @@ def classify_exit(log_tail: str, code: int, found: str | None = None) -> tuple[s
 # ---------------------------------------------------------------- atheris
 
 
-def atheris_command(out: Path, worker: int, seed: int, *, mutant: str | None,
+def atheris_command(out: Path, worker: int, seed: int, *, mutant: str | None, contract: str,
                     rss_limit_mb: int, timeout_s: int) -> tuple[list[str], dict[str, str | None]]:
     """The argv and environment of an Atheris worker process."""
     scratch = worker_dir(out, worker)
@@ -165,17 +182,19 @@ def atheris_command(out: Path, worker: int, seed: int, *, mutant: str | None,
             str(layout.path(out, layout.ATHERIS_CORPUS))]
     env: dict[str, str | None] = {
         "MIRRORFUZZ_FINDINGS": str(pending_dir(out, worker)),
-        "MIRRORFUZZ_MUTANT": mutant, "MIRRORFUZZ_PROGRESS": "1",
+        "MIRRORFUZZ_MUTANT": mutant, "MIRRORFUZZ_CONTRACT": contract,
+        "MIRRORFUZZ_PROGRESS": "1",
         "MIRRORFUZZ_KNOWN": str(layout.path(out, layout.RAW)),
     }
     return argv, env
 
 
 def hypothesis_command(out: Path, worker: int, seed: int, *, mutant: str | None,
-                       db: str | None, observe_every: int, generation: int) -> list[str]:
+                       contract: str, db: str | None, observe_every: int,
+                       generation: int) -> list[str]:
     argv = [sys.executable, "-m", "fuzz.campaign.workers", "hypothesis", "--out", str(out),
             "--worker", str(worker), "--seed", str(seed), "--observe-every", str(observe_every),
-            "--generation", str(generation)]
+            "--generation", str(generation), "--contract", contract]
     if mutant:
         argv += ["--mutant", mutant]
     if db:
@@ -259,8 +278,8 @@ def run_hypothesis(args: argparse.Namespace) -> int:
     traces.mkdir(parents=True, exist_ok=True)
     crash = os.environ.get(TEST_CRASH_ENV) == str(args.worker) and args.generation == 0
     database = open_database(args.db, layout.path(out, layout.HYPOTHESIS_DB))
-    config = EngineConfig(sides="both", mutant=args.mutant, observe_every=args.observe_every,
-                          failures=str(pending))
+    config = EngineConfig(sides="both", mutant=args.mutant, contract=args.contract,
+                          observe_every=args.observe_every, failures=str(pending))
     counts = {"execs": 0, "steps": 0, "duplicates": 0, "capped": 0}
     seen: set[str] = set()
     known: set[str] = set()
@@ -290,6 +309,8 @@ def run_hypothesis(args: argparse.Namespace) -> int:
             verdict = run_trace(trace, self._sides(), self._settings())
             self.verdict = verdict
             counts["steps"] += verdict.steps
+            if verdict.excused:
+                tally("violation", verdict.excused[0].signature)
             finding = verdict.finding
             if finding is not None and finding.kind == "exception" \
                     and finding.detail == InputTooLong.__name__:
@@ -304,7 +325,7 @@ def run_hypothesis(args: argparse.Namespace) -> int:
                 return
             if finding.signature in known:
                 counts["duplicates"] += 1
-                _emit(seen=finding.signature)  # counted on its cause by the coordinator
+                tally("seen", finding.signature)  # counted on its cause by the coordinator
                 return
             failing = failing_trace(trace, verdict,
                                     lambda t: run_trace(t, self._sides(), self._settings()))
@@ -354,6 +375,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     hyp.add_argument("--seed", type=int, required=True)
     hyp.add_argument("--generation", type=int, default=0)
     hyp.add_argument("--mutant", default=None)
+    hyp.add_argument("--contract", default=contracts.DEFAULT, choices=list(contracts.CONTRACTS))
     hyp.add_argument("--db", default=None)
     hyp.add_argument("--observe-every", type=int, default=1)
     args = parser.parse_args(argv)

@@ -85,6 +85,26 @@ def test_hang_and_rss_limit_reach_the_configuration(tmp_path: Path) -> None:
     assert (default.hang_s, default.rss_limit_mb) == (120.0, 2048)
 
 
+def test_the_contract_reaches_the_configuration_and_resume_keeps_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from fuzz.campaign.cli import _config
+    from fuzz.cli import build_parser
+
+    args = build_parser().parse_args(["campaign", "--out", str(tmp_path / "c"),
+                                      "--contract", "registration-cache"])
+    assert _config(args)[1].contract == "registration-cache"
+    assert _config(build_parser().parse_args(
+        ["campaign", "--out", str(tmp_path / "d")]))[1].contract == "hmm"
+    out = _campaign_dir(tmp_path)
+    before = _checksums(tmp_path)
+    code = main(["campaign", "--resume", str(out), "--time", "1s",
+                 "--contract", "registration-cache"])
+    err = capsys.readouterr().err
+    assert code == EXIT_BAD_INPUT and err.count("\n") == 1
+    assert "--resume keeps the campaign's contract (hmm)" in err
+    assert _checksums(tmp_path) == before
+
+
 def test_resume_of_a_missing_or_foreign_directory_is_bad_input(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["campaign", "--resume", str(tmp_path / "nothing")]) == EXIT_BAD_INPUT

@@ -70,3 +70,72 @@ def test_without_a_break_a_finding_stays_a_finding_under_either_contract() -> No
         assert verdict.broken is None
         assert verdict.finding is not None, contract
         assert verdict.finding.contract == contract
+
+
+# ------------------------------------------------------- contracts in campaigns
+
+
+def test_the_atheris_target_reports_a_contract_violation_not_a_finding(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """The worker's target judges under $MIRRORFUZZ_CONTRACT: the excused
+    finding is a ``violation`` event for the coordinator, and nothing is raised."""
+    from fuzz import codec, fuzz_trace
+    from fuzz.campaign.workers import parse_tally
+
+    trace = load_trace(str(SEED))
+    monkeypatch.setattr(codec, "decode", lambda data: trace)
+    monkeypatch.setenv(fuzz_trace.PROGRESS_ENV, "1")
+    for name, value in (("mutant", "userptr_keep_pins"), ("contract", "registration-cache")):
+        monkeypatch.setenv(fuzz_trace.ENV[name], value)
+    config = fuzz_trace.TargetConfig.from_env()
+    assert config.settings().contract == "registration-cache"
+    fuzz_trace.configure(config)
+    try:
+        fuzz_trace.TestOneInput(b"")
+        events = [parse_tally(line) for line in capsys.readouterr().out.splitlines()]
+        expected = run_trace(trace, impls.sides("both"), Settings(mutant="userptr_keep_pins"))
+        assert expected.finding is not None
+        assert ("violation", expected.finding.signature) in events
+        monkeypatch.setenv(fuzz_trace.ENV["contract"], "hmm")  # the same input is a finding
+        fuzz_trace.configure(fuzz_trace.TargetConfig.from_env())
+        with pytest.raises(fuzz_trace.TraceFinding):
+            fuzz_trace.TestOneInput(b"")
+    finally:
+        fuzz_trace.configure(None)
+
+
+def test_the_hypothesis_engine_judges_under_its_contract() -> None:
+    from fuzz.stateful import EngineConfig, machine_for
+
+    machine = machine_for(EngineConfig(contract="registration-cache"))()
+    assert machine._settings().contract == "registration-cache"
+    assert machine_for(EngineConfig())()._settings().contract == contracts.DEFAULT
+
+
+def test_campaign_violations_are_tallied_recorded_and_reported(tmp_path: Path) -> None:
+    from fuzz.campaign.config import CampaignConfig, config_from_json, save_config
+    from fuzz.campaign.findings import Findings
+    from fuzz.campaign.report import load_campaign, summary
+    from fuzz.campaign.stats import StatsLog, read_stats, totals
+
+    config = CampaignConfig(time_s=60, jobs=1, engine="hypothesis", seed=1,
+                            contract="registration-cache")
+    assert config_from_json(config.to_json()) == config
+    old = {k: v for k, v in config.to_json().items() if k != "contract"}
+    assert config_from_json(old).contract == "hmm"  # a campaign.json from before contracts
+    with pytest.raises(ValueError, match="unknown contract"):
+        config_from_json({**config.to_json(), "contract": "posix"})
+    save_config(tmp_path, config)
+    stats = StatsLog(tmp_path)
+    findings = Findings(tmp_path, None, lambda kind, **f: stats.append(kind, 1.0, **f),
+                        lambda text: None)
+    for _ in range(3):
+        findings.tally("violation", "violation/coherence/page")
+    findings.tally("seen", "violation/seq_protocol/subscription")
+    findings.record_seen(force=True)
+    found = totals(read_stats(tmp_path).lines)
+    assert found.tallies["violation"] == {"violation/coherence/page": 3}
+    assert found.seen == {"violation/seq_protocol/subscription": 1}
+    shown = dict(summary(load_campaign(tmp_path)))
+    assert shown["contract"] == ("registration-cache: violation/coherence/page (3) judged "
+                                 "contract violations, not findings")

@@ -16,7 +16,7 @@ from fuzz.campaign import layout
 from fuzz.campaign.config import CampaignConfig
 from fuzz.campaign.findings import Findings
 from fuzz.campaign.stats import totals
-from fuzz.campaign.workers import FINDING_EXIT, classify_exit, parse_seen
+from fuzz.campaign.workers import FINDING_EXIT, classify_exit, parse_tally
 from fuzz.cli import main
 from fuzz.damage import annotate
 from fuzz.executor import Settings, run_trace
@@ -82,8 +82,12 @@ def test_a_finding_exit_is_a_finding_even_with_a_long_trace_after_it() -> None:
     assert classify_exit(tail, FINDING_EXIT, found="violation/x/y") == \
         ("finding", "exit 77: violation/x/y")
     assert classify_exit(tail, FINDING_EXIT)[0] == "crashed"  # no finding said: a crash
-    assert parse_seen('@mirrorfuzz {"seen": "violation/x/y"}') == "violation/x/y"
-    assert parse_seen('@mirrorfuzz {"execs": 3}') is None
+    assert parse_tally('@mirrorfuzz {"seen": "violation/x/y"}') == ("seen", "violation/x/y")
+    assert parse_tally('@mirrorfuzz {"violation": "violation/x/y"}') == \
+        ("violation", "violation/x/y")
+    assert parse_tally('@mirrorfuzz {"execs": 3}') is None
+    assert parse_tally('@mirrorfuzz {"seen": ""}') is None
+    assert parse_tally('@mirrorfuzz {"seen": "a", "violation": "b"}') is None
 
 
 def test_the_pool_records_an_atheris_finding_exit_as_a_finding(
