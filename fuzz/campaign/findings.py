@@ -51,11 +51,11 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Final
 
-from fuzz import safeio
+from fuzz import contracts, safeio
 from fuzz.campaign import layout
 from fuzz.campaign.procs import child_env, kill, spawn
 from fuzz.campaign.workers import TALLIED
@@ -145,9 +145,11 @@ class Findings:
     def __init__(self, out: Path, mutant: str | None,
                  record: Callable[..., object], log: Callable[[str], None], *,
                  observe: dict[str, int] | None = None, parallel: int = PARALLEL,
-                 tallies: dict[str, dict[str, int]] | None = None) -> None:
+                 tallies: dict[str, dict[str, int]] | None = None,
+                 contract: str = contracts.DEFAULT) -> None:
         self.out = out
         self.mutant = mutant
+        self.contract = contract  # minimizations judge under it too
         self.record = record  # record(kind, **fields): a stats line
         self.log = log
         self.raw_dir = layout.path(out, layout.RAW)
@@ -326,7 +328,7 @@ class Findings:
                 "--out", str(self.out), "--result", str(result),
                 "--max-runs", str(MAX_RUNS), "--time-limit", f"{limit:.1f}",
                 "--observe-every", str(self.observe_every(job.engine)),
-                "--known-causes", ",".join(sorted(self.causes))]
+                "--known-causes", ",".join(sorted(self.causes)), "--contract", self.contract]
         if self.mutant:
             argv += ["--mutant", self.mutant]
         proc = spawn(argv, env=child_env(), stdout=subprocess.DEVNULL, niceness=5)
@@ -457,19 +459,21 @@ def save_unminimized(out: Path, raw: Path, mutant: str | None) -> Path:
 def minimize_raw(out: Path, raw: Path, mutant: str | None, max_runs: int, *,
                  observe_every: int = 1, time_limit: float | None = None,
                  stop: Callable[[], bool] | None = None,
-                 known: AbstractSet[str] = frozenset()) -> tuple[Path | None, bool, str | None]:
+                 known: AbstractSet[str] = frozenset(),
+                 contract: str = contracts.DEFAULT) -> tuple[Path | None, bool, str | None]:
     """Find ``raw``'s cause (the first finding observing every step); unless it is
     ``known``, minimize ``raw`` under the engine's settings (observing every
     ``observe_every`` steps), annotate it (fuzz.damage) and save the repro in
     ``OUT/findings``: (its path or None, whether the time limit cut it short,
-    the cause)."""
+    the cause).  Every judge runs under ``contract``: the repro is a finding
+    under the campaign's contract, never a trace userspace broke it in."""
     from fuzz import impls
     from fuzz.damage import annotate, first_difference
     from fuzz.executor import Settings
     from fuzz.minimize import NoFinding, Stats, minimize_file
 
     original = load_trace(raw)
-    settings = Settings(observe_every=observe_every, mutant=mutant)
+    settings = Settings(observe_every=observe_every, mutant=mutant, contract=contract)
     deadline = None if time_limit is None else time.monotonic() + time_limit
 
     def out_of_time() -> bool:
@@ -485,7 +489,7 @@ def minimize_raw(out: Path, raw: Path, mutant: str | None, max_runs: int, *,
     try:
         small = minimize_file(raw, sides, settings, max_runs=max_runs, stats=stats,
                               found_by=original.header("found-by") or "campaign",
-                              first=Settings(observe_every=0, mutant=mutant),
+                              first=replace(settings, observe_every=0),
                               stop=out_of_time)
     except NoFinding:
         return save_unminimized(out, raw, mutant), False, cause
@@ -505,6 +509,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--observe-every", type=int, default=1)
     parser.add_argument("--time-limit", type=float, default=None)
     parser.add_argument("--known-causes", default="")
+    parser.add_argument("--contract", default=contracts.DEFAULT, choices=list(contracts.CONTRACTS))
     args = parser.parse_args(argv)
     out = Path(args.out)
     stopping = [False]
@@ -517,7 +522,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     repro, partial, cause = minimize_raw(out, Path(args.raw), args.mutant, args.max_runs,
                                          observe_every=args.observe_every,
                                          time_limit=args.time_limit, stop=lambda: stopping[0],
-                                         known=known)
+                                         known=known, contract=args.contract)
     result = {"path": _rel(out, repro) if repro is not None else None, "partial": partial,
               "cause": cause, "duplicate": repro is None}
     write_atomic(args.result, json.dumps(result) + "\n")

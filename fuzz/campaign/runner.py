@@ -153,7 +153,7 @@ class Campaign:
         self.findings = Findings(out, config.mutant, self.record, display.message,
                                  observe={"hypothesis": config.observe_every},
                                  parallel=max(PARALLEL, config.jobs // 2),
-                                 tallies=before.tallies)
+                                 tallies=before.tallies, contract=config.contract)
         self.pool.tally = self.findings.tally
         self.coverage = CoverageRunner(out, config.mutant)
         self.history: list[tuple[float, dict[str, tuple[int, int]]]] = []
