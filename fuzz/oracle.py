@@ -34,8 +34,9 @@ word written there by the CPU or any device.
   ``read_range`` is not checked.  A ``write_range`` that fails part-way
   makes its keys unknown (the pages before the failing one were written).
   While a ``write_range`` is in flight, the keys its pages resolved to when
-  it started accept any word (its early pages are written before it
-  completes).
+  it started, or at any op's completion since, accept any word (its early
+  pages are written before it completes; an ``mmap`` made before its first
+  step gives its pages keys it writes too).
 * **Checks**: every CPU ``read``, ``read_range``, ``dread``, completed read job and ``dma``
   read must return ``last[key]`` for each page.  A mismatch is
   ``fork_isolation`` when the key is private and its process was created by
@@ -172,7 +173,10 @@ class Oracle:
         self.flights: dict[str, _Flight] = {}
         self.alone: dict[str, bool] = {}  # range accesses in flight: no other thread stepped
         self.range_steps: dict[str, int] = {}  # their steps so far (a page takes one at least)
-        self.writing: dict[str, set[Key]] = {}  # write_range in flight -> its keys at start
+        self.writing: dict[str, set[Key]] = {}  # write_range in flight -> the keys its pages
+        # resolved to at its start and at every completion since (a mapping made meanwhile)
+        self.writing_ops: dict[str, WriteRange] = {}
+        self.writing_views: dict[str, tuple[VmaView, ...]] = {}  # the VMAs last resolved under
 
     # ------------------------------------------------------------ lifecycle
 
@@ -187,7 +191,8 @@ class Oracle:
             job = self.jobs.get(op.j)
             region = self.regions.get(job.r) if job is not None else None
             pid = region.pid if region is not None else None
-        return set() if pid is None else {pid}
+        writers = {w.p for w in self.writing_ops.values()}  # their keys are refreshed
+        return writers if pid is None else {pid} | writers
 
     def stepped(self, thread: str) -> None:
         """``thread`` took a step that was not blocked."""
@@ -204,9 +209,8 @@ class Oracle:
             self.alone[thread] = True
             self.range_steps[thread] = 0
         if isinstance(op, WriteRange) and vmas is not None:
-            views = vmas(op.p)
-            keys = (resolve(views, op.p, op.v + k) for k in range(max(0, min(op.n, 1 << 13))))
-            self.writing[thread] = {key for key in keys if key is not None}
+            self.writing[thread], self.writing_ops[thread] = set(), op
+            self._writing_keys(vmas)
         if isinstance(op, Munmap | Mmap) or (
             isinstance(op, Madvise) and op.advice == "dontneed"
         ):
@@ -227,6 +231,7 @@ class Oracle:
         flight = self.flights.pop(thread, _Flight())
         ok = isinstance(result, Ok)
         problems: list[Incoherence] = []
+        self._writing_keys(vmas)
         if isinstance(op, Write) and ok:
             key = resolve(vmas(op.p), op.p, op.v)
             if key is not None:
@@ -235,6 +240,8 @@ class Oracle:
             problems += self._check(resolve(vmas(op.p), op.p, op.v), result.value)
         elif isinstance(op, ReadRange | WriteRange):
             self.writing.pop(thread, None)
+            self.writing_ops.pop(thread, None)
+            self.writing_views.pop(thread, None)
             steps = self.range_steps.pop(thread, op.n)
             problems += self._range(op, result, vmas(op.p), self.alone.pop(thread, False), steps)
         elif _device_access(op):
@@ -274,6 +281,18 @@ class Oracle:
         return problems
 
     # -------------------------------------------------------------- helpers
+
+    def _writing_keys(self, vmas: VmaLookup) -> None:
+        """Add to each ``write_range`` in flight the keys its pages resolve to
+        under ``vmas`` now: a mapping made after it started (an ``mmap`` while
+        it waited for its first step) gives its pages keys it may write."""
+        for thread, op in self.writing_ops.items():
+            views = vmas(op.p)
+            if self.writing_views.get(thread) == views:
+                continue  # the same VMAs: the same keys
+            self.writing_views[thread] = views
+            keys = (resolve(views, op.p, op.v + k) for k in range(max(0, min(op.n, 1 << 13))))
+            self.writing[thread].update(key for key in keys if key is not None)
 
     def _write(self, key: Key, word: int) -> None:
         self.last[key] = word
