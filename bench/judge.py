@@ -88,20 +88,16 @@ class Rate:
 def run_executor(name: str, traces: Sequence[Any], settings: Any, cap: int) -> Rate:
     from fuzz import impls
     from fuzz.executor import run_trace
-    from fuzz.fuzz_trace import InputTooLong, _capped
-
-    sides = [(n, _capped(f, cap) if cap else f) for n, f in impls.sides("both")]
+    sides = impls.sides("both")
+    settings = replace(settings, max_work=cap)
     steps = findings = capped = 0
     gc.collect()
     t0 = time.process_time()
     for trace in traces:
         verdict = run_trace(trace, sides, settings)
         steps += verdict.steps
-        f = verdict.finding
-        if f is not None and f.kind == "exception" and f.detail == InputTooLong.__name__:
-            capped += 1
-        elif f is not None:
-            findings += 1
+        capped += verdict.capped
+        findings += verdict.finding is not None
     return Rate(name, len(traces), steps, time.process_time() - t0, findings, capped)
 
 

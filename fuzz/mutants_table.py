@@ -37,7 +37,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -49,7 +49,6 @@ from fuzz.fuzz_trace import MAX_WORK
 from fuzz.minimize import Stats, minimize_file
 from fuzz.trace import Trace, TraceError, format_trace
 from model import bugs
-from model.interface import Factory
 
 ENGINES: Final = ("hypothesis", "atheris")
 STEP_COUNT: Final = 30
@@ -132,8 +131,6 @@ def hunt_hypothesis(mutant: str, failures: Path, *, seed: int = 0,
     cap): an example past the cap is dropped, not a finding, so that one
     heavy-tailed example cannot eat the budget.
     """
-    from fuzz.fuzz_trace import InputTooLong
-    from fuzz.fuzz_trace import _capped as capped
     now = time.process_time if cpu else time.monotonic
     from hypothesis import HealthCheck, Phase, settings
     from hypothesis import seed as hseed
@@ -152,9 +149,9 @@ def hunt_hypothesis(mutant: str, failures: Path, *, seed: int = 0,
     class Probed(base):  # type: ignore[valid-type,misc]
         """The engine's machine, counted, each side capped at ``max_work``."""
 
-        def _sides(self) -> list[tuple[str, Factory]]:
-            return [(name, capped(factory, max_work) if max_work > 0 else factory)
-                    for name, factory in super()._sides()]
+        def _settings(self) -> Settings:
+            chosen: Settings = replace(super()._settings(), max_work=max_work)
+            return chosen
 
         def __init__(self) -> None:
             if (probe.found is None and probe.deadline is not None
@@ -173,15 +170,12 @@ def hunt_hypothesis(mutant: str, failures: Path, *, seed: int = 0,
             try:
                 super().judge()
             except AssertionError:
-                finding = self.verdict.finding if self.verdict is not None else None
-                if (finding is not None and finding.kind == "exception"
-                        and finding.detail == InputTooLong.__name__):
-                    probe.capped += 1  # past the work cap: dropped, as Atheris drops it
-                    return
                 if probe.found is None:
                     probe.found = (probe.examples, probe.lines + len(self.lines),
                                    time.process_time() - probe.start)
                 raise
+            if self.verdict is not None and self.verdict.capped:
+                probe.capped += 1  # past the work cap: dropped, as Atheris drops it
 
     test = get_state_machine_test(Probed, settings=settings(
         max_examples=max_examples, database=None, deadline=None, phases=[Phase.generate],

@@ -7,17 +7,17 @@ plus rules that step and run threads, explicitly or by a scheduler's choice
 (``fuzz.schedulers``), so that interleavings are explored, not only
 sequences.  Rules this module keeps:
 
-* **Engines build, the executor judges.**  The trace is judged only by
-  ``fuzz.executor.run_trace`` on the configured sides (both implementations
-  when available), at teardown and as soon as the guide (below) sees
-  trouble; a finding fails the example.  Each rule is thin: pick arguments,
-  append a ``StepLine``.
-* **The guide steers, never judges.**  A private reference implementation
-  runs each line as it is appended, the way the executor runs it, so that
-  the rules see what exists: live threads, threads known to be blocked
-  (their last step gave ``blocked`` and nothing has run since), processes,
-  devices, regions and jobs created successfully, the VMAs of each process.
-  If the guide raises or reports a violation, the trace is judged at once.
+* **Engines build, the executor judges.**  Each line is appended to a
+  ``fuzz.executor.Session`` on the configured sides (both implementations
+  when available), which runs and judges it at once; the trace is finished
+  (drained, checked at its end) at teardown, or as soon as the session is
+  over (a finding or the work cap); a finding fails the example.  Each rule
+  is thin: pick arguments, append a ``StepLine``.
+* **The guide steers, never judges** (``fuzz.guide``): it reads the
+  session's first side after each line, so that the rules see what exists:
+  live threads, threads known to be blocked (their last step gave
+  ``blocked`` and nothing has run since), processes, devices, regions and
+  jobs created successfully, the VMAs of each process.
 * **Handles are static** (SPEC §2): a line that creates a handle gets the
   next reserved number of its kind when appended, as ``fuzz.trace.renumber``
   would give it; the guide and the judged trace agree on every number.
@@ -42,7 +42,8 @@ sequences.  Rules this module keeps:
 * **Bounded work**: a trace stops growing once the guide has done
   ``MAX_TRACE_WORK`` page operations, and a registered region spans at most
   ``REGION_PAGES``, so that no example takes the reference (which checks
-  every invariant at every step) tens of seconds.
+  every invariant at every step) tens of seconds; a session past its work
+  cap (``Settings.max_work``) is over, judged up to there, not a finding.
 * **Swarm testing** (``fuzz.swarm``): each example switches a random
   subset of the op rules off, so that deep sequences of a few ops are
   common; the simplest draw switches none off.
@@ -81,7 +82,7 @@ from fuzz import impls
 from fuzz.arguments import WILD, WINDOW, Arguments, Region
 from fuzz.corpus import save_repro
 from fuzz.determinism import settle_constant_pool
-from fuzz.executor import Settings, Verdict, run_trace
+from fuzz.executor import Session, Settings, Verdict, run_trace
 from fuzz.guide import DrawChooser, Guide
 from fuzz.plugins import driver_header
 from fuzz.schedulers import PCT, Scheduler, Uniform
@@ -89,7 +90,7 @@ from fuzz.swarm import draw_disabled, gate
 from fuzz.trace import StepLine, Trace, format_trace, make_trace, with_expected
 from model import ops as m
 from model.decl import OpDecl, declared
-from model.interface import Config, Factory
+from model.interface import Factory
 from model.ops import (
     HUGE_PAGES,
     OK,
@@ -141,7 +142,7 @@ class MirrorMachine(Arguments, RuleBasedStateMachine):
         super().__init__()
         self.lines: list[StepLine] = []
         self.headers: dict[str, str] = {}
-        self.guide = Guide(Config())
+        self.guide = self._start(m.DEFAULT_FRAMES, m.DEFAULT_DEVICE_FRAMES)
         self.scheduler: Scheduler | None = None
         self.chooser: DrawChooser | None = None
         self.judged = False
@@ -152,9 +153,14 @@ class MirrorMachine(Arguments, RuleBasedStateMachine):
 
     # ------------------------------------------------------------ appending
 
+    def _start(self, frames: int, device_frames: int) -> Guide:
+        """A new session on the sides (and the guide reading it)."""
+        return Guide(Session(self._sides(), self._settings(), frames=frames,
+                             device_frames=device_frames))
+
     def _append(self, line: StepLine) -> LineResult | None:
-        if self.guide.work > self.config.max_work:
-            return None  # the trace is big enough (MAX_TRACE_WORK)
+        if self.guide.work > self.config.max_work or self.guide.over:
+            return None  # the trace is big enough (MAX_TRACE_WORK), or judged
         schema = SCHEMA_BY_CLASS.get(type(line.action))
         if schema is not None and schema.reserves and schema.reserved_field:
             number = self.reserved[schema.reserves]
@@ -163,7 +169,7 @@ class MirrorMachine(Arguments, RuleBasedStateMachine):
             line = replace(line, action=action)
         before = set(self.guide.live())
         self.lines.append(line)
-        result = self.guide.run_line(len(self.lines), line)
+        result = self.guide.run_line(line)
         for _name, op, out in self.guide.completed:
             self._register(op, out)
         for name in before - set(self.guide.live()):
@@ -261,8 +267,8 @@ class MirrorMachine(Arguments, RuleBasedStateMachine):
             self.headers["frames"] = str(frames)
         if device_frames is not None:
             self.headers["device-frames"] = str(device_frames)
-        self.guide = Guide(Config(frames=frames or m.DEFAULT_FRAMES,
-                                  device_frames=device_frames or m.DEFAULT_DEVICE_FRAMES))
+        self.guide = self._start(frames or m.DEFAULT_FRAMES,
+                                 device_frames or m.DEFAULT_DEVICE_FRAMES)
         if data.draw(WILD.map(lambda w: not w), label="prelude mmap"):
             huge = data.draw(st.booleans(), label="prelude huge")
             n = data.draw(st.sampled_from((2 * HUGE_PAGES, 16, WINDOW)), label="prelude pages")
@@ -385,9 +391,9 @@ class MirrorMachine(Arguments, RuleBasedStateMachine):
     # ------------------------------------------------------------- judging
 
     @invariant()
-    def guide_sees_no_trouble(self) -> None:
-        """Judge at once when the guide raised or saw a violation."""
-        if self.guide.trouble is not None and not self.judged:
+    def session_not_over(self) -> None:
+        """Judge at once when the session is over (a finding, or the work cap)."""
+        if self.guide.over and not self.judged:
             self.judge()
 
     def teardown(self) -> None:
@@ -395,10 +401,10 @@ class MirrorMachine(Arguments, RuleBasedStateMachine):
             self.judge()
 
     def judge(self) -> None:
-        """Run the trace through the executor; a finding fails the example."""
+        """Finish the session; a finding fails the example."""
         self.judged = True
         trace = self.trace()
-        verdict = run_trace(trace, self._sides(), self._settings())
+        verdict = self.guide.session.finish()
         self.verdict = verdict
         finding = verdict.finding
         if finding is None:

@@ -42,7 +42,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, cast
 
@@ -247,8 +247,8 @@ def run_hypothesis(args: argparse.Namespace) -> int:
     from fuzz.campaign.findings import known_signatures
     from fuzz.corpus import repro_name, write_atomic
     from fuzz.dbs import open_database
-    from fuzz.executor import run_trace
-    from fuzz.fuzz_trace import MAX_WORK, InputTooLong, _capped
+    from fuzz.executor import Settings, run_trace
+    from fuzz.fuzz_trace import MAX_WORK
     from fuzz.stateful import EngineConfig, failing_trace, machine_for
     from fuzz.trace import format_trace, with_headers
 
@@ -281,18 +281,21 @@ def run_hypothesis(args: argparse.Namespace) -> int:
             return super()._append(line)
 
         def _sides(self) -> list[tuple[str, Factory]]:
-            (name, factory), *rest = [(n, _capped(f, MAX_WORK)) for n, f in super()._sides()]
+            (name, factory), *rest = super()._sides()
             return [(name, _counting(factory, activity)), *rest]
+
+        def _settings(self) -> Settings:
+            chosen: Settings = replace(super()._settings(), max_work=MAX_WORK)
+            return chosen
 
         def judge(self) -> None:
             self.judged = True
             trace = self.trace()
-            verdict = run_trace(trace, self._sides(), self._settings())
+            verdict = self.guide.session.finish()
             self.verdict = verdict
             counts["steps"] += verdict.steps
             finding = verdict.finding
-            if finding is not None and finding.kind == "exception" \
-                    and finding.detail == InputTooLong.__name__:
+            if verdict.capped:
                 counts["capped"] += 1  # judged up to the work cap, as the Atheris target does
                 return
             if finding is None:
