@@ -40,8 +40,10 @@ variable                     flag               meaning (default)
                                                 or ``optimized`` (``both``)
 ``MIRRORFUZZ_MUTANT``        ``--mutant``       a planted bug by name (none)
 ``MIRRORFUZZ_OBSERVE_EVERY`` ``--observe-every`` compare observations every K
-                                                steps (8; 1 in replay)
-``MIRRORFUZZ_MAX_WORK``      ``--max-work``     the work cap per side (300000)
+                                                steps (``fuzz.profiles.ATHERIS``'s;
+                                                1 in replay)
+``MIRRORFUZZ_MAX_WORK``      ``--max-work``     the work cap per side
+                                                (``fuzz.profiles.MAX_WORK``)
 ``MIRRORFUZZ_FINDINGS``      ``--findings``     directory for readable finding
                                                 traces (else beside the artifact)
 ``MIRRORFUZZ_INSTRUMENT``    ``--instrument``   coverage for ``model`` (``model``),
@@ -58,7 +60,8 @@ Two more variables are for the campaign runner (``fuzz.campaign``):
 at most once a second) and ``MIRRORFUZZ_KNOWN`` (a directory of finding traces
 whose signatures are not reported again).
 
-The target judges with the executor's fast judge (``Settings.fast``):
+The target judges as ``fuzz.profiles.ATHERIS`` says, with the executor's
+fast judge (``Settings.fast``):
 observations every ``K`` steps and after the drain, the reference's
 invariant scans every few steps and at the end; an input with a finding is
 judged again by the full judge (every scan and observation at every step),
@@ -86,6 +89,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Final
 
+from fuzz.profiles import ATHERIS
+
 if TYPE_CHECKING:
     from fuzz.executor import Finding, Settings
     from fuzz.trace import Trace
@@ -101,13 +106,11 @@ ENV: Final = {
     "mutator": "MIRRORFUZZ_MUTATOR",
     "artifact-prefix": "MIRRORFUZZ_ARTIFACT_PREFIX",  # set by main from -artifact_prefix
 }
-OBSERVE_EVERY: Final = 8
-MAX_WORK: Final = 300_000
 INSTRUMENT_LEVELS: Final = ("model", "all")
 JUDGED: Final = ("fuzz.codec", "fuzz.executor", "fuzz.oracle", "fuzz.trace", "fuzz.impls")
 """Imported before fuzzing, under instrumentation, with every module of the chosen sides."""
 NOT_INSTRUMENTED: Final = ("fuzz.mutator", "fuzz.seeds", "fuzz.fuzz_trace", "fuzz.cli",
-                           "fuzz.minimize", "fuzz.corpus")
+                           "fuzz.minimize", "fuzz.corpus", "fuzz.profiles")
 MESSAGE_LIMIT: Final = 4000
 """The finding's own description is cut to this many characters in the message."""
 
@@ -183,8 +186,8 @@ class TraceFinding(Exception):
 class TargetConfig:
     sides: str = "both"
     mutant: str | None = None
-    observe_every: int = OBSERVE_EVERY
-    max_work: int = MAX_WORK
+    observe_every: int = ATHERIS.observe_every
+    max_work: int = ATHERIS.max_work
     findings: Path | None = None
     artifact_prefix: str | None = None  # None: no file beside the artifact
 
@@ -194,16 +197,17 @@ class TargetConfig:
         findings = env.get(ENV["findings"]) or None
         return cls(sides=env.get(ENV["sides"]) or "both",
                    mutant=env.get(ENV["mutant"]) or None,
-                   observe_every=int(env.get(ENV["observe-every"]) or OBSERVE_EVERY),
-                   max_work=int(env.get(ENV["max-work"]) or MAX_WORK),
+                   observe_every=int(env.get(ENV["observe-every"]) or ATHERIS.observe_every),
+                   max_work=int(env.get(ENV["max-work"]) or ATHERIS.max_work),
                    findings=Path(findings) if findings else None,
                    artifact_prefix=env.get(ENV["artifact-prefix"]))
 
     def settings(self) -> Settings:
-        from fuzz.executor import Settings
+        from dataclasses import replace
 
-        return Settings(observe_every=self.observe_every, mutant=self.mutant, fast=True,
-                        max_work=self.max_work)
+        chosen: Settings = replace(ATHERIS.settings(self.mutant, observe_every=self.observe_every),
+                                   max_work=self.max_work)
+        return chosen
 
 
 _config: TargetConfig | None = None

@@ -53,15 +53,17 @@ sequences.  Rules this module keeps:
   ``fuzz.corpus.save_repro``) into ``$MIRRORFUZZ_FAILURES`` (default
   ``./mirrorfuzz-failures/``) and printed with the command that replays it.
 
-``machine_for(EngineConfig(...))`` gives a machine class bound to a
-configuration (sides, mutant, observation period, failure directory).
+``machine_for(EngineConfig(...), Hooks())`` gives a machine class bound to a
+configuration (sides, the executor's settings, failure directory) and to
+the hooks its user is told through; ``fuzz.engine`` is the one place that
+runs it.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import ClassVar, Final
 
@@ -121,24 +123,54 @@ class EngineConfig:
     """What a machine runs against and where its failures go."""
 
     sides: str = "auto"  # fuzz.impls.sides: auto, both, reference, optimized
-    mutant: str | None = None  # passed to the executor (Settings.mutant)
-    observe_every: int = 1  # the executor compares observations every K steps
+    judge: Settings = field(default_factory=Settings)  # the executor's (fuzz.profiles)
     failures: str | None = None  # directory; None: $MIRRORFUZZ_FAILURES or the default
-    max_work: int = MAX_TRACE_WORK  # the trace stops growing once the guide's work passes it
+    trace_work: int = MAX_TRACE_WORK  # the trace stops growing once the guide's work passes it
     generation: int | None = None  # only ops of this codec generation or older (None: all)
-    checked: tuple[str, ...] | None = None  # Settings.checked: the sides checking invariants
 
     def failures_dir(self) -> Path:
         return Path(self.failures or os.environ.get(FAILURES_ENV) or DEFAULT_FAILURES)
+
+
+class Hooks:
+    """What a user of the engine is told (``fuzz.engine``); each does nothing here.
+
+    A user overrides these, never the machine: the machine stays the one
+    wrapper of the engine."""
+
+    def example(self) -> None:
+        """Before each example (raise a ``BaseException`` to stop the run)."""
+
+    def line(self, machine: MirrorMachine) -> None:
+        """At each line the rules append (or would, past the trace's work)."""
+
+    def judged(self, machine: MirrorMachine, verdict: Verdict) -> bool:
+        """Each example's verdict, once; False lets its finding pass."""
+        return True
+
+    def failed(self, machine: MirrorMachine, failing: Trace) -> str:
+        """A finding fails the example: ``failing`` is its repro (the
+        finding's signature in its header).  By default it is saved in the
+        failures directory in Hypothesis's final replay; the text returned
+        goes into the failure's message."""
+        if not _is_final():
+            return ""
+        path = save_repro(machine.config.failures_dir(), failing)
+        return f"saved as {path}\nreplay: mirrorfuzz replay --impl both {path}\n"
+
+    def done(self, machine: MirrorMachine) -> None:
+        """After each example (its teardown), failing or not."""
 
 
 class MirrorMachine(Arguments, RuleBasedStateMachine):
     """Builds one trace per example; see the module docstring."""
 
     config: ClassVar[EngineConfig] = EngineConfig()
+    hooks: ClassVar[Hooks] = Hooks()
     _swarm_gated: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self) -> None:
+        self.hooks.example()
         super().__init__()
         self.lines: list[StepLine] = []
         self.headers: dict[str, str] = {}
@@ -159,7 +191,8 @@ class MirrorMachine(Arguments, RuleBasedStateMachine):
                              device_frames=device_frames))
 
     def _append(self, line: StepLine) -> LineResult | None:
-        if self.guide.work > self.config.max_work or self.guide.over:
+        self.hooks.line(self)
+        if self.guide.work > self.config.trace_work or self.guide.over:
             return None  # the trace is big enough (MAX_TRACE_WORK), or judged
         schema = SCHEMA_BY_CLASS.get(type(line.action))
         if schema is not None and schema.reserves and schema.reserved_field:
@@ -397,32 +430,31 @@ class MirrorMachine(Arguments, RuleBasedStateMachine):
             self.judge()
 
     def teardown(self) -> None:
-        if not self.judged and self.lines:
-            self.judge()
+        try:
+            if not self.judged and self.lines:
+                self.judge()
+        finally:
+            self.hooks.done(self)
 
     def judge(self) -> None:
-        """Finish the session; a finding fails the example."""
+        """Finish the session; a finding fails the example (unless the hooks
+        let it pass)."""
         self.judged = True
-        trace = self.trace()
         verdict = self.guide.session.finish()
         self.verdict = verdict
         finding = verdict.finding
-        if finding is None:
+        if not self.hooks.judged(self, verdict) or finding is None:
             return
-        failing = failing_trace(trace, verdict, lambda t: run_trace(t, self._sides(),
-                                                                     self._settings()))
-        where = ""
-        if _is_final():
-            path = save_repro(self.config.failures_dir(), failing)
-            where = f"saved as {path}\nreplay: mirrorfuzz replay --impl both {path}\n"
+        failing = failing_trace(self.trace(), verdict,
+                                lambda t: run_trace(t, self._sides(), self._settings()))
+        where = self.hooks.failed(self, failing)
         raise AssertionError(f"{finding}\n{where}{format_trace(failing)}")
 
     def _sides(self) -> list[tuple[str, Factory]]:
         return impls.sides(self.config.sides)
 
     def _settings(self) -> Settings:
-        return Settings(observe_every=self.config.observe_every, mutant=self.config.mutant,
-                        checked=self.config.checked)
+        return self.config.judge
 
 
 def _op_rule(decl: OpDecl) -> Callable[..., None]:
@@ -522,11 +554,11 @@ def _is_final() -> bool:
         return True
 
 
-def machine_for(config: EngineConfig) -> type[MirrorMachine]:
-    """A :class:`MirrorMachine` subclass bound to ``config``; the constant
-    pool Hypothesis draws from is settled first (``fuzz.determinism``)."""
+def machine_for(config: EngineConfig, hooks: Hooks | None = None) -> type[MirrorMachine]:
+    """A :class:`MirrorMachine` subclass bound to ``config`` and ``hooks``; the
+    constant pool Hypothesis draws from is settled first (``fuzz.determinism``)."""
     settle_constant_pool()
-    cls = type("MirrorMachine", (MirrorMachine,), {"config": config})
+    cls = type("MirrorMachine", (MirrorMachine,), {"config": config, "hooks": hooks or Hooks()})
     install_rules(cls)  # the ops of drivers loaded since this module was imported
     if config.generation is not None:  # no rule for the ops of later generations
         for name in set(op_rules()) - set(op_rules(config.generation)):
