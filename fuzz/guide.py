@@ -12,6 +12,8 @@ process, the active jobs.  There is no second reference run for steering
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from hypothesis import strategies as st
 
 from fuzz.executor import Session
@@ -41,11 +43,21 @@ class Guide:
     nothing exists for the rules: the engine judges at once.
     """
 
-    def __init__(self, session: Session) -> None:
-        self.session = session
+    def __init__(self, start: Callable[[], Session]) -> None:
+        self._start = start
+        self._session: Session | None = None
         self.blocked: set[str] = set()  # live threads known to be blocked
         self.completed: list[tuple[str, Op, OpResult]] = []  # by the last line
         self.work = 0  # as the work cap counts it: 1 + the page operations of each step
+
+    @property
+    def session(self) -> Session:
+        """The session, started at first use (a machine's first guide is
+        replaced in its setup rule, before any line: its sides were never
+        needed)."""
+        if self._session is None:
+            self._session = self._start()
+        return self._session
 
     @property
     def over(self) -> bool:

@@ -186,9 +186,9 @@ class MirrorMachine(Arguments, RuleBasedStateMachine):
     # ------------------------------------------------------------ appending
 
     def _start(self, frames: int, device_frames: int) -> Guide:
-        """A new session on the sides (and the guide reading it)."""
-        return Guide(Session(self._sides(), self._settings(), frames=frames,
-                             device_frames=device_frames))
+        """A guide reading a new session on the sides (started at first use)."""
+        return Guide(lambda: Session(self._sides(), self._settings(), frames=frames,
+                                     device_frames=device_frames))
 
     def _append(self, line: StepLine) -> LineResult | None:
         self.hooks.line(self)
