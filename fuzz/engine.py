@@ -68,13 +68,17 @@ class HypothesisEngine:
         machine = seed(seed_)(self.machine())
         run_state_machine_as_test(machine, settings=self.settings(max_examples, **options))
 
-    def test_case(self, seed_: int | None, max_examples: int, **options: Any) -> type[Any]:
-        """A ``unittest.TestCase`` for pytest (seeded unless ``seed_`` is None)."""
+    def test_case(self, seed_: int | None, max_examples: int,
+                  step_count: int = STEP_COUNT) -> type[Any]:
+        """A ``unittest.TestCase`` for pytest, seeded unless ``seed_`` is None,
+        under the loaded Hypothesis profile (``tests/conftest.py``) but for
+        the examples and rules per example."""
         machine = self.machine()
         if seed_ is not None:
             machine = seed(seed_)(machine)
         case: type[Any] = machine.TestCase
-        case.settings = self.settings(max_examples, **options)
+        case.settings = settings(settings.default, max_examples=max_examples,
+                                 stateful_step_count=step_count)
         return case
 
 

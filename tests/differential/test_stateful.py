@@ -15,7 +15,6 @@ import os
 from pathlib import Path
 
 import pytest
-from hypothesis import Phase, settings
 
 from fuzz import impls
 from fuzz.engine import HypothesisEngine
@@ -34,8 +33,7 @@ EXAMPLES = {"ci": 300, "dev": 1000}.get(PROFILE, 5000)
 # Hypothesis's default example database (.hypothesis/), unseeded
 TestStateful = HypothesisEngine(
     EngineConfig(sides="auto", judge=pytest_profile(PROFILE).settings())).test_case(
-        0 if PROFILE == "ci" else None, EXAMPLES, phases=tuple(Phase),
-        database=settings.default.database)
+        0 if PROFILE == "ci" else None, EXAMPLES)
 
 
 def test_a_planted_failure_is_saved_as_a_replayable_trace(tmp_path: object) -> None:
