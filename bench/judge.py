@@ -13,10 +13,12 @@ Parts, each printed as it finishes (CPU time, ``time.process_time``):
   target's settings: checks on both sides, observations every 8 steps,
   the work cap), and **full** (every check, observations at every step: the
   judge the fast one is tested against).  traces/s, steps/s and judged/bare.
-* ``hypothesis``: the stateful engine (``fuzz.stateful``) as the campaign's
-  Hypothesis worker runs it (both sides, ``observe_every=4``) for
-  ``--examples`` examples: examples/s, judged steps/s, and that rate as a
-  fraction of the judged executor's steps/s on the same traces.
+* ``hypothesis``: the stateful engine (``fuzz.engine``) as the campaign's
+  Hypothesis worker runs it (both sides, ``fuzz.profiles.CAMPAIGN``: the
+  full judge, observations every 4 steps, the work cap), seeded with
+  ``--seed``, for ``--examples`` examples: examples/s, judged steps/s, and
+  that rate as a fraction of the judged executor's steps/s (the fast judge
+  at the same period) on the same traces.
 * ``atheris``: the Atheris target's ``TestOneInput`` in a plain loop on
   fixed-seed random inputs, ``model`` instrumented by atheris as in the
   worker (when atheris is installed): execs/s and the process's RSS after
@@ -88,26 +90,23 @@ class Rate:
 def run_executor(name: str, traces: Sequence[Any], settings: Any, cap: int) -> Rate:
     from fuzz import impls
     from fuzz.executor import run_trace
-    from fuzz.fuzz_trace import InputTooLong, _capped
-
-    sides = [(n, _capped(f, cap) if cap else f) for n, f in impls.sides("both")]
+    sides = impls.sides("both")
+    settings = replace(settings, max_work=cap)
     steps = findings = capped = 0
     gc.collect()
     t0 = time.process_time()
     for trace in traces:
         verdict = run_trace(trace, sides, settings)
         steps += verdict.steps
-        f = verdict.finding
-        if f is not None and f.kind == "exception" and f.detail == InputTooLong.__name__:
-            capped += 1
-        elif f is not None:
-            findings += 1
+        capped += verdict.capped
+        findings += verdict.finding is not None
     return Rate(name, len(traces), steps, time.process_time() - t0, findings, capped)
 
 
 def executor_part(traces: int, seed: int) -> dict[str, Any]:
     from fuzz.executor import Settings
-    from fuzz.fuzz_trace import MAX_WORK, TargetConfig
+    from fuzz.fuzz_trace import TargetConfig
+    from fuzz.profiles import MAX_WORK
 
     cases = corpus(traces, seed)
     judged_settings = TargetConfig().settings()
@@ -131,7 +130,8 @@ def executor_part(traces: int, seed: int) -> dict[str, Any]:
 
 
 def hypothesis_part(examples: int, seed: int) -> dict[str, Any]:
-    from fuzz.fuzz_trace import MAX_WORK, TargetConfig
+    from fuzz.fuzz_trace import TargetConfig
+    from fuzz.profiles import CAMPAIGN, MAX_WORK
 
     out: dict[str, Any] = {}
     made: list[Any] = []
@@ -143,7 +143,9 @@ def hypothesis_part(examples: int, seed: int) -> dict[str, Any]:
               f"steps/s  ({engine.traces} examples, {engine.steps} steps, "
               f"{engine.seconds:.2f} s{', stopped at a finding' if engine.findings else ''})",
               flush=True)
-    rejudged = run_executor("rejudged", made, TargetConfig(observe_every=4).settings(), MAX_WORK)
+    rejudged = run_executor("rejudged", made,
+                            TargetConfig(observe_every=CAMPAIGN.observe_every).settings(),
+                            MAX_WORK)
     print(rejudged.line(), flush=True)
     ratio = out["fast"]["steps"] / out["fast"]["seconds"] / rejudged.steps_per_s \
         if rejudged.steps_per_s and out["fast"]["seconds"] else 0.0
@@ -154,39 +156,31 @@ def hypothesis_part(examples: int, seed: int) -> dict[str, Any]:
 
 
 def engine_rate(examples: int, seed: int, fast: bool) -> tuple[Rate, list[Any]]:
-    """The stateful engine as the campaign's Hypothesis worker runs it (both
-    sides, ``observe_every=4``), judging with the fast judge or not."""
-    from hypothesis import HealthCheck, Phase, settings
-    from hypothesis.stateful import run_state_machine_as_test
-
-    from fuzz.executor import Settings
-    from fuzz.stateful import EngineConfig, machine_for
+    """The stateful engine as the campaign's Hypothesis worker runs it
+    (``fuzz.engine``, both sides, ``fuzz.profiles.CAMPAIGN``), judging with
+    the fast judge or not; the traces it judged."""
+    from fuzz.engine import HypothesisEngine
+    from fuzz.executor import Verdict
+    from fuzz.profiles import CAMPAIGN
+    from fuzz.stateful import EngineConfig, Hooks, MirrorMachine
 
     made: list[Any] = []
     steps = [0]
-    base = machine_for(EngineConfig(sides="both", observe_every=4, failures=os.devnull))
 
-    class Counted(base):  # type: ignore[misc, valid-type]
-        def judge(self) -> None:
-            made.append(self.trace())
-            try:
-                super().judge()
-            finally:
-                if self.verdict is not None:
-                    steps[0] += self.verdict.steps
+    class Counted(Hooks):
+        def judged(self, machine: MirrorMachine, verdict: Verdict) -> bool:
+            made.append(machine.trace())
+            steps[0] += verdict.steps
+            return True
 
-        def _settings(self) -> Settings:
-            chosen: Settings = replace(super()._settings(), fast=fast)
-            return chosen
-
-    chosen = settings(max_examples=examples, database=None, deadline=None, derandomize=True,
-                      phases=[Phase.generate], suppress_health_check=list(HealthCheck))
-    random.seed(seed)
+    profile = replace(CAMPAIGN, fast=fast)
+    engine = HypothesisEngine(EngineConfig(sides="both", judge=profile.settings(),
+                                           failures=os.devnull), Counted())
     gc.collect()
     t0 = time.process_time()
     failed = False
     try:
-        run_state_machine_as_test(Counted, settings=chosen)
+        engine.run(seed, examples)
     except AssertionError:
         failed = True  # a finding on a clean build: reported, still timed
     seconds = time.process_time() - t0
@@ -334,7 +328,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"executor: {args.traces} decoded traces, seed {args.seed}", flush=True)
         report["executor"] = executor_part(args.traces, args.seed)
     if "hypothesis" in args.parts:
-        print(f"hypothesis: {args.examples} examples (both sides, observe_every=4)", flush=True)
+        print(f"hypothesis: {args.examples} examples (both sides, fuzz.profiles.CAMPAIGN)",
+              flush=True)
         report["hypothesis"] = hypothesis_part(args.examples, args.seed)
     if "atheris" in args.parts and args.atheris:
         print(f"atheris: TestOneInput in a plain loop, RSS after {args.atheris} inputs",

@@ -24,7 +24,7 @@ import random
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from html import escape
 from pathlib import Path
 from typing import Any, Final
@@ -33,7 +33,8 @@ from fuzz import codec, contracts, impls, plugins
 from fuzz.campaign.plots import CSS, Series, line_chart
 from fuzz.edit import delete_steps, op_of
 from fuzz.errors import BadInput
-from fuzz.executor import Settings, Verdict, capped, run_trace
+from fuzz.executor import Verdict, run_trace
+from fuzz.profiles import ATHERIS
 from fuzz.safeio import write_atomic
 from fuzz.trace import Trace, format_trace, load_trace, with_headers
 from fuzz.validate import duration
@@ -120,11 +121,9 @@ def compare_driver(path: Path, seconds: float, seed: int, mutants: list[str]) ->
         run = DriverRun(loaded.kind, str(path))
         own = [b.name for b in bugs.all_bugs() if b.driver == loaded.kind]
         mutant = next((m for m in mutants if m in own), None)
-        from fuzz.fuzz_trace import _capped
-
-        settings = Settings(observe_every=8, mutant=mutant, contract="registration-cache",
-                            fast=True)
-        sides = [(name, _capped(f, WORK_CAP)) for name, f in impls.sides("both")]
+        settings = replace(ATHERIS.settings(mutant), contract="registration-cache",
+                           max_work=WORK_CAP)  # judged as the Atheris target judges
+        sides = impls.sides("both")
         seeds = sorted((path.parent / path.stem).glob("*.trace"))
         start = time.process_time()
         i = 0
@@ -132,9 +131,7 @@ def compare_driver(path: Path, seconds: float, seed: int, mutants: list[str]) ->
             trace = load_trace(str(seeds[i])) if i < len(seeds) else \
                 workload(loaded.kind, seed, i - len(seeds))
             verdict = run_trace(trace, sides, settings)
-            if verdict.finding is not None and capped(verdict.finding):
-                verdict.findings.clear()  # judged up to the work cap, as the engines do
-                run.capped += 1
+            run.capped += verdict.capped  # judged up to the work cap, as the engines do
             _judge(run, trace, verdict, time.process_time() - start)
             i += 1
         print(f"compare: {run.kind}: {run.traces} traces, {run.steps} steps, "

@@ -40,22 +40,43 @@ deadlock.  A thread whose ``failed_commits`` grows by more than 64 while no
 other thread takes a non-blocked step is livelocked.  A plain op, ``run`` or
 drain that takes more than ``max_line_steps`` steps (or rounds) without
 finishing is a livelock too (D17): SPEC's ops all finish in bounded steps.
+
+**A session runs a trace line by line** (:class:`Session`): start it on the
+sides (their factories get the trace's ``frames`` and ``device-frames``),
+``append`` lines one at a time -- each is run and judged at once, and the
+verdict so far is ``session.verdict`` -- then ``finish`` (the drain, the
+end-of-trace checks, and the fast judge's rejudging).  :func:`run_trace` is
+a session fed a whole trace; the stateful engine feeds one as it builds its
+trace, and its guide (``fuzz.guide``) reads the session's first side
+instead of running one of its own.  Once the session is **over** (a finding,
+or the work cap: ``fuzz.verdict``), appended lines are kept but not run.
 """
 
 from __future__ import annotations
 
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import TypeVar
 
 from fuzz import contracts, diff
 from fuzz.oracle import Oracle
 from fuzz.trace import StepLine, Trace
+from fuzz.verdict import (
+    ContractBreak,
+    Finding,
+    LogEntry,
+    Mismatch,
+    Settings,
+    Verdict,
+    observation_work,
+)
 from model.interface import INVARIANT_NUMBERS, Config, Factory, Implementation
-from model.observation import Observation, VmaView
+from model.observation import VmaView
 from model.ops import (
+    DEFAULT_DEVICE_FRAMES,
+    DEFAULT_FRAMES,
     EINVAL,
     OK,
     Blocked,
@@ -73,167 +94,141 @@ from model.ops import (
     thread_order,
 )
 
+__all__ = ["ContractBreak", "Finding", "LogEntry", "Mismatch", "Session", "Settings", "Step",
+           "Verdict", "run_trace"]
+
 T = TypeVar("T")
 LIVELOCK_COMMITS = 64
-WORK_CAPS = frozenset({"InputTooLong"})
-"""Exceptions that are an engine's work cap, not a finding (``fuzz.fuzz_trace``)."""
 
 
 @dataclass(frozen=True)
-class Finding:
-    kind: str  # divergence | violation | exception | budget
-    detail: str
-    op: str
-    line: int  # index of the step line (from 1); len(steps) + 1 in the drain
-    step: int  # thread steps taken so far, this one included
-    message: str
-    sides: tuple[tuple[str, str], ...] = ()  # (implementation, what it gave)
-    obj: str = ""  # what the broken rule is about (the op when empty)
-    differences: tuple[diff.Difference, ...] = ()  # of an observation divergence
-    contract: str = contracts.DEFAULT  # the contract it breaks (fuzz/contracts.py)
+class Step:
+    """One step of the first side, as a session ran it (what ``fuzz.guide`` reads)."""
 
-    @property
-    def signature(self) -> str:
-        """The cause: ``kind/detail/object``."""
-        return f"{self.kind}/{self.detail}/{self.obj or self.op}"
-
-    @property
-    def op_signature(self) -> str:
-        """The older ``kind/detail/op`` form."""
-        return f"{self.kind}/{self.detail}/{self.op}"
-
-    def __str__(self) -> str:
-        where = f"line {self.line}, step {self.step}, in {self.op}"
-        text = f"{self.signature} at {where}: {self.message}"
-        if self.differences:
-            names = [name for name, _ in self.sides]
-            for row in diff.side_by_side(self.differences, names):
-                text += f"\n    {row}"
-            return text
-        for name, got in self.sides:
-            text += f"\n    {name}: {got}"
-        return text
-
-
-@dataclass(frozen=True)
-class Mismatch:
-    line: int
-    lineno: int
-    implementation: str
-    expected: str
-    got: str
-
-    def __str__(self) -> str:
-        return (f"line {self.line} (text line {self.lineno}): {self.implementation} gave "
-                f"{self.got!r}, expected {self.expected!r}")
-
-
-@dataclass(frozen=True)
-class LogEntry:
-    """One step line as run: its index, its text and each side's result."""
-
-    line: int
-    step_line: StepLine
-    results: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class ContractBreak:
-    """Userspace broke the run's contract at step line ``line`` (``fuzz/contracts.py``)."""
-
-    line: int
-    op: str
-    reason: str
-
-
-@dataclass
-class Verdict:
-    implementations: tuple[str, ...]
-    results: list[LineResult | None] = field(default_factory=list)  # first side, per line
-    findings: list[Finding] = field(default_factory=list)
-    mismatches: list[Mismatch] = field(default_factory=list)
-    log: list[LogEntry] = field(default_factory=list)
-    steps: int = 0
-    drain_rounds: int = 0
-    broken: ContractBreak | None = None  # userspace broke the contract (then no findings)
-    excused: list[Finding] = field(default_factory=list)  # what went wrong after that
-    costs: dict[str, int] = field(default_factory=dict)  # the first side's, at the end
-
-    @property
-    def ok(self) -> bool:
-        return not self.findings and not self.mismatches
-
-    @property
-    def finding(self) -> Finding | None:
-        return self.findings[0] if self.findings else None
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Engine settings of a run."""
-
-    observe_every: int = 1  # compare observations every K steps not blocked (0: never)
-    budget: int = 1 << 22  # page ops one step may do (SPEC §5.4 B)
-    max_line_steps: int = 100_000
-    checks: bool = True
-    mutant: str | None = None
-    contract: str = contracts.DEFAULT
-    drain: bool = True
-    checked: tuple[str, ...] | None = None
-    """The sides that check their invariants (None: every side, when
-    ``checks``).  A mutant hunt checks the mutated side only: the reference
-    has no mutant, and its checks, O(resident pages) a step, are there to
-    find defects of SPEC itself, which a mutant hunt does not look for."""
-
-    fast: bool = False
-    """The fast judge (issue 14): the invariant scans of the sides not in
-    ``scan_each_step`` run after every ``scan_every``-th step that changed
-    something and at the end of the trace (their checks at events still run
-    at their event); observations are compared every ``observe_every`` such
-    steps and at the end (0: at the end only); and a trace the fast judge
-    finds anything in is judged again by the full judge (:meth:`full`),
-    whose first finding is the one reported.  So the fast judge reports what
-    the full one does, or nothing where the trouble the full one would have
-    seen is gone by the fast one's next comparison
-    (``tests/quality/test_fast_judge.py`` measures that on the planted bugs)."""
-    scan_every: int = 8
-    scan_each_step: tuple[str, ...] = ("optimized",)
-    """Sides whose scans cost what a step changed (the optimized side's
-    ledger re-reads only the leaves a step dirtied): the fast judge leaves
-    them after every step."""
-
-    def deferred(self, side: str) -> bool:
-        """True if the fast judge runs ``side``'s scans itself, every few steps."""
-        return self.fast and self.checks_on(side) and side not in self.scan_each_step
-
-    def checks_on(self, side: str) -> bool:
-        return self.checks and (self.checked is None or side in self.checked)
-
-    def full(self) -> Settings:
-        """The full judge: every scan after every step, observations at every step."""
-        return replace(self, fast=False, observe_every=1)
+    thread: str
+    op: Op | None  # the thread's op (None: the thread was not running one)
+    outcome: StepOutcome | Err
+    work: int  # 1 + the page operations of the step
 
 
 class _Stop(Exception):
-    """Raised inside a run once a finding is recorded."""
+    """Raised inside a run once a finding is recorded (or the work cap passed)."""
 
 
-class _Run:
-    def __init__(self, trace: Trace, sides: Sequence[tuple[str, Factory]],
-                 settings: Settings) -> None:
-        self.trace = trace
-        self.settings = settings
+class Session:
+    """One trace run line by line: see the module docstring."""
+
+    def __init__(self, sides: Sequence[tuple[str, Factory]], settings: Settings | None = None,
+                 *, frames: int = DEFAULT_FRAMES, device_frames: int = DEFAULT_DEVICE_FRAMES
+                 ) -> None:
+        self.settings = settings or Settings()
+        self.sides = list(sides)
+        self.frames, self.device_frames = frames, device_frames
         self.verdict = Verdict(tuple(name for name, _ in sides))
+        self.lines: list[StepLine] = []  # every line appended, run or not
+        self.steps: list[Step] = []  # the first side's steps in the last line appended
+        self.work = [0] * len(self.sides)  # per side, in the work cap's units (fuzz.verdict)
+        self.over = False  # a finding or the work cap: lines are no longer run
+        self.finished = False
         self.oracle = Oracle()
         self.thread_ops: dict[str, Op] = {}
         self.commit_base: dict[str, int] = {}
         self.last_runner: str | None = None
         self.line = 0
         self.op_kw = "-"
-        self.sides = sides
         self.impls: list[Implementation] = []
         self.changes = 0  # starts and steps that were not Blocked
         self.scans = 0  # steps not Blocked, counted for the fast judge's scans
+        self._guard(self._begin)
+
+    @classmethod
+    def for_trace(cls, trace: Trace, sides: Sequence[tuple[str, Factory]],
+                  settings: Settings | None = None) -> Session:
+        """A session with ``trace``'s frame headers (its lines not appended yet)."""
+        return cls(sides, settings, frames=trace.frames, device_frames=trace.device_frames)
+
+    @property
+    def first(self) -> Implementation | None:
+        """The first side (the reference, when it runs), for reading only."""
+        return self.impls[0] if len(self.impls) == len(self.sides) and self.impls else None
+
+    def append(self, line: StepLine) -> LineResult | None:
+        """Run and judge ``line``: the first side's result, or None when the
+        session is over (the line is kept, not run) or stopped in it."""
+        if self.finished:
+            raise RuntimeError("a line appended to a finished session")
+        self.lines.append(line)
+        self.steps = []
+        index = len(self.lines)
+        results: list[LineResult] = []
+
+        def run() -> None:
+            self.line = index
+            result = self.line_result(index, line)
+            results.append(result)
+            self.verdict.results.append(result)
+            self.verdict.log.append(LogEntry(index, line, (str(result),)))
+            self._expect(index, line, result)
+
+        self._guard(run)
+        return results[0] if results else None
+
+    def finish(self) -> Verdict:
+        """The drain and the end-of-trace checks (once): the verdict.  With
+        ``settings.fast``, a finding is judged again by the full judge on the
+        same lines, whose verdict is given when it has a finding (it has,
+        unless the work cap stops it first)."""
+        if self.finished:
+            return self.verdict
+        self.finished = True
+        self._guard(self._end)
+        if self.impls:
+            first = self.impls[0]
+            try:
+                self.verdict.costs = first.costs()
+            except Exception:  # noqa: BLE001 - a crash was already judged; costs are extra
+                self.verdict.costs = {}
+        if self.settings.fast and self.verdict.finding is not None:
+            full = Session(self.sides, self.settings.full(), frames=self.frames,
+                           device_frames=self.device_frames)
+            for line in self.lines:
+                full.append(line)
+            if full.finish().finding is not None:
+                self.verdict = full.verdict
+        return self.verdict
+
+    def _guard(self, fn: Callable[[], None]) -> None:
+        if self.over:
+            return
+        try:
+            fn()
+        except _Stop:
+            self.over = True
+
+    def _begin(self) -> None:
+        config = Config(frames=self.frames, device_frames=self.device_frames,
+                        mutant=self.settings.mutant)
+        for name, factory in self.sides:
+            checked = replace(config, checks=self.settings.checks_on(name),
+                              deferred=self.settings.deferred(name))
+            self.impls.append(self._call(name, partial(factory, checked)))
+        if not self.settings.fast:  # the fast judge compares fresh sides at its first period
+            self._after_step()
+
+    def _end(self) -> None:
+        if self.settings.drain:
+            self.drain()
+        if self.settings.fast:
+            self._scan(last=True)
+            self._violations()
+        self._after_step(last=True)
+
+    def _charge(self, side: int, units: int) -> None:
+        """Count ``units`` of work on ``side``: past ``max_work``, the run is capped."""
+        self.work[side] += units
+        if self.settings.max_work and self.work[side] > self.settings.max_work:
+            self.verdict.capped = True
+            raise _Stop
 
     # -------------------------------------------------------------- findings
 
@@ -307,17 +302,23 @@ class _Run:
         lookup = self._vma_lookup(op)
         if self.last_runner != name and name in self.thread_ops:
             self.commit_base[name] = self._call(first.name, lambda: first.failed_commits(name))
-        outs = self._all(lambda impl: impl.step(name))
+        outs: list[StepOutcome | Err] = []
+        used: list[int] = []
+        for side, impl in enumerate(self.impls):
+            self._charge(side, 1)
+            outs.append(self._call(impl.name, partial(impl.step, name)))
+            used.append(self._call(impl.name, impl.page_ops))
+            self._charge(side, used[-1])
+        self.steps.append(Step(name, op, outs[0], 1 + used[0]))
         self.verdict.steps += 1
         if self.settings.fast and not isinstance(outs[0], Blocked):
             self._scan()
         self._violations()
         self._same(f"a step of {name}", outs)
-        for impl in self.impls:
-            used = self._call(impl.name, impl.page_ops)
-            if used > self.settings.budget:
+        for impl, pops in zip(self.impls, used, strict=True):
+            if pops > self.settings.budget:
                 self._find("budget", impl.name,
-                           f"{used} page ops in one step (budget {self.settings.budget})",
+                           f"{pops} page ops in one step (budget {self.settings.budget})",
                            obj="page_ops")
         out = outs[0]
         if not isinstance(out, Blocked | Err):
@@ -385,7 +386,10 @@ class _Run:
             return
         if last and k <= 0 and not self.settings.fast:
             return  # observations off (the fast judge compares once more at the end)
-        observations = self._all(lambda impl: impl.observe())
+        observations = []
+        for side, impl in enumerate(self.impls):
+            observations.append(self._call(impl.name, impl.observe))
+            self._charge(side, observation_work(observations[-1]))
         for impl, obs in zip(self.impls[1:], observations[1:], strict=True):
             if obs != observations[0]:
                 found = diff.differences(observations[0], obs)
@@ -429,8 +433,8 @@ class _Run:
 
     def drain(self) -> None:
         first = self.impls[0]
-        self.line = len(self.trace.steps) + 1
-        extra = len(self.trace.steps)
+        self.line = len(self.lines) + 1
+        extra = len(self.lines)
         for _ in range(self.settings.max_line_steps):
             self.verdict.drain_rounds += 1
             for job in self._call(first.name, first.active_jobs):
@@ -454,78 +458,17 @@ class _Run:
                        f"deadlock: {', '.join(live)} still blocked after the drain",
                        obj="deadlock")
 
-    def run(self) -> Verdict:
-        config = Config(frames=self.trace.frames, device_frames=self.trace.device_frames,
-                        mutant=self.settings.mutant)
-        try:
-            for name, factory in self.sides:
-                checked = replace(config, checks=self.settings.checks_on(name),
-                                  deferred=self.settings.deferred(name))
-                self.impls.append(self._call(name, partial(factory, checked)))
-            if not self.settings.fast:  # the fast judge compares fresh sides at its first period
-                self._after_step()
-            for index, line in enumerate(self.trace.steps, start=1):
-                self.line = index
-                result = self.line_result(index, line)
-                self.verdict.results.append(result)
-                self.verdict.log.append(LogEntry(index, line, (str(result),)))
-                self._expect(index, line, result)
-            if self.settings.drain:
-                self.drain()
-            if self.settings.fast:
-                self._scan(last=True)
-                self._violations()
-            self._after_step(last=True)
-        except _Stop:
-            pass
-        if self.impls:
-            first = self.impls[0]
-            try:
-                self.verdict.costs = first.costs()
-            except Exception:  # noqa: BLE001 - a crash was already judged; costs are extra
-                self.verdict.costs = {}
-        return self.verdict
-
     def _expect(self, index: int, line: StepLine, result: LineResult) -> None:
         if line.expected is not None and str(line.expected) != str(result):
             self.verdict.mismatches.append(Mismatch(index, line.lineno, self.impls[0].name,
                                                     str(line.expected), str(result)))
 
 
-def describe_difference(a: Observation, b: Observation) -> str:
-    """The first field where two observations differ, as a short path."""
-    for f in fields(a):
-        va, vb = getattr(a, f.name), getattr(b, f.name)
-        if va == vb:
-            continue
-        if isinstance(va, tuple) and isinstance(vb, tuple):
-            if len(va) != len(vb):
-                return f"{f.name}: {len(va)} vs {len(vb)} items"
-            for i, (x, y) in enumerate(zip(va, vb, strict=True)):
-                if x != y:
-                    return f"{f.name}[{i}]: {x} vs {y}"
-        return f"{f.name}: {va} vs {vb}"
-    return "observations differ"
-
-
 def run_trace(trace: Trace, sides: Sequence[tuple[str, Factory]],
               settings: Settings | None = None) -> Verdict:
-    """Run ``trace`` on ``sides`` (name, factory) in lockstep and judge it.
-
-    With ``settings.fast``, a trace the fast judge finds anything in is
-    judged again by the full judge, and the full judge's verdict is given
-    when it has a finding (it has, unless the work cap of a wrapped side,
-    which counts observations, stops it first).  A trace stopped at the work
-    cap is not judged again."""
-    settings = settings or Settings()
-    verdict = _Run(trace, sides, settings).run()
-    if settings.fast and verdict.finding is not None and not capped(verdict.finding):
-        full = _Run(trace, sides, settings.full()).run()
-        if full.finding is not None and not capped(full.finding):
-            return full
-    return verdict
-
-
-def capped(finding: Finding) -> bool:
-    """Whether ``finding`` is an engine's work cap (judged up to it), not a finding."""
-    return finding.kind == "exception" and finding.detail in WORK_CAPS
+    """Run ``trace`` on ``sides`` (name, factory) in lockstep and judge it: a
+    :class:`Session` given the whole trace, finished."""
+    session = Session.for_trace(trace, sides, settings)
+    for line in trace.steps:
+        session.append(line)
+    return session.finish()

@@ -12,13 +12,11 @@ well-formed trace never crashes the target for any other reason.
 **Work cap.**  Decoded traces have a heavy tail: two mirrors' ``dwrite``
 walks that keep invalidating each other while forked processes map thousands
 of pages can take 50,000 steps and minutes of observations before both
-commit, which is legal and not a livelock by SPEC §5.4.  So each
-implementation is wrapped to raise :class:`InputTooLong` once its *work*
-passes ``max_work`` (300,000 units, a few CPU seconds; ``0``: no cap).  Work
-is deterministic: 1 + the page operations of each step, plus the entries,
-folios, device pages and swap slots of each observation.  The executor
-records the exception as a finding, which this target drops: the input was
-judged up to the cap and is counted in :data:`CAPPED`.  A finding before
+commit, which is legal and not a livelock by SPEC §5.4.  So the executor
+runs each input with a work cap per side, ``max_work`` (300,000 units, a few
+CPU seconds; ``0``: no cap; the units are ``fuzz.verdict``'s): an input
+whose verdict is ``capped`` was judged up to the cap, not a finding, and is
+counted in :data:`CAPPED`.  A finding before
 the cap is reported as usual; what the cap hides is a finding after it,
 including the executor's own ``max_line_steps`` livelock (100,000 steps),
 which the other engines keep.
@@ -44,8 +42,10 @@ variable                     flag               meaning (default)
 ``MIRRORFUZZ_CONTRACT``      ``--contract``     ``hmm`` or ``registration-cache``
                                                 (``hmm``; ``fuzz.contracts``)
 ``MIRRORFUZZ_OBSERVE_EVERY`` ``--observe-every`` compare observations every K
-                                                steps (8; 1 in replay)
-``MIRRORFUZZ_MAX_WORK``      ``--max-work``     the work cap per side (300000)
+                                                steps (``fuzz.profiles.ATHERIS``'s;
+                                                1 in replay)
+``MIRRORFUZZ_MAX_WORK``      ``--max-work``     the work cap per side
+                                                (``fuzz.profiles.MAX_WORK``)
 ``MIRRORFUZZ_FINDINGS``      ``--findings``     directory for readable finding
                                                 traces (else beside the artifact)
 ``MIRRORFUZZ_INSTRUMENT``    ``--instrument``   coverage for ``model`` (``model``),
@@ -62,7 +62,8 @@ Two more variables are for the campaign runner (``fuzz.campaign``):
 at most once a second) and ``MIRRORFUZZ_KNOWN`` (a directory of finding traces
 whose signatures are not reported again).
 
-The target judges with the executor's fast judge (``Settings.fast``):
+The target judges as ``fuzz.profiles.ATHERIS`` says, with the executor's
+fast judge (``Settings.fast``):
 observations every ``K`` steps and after the drain, the reference's
 invariant scans every few steps and at the end; an input with a finding is
 judged again by the full judge (every scan and observation at every step),
@@ -88,14 +89,14 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final
+
+from fuzz.profiles import ATHERIS
 
 if TYPE_CHECKING:
     from fuzz.executor import Finding, Settings
     from fuzz.trace import Trace
-    from model.interface import Config, Factory, Implementation
-    from model.observation import Observation
-    from model.ops import Err, StepOutcome
+    from model.interface import Factory
 
 ENV: Final = {
     "sides": "MIRRORFUZZ_SIDES",
@@ -108,23 +109,17 @@ ENV: Final = {
     "mutator": "MIRRORFUZZ_MUTATOR",
     "artifact-prefix": "MIRRORFUZZ_ARTIFACT_PREFIX",  # set by main from -artifact_prefix
 }
-OBSERVE_EVERY: Final = 8
-MAX_WORK: Final = 300_000
 INSTRUMENT_LEVELS: Final = ("model", "all")
 JUDGED: Final = ("fuzz.codec", "fuzz.executor", "fuzz.oracle", "fuzz.trace", "fuzz.impls")
 """Imported before fuzzing, under instrumentation, with every module of the chosen sides."""
 NOT_INSTRUMENTED: Final = ("fuzz.mutator", "fuzz.seeds", "fuzz.fuzz_trace", "fuzz.cli",
-                           "fuzz.minimize", "fuzz.corpus")
+                           "fuzz.minimize", "fuzz.corpus", "fuzz.profiles")
 MESSAGE_LIMIT: Final = 4000
 """The finding's own description is cut to this many characters in the message."""
 
 
-class InputTooLong(Exception):
-    """An implementation was stepped past the step cap (not a finding)."""
-
-
 CAPPED: list[int] = [0]
-"""How many inputs this process cut at the step cap."""
+"""How many inputs this process cut at the work cap."""
 
 PROGRESS_ENV: Final = "MIRRORFUZZ_PROGRESS"
 """When set (the campaign runner sets it), :func:`TestOneInput` prints
@@ -195,8 +190,8 @@ class TargetConfig:
     sides: str = "both"
     mutant: str | None = None
     contract: str = "hmm"  # fuzz.contracts.DEFAULT
-    observe_every: int = OBSERVE_EVERY
-    max_work: int = MAX_WORK
+    observe_every: int = ATHERIS.observe_every
+    max_work: int = ATHERIS.max_work
     findings: Path | None = None
     artifact_prefix: str | None = None  # None: no file beside the artifact
 
@@ -207,16 +202,18 @@ class TargetConfig:
         return cls(sides=env.get(ENV["sides"]) or "both",
                    mutant=env.get(ENV["mutant"]) or None,
                    contract=env.get(ENV["contract"]) or "hmm",
-                   observe_every=int(env.get(ENV["observe-every"]) or OBSERVE_EVERY),
-                   max_work=int(env.get(ENV["max-work"]) or MAX_WORK),
+                   observe_every=int(env.get(ENV["observe-every"]) or ATHERIS.observe_every),
+                   max_work=int(env.get(ENV["max-work"]) or ATHERIS.max_work),
                    findings=Path(findings) if findings else None,
                    artifact_prefix=env.get(ENV["artifact-prefix"]))
 
     def settings(self) -> Settings:
-        from fuzz.executor import Settings
+        from dataclasses import replace
 
-        return Settings(observe_every=self.observe_every, mutant=self.mutant,
-                        contract=self.contract, fast=True)
+        chosen: Settings = replace(ATHERIS.settings(self.mutant, observe_every=self.observe_every,
+                                                    contract=self.contract),
+                                   max_work=self.max_work)
+        return chosen
 
 
 _config: TargetConfig | None = None
@@ -236,54 +233,12 @@ def current() -> TargetConfig:
     return _config
 
 
-class _Capped:
-    """An implementation that raises :class:`InputTooLong` once its work passes ``cap``.
-
-    Work is counted deterministically: 1 + the page operations of each step,
-    and the entries, folios, device pages and swap slots of each observation.
-    """
-
-    def __init__(self, impl: Implementation, cap: int) -> None:
-        self._impl = impl
-        self._cap = cap
-        self.work = 0
-
-    def _charge(self, units: int) -> None:
-        self.work += units
-        if self.work > self._cap:
-            raise InputTooLong(f"past the work cap of {self._cap}")
-
-    def step(self, thread: str) -> StepOutcome | Err:
-        self._charge(1)
-        out = self._impl.step(thread)
-        self._charge(self._impl.page_ops())
-        return out
-
-    def observe(self) -> Observation:
-        obs = self._impl.observe()
-        self._charge(sum(len(p.entries) for p in obs.processes) + len(obs.folios)
-                     + len(obs.device_pages) + len(obs.swap_slots))
-        return obs
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._impl, name)
-
-
-def _capped(factory: Factory, cap: int) -> Factory:
-    def make(config: Config) -> Implementation:
-        return cast("Implementation", _Capped(factory(config), cap))
-
-    return make
-
-
 def _implementations() -> list[tuple[str, Factory]]:
     global _sides
     if _sides is None:
         from fuzz import impls
 
-        cap = current().max_work
-        _sides = [(name, _capped(factory, cap) if cap > 0 else factory)
-                  for name, factory in impls.sides(current().sides)]
+        _sides = impls.sides(current().sides)
     return _sides
 
 
@@ -356,15 +311,13 @@ def TestOneInput(data: bytes) -> None:  # noqa: N802 (libFuzzer's name)
     trace = decode(data)
     verdict = run_trace(trace, _implementations(), config.settings())
     _count_progress(verdict.steps)
+    CAPPED[0] += verdict.capped
     if verdict.excused and os.environ.get(PROGRESS_ENV):
         from fuzz.campaign.workers import tally
 
         tally("violation", verdict.excused[0].signature)
     finding = verdict.finding
     if finding is None:
-        return
-    if finding.kind == "exception" and finding.detail == InputTooLong.__name__:
-        CAPPED[0] += 1
         return
     if _known(finding.signature):
         return

@@ -10,14 +10,13 @@ signature.  ``found`` is ``yes`` only when the minimized repro also runs
 clean with the mutant off (else ``other``: a finding that is not the
 mutant's).
 
-* **Hypothesis** runs in this process: the real ``fuzz.stateful`` machine
-  (both sides, the mutant on), ``hypothesis.seed(SEED)``, no database, no
-  shrinking (``fuzz.minimize`` does that); the budget is checked before each
-  example.  :func:`hunt_hypothesis` is also what the quality tests call, with
+* **Hypothesis** runs in this process: ``fuzz.engine.HypothesisEngine``
+  (both sides, the mutant on, ``fuzz.profiles.HUNT``'s judging), seeded, no
+  database, no shrinking (``fuzz.minimize`` does that); the budget is
+  checked before each example.  :func:`hunt_hypothesis` is also what the quality tests call, with
   an example budget instead of a time budget.
-* **Atheris** runs as a subprocess, ``fuzz/fuzz_trace.py`` with
-  ``-max_total_time``, ``-seed=SEED+1`` (libFuzzer's 0 means random),
-  ``MIRRORFUZZ_MUTANT`` and ``MIRRORFUZZ_FINDINGS``, on a fresh corpus
+* **Atheris** runs as a subprocess, ``fuzz.engine.atheris_command`` with
+  ``-max_total_time`` and the seed, on a fresh corpus
   directory and the seeds ``--make-seeds`` makes from ``corpus/``.  Its time
   is the child's CPU time (it stops at its first finding).
 
@@ -37,36 +36,23 @@ import tempfile
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
 
 from fuzz import impls
 from fuzz.corpus import write_atomic
 from fuzz.errors import BadInput, check_mutant
-from fuzz.executor import Settings, run_trace
-from fuzz.fuzz_trace import MAX_WORK
+from fuzz.executor import Settings, Verdict, run_trace
 from fuzz.minimize import Stats, minimize_file
+from fuzz.profiles import HUNT, STEP_COUNT, Profile
 from fuzz.trace import Trace, TraceError, format_trace
 from model import bugs
-from model.interface import Factory
 
 ENGINES: Final = ("hypothesis", "atheris")
-STEP_COUNT: Final = 30
-"""Hypothesis rules per example (``stateful_step_count``)."""
-OBSERVE_EVERY: Final = 0
-"""Observation period while hunting: only after the last step (results and
-invariants are judged at every step).  Observing is most of an example's
-cost, so this fits about ten times as many examples in a budget; the repro
-is minimized and replayed observing every step."""
-HUNT_CHECKED: Final = ("optimized",)
-"""The sides that check invariants while hunting (``Settings.checked``): the
-mutated one.  Results are still compared at every step; the repro is
-minimized and replayed with every side checking."""
 MAX_RUNS: Final = 1000
 """Judge runs one minimization may use."""
 REPO: Final = Path(__file__).resolve().parent.parent
-TARGET: Final = REPO / "fuzz" / "fuzz_trace.py"
 
 
 @dataclass
@@ -116,77 +102,56 @@ class _Probe:
 
 def hunt_hypothesis(mutant: str, failures: Path, *, seed: int = 0,
                     max_examples: int = 1000, seconds: float | None = None, cpu: bool = False,
-                    step_count: int = STEP_COUNT, observe_every: int = OBSERVE_EVERY,
-                    max_work: int = MAX_WORK, generation: int | None = None) -> Hunt:
+                    step_count: int = STEP_COUNT, profile: Profile = HUNT,
+                    generation: int | None = None) -> Hunt:
     """Run the stateful engine against ``mutant`` until its first finding.
 
     ``generation`` limits the engine to the ops of that byte-codec generation
     (``fuzz.stateful.EngineConfig.generation``; None: every declared op).
+    ``profile`` is how it judges (``fuzz.profiles.HUNT``: observations at the
+    end only, the mutated side checking its invariants, the engines' work
+    cap: an example past the cap is dropped, not a finding, so that one
+    heavy-tailed example cannot eat the budget).
 
     ``seconds`` is a budget of wall time (of this process's CPU time if
     ``cpu``), checked before each example and, in the main thread, by a
     timer that stops a long example too.  Deterministic for a given seed and
     ``max_examples`` when the budget is not reached.  The finding's trace, as
-    the engine saves it, is ``Hunt.raw``.  Each side is capped at
-    ``max_work`` units of work per trace as in ``fuzz/fuzz_trace.py`` (0: no
-    cap): an example past the cap is dropped, not a finding, so that one
-    heavy-tailed example cannot eat the budget.
+    the engine saves it, is ``Hunt.raw``.
     """
-    from fuzz.fuzz_trace import InputTooLong
-    from fuzz.fuzz_trace import _capped as capped
+    from fuzz.engine import HypothesisEngine
+    from fuzz.stateful import EngineConfig, Hooks, MirrorMachine
+
     now = time.process_time if cpu else time.monotonic
-    from hypothesis import HealthCheck, Phase, settings
-    from hypothesis import seed as hseed
-    from hypothesis.stateful import get_state_machine_test
-
-    from fuzz.stateful import EngineConfig, machine_for
-
     failures.mkdir(parents=True, exist_ok=True)
     before = set(failures.glob("*.trace"))
     wall0 = time.monotonic()
     probe = _Probe(None if seconds is None else now() + seconds)
-    base = machine_for(EngineConfig(sides="both", mutant=mutant, observe_every=observe_every,
-                                    failures=str(failures), checked=HUNT_CHECKED,
-                                    generation=generation))
 
-    class Probed(base):  # type: ignore[valid-type,misc]
-        """The engine's machine, counted, each side capped at ``max_work``."""
+    class Probed(Hooks):
+        """Counts examples and lines, and stops at the time budget."""
 
-        def _sides(self) -> list[tuple[str, Factory]]:
-            return [(name, capped(factory, max_work) if max_work > 0 else factory)
-                    for name, factory in super()._sides()]
-
-        def __init__(self) -> None:
+        def example(self) -> None:
             if (probe.found is None and probe.deadline is not None
                     and now() > probe.deadline):
                 probe.timed_out = True
                 raise _OutOfTime
-            super().__init__()
             probe.examples += probe.found is None
 
-        def teardown(self) -> None:
+        def judged(self, machine: MirrorMachine, verdict: Verdict) -> bool:
+            probe.capped += verdict.capped  # past the work cap: dropped, as Atheris drops it
+            if verdict.finding is not None and probe.found is None:
+                probe.found = (probe.examples, probe.lines + len(machine.lines),
+                               time.process_time() - probe.start)
+            return True
+
+        def done(self, machine: MirrorMachine) -> None:
             if probe.found is None:
-                probe.lines += len(self.lines)
-            super().teardown()
+                probe.lines += len(machine.lines)
 
-        def judge(self) -> None:
-            try:
-                super().judge()
-            except AssertionError:
-                finding = self.verdict.finding if self.verdict is not None else None
-                if (finding is not None and finding.kind == "exception"
-                        and finding.detail == InputTooLong.__name__):
-                    probe.capped += 1  # past the work cap: dropped, as Atheris drops it
-                    return
-                if probe.found is None:
-                    probe.found = (probe.examples, probe.lines + len(self.lines),
-                                   time.process_time() - probe.start)
-                raise
-
-    test = get_state_machine_test(Probed, settings=settings(
-        max_examples=max_examples, database=None, deadline=None, phases=[Phase.generate],
-        stateful_step_count=step_count, suppress_health_check=list(HealthCheck),
-        print_blob=False))
+    engine = HypothesisEngine(EngineConfig(sides="both", judge=profile.settings(mutant),
+                                           failures=str(failures), generation=generation),
+                              Probed())
     hunt = Hunt(mutant, "hypothesis")
 
     def out_of_time(signum: int, frame: object) -> None:
@@ -202,7 +167,7 @@ def hunt_hypothesis(mutant: str, failures: Path, *, seed: int = 0,
     if alarm and seconds is not None:
         signal.setitimer(timer, seconds + 1.0)
     try:
-        hseed(seed)(test)()
+        engine.run(seed, max_examples, step_count=step_count)
     except _OutOfTime:
         hunt.note = "time budget reached"
     except Exception:  # the finding (AssertionError), or Hypothesis upset by the timer
@@ -238,6 +203,8 @@ _STAT = re.compile(r"stat::number_of_executed_units:\s*(\d+)")
 
 def make_seeds(directory: Path) -> None:
     """Seeds for Atheris, made by ``fuzz_trace.py --make-seeds`` from ``corpus/``."""
+    from fuzz.engine import TARGET
+
     subprocess.run([sys.executable, str(TARGET), "--make-seeds", str(directory)], cwd=REPO,
                    check=True, capture_output=True, text=True)
 
@@ -253,16 +220,16 @@ def atheris_available() -> bool:
 def hunt_atheris(mutant: str, work: Path, seeds: Path | None, *, seed: int = 0,
                  seconds: float = 60.0) -> Hunt:
     """Run ``fuzz/fuzz_trace.py`` against ``mutant`` until its first finding."""
+    from fuzz.engine import atheris_command
+
     hunt = Hunt(mutant, "atheris")
     findings, corpus = work / "findings", work / "corpus"
     for directory in (findings, corpus):
         directory.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, str(TARGET), f"-max_total_time={max(1, round(seconds))}",
-               f"-seed={seed + 1}", f"-artifact_prefix={work}/", "-print_final_stats=1",
-               f"-dict={REPO / 'fuzz' / 'fuzz_trace.dict'}", str(corpus)]
-    if seeds is not None:
-        command.append(str(seeds))
-    env = {**os.environ, "MIRRORFUZZ_MUTANT": mutant, "MIRRORFUZZ_FINDINGS": str(findings)}
+    command, variables = atheris_command(
+        [corpus, *([seeds] if seeds is not None else [])], seed_=seed, mutant=mutant,
+        findings=findings, artifacts=work, options=[f"-max_total_time={max(1, round(seconds))}"])
+    env = {**os.environ, **{k: v for k, v in variables.items() if v is not None}}
     usage0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     wall0 = time.monotonic()
     try:
@@ -291,8 +258,8 @@ def hunt_atheris(mutant: str, work: Path, seeds: Path | None, *, seed: int = 0,
 def minimize_hunt(hunt: Hunt, *, max_runs: int = MAX_RUNS) -> None:
     """Minimize ``hunt.raw`` (both sides, the mutant on) and check it without the mutant.
 
-    Two passes: first under the hunt's own judge (:data:`OBSERVE_EVERY`,
-    :data:`HUNT_CHECKED`), keeping the signature the engine found; then,
+    Two passes: first under the hunt's own judge (``fuzz.profiles.HUNT``,
+    with no work cap), keeping the signature the engine found; then,
     from that small trace, under the full judge (every side checked,
     observing every step), keeping the signature the full judge gives it,
     which is the repro's.  The full judge never runs the raw example: a
@@ -304,7 +271,7 @@ def minimize_hunt(hunt: Hunt, *, max_runs: int = MAX_RUNS) -> None:
         return
     sides = impls.sides("both")
     stats = Stats()
-    hunting = Settings(observe_every=OBSERVE_EVERY, mutant=hunt.mutant, checked=HUNT_CHECKED)
+    hunting = replace(HUNT.settings(hunt.mutant), max_work=0)
     found_by = f"mirrorfuzz mutants {hunt.engine}"
     try:
         small = minimize_file(hunt.raw, sides, hunting, found_by=found_by,

@@ -7,17 +7,17 @@ plus rules that step and run threads, explicitly or by a scheduler's choice
 (``fuzz.schedulers``), so that interleavings are explored, not only
 sequences.  Rules this module keeps:
 
-* **Engines build, the executor judges.**  The trace is judged only by
-  ``fuzz.executor.run_trace`` on the configured sides (both implementations
-  when available), at teardown and as soon as the guide (below) sees
-  trouble; a finding fails the example.  Each rule is thin: pick arguments,
-  append a ``StepLine``.
-* **The guide steers, never judges.**  A private reference implementation
-  runs each line as it is appended, the way the executor runs it, so that
-  the rules see what exists: live threads, threads known to be blocked
-  (their last step gave ``blocked`` and nothing has run since), processes,
-  devices, regions and jobs created successfully, the VMAs of each process.
-  If the guide raises or reports a violation, the trace is judged at once.
+* **Engines build, the executor judges.**  Each line is appended to a
+  ``fuzz.executor.Session`` on the configured sides (both implementations
+  when available), which runs and judges it at once; the trace is finished
+  (drained, checked at its end) at teardown, or as soon as the session is
+  over (a finding or the work cap); a finding fails the example.  Each rule
+  is thin: pick arguments, append a ``StepLine``.
+* **The guide steers, never judges** (``fuzz.guide``): it reads the
+  session's first side after each line, so that the rules see what exists:
+  live threads, threads known to be blocked (their last step gave
+  ``blocked`` and nothing has run since), processes, devices, regions and
+  jobs created successfully, the VMAs of each process.
 * **Handles are static** (SPEC §2): a line that creates a handle gets the
   next reserved number of its kind when appended, as ``fuzz.trace.renumber``
   would give it; the guide and the judged trace agree on every number.
@@ -42,7 +42,8 @@ sequences.  Rules this module keeps:
 * **Bounded work**: a trace stops growing once the guide has done
   ``MAX_TRACE_WORK`` page operations, and a registered region spans at most
   ``REGION_PAGES``, so that no example takes the reference (which checks
-  every invariant at every step) tens of seconds.
+  every invariant at every step) tens of seconds; a session past its work
+  cap (``Settings.max_work``) is over, judged up to there, not a finding.
 * **Swarm testing** (``fuzz.swarm``): each example switches a random
   subset of the op rules off, so that deep sequences of a few ops are
   common; the simplest draw switches none off.
@@ -52,15 +53,17 @@ sequences.  Rules this module keeps:
   ``fuzz.corpus.save_repro``) into ``$MIRRORFUZZ_FAILURES`` (default
   ``./mirrorfuzz-failures/``) and printed with the command that replays it.
 
-``machine_for(EngineConfig(...))`` gives a machine class bound to a
-configuration (sides, mutant, observation period, failure directory).
+``machine_for(EngineConfig(...), Hooks())`` gives a machine class bound to a
+configuration (sides, the executor's settings, failure directory) and to
+the hooks its user is told through; ``fuzz.engine`` is the one place that
+runs it.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import ClassVar, Final
 
@@ -77,11 +80,11 @@ from hypothesis.stateful import (
     rule,
 )
 
-from fuzz import contracts, impls
+from fuzz import impls
 from fuzz.arguments import WILD, WINDOW, Arguments, Region
 from fuzz.corpus import save_repro
 from fuzz.determinism import settle_constant_pool
-from fuzz.executor import Settings, Verdict, run_trace
+from fuzz.executor import Session, Settings, Verdict, run_trace
 from fuzz.guide import DrawChooser, Guide
 from fuzz.plugins import driver_header
 from fuzz.schedulers import PCT, Scheduler, Uniform
@@ -89,7 +92,7 @@ from fuzz.swarm import draw_disabled, gate
 from fuzz.trace import StepLine, Trace, format_trace, make_trace, with_expected
 from model import ops as m
 from model.decl import OpDecl, declared
-from model.interface import Config, Factory
+from model.interface import Factory
 from model.ops import (
     HUGE_PAGES,
     OK,
@@ -120,29 +123,58 @@ class EngineConfig:
     """What a machine runs against and where its failures go."""
 
     sides: str = "auto"  # fuzz.impls.sides: auto, both, reference, optimized
-    mutant: str | None = None  # passed to the executor (Settings.mutant)
-    contract: str = contracts.DEFAULT  # passed to the executor (Settings.contract)
-    observe_every: int = 1  # the executor compares observations every K steps
+    judge: Settings = field(default_factory=Settings)  # the executor's (fuzz.profiles)
     failures: str | None = None  # directory; None: $MIRRORFUZZ_FAILURES or the default
-    max_work: int = MAX_TRACE_WORK  # the trace stops growing once the guide's work passes it
+    trace_work: int = MAX_TRACE_WORK  # the trace stops growing once the guide's work passes it
     generation: int | None = None  # only ops of this codec generation or older (None: all)
-    checked: tuple[str, ...] | None = None  # Settings.checked: the sides checking invariants
 
     def failures_dir(self) -> Path:
         return Path(self.failures or os.environ.get(FAILURES_ENV) or DEFAULT_FAILURES)
+
+
+class Hooks:
+    """What a user of the engine is told (``fuzz.engine``); each does nothing here.
+
+    A user overrides these, never the machine: the machine stays the one
+    wrapper of the engine."""
+
+    def example(self) -> None:
+        """Before each example (raise a ``BaseException`` to stop the run)."""
+
+    def line(self, machine: MirrorMachine) -> None:
+        """At each line the rules append (or would, past the trace's work)."""
+
+    def judged(self, machine: MirrorMachine, verdict: Verdict) -> bool:
+        """Each example's verdict, once; False lets its finding pass."""
+        return True
+
+    def failed(self, machine: MirrorMachine, failing: Trace) -> str:
+        """A finding fails the example: ``failing`` is its repro (the
+        finding's signature in its header).  By default it is saved in the
+        failures directory in Hypothesis's final replay; the text returned
+        goes into the failure's message."""
+        if not _is_final():
+            return ""
+        path = save_repro(machine.config.failures_dir(), failing)
+        return f"saved as {path}\nreplay: mirrorfuzz replay --impl both {path}\n"
+
+    def done(self, machine: MirrorMachine) -> None:
+        """After each example (its teardown), failing or not."""
 
 
 class MirrorMachine(Arguments, RuleBasedStateMachine):
     """Builds one trace per example; see the module docstring."""
 
     config: ClassVar[EngineConfig] = EngineConfig()
+    hooks: ClassVar[Hooks] = Hooks()
     _swarm_gated: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self) -> None:
+        self.hooks.example()
         super().__init__()
         self.lines: list[StepLine] = []
         self.headers: dict[str, str] = {}
-        self.guide = Guide(Config())
+        self.guide = self._start(m.DEFAULT_FRAMES, m.DEFAULT_DEVICE_FRAMES)
         self.scheduler: Scheduler | None = None
         self.chooser: DrawChooser | None = None
         self.judged = False
@@ -153,9 +185,15 @@ class MirrorMachine(Arguments, RuleBasedStateMachine):
 
     # ------------------------------------------------------------ appending
 
+    def _start(self, frames: int, device_frames: int) -> Guide:
+        """A guide reading a new session on the sides (started at first use)."""
+        return Guide(lambda: Session(self._sides(), self._settings(), frames=frames,
+                                     device_frames=device_frames))
+
     def _append(self, line: StepLine) -> LineResult | None:
-        if self.guide.work > self.config.max_work:
-            return None  # the trace is big enough (MAX_TRACE_WORK)
+        self.hooks.line(self)
+        if self.guide.work > self.config.trace_work or self.guide.over:
+            return None  # the trace is big enough (MAX_TRACE_WORK), or judged
         schema = SCHEMA_BY_CLASS.get(type(line.action))
         if schema is not None and schema.reserves and schema.reserved_field:
             number = self.reserved[schema.reserves]
@@ -164,7 +202,7 @@ class MirrorMachine(Arguments, RuleBasedStateMachine):
             line = replace(line, action=action)
         before = set(self.guide.live())
         self.lines.append(line)
-        result = self.guide.run_line(len(self.lines), line)
+        result = self.guide.run_line(line)
         for _name, op, out in self.guide.completed:
             self._register(op, out)
         for name in before - set(self.guide.live()):
@@ -262,8 +300,8 @@ class MirrorMachine(Arguments, RuleBasedStateMachine):
             self.headers["frames"] = str(frames)
         if device_frames is not None:
             self.headers["device-frames"] = str(device_frames)
-        self.guide = Guide(Config(frames=frames or m.DEFAULT_FRAMES,
-                                  device_frames=device_frames or m.DEFAULT_DEVICE_FRAMES))
+        self.guide = self._start(frames or m.DEFAULT_FRAMES,
+                                 device_frames or m.DEFAULT_DEVICE_FRAMES)
         if data.draw(WILD.map(lambda w: not w), label="prelude mmap"):
             huge = data.draw(st.booleans(), label="prelude huge")
             n = data.draw(st.sampled_from((2 * HUGE_PAGES, 16, WINDOW)), label="prelude pages")
@@ -386,38 +424,37 @@ class MirrorMachine(Arguments, RuleBasedStateMachine):
     # ------------------------------------------------------------- judging
 
     @invariant()
-    def guide_sees_no_trouble(self) -> None:
-        """Judge at once when the guide raised or saw a violation."""
-        if self.guide.trouble is not None and not self.judged:
+    def session_not_over(self) -> None:
+        """Judge at once when the session is over (a finding, or the work cap)."""
+        if self.guide.over and not self.judged:
             self.judge()
 
     def teardown(self) -> None:
-        if not self.judged and self.lines:
-            self.judge()
+        try:
+            if not self.judged and self.lines:
+                self.judge()
+        finally:
+            self.hooks.done(self)
 
     def judge(self) -> None:
-        """Run the trace through the executor; a finding fails the example."""
+        """Finish the session; a finding fails the example (unless the hooks
+        let it pass)."""
         self.judged = True
-        trace = self.trace()
-        verdict = run_trace(trace, self._sides(), self._settings())
+        verdict = self.guide.session.finish()
         self.verdict = verdict
         finding = verdict.finding
-        if finding is None:
+        if not self.hooks.judged(self, verdict) or finding is None:
             return
-        failing = failing_trace(trace, verdict, lambda t: run_trace(t, self._sides(),
-                                                                     self._settings()))
-        where = ""
-        if _is_final():
-            path = save_repro(self.config.failures_dir(), failing)
-            where = f"saved as {path}\nreplay: mirrorfuzz replay --impl both {path}\n"
+        failing = failing_trace(self.trace(), verdict,
+                                lambda t: run_trace(t, self._sides(), self._settings()))
+        where = self.hooks.failed(self, failing)
         raise AssertionError(f"{finding}\n{where}{format_trace(failing)}")
 
     def _sides(self) -> list[tuple[str, Factory]]:
         return impls.sides(self.config.sides)
 
     def _settings(self) -> Settings:
-        return Settings(observe_every=self.config.observe_every, mutant=self.config.mutant,
-                        checked=self.config.checked, contract=self.config.contract)
+        return self.config.judge
 
 
 def _op_rule(decl: OpDecl) -> Callable[..., None]:
@@ -517,11 +554,11 @@ def _is_final() -> bool:
         return True
 
 
-def machine_for(config: EngineConfig) -> type[MirrorMachine]:
-    """A :class:`MirrorMachine` subclass bound to ``config``; the constant
-    pool Hypothesis draws from is settled first (``fuzz.determinism``)."""
+def machine_for(config: EngineConfig, hooks: Hooks | None = None) -> type[MirrorMachine]:
+    """A :class:`MirrorMachine` subclass bound to ``config`` and ``hooks``; the
+    constant pool Hypothesis draws from is settled first (``fuzz.determinism``)."""
     settle_constant_pool()
-    cls = type("MirrorMachine", (MirrorMachine,), {"config": config})
+    cls = type("MirrorMachine", (MirrorMachine,), {"config": config, "hooks": hooks or Hooks()})
     install_rules(cls)  # the ops of drivers loaded since this module was imported
     if config.generation is not None:  # no rule for the ops of later generations
         for name in set(op_rules()) - set(op_rules(config.generation)):

@@ -28,6 +28,7 @@ from typing import Any, Final
 from fuzz import contracts, safeio, validate
 from fuzz.campaign import layout
 from fuzz.errors import BadInput, check_mutant
+from fuzz.profiles import CAMPAIGN
 from fuzz.safeio import write_atomic
 
 ENGINES: Final = ("hypothesis", "atheris")
@@ -73,7 +74,7 @@ class CampaignConfig:
     contract: str = contracts.DEFAULT  # the contract findings are judged under (fuzz/contracts.py)
     seed: int = 0  # the campaign seed; worker seeds derive from it
     db: str | None = None  # --db: the Hypothesis example database (None: OUT/hypothesis-db)
-    observe_every: int = 4  # the Hypothesis workers' observation period (atheris: its own)
+    observe_every: int = CAMPAIGN.observe_every  # the Hypothesis workers' (atheris: its own)
     rss_limit_mb: int = 2048  # a worker above this is killed and restarted (oom)
     hang_s: float = 120.0  # a worker silent this long is killed and restarted (hung)
     started: str = ""  # ISO 8601 UTC wall time of the first start

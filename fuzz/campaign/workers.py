@@ -17,11 +17,12 @@ this module enforces:
   steps=S`` lines (``fuzz/fuzz_trace.py``).  :func:`parse_progress` reads
   either.
 * **A heartbeat, not a timer**: a Hypothesis worker reports progress every
-  second while its examples append lines or take executor steps, so a long
-  example is not taken for a hang while a step that never returns is.
-* **The Atheris target's work cap** (``fuzz.fuzz_trace``: 300,000 units per
-  side) bounds each Hypothesis example too; an example cut there counts as
-  run, with no finding, as in the Atheris target.
+  second while its examples append lines (each line runs at once in the
+  engine's executor session), so a long example is not taken for a hang
+  while a step that never returns is.
+* **The engines are ``fuzz.engine``'s**, with ``fuzz.profiles``' settings:
+  the work cap bounds each Hypothesis example as it bounds each Atheris
+  input; an example cut there counts as run, with no finding.
 * **Known signatures are not found again**: a Hypothesis example whose
   finding has a signature already in ``OUT/findings/raw/`` when the chunk
   started passes (it is counted, not reported), so the engine moves on.
@@ -41,17 +42,13 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, cast
-
-if TYPE_CHECKING:
-    from model.interface import Config, Factory, Implementation
+from typing import Any, Final
 
 from fuzz import contracts
 from fuzz.campaign import layout
-from fuzz.campaign.procs import REPO
 
 PREFIX: Final = "@mirrorfuzz "
 CHUNK: Final = 25
@@ -174,19 +171,13 @@ def classify_exit(log_tail: str, code: int, found: str | None = None) -> tuple[s
 def atheris_command(out: Path, worker: int, seed: int, *, mutant: str | None, contract: str,
                     rss_limit_mb: int, timeout_s: int) -> tuple[list[str], dict[str, str | None]]:
     """The argv and environment of an Atheris worker process."""
-    scratch = worker_dir(out, worker)
-    argv = [sys.executable, str(REPO / "fuzz" / "fuzz_trace.py"),
-            f"-seed={seed % 2_000_000_000 + 1}", f"-rss_limit_mb={rss_limit_mb}",
-            f"-timeout={timeout_s}", f"-dict={REPO / 'fuzz' / 'fuzz_trace.dict'}",
-            f"-artifact_prefix={scratch}/", "-print_final_stats=1",
-            str(layout.path(out, layout.ATHERIS_CORPUS))]
-    env: dict[str, str | None] = {
-        "MIRRORFUZZ_FINDINGS": str(pending_dir(out, worker)),
-        "MIRRORFUZZ_MUTANT": mutant, "MIRRORFUZZ_CONTRACT": contract,
-        "MIRRORFUZZ_PROGRESS": "1",
-        "MIRRORFUZZ_KNOWN": str(layout.path(out, layout.RAW)),
-    }
-    return argv, env
+    from fuzz.engine import atheris_command as command
+
+    return command([layout.path(out, layout.ATHERIS_CORPUS)], seed_=seed, mutant=mutant,
+                   findings=pending_dir(out, worker), artifacts=worker_dir(out, worker),
+                   options=[f"-rss_limit_mb={rss_limit_mb}", f"-timeout={timeout_s}"],
+                   env={"MIRRORFUZZ_PROGRESS": "1", "MIRRORFUZZ_CONTRACT": contract,
+                        "MIRRORFUZZ_KNOWN": str(layout.path(out, layout.RAW))})
 
 
 def hypothesis_command(out: Path, worker: int, seed: int, *, mutant: str | None,
@@ -214,35 +205,15 @@ def _emit(**event: object) -> None:
         sys.stdout.flush()
 
 
-class _Counting:
-    """An implementation whose steps count as activity (for the heartbeat)."""
-
-    def __init__(self, impl: Implementation, activity: list[int]) -> None:
-        self._impl = impl
-        self._activity = activity
-
-    def step(self, thread: str) -> Any:
-        self._activity[0] += 1
-        return self._impl.step(thread)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._impl, name)
-
-
-def _counting(factory: Factory, activity: list[int]) -> Factory:
-    def make(config: Config) -> Implementation:
-        return cast("Implementation", _Counting(factory(config), activity))
-    return make
-
-
-def _heartbeat(activity: list[int], counts: dict[str, int]) -> None:
+def _heartbeat(activity: Callable[[], int], counts: dict[str, int]) -> None:
     """Report progress every second while lines are built or steps are taken,
     so that a long example is not taken for a hang, and a hang still is."""
     seen = -1
     while True:
         time.sleep(REPORT_EVERY)
-        if activity[0] != seen:
-            seen = activity[0]
+        now = activity()
+        if now != seen:
+            seen = now
             _emit(execs=counts["execs"], steps=counts["steps"])
 
 
@@ -259,17 +230,16 @@ def _features(trace_steps: Sequence[object], results: Sequence[object]) -> set[s
 
 
 def run_hypothesis(args: argparse.Namespace) -> int:
-    """Run the stateful machine in chunks of :data:`CHUNK` examples, forever."""
-    from hypothesis import HealthCheck, Phase, Verbosity, seed, settings
-    from hypothesis.stateful import run_state_machine_as_test
+    """Run the stateful engine in chunks of :data:`CHUNK` examples, forever."""
+    from hypothesis import Phase, Verbosity
 
     from fuzz.campaign.findings import known_signatures
     from fuzz.corpus import repro_name, write_atomic
     from fuzz.dbs import open_database
-    from fuzz.executor import run_trace
-    from fuzz.fuzz_trace import MAX_WORK, InputTooLong, _capped
-    from fuzz.stateful import EngineConfig, failing_trace, machine_for
-    from fuzz.trace import format_trace, with_headers
+    from fuzz.engine import HypothesisEngine
+    from fuzz.profiles import CAMPAIGN
+    from fuzz.stateful import EngineConfig, Hooks, MirrorMachine
+    from fuzz.trace import Trace, format_trace, with_headers
 
     out = Path(args.out)
     pending = pending_dir(out, args.worker)
@@ -278,13 +248,21 @@ def run_hypothesis(args: argparse.Namespace) -> int:
     traces.mkdir(parents=True, exist_ok=True)
     crash = os.environ.get(TEST_CRASH_ENV) == str(args.worker) and args.generation == 0
     database = open_database(args.db, layout.path(out, layout.HYPOTHESIS_DB))
-    config = EngineConfig(sides="both", mutant=args.mutant, contract=args.contract,
-                          observe_every=args.observe_every, failures=str(pending))
+    config = EngineConfig(sides="both", failures=str(pending),
+                          judge=CAMPAIGN.settings(args.mutant, observe_every=args.observe_every,
+                                                  contract=args.contract))
     counts = {"execs": 0, "steps": 0, "duplicates": 0, "capped": 0}
     seen: set[str] = set()
     known: set[str] = set()
     reported: set[str] = set()
     last = [0.0]
+    lines = [0]
+    current: list[MirrorMachine] = []  # the example running
+
+    def activity() -> int:
+        """Lines appended, and the executor steps of the example running (its
+        drain at teardown too)."""
+        return lines[0] + sum(m.guide.session.verdict.steps for m in current[-1:])
 
     def report(force: bool = False) -> None:
         now = time.monotonic()
@@ -292,73 +270,58 @@ def run_hypothesis(args: argparse.Namespace) -> int:
             last[0] = now
             _emit(execs=counts["execs"], steps=counts["steps"])
 
-    activity = [0]
+    class Campaign(Hooks):
+        def line(self, machine: MirrorMachine) -> None:
+            lines[0] += 1
+            current[:] = [machine]
 
-    class CampaignMachine(machine_for(config)):  # type: ignore[misc]
-        def _append(self, line: Any) -> Any:
-            activity[0] += 1
-            return super()._append(line)
-
-        def _sides(self) -> list[tuple[str, Factory]]:
-            (name, factory), *rest = [(n, _capped(f, MAX_WORK)) for n, f in super()._sides()]
-            return [(name, _counting(factory, activity)), *rest]
-
-        def judge(self) -> None:
-            self.judged = True
-            trace = self.trace()
-            verdict = run_trace(trace, self._sides(), self._settings())
-            self.verdict = verdict
+        def judged(self, machine: MirrorMachine, verdict: Any) -> bool:
             counts["steps"] += verdict.steps
             if verdict.excused:
                 tally("violation", verdict.excused[0].signature)
+            if verdict.excused:
+                tally("violation", verdict.excused[0].signature)
             finding = verdict.finding
-            if finding is not None and finding.kind == "exception" \
-                    and finding.detail == InputTooLong.__name__:
+            if verdict.capped:
                 counts["capped"] += 1  # judged up to the work cap, as the Atheris target does
-                return
-            if finding is None:
+            elif finding is None:
+                trace = machine.trace()
                 new = _features(trace.steps, verdict.results) - seen
                 if new:
                     seen.update(new)
                     text = format_trace(with_headers(trace, {"title": "campaign: new results"}))
                     write_atomic(traces / f"hypothesis-{repro_name('trace', trace)}", text)
-                return
-            if finding.signature in known:
+            elif finding.signature in known:
                 counts["duplicates"] += 1
                 tally("seen", finding.signature)  # counted on its cause by the coordinator
-                return
-            failing = failing_trace(trace, verdict,
-                                    lambda t: run_trace(t, self._sides(), self._settings()))
-            write_atomic(pending / repro_name(finding.signature, failing),
-                         format_trace(failing))
-            _emit(finding=finding.signature)
-            reported.add(finding.signature)
-            raise AssertionError(str(finding))
+                return False
+            return True
 
-        def teardown(self) -> None:
-            super().teardown()
+        def failed(self, machine: MirrorMachine, failing: Trace) -> str:
+            signature = failing.header("signature") or "?"
+            write_atomic(pending / repro_name(signature, failing), format_trace(failing))
+            _emit(finding=signature)
+            reported.add(signature)
+            return ""
+
+        def done(self, machine: MirrorMachine) -> None:
             counts["execs"] += 1
             report()
             if crash:
                 print("MIRRORFUZZ_TEST_CRASH: crashing on purpose", flush=True)
                 os._exit(3)
 
-    CampaignMachine.__name__ = CampaignMachine.__qualname__ = "MirrorMachine"
+    engine = HypothesisEngine(config, Campaign())
     chunk = 0
-    run_settings = settings(
-        max_examples=CHUNK, deadline=None, suppress_health_check=list(HealthCheck),
-        database=database, stateful_step_count=STEP_COUNT, verbosity=Verbosity.quiet,
-        phases=(Phase.explicit, Phase.reuse, Phase.generate), report_multiple_bugs=False,
-        print_blob=False)
     faulthandler.register(signal.SIGUSR1)  # the pool asks for a traceback before killing a hang
     report(force=True)
     threading.Thread(target=_heartbeat, args=(activity, counts), daemon=True).start()
     while True:
         known = known_signatures(out) | reported
-        chunk_seed = (args.seed << 20) + chunk
-        machine = seed(chunk_seed)(CampaignMachine)
         try:
-            run_state_machine_as_test(machine, settings=run_settings)
+            engine.run((args.seed << 20) + chunk, CHUNK, database=database,
+                       phases=(Phase.explicit, Phase.reuse, Phase.generate),
+                       verbosity=Verbosity.quiet, report_multiple_bugs=False)
         except Exception as exc:  # a finding (or Hypothesis's complaint about one)
             print(f"chunk {chunk}: {type(exc).__name__}: {str(exc).splitlines()[:1]}",
                   flush=True)
@@ -377,7 +340,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     hyp.add_argument("--mutant", default=None)
     hyp.add_argument("--contract", default=contracts.DEFAULT, choices=list(contracts.CONTRACTS))
     hyp.add_argument("--db", default=None)
-    hyp.add_argument("--observe-every", type=int, default=1)
+    hyp.add_argument("--observe-every", type=int, default=None,
+                     help="observation period (default: fuzz.profiles.CAMPAIGN's)")
     args = parser.parse_args(argv)
     from fuzz.plugins import load_for
 

@@ -14,11 +14,10 @@ page operations), never time, so the outcome is the same on any machine;
 Hypothesis itself is pinned in the ``dev`` extra, since another release may
 generate other examples from the same seed (and so does another
 ``max_examples``: Hypothesis's generation depends on it).
-The engine compares observations only after the last step (``OBSERVE_EVERY
-= 0``) and only the mutated side checks its invariants
-(``fuzz.mutants_table.HUNT_CHECKED``): results are still compared and the
-optimized implementation's invariants judged at every step, and an example
-costs a fraction as much.
+The engine judges as ``fuzz.profiles.HUNT`` says: observations compared only
+after the last step and only the mutated side checking its invariants;
+results are still compared and the optimized implementation's invariants
+judged at every step, and an example costs a fraction as much.
 
 A mutant the engine does not reach within the budget is listed in
 ``OUT_OF_REACH`` with the reason.  In the ``ci`` profile (the default run)
@@ -51,7 +50,6 @@ BUDGET: dict[str, int] = {"nonblock_callback_blocks": 2500}
 dread caught holding the driver lock (a one-step window of its commit) when
 an oomreap of its process calls the mirror; seed 0 finds it at example 1161
 (measured 2026-12-04)."""
-OBSERVE_EVERY = 0
 GENERATION = 1
 """The engine generates generation 1's ops (the 25 ops before the range
 accesses): the budgets were measured on their seed-0 stream, which a new
@@ -79,9 +77,9 @@ import json, sys
 from pathlib import Path
 from fuzz.mutants_table import hunt_hypothesis, minimize_hunt
 from fuzz.trace import format_trace
-name, failures, seed, examples, observe, runs, generation = sys.argv[1:8]
+name, failures, seed, examples, runs, generation = sys.argv[1:7]
 hunt = hunt_hypothesis(name, Path(failures), seed=int(seed), max_examples=int(examples),
-                       observe_every=int(observe), generation=int(generation))
+                       generation=int(generation))
 if hunt.found:
     minimize_hunt(hunt, max_runs=int(runs))
 print(json.dumps({"found": bool(hunt.found), "execs": hunt.execs, "steps": hunt.steps,
@@ -100,8 +98,7 @@ def _hunt(name: str, failures: Path) -> dict[str, Any]:
     env.pop("HYPOTHESIS_PROFILE", None)
     done = subprocess.run(
         [sys.executable, "-c", _HUNT, name, str(failures), str(SEED),
-         str(BUDGET.get(name, EXAMPLES)),
-         str(OBSERVE_EVERY), str(MAX_RUNS), str(GENERATION)],
+         str(BUDGET.get(name, EXAMPLES)), str(MAX_RUNS), str(GENERATION)],
         cwd=REPO, env=env, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])

@@ -104,12 +104,20 @@ def test_the_atheris_target_reports_a_contract_violation_not_a_finding(
         fuzz_trace.configure(None)
 
 
-def test_the_hypothesis_engine_judges_under_its_contract() -> None:
-    from fuzz.stateful import EngineConfig, machine_for
+def test_the_campaign_workers_judge_under_its_contract(tmp_path: Path) -> None:
+    """Both workers' command lines carry the campaign's contract, and the
+    Hypothesis engine's judge settings are made with it."""
+    from fuzz.campaign.workers import atheris_command, hypothesis_command
+    from fuzz.profiles import CAMPAIGN
 
-    machine = machine_for(EngineConfig(contract="registration-cache"))()
-    assert machine._settings().contract == "registration-cache"
-    assert machine_for(EngineConfig())()._settings().contract == contracts.DEFAULT
+    argv = hypothesis_command(tmp_path, 0, 1, mutant=None, contract="registration-cache",
+                              db=None, observe_every=4, generation=0)
+    assert argv[argv.index("--contract") + 1] == "registration-cache"
+    _, env = atheris_command(tmp_path, 1, 1, mutant=None, contract="registration-cache",
+                             rss_limit_mb=2048, timeout_s=60)
+    assert env["MIRRORFUZZ_CONTRACT"] == "registration-cache"
+    assert CAMPAIGN.settings(contract="registration-cache").contract == "registration-cache"
+    assert CAMPAIGN.settings().contract == contracts.DEFAULT
 
 
 def test_campaign_violations_are_tallied_recorded_and_reported(tmp_path: Path) -> None:

@@ -21,21 +21,19 @@ _GENERATE = """
 import sys
 if sys.argv[1] == "more":
     import fuzz.minimize, fuzz.mutants_table, fuzz.campaign.report  # noqa: F401
-from hypothesis import HealthCheck, Phase, settings, seed
-from hypothesis.stateful import get_state_machine_test
-from fuzz.stateful import EngineConfig, machine_for
+from fuzz.engine import HypothesisEngine
+from fuzz.executor import Settings
+from fuzz.stateful import EngineConfig, Hooks
 from fuzz.trace import format_trace
 
-class Recorded(machine_for(EngineConfig(sides="reference", observe_every=0))):
-    def teardown(self):
-        print(format_trace(self.trace()), "=====", sep="\\n")
-    def judge(self):
-        self.judged = True
+class Recorded(Hooks):
+    def judged(self, machine, verdict):
+        return False
+    def done(self, machine):
+        print(format_trace(machine.trace()), "=====", sep="\\n")
 
-test = get_state_machine_test(Recorded, settings=settings(
-    max_examples=int(sys.argv[2]), database=None, deadline=None, phases=[Phase.generate],
-    stateful_step_count=30, suppress_health_check=list(HealthCheck)))
-seed(0)(test)()
+HypothesisEngine(EngineConfig(sides="reference", judge=Settings(observe_every=0)),
+                 Recorded()).run(0, int(sys.argv[2]))
 """
 
 

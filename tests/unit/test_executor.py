@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from fuzz.executor import Settings, run_trace
+from fuzz.executor import Session, Settings, run_trace
 from fuzz.trace import parse_trace
 from model.interface import Config, Factory, Implementation, Violation
 from model.observation import Observation, RawObservation, ThreadView, VmaView, canonicalize
@@ -305,3 +305,57 @@ def test_checked_names_the_sides_that_check_their_invariants(
     assert all(c.frames == 64 and c.mutant == "itree_inclusive_end" for c in got.values())
     off = run_trace(t, [spy("a"), spy("b")], Settings(checks=False, checked=("a",)))
     assert off.ok and not any(c.checks for c in got.values())
+
+
+def test_the_work_cap_is_an_outcome_not_a_finding() -> None:
+    """Past Settings.max_work a side's step is not judged: the run stops
+    ``capped``, with no finding, where a finding would otherwise be."""
+    t = parse_trace(trace("write P0 5 7\nwrite P0 6 8\nread P0 1\n"))
+    sides = [side("a", lambda: Fake(budget_used=3)),
+             side("b", lambda: Fake(raise_on="read"))]
+    found = run_trace(t, sides, Settings(max_work=100))
+    assert found.outcome == "finding" and not found.capped
+    assert found.finding is not None and found.finding.kind == "exception"
+    # each step is 1 + 3 page ops of work on side a: the third step passes 10
+    capped = run_trace(t, sides, Settings(max_work=10))
+    assert capped.outcome == "capped" and capped.capped
+    assert capped.finding is None and capped.ok
+    assert [str(r) for r in capped.results] == ["ok", "ok"]
+
+
+def test_observations_count_as_work() -> None:
+    """A side's work is its steps and page ops plus what it observes: a cap
+    the steps alone stay under stops a run that observes every step."""
+    from fuzz import impls
+
+    t = parse_trace(trace("mmap P0 0 64 rw private\nwrite P0 1 1\nwrite P0 2 2\n"))
+    sides = impls.sides("reference") * 2
+    work = {}
+    for every in (0, 1):
+        session = Session.for_trace(t, sides, Settings(observe_every=every))
+        for line in t.steps:
+            session.append(line)
+        session.finish()
+        work[every] = session.work[0]
+    assert work[1] > work[0] + 2
+    cap = work[0] + 1
+    assert run_trace(t, sides, Settings(observe_every=0, max_work=cap)).outcome == "clean"
+    assert run_trace(t, sides, Settings(observe_every=1, max_work=cap)).outcome == "capped"
+
+
+def test_a_session_judges_each_line_as_it_is_appended() -> None:
+    """The session gives each line's result at once, stops running lines at
+    the first finding (keeping them), and finishes as run_trace judges the
+    whole trace."""
+    text = trace("write P0 5 7\nread P0 1\nwrite P0 6 8\n")
+    sides = [side("a", Fake), side("b", lambda: Fake(raise_on="read"))]
+    session = Session(sides)
+    lines = parse_trace(text).steps
+    assert str(session.append(lines[0])) == "ok" and not session.over
+    assert [s.thread for s in session.steps] == ["L1"]
+    assert session.append(lines[1]) is None and session.over
+    assert session.verdict.finding is not None and session.verdict.finding.line == 2
+    assert session.append(lines[2]) is None and len(session.lines) == 3
+    assert session.finish() == run_trace(parse_trace(text), sides)
+    with pytest.raises(RuntimeError):
+        session.append(lines[0])

@@ -1,0 +1,76 @@
+"""Engine settings, each declared once: how each use of an engine judges.
+
+An engine generates traces and hands them to the executor, the only judge;
+what differs between uses is how much judging each trace gets.  Each use's
+settings are declared here and nowhere else (the campaign's
+``--observe-every``, the Atheris target's ``MIRRORFUZZ_OBSERVE_EVERY`` and
+the mutants table take their defaults from here):
+
+=============  ======================================================  =========
+profile        used by                                                 observe
+=============  ======================================================  =========
+``ATHERIS``    the Atheris target (``fuzz/fuzz_trace.py``): the fast   8
+               judge, its findings judged again by the full judge
+``CAMPAIGN``   the campaign's Hypothesis workers: the full judge        4
+               (their quality budgets were measured with it)
+``HUNT``       ``mirrorfuzz mutants`` and the quality hunts: only the   0 (end)
+               mutated side checks invariants; results still compared
+               at every step
+``PYTEST``     ``tests/differential/test_stateful.py``, by             16, 4
+               ``HYPOTHESIS_PROFILE`` (``ci``; ``dev`` and ``nightly``)
+=============  ======================================================  =========
+
+Replay, the minimizer's final judge and the corpus use the executor's own
+defaults (``fuzz.verdict.Settings()``: every check, observations at every
+step).  This module imports nothing of the judged code, so that the Atheris
+target can import it before it imports that code under instrumentation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from fuzz.verdict import Settings
+
+MAX_WORK: Final = 300_000
+"""The work cap per side and trace of the engines (``fuzz.verdict``'s units:
+a few CPU seconds): a trace past it is judged up to there, ``capped``."""
+STEP_COUNT: Final = 30
+"""Hypothesis rules per example (``stateful_step_count``)."""
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How one use of an engine judges (``fuzz.verdict.Settings`` fields)."""
+
+    observe_every: int  # compare observations every K changing steps (0: at the end only)
+    fast: bool = False  # the fast judge (Settings.fast)
+    max_work: int = MAX_WORK  # the work cap per side (0: none)
+    checked: tuple[str, ...] | None = None  # the sides checking invariants (None: all)
+
+    def settings(self, mutant: str | None = None, *, observe_every: int | None = None,
+                 contract: str = "hmm") -> Settings:
+        """The executor's settings of this profile (``observe_every`` overrides),
+        judging under ``contract`` (``fuzz.contracts``; hmm is its default)."""
+        from fuzz.verdict import Settings
+
+        every = self.observe_every if observe_every is None else observe_every
+        return Settings(observe_every=every, fast=self.fast, max_work=self.max_work,
+                        checked=self.checked, mutant=mutant, contract=contract)
+
+
+ATHERIS: Final = Profile(observe_every=8, fast=True)
+CAMPAIGN: Final = Profile(observe_every=4)
+HUNT: Final = Profile(observe_every=0, checked=("optimized",))
+PYTEST: Final = {"ci": Profile(observe_every=16, max_work=0),
+                 "dev": Profile(observe_every=4, max_work=0)}
+"""By ``HYPOTHESIS_PROFILE``; any other (``nightly``) runs as ``dev``.  The
+ci profile observes every 16 steps: its drains can leave a dozen threads
+stepping in lockstep over thousands of pages, where observing both sides
+every 4 steps took minutes an example."""
+
+
+def pytest_profile(name: str) -> Profile:
+    return PYTEST.get(name, PYTEST["dev"])
