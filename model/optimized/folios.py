@@ -36,11 +36,6 @@ def _grow(a: npt.NDArray[np.generic], n: int) -> npt.NDArray[np.generic]:
     return out
 
 
-def huge_rows(a: npt.NDArray[np.generic]) -> npt.NDArray[np.generic]:
-    """A view of ``a`` as rows of 512 frames: row r is the order-9 folio at r * 512."""
-    return a[: a.size - a.size % HUGE].reshape(-1, HUGE)
-
-
 class FrameTable:
     """System frames (SPEC §1 'system folio')."""
 
@@ -61,12 +56,22 @@ class FrameTable:
         self.free_huge: list[int] = []
         self.in_use = 0
         self.holders: dict[int, str] = {}  # head -> migrator thread
+        self._rows()
+
+    def _rows(self) -> None:
+        """Views of the per-page arrays as rows of 512 frames: row r is the
+        order-9 folio at r * 512 (the capacity is a multiple of 512)."""
+        self.mapcount_rows = self.mapcount.reshape(-1, HUGE)
+        self.live_rows = self.live.reshape(-1, HUGE)
+        self.gen_rows = self.gen.reshape(-1, HUGE)
+        self.obj_rows = self.obj.reshape(-1, HUGE)
 
     def _ensure(self, n: int) -> None:
         cap = self.word.size
         if n <= cap:
             return
         new = max(n, cap + cap // 4)  # modest slack: memory stays near 40 bytes a frame
+        new = -(-new // HUGE) * HUGE
         self.word = _grow(self.word, new)  # type: ignore[assignment]
         self.mapcount = _grow(self.mapcount, new)  # type: ignore[assignment]
         self.refcount = _grow(self.refcount, new)  # type: ignore[assignment]
@@ -78,6 +83,7 @@ class FrameTable:
         obj[:cap] = self.obj
         self.obj = obj
         self.index = _grow(self.index, new)  # type: ignore[assignment]
+        self._rows()
 
     def can_alloc(self, order: int) -> bool:
         return self.in_use + (1 << order) <= self.limit
@@ -147,30 +153,34 @@ class FrameTable:
         else:
             self.free_small.append(head)
 
-    def free_many(self, heads: I64) -> None:
-        """free() for many heads at once (the mmu_gather's batch), in order."""
+    def free_many(self, heads: I64) -> list[int]:
+        """free() for many heads at once (the mmu_gather's batch), in order;
+        returns the heads."""
+        out: list[int] = heads.tolist()
         is_huge = self.order[heads] == 9
-        huge = heads[is_huge]
-        small = heads[~is_huge]
-        if small.size:
+        if not is_huge.all():
+            small = heads[~is_huge]
             self.live[small] = 0
             self.gen[small] += 1
             self.obj[small] = -1
             self.in_use -= int(small.size)
             self.free_small.extend(small.tolist())
-        if huge.size:
-            rows = huge >> 9
-            huge_rows(self.live)[rows] = 0
-            huge_rows(self.gen)[rows] += 1
-            huge_rows(self.obj)[rows] = -1
-            self.in_use -= HUGE * int(huge.size)
-            self.free_huge.extend(huge.tolist())
+            heads = heads[is_huge]
+            if not heads.size:
+                return out
+        rows = heads >> 9
+        self.live_rows[rows] = 0
+        self.gen_rows[rows] += 1
+        self.obj_rows[rows] = -1
+        self.in_use -= HUGE * int(heads.size)
+        self.free_huge.extend(heads.tolist() if heads.size < len(out) else out)
+        return out
 
     def remove_rmap_ptes(self, heads: I64) -> None:
         """folio_remove_rmap_ptes + folio_ref_sub over whole PTE-mapped
         order-9 folios (distinct ``heads``): every page's mapcount -1, each
         head's refcount -512."""
-        huge_rows(self.mapcount)[heads >> 9] -= 1
+        self.mapcount_rows[heads >> 9] -= 1
         self.refcount[heads] -= HUGE
 
     def split(self, head: int) -> None:

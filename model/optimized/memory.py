@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from model.optimized.mmu_gather import MmuGather, unique
+from model.optimized.mmu_gather import MmuGather
 from model.optimized.pagetable import (
     DEVICE,
     KIND_MASK,
@@ -118,19 +118,20 @@ def zap_range(k: KernelState, proc: Process, a: int, b: int, tlb: MmuGather) -> 
     """zap_page_range: every entry in [a, b) becomes none."""
     fr = k.frames
     full: list[tuple[int, Arr]] = []
-    for base, lf, lo, hi in proc.pt.chunks(a, b):
-        if not isinstance(lf, int) and lo == 0 and hi == PTRS:
-            full.append((base, lf))  # whole PTE tables: zapped together below
-            continue
-        if isinstance(lf, int):
-            if lo == 0 and hi == PTRS:
-                h = payload_of(lf)
-                fr.refcount[h] -= 1
-                fr.mapcount[h: h + PTRS] -= 1
-                tlb.remove_folio(h)
-                proc.pt.clear_leaf(base)
-                k.pops += PTRS
+    for base, lf in proc.pt.blocks(a, b):
+        if a <= base and base + PTRS <= b:  # the whole leaf
+            if not isinstance(lf, int):
+                full.append((base, lf))  # whole PTE tables: zapped together below
                 continue
+            h = payload_of(lf)
+            fr.refcount[h] -= 1
+            fr.mapcount[h: h + PTRS] -= 1
+            tlb.remove_folio(h)
+            proc.pt.clear_leaf(base)
+            k.pops += PTRS
+            continue
+        lo, hi = max(a, base) - base, min(b, base + PTRS) - base
+        if isinstance(lf, int):
             split_huge_pmd(k, proc, base)
             new = proc.pt.leaf(base)
             assert new is not None and not isinstance(new, int)
@@ -153,40 +154,51 @@ def _zap_tables(k: KernelState, proc: Process, full: list[tuple[int, Arr]],
     """zap_pte_range over whole PTE tables at once (free_pte_range: each freed).
     A table that maps one order-9 folio whole is dropped as one batch
     (zap_present_ptes after folio_pte_batch); the other entries one by one."""
-    ents = np.concatenate([lf for _, lf in full]).reshape(len(full), PTRS)
-    batch = folio_pte_batch(k, ents)
-    if batch.any():
-        heads = ents[batch, 0] >> SHIFT
+    tables = [lf for _, lf in full]
+    batch, whole = folio_pte_batch(k, tables)
+    if whole:
+        heads = np.array(sorted(whole), np.int64)  # distinct: the gather needs no sort
         k.frames.remove_rmap_ptes(heads)
-        tlb.remove_folios(heads)
-        k.pops += PTRS * int(heads.size)
-        ents = ents[~batch]
-    e = ents[ents != 0]
-    if e.size:
-        drop_entries(k, e, tlb)
-        k.pops += int(e.size)
+        tlb.remove_folios(heads, ordered=True)
+        k.pops += PTRS * len(whole)
+    rest = [lf for lf, batched in zip(tables, batch, strict=True) if not batched]
+    if rest:
+        ents = np.concatenate(rest)
+        e = ents[ents != 0]
+        if e.size:
+            drop_entries(k, e, tlb)
+            k.pops += int(e.size)
     proc.pt.clear_leaves([base for base, _ in full])
 
 
 RAMP = np.arange(PTRS, dtype=np.int64) << SHIFT
+HEAD_BITS = KIND_MASK | ((PTRS - 1) << SHIFT)
+"""An entry's kind and its frame's offset in a 512-aligned block."""
 
 
-def folio_pte_batch(k: KernelState, ents: Arr) -> npt.NDArray[np.bool_]:
-    """folio_pte_batch over whole tables (rows of ``ents``): True where a row
-    maps the 512 pages of one order-9 folio in order, with one set of bits,
-    and no other row maps that folio."""
-    first = ents[:, 0]
-    pfn = first >> SHIFT
-    ok: npt.NDArray[np.bool_] = ((first & KIND_MASK) == PRESENT) & ((pfn & (PTRS - 1)) == 0)
-    if not ok.any():
-        return ok
-    ok[ok] = k.frames.order[pfn[ok]] == 9
-    rows = np.flatnonzero(ok)
-    ok[rows] = ((ents[rows] - RAMP) == first[rows, None]).all(axis=1)
-    heads = pfn[ok]
-    if unique(heads).size != heads.size:  # a folio in two tables: entry by entry
-        ok[:] = False
-    return ok
+def folio_pte_batch(k: KernelState, tables: list[Arr]) -> tuple[list[bool], list[int]]:
+    """folio_pte_batch over whole tables: for each table, whether it maps the
+    512 pages of one order-9 folio in order, with one set of bits, and no
+    other table maps that folio; and the heads of those folios, in table order.
+
+    Less the ramp, a batched table holds one value 512 times, so its row's
+    min and max agree; the per-table tests run on the row minima in Python
+    (each numpy call has a fixed cost, so a range of a few tables pays for
+    the calls, not for the tables)."""
+    rows = np.concatenate(tables).reshape(len(tables), PTRS)
+    rows -= RAMP
+    lows = rows.min(axis=1)
+    order = k.frames.order.take(lows >> SHIFT, mode="clip").tolist()
+    ok: list[bool] = []
+    heads: list[int] = []
+    for lo, hi, o in zip(lows.tolist(), rows.max(axis=1).tolist(), order, strict=True):
+        whole = lo == hi and lo & HEAD_BITS == PRESENT and o == 9
+        ok.append(whole)
+        if whole:
+            heads.append(lo >> SHIFT)
+    if len(set(heads)) != len(heads):
+        return [False] * len(tables), []  # a folio in two tables: entry by entry
+    return ok, heads
 
 
 def free_zapped_early(k: KernelState, proc: Process, a: int, b: int) -> None:

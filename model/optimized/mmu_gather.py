@@ -19,8 +19,11 @@ I64 = npt.NDArray[np.int64]
 
 
 def unique(a: I64) -> I64:
-    """Sorted distinct values (np.unique without its lazy numpy.ma import);
-    a long array through a mask over [0, max] instead of a sort."""
+    """Sorted distinct values (np.unique without its lazy numpy.ma import):
+    ``a`` itself when already strictly increasing (the gather's usual
+    batch); a long array through a mask over [0, max] instead of a sort."""
+    if a.size < 2 or (a[1:] > a[:-1]).all():
+        return a
     if a.size > 4096:
         top = int(a.max()) + 1
         if top <= 4 * a.size:
@@ -28,33 +31,41 @@ def unique(a: I64) -> I64:
             mask[a] = True
             return np.flatnonzero(mask).astype(np.int64)
     a = np.sort(a)
-    if a.size < 2:
-        return a
     keep = np.empty(a.size, np.bool_)
     keep[0] = True
     np.not_equal(a[1:], a[:-1], out=keep[1:])
     return a[keep]
 
 
+def gathered(parts: list[I64]) -> I64:
+    """The distinct values of the gathered arrays, sorted."""
+    return unique(parts[0] if len(parts) == 1 else np.concatenate(parts))
+
+
 class MmuGather:
     """tlb_gather_mmu .. tlb_finish_mmu."""
 
-    __slots__ = ("frames", "swap", "dpages", "folios", "slots", "devs")
+    __slots__ = ("frames", "swap", "dpages", "folios", "ordered", "slots", "devs")
 
     def __init__(self, frames: FrameTable, swap: SwapTable, dpages: DevicePages) -> None:
         self.frames = frames
         self.swap = swap
         self.dpages = dpages
         self.folios: list[I64] = []
+        self.ordered = False  # folios holds one strictly increasing array
         self.slots: list[I64] = []
         self.devs: list[I64] = []
 
-    def remove_folios(self, heads: I64) -> None:
-        """__tlb_remove_folio_pages: these heads lost a reference."""
+    def remove_folios(self, heads: I64, ordered: bool = False) -> None:
+        """__tlb_remove_folio_pages: these heads lost a reference (``ordered``:
+        they are strictly increasing, so that ``finish`` needs no sort if
+        they are all it gathered)."""
         if heads.size:
+            self.ordered = ordered and not self.folios
             self.folios.append(heads)
 
     def remove_folio(self, head: int) -> None:
+        self.ordered = False
         self.folios.append(np.array([head], np.int64))
 
     def remove_slots(self, slots: I64) -> None:
@@ -71,21 +82,22 @@ class MmuGather:
         freed: list[int] = []
         fr = self.frames
         if self.folios:
-            heads = unique(np.concatenate(self.folios))
+            heads = self.folios[0] if self.ordered else gathered(self.folios)
             heads = heads[(fr.live[heads] == 1) & (fr.refcount[heads] == 0)]
-            fr.free_many(heads)
-            freed.extend(heads.tolist())
+            if heads.size:
+                freed = fr.free_many(heads)
         if self.slots:
-            slots = unique(np.concatenate(self.slots))
+            slots = gathered(self.slots)
             slots = slots[(self.swap.live[slots] == 1) & (self.swap.count[slots] == 0)]
             for s in slots.tolist():
                 self.swap.free(s)
         if self.devs:
-            devs = unique(np.concatenate(self.devs))
+            devs = gathered(self.devs)
             devs = devs[(self.dpages.live[devs] == 1) & (self.dpages.refcount[devs] == 0)]
             for d in devs.tolist():
                 self.dpages.free(d)
         self.folios.clear()
+        self.ordered = False
         self.slots.clear()
         self.devs.clear()
         return freed

@@ -63,3 +63,13 @@ def test_instrumented_array_comparisons_do_not_leak() -> None:
     del result
     grown = sys.getallocatedblocks() - before
     assert grown < 200, f"{grown} blocks kept by 2000 array comparisons"
+
+
+def test_libfuzzer_runs_without_the_entropic_schedule() -> None:
+    """libFuzzer's entropic schedule grew the worker's native heap with every
+    corpus input (issue 14): the target turns it off unless told otherwise."""
+    from fuzz.fuzz_trace import libfuzzer_args
+
+    assert libfuzzer_args(["fuzz_trace.py", "-runs=5", "corpus"]) == [
+        "fuzz_trace.py", "-entropic=0", "-runs=5", "corpus"]
+    assert libfuzzer_args(["fuzz_trace.py", "-entropic=1"]) == ["fuzz_trace.py", "-entropic=1"]
