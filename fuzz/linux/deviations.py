@@ -203,14 +203,26 @@ def device_memory(case: Case) -> bool:
 def huge_zero_page(case: Case) -> bool:
     """Appendix D1: a read fault in a ``huge`` VMA maps Linux's huge zero page over the whole
     512-page block (``do_huge_pmd_anonymous_page``), split into zero PTEs when the block is
-    cut; the model maps one order-0 zero page.  A ``snapshot`` whose every differing page
-    Linux shows as ``zero`` or ``r+pmd`` and the model as ``none`` or ``zero``, in a block
-    an earlier read of the same process touched."""
+    cut, and a write fault on it splits it (``do_huge_pmd_wp_page``: an invalidation of the
+    whole block); the model maps one order-0 zero page.  The line is a ``snapshot`` whose
+    every differing page Linux shows as ``zero`` or ``r+pmd`` and the model as ``none`` or
+    ``zero``, in blocks an earlier read of the same process touched; or a mirror access that
+    Linux had to fault again, in blocks an earlier read and then an earlier write touched."""
+    def blocks(*keys: str) -> set[int]:
+        return {v >> 9 for i, op, _, _ in case.earlier(*keys)
+                if _same_process(case, i, case.op) for v in pages(op)[:4096]}
+
+    line = {v >> 9 for v in pages(case.op)[:4096]}
+    if case.key in ("dread", "dwrite"):
+        got, want = case.got.split(), case.want.split()
+        return (got[:-1] == want[:-1] and got[-2:-1] == ["faults"]
+                and int(got[-1]) > int(want[-1])
+                and line <= blocks("read", "read_range", "dread")
+                and bool(line & blocks("write", "write_range", "dwrite")))
     if case.key != "snapshot":
         return False
     got, want = case.got.split()[1:], case.want.split()[1:]
-    touched = {v >> 9 for i, op, _, _ in case.earlier("read", "read_range", "dread")
-               if _same_process(case, i, case.op) for v in pages(op)[:4096]}
+    touched = blocks("read", "read_range", "dread")
     start = vars(case.op)["s"]
     diff = [(start + i, g, w) for i, (g, w) in enumerate(zip(got, want, strict=False)) if g != w]
     return bool(diff) and len(got) == len(want) and all(

@@ -51,6 +51,13 @@ read P0 {page}
 snapshot D0 0 2
 """
 
+HUGE_REFAULT = """mmap P0 0 512 rw private huge
+open P0 mirror
+dread D0 0 2
+{access} P0 100{word}
+dread D0 0 2
+"""
+
 FORKED = """mmap P0 0 2 rw {kind}
 write P0 0 5
 open P0 mirror
@@ -86,6 +93,11 @@ CASES = [
     # D1: Linux's read fault mapped the huge zero page over the whole block.
     ("D1", HUGE_READ.format(page=3), ["ok", "D0", "0", "snap r+pmd r+pmd"]),
     ("unexplained", HUGE_READ.format(page=600), ["ok", "D0", "SIGSEGV", "snap r+pmd r+pmd"]),
+    # D1: a write fault on the huge zero page invalidates its whole block.
+    ("D1", HUGE_REFAULT.format(access="write", word=" 5"),
+     ["ok", "D0", "values 0 0 faults 1", "ok", "values 0 0 faults 1"]),
+    ("unexplained", HUGE_REFAULT.format(access="read", word=""),
+     ["ok", "D0", "values 0 0 faults 1", "0", "values 0 0 faults 1"]),
     # D15: Linux migrates the COW-shared page too.
     ("D15", FORKED.format(kind="private"), ["ok", "ok", "D0", "P1", "2"]),
     ("unexplained", FORKED.format(kind="shared"), ["ok", "ok", "D0", "P1", "2"]),
