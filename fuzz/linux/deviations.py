@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from functools import partial
+from dataclasses import dataclass, field
+from functools import cached_property, partial
 from typing import Final
 
 from fuzz import impls
@@ -31,7 +31,7 @@ GUEST_PAGES: Final = (1 << 30) >> 12
 """The guest's memory (``fuzz.linux.kernel.boot``'s QEMU ``-m 1024``), in pages."""
 
 
-@dataclass(frozen=True)
+@dataclass
 class Case:
     """The first disagreeing line of a trace run on Linux and on the model."""
 
@@ -39,9 +39,16 @@ class Case:
     index: int  # of the first disagreeing line, from 0
     linux: tuple[str, ...]
     model: tuple[str | None, ...]
-    before: Observation  # the reference model's state before that line
-    after: Observation  # and after it
-    device_frames: int  # each mirror's device pages in the model (the trace's header)
+    trace: Trace = field(compare=False)
+
+    @cached_property
+    def before(self) -> Observation:
+        """The reference model's state before the line."""
+        return model_state(self.trace, self.index)
+
+    @cached_property
+    def after(self) -> Observation:
+        return model_state(self.trace, self.index + 1)
 
     @property
     def op(self) -> Op:
@@ -110,12 +117,22 @@ def _same_process(case: Case, earlier: int, op: Op) -> bool:
 
 
 def mprotect_partial(case: Case) -> bool:
-    """Appendix D7: an earlier ``mprotect`` over a hole gave ENOMEM on both sides; Linux changed the
-    VMAs up to the hole (``mprotect_fixup`` per VMA in ``do_mprotect_pkey``, the hole found
-    after), the model nothing.  The line touches that range in the same process."""
-    return any(got == want == "ENOMEM" and _same_process(case, i, case.op)
-               and _meets(pages(op), pages(case.op))
-               for i, op, got, want in case.earlier("mprotect"))
+    """Appendix D7: an earlier ``mprotect`` over a hole gave ENOMEM on both sides; Linux
+    changed the VMAs up to the first hole (``mprotect_fixup`` per VMA in
+    ``do_mprotect_pkey``, the hole found after), the model nothing.  The line touches that
+    changed part, in the same process or a child forked since."""
+    for i, op, got, want in case.earlier("mprotect"):
+        if got == want == "ENOMEM" and _same_process(case, i, case.op):
+            v = vars(op)
+            proc = next((p for p in model_state(case.trace, i).processes if p.pid == v["p"]),
+                        None)
+            end = v["s"]
+            for m in proc.vmas if proc else ():
+                if m.start <= end < m.end:
+                    end = m.end
+            if _meets(range(v["s"], min(end, v["s"] + v["n"])), pages(case.op)):
+                return True
+    return False
 
 
 def own_readonly_device_page(case: Case) -> bool:
@@ -196,7 +213,7 @@ def device_memory(case: Case) -> bool:
     range."""
     if case.key != "migrate_to_dev" or case.want != "ENOENT" or case.got != str(vars(case.op)["n"]):
         return False
-    return any(d.id == vars(case.op)["d"] and d.pages_in_use >= case.device_frames
+    return any(d.id == vars(case.op)["d"] and d.pages_in_use >= case.trace.device_frames
                for d in case.after.devices)
 
 
@@ -322,7 +339,7 @@ def _capture(made: list[Implementation], factory: Factory,
     return impl
 
 
-def model_before(trace: Trace, index: int) -> Observation:
+def model_state(trace: Trace, index: int) -> Observation:
     """The reference model's state after the first ``index`` step lines of ``trace``."""
     made: list[Implementation] = []
     prefix = Trace(trace.headers, trace.steps[:index], trace.path)
@@ -334,5 +351,4 @@ def model_before(trace: Trace, index: int) -> Observation:
 def case_of(trace: Trace, linux: list[str], model: list[str | None], index: int) -> Case:
     ops = tuple(line.action for line in trace.steps
                 if not isinstance(line.action, StepThread | RunThread))
-    return Case(ops, index, tuple(linux), tuple(model), model_before(trace, index),
-                model_before(trace, index + 1), trace.device_frames)
+    return Case(ops, index, tuple(linux), tuple(model), trace)
