@@ -104,6 +104,8 @@ CASES = [
     # D21: the guest's overcommit heuristic.
     ("D21", "mmap P0 0 300000 rw private\n", ["ENOMEM"]),
     ("unexplained", "mmap P0 0 3000 rw private\n", ["ENOMEM"]),
+    ("D21", "open P0 mirror\ndread D0 0 300000\n", ["D0", "ENOMEM"]),
+    ("unexplained", "open P0 mirror\ndread D0 0 3000\n", ["D0", "ENOMEM"]),
     # D22: test_hmm's result is its table, which dread filled.
     ("D22", SHARED_TABLE.format(first="dread D0 0 2"),
      ["ok", "D0", "values 0 0 faults 1", "2"]),
