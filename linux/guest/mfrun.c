@@ -304,7 +304,7 @@ static char *cpu_op(const struct mf_step *st, char *out, size_t outlen)
 
 /* ------------------------------------------------------------ races */
 
-#define MF_RACERS 16
+#define MF_RACERS 32
 #define MF_KINDS 6
 
 struct racer {

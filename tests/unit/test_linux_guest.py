@@ -123,7 +123,7 @@ def test_runner_cpu_ops_on_the_host(mfrun: Path, tmp_path: Path) -> None:
 def test_runner_races_on_the_host(mfrun: Path, tmp_path: Path) -> None:
     """Each racer loops in its own thread; more racers than the runner has threads for is
     refused, not cut short."""
-    for racers, want in ((16, "ok"), (17, "refused line 19: more than 16 racer lines")):
+    for racers, want in ((32, "ok"), (33, "refused line 35: more than 32 racer lines")):
         path = tmp_path / f"race{racers}.trace"
         lines = [f"T{i} = {'read' if i % 2 else 'write'} P0 {i % 4}{'' if i % 2 else ' 5'}"
                  for i in range(1, racers + 1)]
