@@ -301,9 +301,6 @@ def mremap_unmaps_destination(case: Case) -> bool:
     return False
 
 
-DEVICE_OPS: Final = ("dread", "dwrite", "snapshot", "migrate_to_dev")
-
-
 @dataclass(frozen=True)
 class Deviation:
     """A SPEC Appendix D entry and the predicate that recognises it on Linux."""

@@ -214,8 +214,9 @@ def print_table(comparisons: list[Comparison], out: Any = sys.stdout) -> None:
     print_deviations(comparisons, out)
 
 
-def print_deviations(comparisons: list[Comparison], out: Any = sys.stdout) -> None:
+def print_deviations(comparisons: list[Comparison], out: Any = None) -> None:
     """The disagreements by the SPEC Appendix D deviation that explains them."""
+    out = out or sys.stdout
     counts = Counter(c.deviation for c in comparisons if c.deviation is not None)
     for d in deviations.DEVIATIONS:
         if counts[d.id]:

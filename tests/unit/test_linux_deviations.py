@@ -6,8 +6,12 @@ prints them."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
+from fuzz.cli import main
 from fuzz.linux import deviations
 from fuzz.linux.replay import RunOutput, compare
 from fuzz.trace import parse_trace
@@ -153,3 +157,21 @@ def test_every_deviation_is_declared_once_and_tested() -> None:
     ids = [d.id for d in deviations.DEVIATIONS]
     assert len(ids) == len(set(ids))
     assert set(ids) == {want for want, _, _ in CASES} - {deviations.UNEXPLAINED}
+
+
+def test_kernel_attribute_reads_saved_results(tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """``kernel attribute`` compares saved kernel results with the model, no kernel needed;
+    explained disagreements exit 0, an unexplained one 1, a bad line 2."""
+    trace = tmp_path / "t.trace"
+    trace.write_text("# mirrorfuzz-trace 1\n" + MPROTECT)
+    saved = tmp_path / "linux-1.jsonl"
+    for linux, code in ((["ok", "ENOMEM", "ok"], 0), (["ok", "ok", "ok"], 1)):
+        saved.write_text(json.dumps({"path": str(trace), "status": "disagree", "linux": linux})
+                         + "\n")
+        assert main(["kernel", "attribute", str(saved)]) == code
+    out = capsys.readouterr().out
+    assert "Appendix D7" in out and "1  unexplained" in out
+    saved.write_text("{}\n")
+    assert main(["kernel", "attribute", str(saved)]) == 2
+    assert "not a kernel fuzz result line" in capsys.readouterr().err
