@@ -12,6 +12,7 @@ are grouped by op and result kinds.
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import re
 import sys
@@ -23,7 +24,14 @@ from typing import Any
 from fuzz.codec import random_trace
 from fuzz.errors import BadInput
 from fuzz.linux import export
-from fuzz.linux.replay import Comparison, run_sequential
+from fuzz.linux.replay import (
+    Comparison,
+    RunOutput,
+    compare,
+    print_deviations,
+    run_sequential,
+    unexplained,
+)
 from fuzz.trace import StepLine, Trace, format_trace, make_trace
 from model.ops import RunThread, StepThread, op_keyword
 
@@ -72,6 +80,20 @@ def classify(comparisons: list[Comparison]) -> Counter[str]:
     return classes
 
 
+def summary(comparisons: list[Comparison], reports: list[str], t0: float) -> int:
+    """Print the counts, the classes and the deviations; the exit status."""
+    counts = Counter(c.status for c in comparisons)
+    lines = sum(c.lines for c in comparisons)
+    print(f"traces: {len(comparisons)} ({lines} lines): agree {counts['agree']}, disagree "
+          f"{counts['disagree']}, refused {counts['refused']}, error {counts['error']}; "
+          f"{len(reports)} kernel reports; {time.monotonic() - t0:.0f} s wall")
+    for text, n in classify(comparisons).most_common():
+        print(f"  {n:6d}  {text}")
+    print("disagreements by deviation (SPEC Appendix D):")
+    print_deviations(comparisons)
+    return 1 if unexplained(comparisons) or reports else 0
+
+
 def cmd_kernel_fuzz(args: argparse.Namespace) -> int:
     if args.traces < 1 or args.batch < 1 or args.steps < 1:
         raise BadInput("--traces, --batch and --steps must be at least 1")
@@ -89,24 +111,44 @@ def cmd_kernel_fuzz(args: argparse.Namespace) -> int:
         named.append(Trace(trace.headers, trace.body, str(path)))
     print(f"# {len(named)} traces generated in {time.monotonic() - t0:.1f} s", flush=True)
     comparisons, reports = run_sequential(named, args.kasan, args.batch)
-    counts = Counter(c.status for c in comparisons)
-    lines = sum(c.lines for c in comparisons)
-    print(f"traces: {len(comparisons)} ({lines} lines): agree {counts['agree']}, disagree "
-          f"{counts['disagree']}, refused {counts['refused']}, error {counts['error']}; "
-          f"{len(reports)} kernel reports; {time.monotonic() - t0:.0f} s wall")
-    for text, n in classify(comparisons).most_common():
-        print(f"  {n:6d}  {text}")
+    with (tmp / f"linux-{args.seed}.jsonl").open("w") as fh:  # for `kernel attribute`
+        for c in comparisons:
+            fh.write(json.dumps({"path": c.path, "status": c.status, "linux": c.linux}) + "\n")
+    status = summary(comparisons, reports, t0)
     if save is not None:
         notes = []
         for c in comparisons:
             if c.status != "agree":
                 Path(c.path).replace(save / Path(c.path).name)
-                notes += [f"{Path(c.path).name}: {c.status}", *(f"    {d}" for d in c.detail[:3])]
+                notes += [f"{Path(c.path).name}: {c.status} {c.deviation or ''}",
+                          *(f"    {d}" for d in c.detail[:3])]
         with (save / "disagreements.txt").open("a") as fh:
             fh.write("".join(n + "\n" for n in notes))
     for report in reports[:20]:
         print(f"kernel report: {report}")
-    return 1 if counts["disagree"] or reports else 0
+    return status
+
+
+def cmd_kernel_attribute(args: argparse.Namespace) -> int:
+    """The saved kernel results of ``kernel fuzz`` runs, compared with the model again."""
+    from fuzz.safeio import load_trace, read_text
+
+    t0 = time.monotonic()
+    comparisons = []
+    for name in args.results:
+        for n, line in enumerate(read_text(Path(name)).splitlines(), start=1):
+            try:
+                saved = json.loads(line)
+                run = RunOutput(saved["path"], list(saved["linux"]),
+                                "ok" if saved["status"] in ("agree", "disagree") else "error")
+            except (ValueError, KeyError, TypeError) as exc:
+                raise BadInput(f"{name}:{n}: not a kernel fuzz result line ({exc})") from None
+            comparisons.append(compare(load_trace(Path(run.path)), run))
+    if args.list:
+        for c in comparisons:
+            if c.status == "disagree" and (args.list == "all" or c.deviation == args.list):
+                print(f"{c.path} ({c.deviation}): {c.detail[0]}")
+    return summary(comparisons, [], t0)
 
 
 def register(ksub: Any) -> None:
@@ -121,6 +163,14 @@ def register(ksub: Any) -> None:
     kf.add_argument("--save", default=None, metavar="DIR",
                     help="move the traces that disagree into DIR")
     kf.set_defaults(func=cmd_kernel_fuzz)
+    ka = ksub.add_parser("attribute", help="compare saved kernel fuzz results with the model "
+                         "again, by deviation (no kernel needed)")
+    ka.add_argument("results", nargs="+", metavar="FILE",
+                    help="linux-SEED.jsonl files that kernel fuzz wrote in its --workdir")
+    ka.add_argument("--list", default=None, metavar="ID",
+                    help="list the disagreeing traces attributed to ID ('unexplained', 'D7', "
+                         "...; 'all')")
+    ka.set_defaults(func=cmd_kernel_attribute)
 
 
 if __name__ == "__main__":  # pragma: no cover

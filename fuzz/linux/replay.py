@@ -22,7 +22,7 @@ from typing import Any, Final
 
 from fuzz import validate
 from fuzz.errors import BadInput
-from fuzz.linux import export, kernel
+from fuzz.linux import deviations, export, kernel
 from fuzz.trace import StepLine, Trace, format_step
 from model.ops import RunThread, StepThread, op_keyword
 
@@ -66,6 +66,8 @@ class Comparison:
     lines: int
     status: str  # agree, disagree, refused, error
     detail: list[str] = field(default_factory=list)
+    linux: list[str] = field(default_factory=list)  # the kernel's result of each line run
+    deviation: str | None = None  # a disagreement's Appendix D id, or "unexplained"
 
 
 def compare(trace: Trace, run: RunOutput | None) -> Comparison:
@@ -75,17 +77,23 @@ def compare(trace: Trace, run: RunOutput | None) -> Comparison:
         return Comparison(trace.path, len(steps), "error", ["the runner printed nothing"])
     model = export.model_results(trace)
     detail = []
+    first = None
     for index, (line, want) in enumerate(zip(steps, model, strict=True), start=1):
         if index > len(run.results):
             break
         got = run.results[index - 1]
         if want is not None and got != want:
             text = format_step(StepLine(line.action, line.thread))
-            detail.append(f"line {line.lineno}: {text}: Linux {got}, model {want}")
+            detail.append(f"line {line.lineno or index}: {text}: Linux {got}, model {want}")
+            first = index - 1 if first is None else first
     if run.status != "ok":
         kind = "refused" if run.status.startswith("refused") else "error"
-        return Comparison(trace.path, len(steps), kind, [run.status, *detail])
-    return Comparison(trace.path, len(steps), "disagree" if detail else "agree", detail)
+        return Comparison(trace.path, len(steps), kind, [run.status, *detail], run.results)
+    if first is None:
+        return Comparison(trace.path, len(steps), "agree", [], run.results)
+    case = deviations.case_of(trace, run.results, model, first)
+    return Comparison(trace.path, len(steps), "disagree", detail, run.results,
+                      deviations.attribute(case))
 
 
 def _files(traces: list[Trace], prefix: str) -> tuple[dict[str, Path | bytes], dict[str, Trace]]:
@@ -195,13 +203,31 @@ def print_table(comparisons: list[Comparison], out: Any = sys.stdout) -> None:
     counts = Counter(c.status for c in comparisons)
     for c in comparisons:
         if c.status != "agree":
-            print(f"{c.status.upper()}: {c.path}", file=out)
+            print(f"{c.status.upper()}: {c.path}" + (f" ({c.deviation})" if c.deviation else ""),
+                  file=out)
             for d in c.detail[:6]:
                 print(f"    {d}", file=out)
     print("| traces | agree | disagree | refused | error |", file=out)
     print("|---|---|---|---|---|", file=out)
     print(f"| {len(comparisons)} | {counts['agree']} | {counts['disagree']} | "
           f"{counts['refused']} | {counts['error']} |", file=out)
+    print_deviations(comparisons, out)
+
+
+def print_deviations(comparisons: list[Comparison], out: Any = None) -> None:
+    """The disagreements by the SPEC Appendix D deviation that explains them."""
+    out = out or sys.stdout
+    counts = Counter(c.deviation for c in comparisons if c.deviation is not None)
+    for d in deviations.DEVIATIONS:
+        if counts[d.id]:
+            print(f"  {counts[d.id]:6d}  Appendix {d.id}: {d.title}", file=out)
+    print(f"  {counts[deviations.UNEXPLAINED]:6d}  unexplained", file=out)
+
+
+def unexplained(comparisons: list[Comparison]) -> int:
+    """Traces that did not agree with no deviation to explain it (errors included)."""
+    return sum(c.status != "agree" and c.deviation in (None, deviations.UNEXPLAINED)
+               for c in comparisons)
 
 
 def linux_replay(files: list[Path], kasan: bool, seconds: float, batch: int) -> int:
@@ -226,7 +252,7 @@ def linux_replay(files: list[Path], kasan: bool, seconds: float, batch: int) -> 
         print_table(comparisons)
         for report in reports:
             print(f"kernel report: {report}")
-        found += sum(c.status != "agree" for c in comparisons) + len(reports)
+        found += unexplained(comparisons) + len(reports)
     for trace in races:
         try:
             verdict = run_race(trace, True, seconds)
@@ -261,7 +287,7 @@ def cmd_confirm(args: argparse.Namespace) -> int:
     print_table(comparisons)
     for report in reports:
         print(f"kernel report: {report}")
-    confirmed = bool(reports) or comparisons[0].status == "disagree"
+    confirmed = bool(reports) or comparisons[0].deviation == deviations.UNEXPLAINED
     print(f"{'CONFIRMED' if confirmed else 'not reproduced'}: {trace.path} "
           f"({time.monotonic() - t0:.0f} s wall)")
     return 0 if confirmed else 1

@@ -10,8 +10,9 @@
  *                                with --race, the plain lines before the first
  *                                `Tn =` run once, then every later op (the
  *                                threads' and the plain ones) loops in its own
- *                                thread (the first 8 of them) for S seconds ("# race:" lines count
- *                                the runs and results)
+ *                                thread (at most MF_RACERS of them: more is refused)
+ *                                for S seconds ("# race:" lines count the runs and
+ *                                results)
  *
  * Output of a run, per trace:
  *   # trace: PATH
@@ -303,7 +304,7 @@ static char *cpu_op(const struct mf_step *st, char *out, size_t outlen)
 
 /* ------------------------------------------------------------ races */
 
-#define MF_RACERS 8
+#define MF_RACERS 32
 #define MF_KINDS 6
 
 struct racer {
@@ -769,9 +770,10 @@ static void run_trace(const char *path)
 {
 	static char out[1 << 17], racers[8192];
 	char *text = slurp(path), *cur, *line, err[256], why[256];
-	int lineno = 0, i, racing = 0, rproc = -1;
+	int lineno = 0, i, racing = 0, rproc = -1, nracers = 0;
 	struct mf_step st;
 
+	racers[0] = 0;
 	printf("# trace: %s\n", path);
 	if (!text || strncmp(text, "# mirrorfuzz-trace 1", 20)) {
 		printf("# end: %s error not a readable trace\n", path);
@@ -806,6 +808,11 @@ static void run_trace(const char *path)
 			    !strcmp(st.op->keyword, "open")) {
 				printf("# end: %s refused line %d: a racer must be a Linux op of one "
 				       "live process other than fork, exit or open\n", path, lineno);
+				return;
+			}
+			if (++nracers > MF_RACERS) {
+				printf("# end: %s refused line %d: more than %d racer lines\n", path,
+				       lineno, MF_RACERS);
 				return;
 			}
 			rproc = p;

@@ -178,13 +178,12 @@ def op_mremap(k: KernelState, t: Thread, op: Mremap) -> Gen[OpResult]:
     if isinstance(proc, Err):
         return proc
     old, new, n = op.old, op.new, op.n
-    if old < new + n and new < old + n:
+    src = find_vma(proc, old)
+    error = (C.EFAULT if src is None else C.EINVAL if old < new + n and new < old + n
+             else C.EFAULT if src.end < old + n else None)
+    if error is not None:
         proc.mmap_lock.write_unlock(t)
-        return C.EINVAL
-    src = [m for m in proc.vmas if m.start <= old and old + n <= m.end]
-    if not src:
-        proc.mmap_lock.write_unlock(t)
-        return C.EFAULT
+        return error
     bases = pmds_in(proc, old, old + n) + cut_blocks(proc, new, new + n)
     yield from split_blocks(k, t, proc, bases)
     if any_overlap(proc, new, new + n):

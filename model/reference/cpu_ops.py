@@ -149,10 +149,12 @@ def op_mremap(st: State, th: Thread, op: Mremap) -> Gen[OpResult]:
     if isinstance(proc, Err):
         return proc
     old, n, new = op.old, op.n, op.new
+    src = vma_at(proc, old)
+    if src is None:
+        return EFAULT
     if old < new + n and new < old + n:
         return EINVAL
-    src = vma_at(proc, old)
-    if src is None or src.end < old + n:
+    if src.end < old + n:
         return EFAULT
     bases = sorted(set(pmds_in(proc, old, old + n)) | set(cut_blocks(proc, new, new + n)))
     yield from split_blocks(st, th, proc, bases)

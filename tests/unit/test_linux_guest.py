@@ -6,6 +6,7 @@ ops run on the host kernel.  Skipped when gcc or a static libc is missing."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -118,6 +119,23 @@ def test_runner_cpu_ops_on_the_host(mfrun: Path, tmp_path: Path) -> None:
                            "SIGSEGV", "ok", "values 7 10 9 8", "ok", "values 10 9", "ok",
                            "SIGSEGV"]
     assert run.status == "refused line 19: op 'reg' has no Linux counterpart"
+
+
+def test_runner_races_on_the_host(mfrun: Path, tmp_path: Path) -> None:
+    """Each racer loops in its own thread; more racers than the runner has threads for is
+    refused, not cut short."""
+    for racers, want in ((32, "ok"), (33, "refused line 35: more than 32 racer lines")):
+        path = tmp_path / f"race{racers}.trace"
+        lines = [f"T{i} = {'read' if i % 2 else 'write'} P0 {i % 4}{'' if i % 2 else ' 5'}"
+                 for i in range(1, racers + 1)]
+        path.write_text("\n".join(["# mirrorfuzz-trace 1", "mmap P0 0 4 rw private", *lines,
+                                   ""]))
+        res = subprocess.run([str(mfrun), "--race", "0.2", str(path)], capture_output=True,
+                             text=True, check=False, timeout=60)
+        run = parse_output(res.stdout)[str(path)]
+        assert run.status == want
+        assert len(run.races) == (racers if want == "ok" else 0)
+        assert all(re.search(r": \d+ runs:", line) for line in run.races)
 
 
 def test_exportable_conformance() -> None:

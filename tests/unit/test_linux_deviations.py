@@ -1,0 +1,177 @@
+"""The SPEC Appendix D predicates of the Linux comparison (``fuzz.linux.deviations``),
+on small hand traces with the kernel's results written out: each explains the
+disagreement it is for, and not the same disagreement without its cause.  No
+kernel is needed: ``compare`` takes the kernel's results as the guest runner
+prints them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from fuzz.cli import main
+from fuzz.linux import deviations
+from fuzz.linux.replay import RunOutput, compare
+from fuzz.trace import parse_trace
+
+
+def attributed(body: str, linux: list[str]) -> str | None:
+    """The deviation ``compare`` names for the trace ``body`` with these kernel results."""
+    trace = parse_trace(("" if body.startswith("#") else "# mirrorfuzz-trace 1\n") + body)
+    comparison = compare(trace, RunOutput("t", linux, "ok"))
+    assert comparison.status == ("agree" if comparison.deviation is None else "disagree")
+    return comparison.deviation
+
+
+MPROTECT = """mmap P0 0 4 r private
+mprotect P0 0 8 rw
+write P0 1 5
+"""
+
+MREMAP = """mmap P0 0 4 rw private
+mmap P0 4 4 rw private huge
+mmap P0 100 4 rw private
+mremap P0 2 4 100
+read P0 {page}
+"""
+
+DREAD = """mmap P0 0 4 rw private
+open P0 mirror
+{first}
+dread D0 0 2
+"""
+
+DWRITE = """mmap P0 0 4 r private
+open P0 mirror
+{migrate}
+dwrite D0 0 1 7
+"""
+
+HUGE_READ = """mmap P0 0 512 rw private huge
+open P0 mirror
+read P0 {page}
+snapshot D0 0 2
+"""
+
+HUGE_REFAULT = """mmap P0 0 512 rw private huge
+open P0 mirror
+dread D0 0 2
+{access} P0 100{word}
+dread D0 0 2
+"""
+
+FORKED = """mmap P0 0 2 rw {kind}
+write P0 0 5
+open P0 mirror
+fork P0
+migrate_to_dev D0 0 2
+"""
+
+SHARED_TABLE = """mmap P0 0 2 r shared
+open P0 mirror
+{first}
+migrate_to_dev D0 0 2
+"""
+
+CHUNKED = """mmap P0 0 2 rw private
+open P0 mirror
+migrate_to_dev D0 {start} 4
+snapshot D0 0 2
+"""
+
+MERGED = """mmap P0 0 2 rw private
+mmap P0 2 2 {prot} private
+mremap P0 0 4 100
+"""
+
+DEVICE_FRAMES = """# mirrorfuzz-trace 1
+# device-frames: {frames}
+mmap P0 0 4 rw {kind}
+open P0 mirror
+migrate_to_dev D0 0 4
+"""
+
+CASES = [
+    # D1: Linux's read fault mapped the huge zero page over the whole block.
+    ("D1", HUGE_READ.format(page=3), ["ok", "D0", "0", "snap r+pmd r+pmd"]),
+    ("unexplained", HUGE_READ.format(page=600), ["ok", "D0", "SIGSEGV", "snap r+pmd r+pmd"]),
+    # D1: a write fault on the huge zero page invalidates its whole block.
+    ("D1", HUGE_REFAULT.format(access="write", word=" 5"),
+     ["ok", "D0", "values 0 0 faults 1", "ok", "values 0 0 faults 1"]),
+    ("unexplained", HUGE_REFAULT.format(access="read", word=""),
+     ["ok", "D0", "values 0 0 faults 1", "0", "values 0 0 faults 1"]),
+    # D15: Linux migrates the COW-shared page too.
+    ("D15", FORKED.format(kind="private"), ["ok", "ok", "D0", "P1", "2"]),
+    ("unexplained", FORKED.format(kind="shared"), ["ok", "ok", "D0", "P1", "2"]),
+    # D21: the guest's overcommit heuristic.
+    ("D21", "mmap P0 0 300000 rw private\n", ["ENOMEM"]),
+    ("unexplained", "mmap P0 0 3000 rw private\n", ["ENOMEM"]),
+    ("D21", "open P0 mirror\ndread D0 0 300000\n", ["D0", "ENOMEM"]),
+    ("unexplained", "open P0 mirror\ndread D0 0 3000\n", ["D0", "ENOMEM"]),
+    # D22: test_hmm's result is its table, which dread filled.
+    ("D22", SHARED_TABLE.format(first="dread D0 0 2"),
+     ["ok", "D0", "values 0 0 faults 1", "2"]),
+    ("unexplained", SHARED_TABLE.format(first="snapshot D0 0 2"),
+     ["ok", "D0", "snap none none", "2"]),
+    # D23: test_hmm moved the chunk before the hole.
+    ("D23", CHUNKED.format(start=0), ["ok", "D0", "EINVAL", "snap dev-w dev-w"]),
+    ("unexplained", CHUNKED.format(start=8), ["ok", "D0", "EINVAL", "snap dev-w dev-w"]),
+    # D24: Linux merged the two private VMAs.
+    ("D24", MERGED.format(prot="rw"), ["ok", "ok", "ok"]),
+    ("unexplained", MERGED.format(prot="r"), ["ok", "ok", "ok"]),
+    # D25: the model's mirror ran out of device pages.
+    ("D25", DEVICE_FRAMES.format(frames=2, kind="private"), ["ok", "D0", "4"]),
+    ("unexplained", DEVICE_FRAMES.format(frames=1024, kind="shared"), ["ok", "D0", "4"]),
+    # D7: Linux made [0,4) writable before finding the hole; the model changed nothing.
+    ("D7", MPROTECT, ["ok", "ENOMEM", "ok"]),
+    ("unexplained", MPROTECT.replace("mprotect P0 0 8 rw", "munmap P0 8 1"),
+     ["ok", "ok", "ok"]),
+    # D20: Linux unmapped the destination [100,104) before its EFAULT.
+    ("D20", MREMAP.format(page=100), ["ok", "ok", "ok", "EFAULT", "SIGSEGV"]),
+    ("unexplained", MREMAP.format(page=103).replace("mremap P0 2 4 100", "munmap P0 2 1"),
+     ["ok", "ok", "ok", "ok", "SIGSEGV"]),
+    # D3: dmirror kept the chunk it faulted before the failing page.
+    ("D3", DREAD.format(first="dread D0 0 8"),
+     ["ok", "D0", "EFAULT", "values 0 0 faults 0"]),
+    ("unexplained", DREAD.format(first="dread D0 2 1"),
+     ["ok", "D0", "values 0 faults 1", "values 0 0 faults 0"]),
+    # D6: the mirror's own read-only device page: dmirror fails the write with EFAULT.
+    ("D6", DWRITE.format(migrate="migrate_to_dev D0 0 2"), ["ok", "D0", "2", "EFAULT"]),
+    ("unexplained", DWRITE.format(migrate="dread D0 0 2"),
+     ["ok", "D0", "values 0 0 faults 1", "EFAULT"]),
+]
+
+
+@pytest.mark.parametrize(("want", "body", "linux"), CASES)
+def test_predicate_explains_its_case_only(want: str, body: str, linux: list[str]) -> None:
+    assert attributed(body, linux) == want
+
+
+def test_agreement_has_no_deviation() -> None:
+    assert attributed(MPROTECT, ["ok", "ENOMEM", "SIGSEGV"]) is None
+
+
+def test_every_deviation_is_declared_once_and_tested() -> None:
+    ids = [d.id for d in deviations.DEVIATIONS]
+    assert len(ids) == len(set(ids))
+    assert set(ids) == {want for want, _, _ in CASES} - {deviations.UNEXPLAINED}
+
+
+def test_kernel_attribute_reads_saved_results(tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """``kernel attribute`` compares saved kernel results with the model, no kernel needed;
+    explained disagreements exit 0, an unexplained one 1, a bad line 2."""
+    trace = tmp_path / "t.trace"
+    trace.write_text("# mirrorfuzz-trace 1\n" + MPROTECT)
+    saved = tmp_path / "linux-1.jsonl"
+    for linux, code in ((["ok", "ENOMEM", "ok"], 0), (["ok", "ok", "ok"], 1)):
+        saved.write_text(json.dumps({"path": str(trace), "status": "disagree", "linux": linux})
+                         + "\n")
+        assert main(["kernel", "attribute", str(saved)]) == code
+    out = capsys.readouterr().out
+    assert "Appendix D7" in out and "1  unexplained" in out
+    saved.write_text("{}\n")
+    assert main(["kernel", "attribute", str(saved)]) == 2
+    assert "not a kernel fuzz result line" in capsys.readouterr().err
