@@ -62,7 +62,11 @@ def migrate_back(k: KernelState, t: Thread, d: int, moved: Moved | None = None) 
     """Returns "again" (waited on another migrator), "none", "moved" or "nomem"."""
     dp = k.dpages
     if dp.holders.get(d, t.name) != t.name:
-        yield from wait(t, lambda: d not in dp.holders, "device page migrator")
+        # bound to this page: once it is freed, a page allocated at the same
+        # index (a later generation) is another page, as in the reference
+        gen = int(dp.gen[d])
+        yield from wait(t, lambda: d not in dp.holders or int(dp.gen[d]) != gen,
+                        "device page migrator")
         return "again"
     dp.holders[d] = t.name
     dp.refcount[d] += 1
