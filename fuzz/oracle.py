@@ -128,6 +128,16 @@ class _Flight:
             start <= key[2] < end for start, end in self.ranges)
 
 
+@dataclass
+class _Writing:
+    """A ``write_range`` in flight: the keys its pages resolved to at its
+    start and at every completion since, and the VMAs last resolved under."""
+
+    op: WriteRange
+    keys: set[Key] = field(default_factory=set)
+    views: tuple[VmaView, ...] | None = None
+
+
 def resolve(vmas: Iterable[VmaView], pid: int, vpn: int) -> Key | None:
     """The key of (pid, vpn) under ``vmas``, or None outside every VMA."""
     for vma in vmas:
@@ -173,10 +183,7 @@ class Oracle:
         self.flights: dict[str, _Flight] = {}
         self.alone: dict[str, bool] = {}  # range accesses in flight: no other thread stepped
         self.range_steps: dict[str, int] = {}  # their steps so far (a page takes one at least)
-        self.writing: dict[str, set[Key]] = {}  # write_range in flight -> the keys its pages
-        # resolved to at its start and at every completion since (a mapping made meanwhile)
-        self.writing_ops: dict[str, WriteRange] = {}
-        self.writing_views: dict[str, tuple[VmaView, ...]] = {}  # the VMAs last resolved under
+        self.writing: dict[str, _Writing] = {}  # write_range in flight
 
     # ------------------------------------------------------------ lifecycle
 
@@ -191,7 +198,7 @@ class Oracle:
             job = self.jobs.get(op.j)
             region = self.regions.get(job.r) if job is not None else None
             pid = region.pid if region is not None else None
-        writers = {w.p for w in self.writing_ops.values()}  # their keys are refreshed
+        writers = {w.op.p for w in self.writing.values()}  # their keys are refreshed
         return writers if pid is None else {pid} | writers
 
     def stepped(self, thread: str) -> None:
@@ -209,7 +216,7 @@ class Oracle:
             self.alone[thread] = True
             self.range_steps[thread] = 0
         if isinstance(op, WriteRange) and vmas is not None:
-            self.writing[thread], self.writing_ops[thread] = set(), op
+            self.writing[thread] = _Writing(op)
             self._writing_keys(vmas)
         if isinstance(op, Munmap | Mmap) or (
             isinstance(op, Madvise) and op.advice == "dontneed"
@@ -240,8 +247,6 @@ class Oracle:
             problems += self._check(resolve(vmas(op.p), op.p, op.v), result.value)
         elif isinstance(op, ReadRange | WriteRange):
             self.writing.pop(thread, None)
-            self.writing_ops.pop(thread, None)
-            self.writing_views.pop(thread, None)
             steps = self.range_steps.pop(thread, op.n)
             problems += self._range(op, result, vmas(op.p), self.alone.pop(thread, False), steps)
         elif _device_access(op):
@@ -286,13 +291,13 @@ class Oracle:
         """Add to each ``write_range`` in flight the keys its pages resolve to
         under ``vmas`` now: a mapping made after it started (an ``mmap`` while
         it waited for its first step) gives its pages keys it may write."""
-        for thread, op in self.writing_ops.items():
-            views = vmas(op.p)
-            if self.writing_views.get(thread) == views:
+        for w in self.writing.values():
+            views = vmas(w.op.p)
+            if w.views == views:
                 continue  # the same VMAs: the same keys
-            self.writing_views[thread] = views
+            w.views, op = views, w.op
             keys = (resolve(views, op.p, op.v + k) for k in range(max(0, min(op.n, 1 << 13))))
-            self.writing[thread].update(key for key in keys if key is not None)
+            w.keys.update(key for key in keys if key is not None)
 
     def _write(self, key: Key, word: int) -> None:
         self.last[key] = word
@@ -303,7 +308,7 @@ class Oracle:
     def _check(self, key: Key | None, got: int) -> list[Incoherence]:
         if key is None or key in self.unknown:
             return []
-        if any(key in keys for keys in self.writing.values()):
+        if any(key in w.keys for w in self.writing.values()):
             return []  # a write_range in flight may have written it already
         expected = self.last.get(key, 0)
         if got == expected:
@@ -468,7 +473,7 @@ class Oracle:
 
     def _fork(self, op: Fork, flight: _Flight) -> None:
         self.forked.update((op.p, op.child))
-        in_flight = {key for keys in self.writing.values() for key in keys}
+        in_flight = {key for w in self.writing.values() for key in w.keys}
         for key in self._private_keys(op.p, 0, ADDRESS_PAGES) + sorted(
                 k for k in in_flight if k[0] == "P" and k[1] == op.p):
             child: Key = ("P", op.child, key[2])
