@@ -88,16 +88,20 @@ def libfuzzer_seed(seed_: int) -> int:
 
 
 def atheris_command(corpus: Sequence[Path], *, seed_: int, mutant: str | None,
-                    findings: Path, artifacts: Path, options: Sequence[str] = (),
+                    findings: Path, artifacts: Path, contract: str | None = None,
+                    options: Sequence[str] = (),
                     env: dict[str, str | None] | None = None
                     ) -> tuple[list[str], dict[str, str | None]]:
     """The Atheris engine under libFuzzer: its argv, and the variables to set
     in its environment (None: unset).  ``corpus`` is the directory it grows
-    first, then seed directories; ``options`` are more libFuzzer flags
-    (``-max_total_time=``, ``-rss_limit_mb=`` ...)."""
+    first, then seed directories; ``contract`` is the one it judges under
+    (``fuzz.contracts``; None: the target's default); ``options`` are more
+    libFuzzer flags (``-max_total_time=``, ``-rss_limit_mb=`` ...)."""
     argv = [sys.executable, str(TARGET), f"-seed={libfuzzer_seed(seed_)}",
             f"-dict={DICTIONARY}", f"-artifact_prefix={artifacts}/", "-print_final_stats=1",
             *options, *(str(c) for c in corpus)]
     variables: dict[str, str | None] = {"MIRRORFUZZ_FINDINGS": str(findings),
                                         "MIRRORFUZZ_MUTANT": mutant, **(env or {})}
+    if contract is not None:
+        variables["MIRRORFUZZ_CONTRACT"] = contract
     return argv, variables

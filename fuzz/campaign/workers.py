@@ -175,8 +175,9 @@ def atheris_command(out: Path, worker: int, seed: int, *, mutant: str | None, co
 
     return command([layout.path(out, layout.ATHERIS_CORPUS)], seed_=seed, mutant=mutant,
                    findings=pending_dir(out, worker), artifacts=worker_dir(out, worker),
+                   contract=contract,
                    options=[f"-rss_limit_mb={rss_limit_mb}", f"-timeout={timeout_s}"],
-                   env={"MIRRORFUZZ_PROGRESS": "1", "MIRRORFUZZ_CONTRACT": contract,
+                   env={"MIRRORFUZZ_PROGRESS": "1",
                         "MIRRORFUZZ_KNOWN": str(layout.path(out, layout.RAW))})
 
 
@@ -277,8 +278,6 @@ def run_hypothesis(args: argparse.Namespace) -> int:
 
         def judged(self, machine: MirrorMachine, verdict: Any) -> bool:
             counts["steps"] += verdict.steps
-            if verdict.excused:
-                tally("violation", verdict.excused[0].signature)
             if verdict.excused:
                 tally("violation", verdict.excused[0].signature)
             finding = verdict.finding
