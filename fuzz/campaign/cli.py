@@ -176,10 +176,10 @@ def cmd_campaign(args: argparse.Namespace) -> int:
     if getattr(args, "jobs_note", None):  # printed once nothing can fail as bad input
         print(args.jobs_note, file=sys.stderr)
     what = "resuming" if resumed else "campaign"
-    mutant = f", mutant {config.mutant}" if config.mutant else ""
+    judged = f", mutant {config.mutant}" if config.mutant else ""
     if config.contract != contracts.DEFAULT:
-        mutant += f", contract {config.contract}"
-    print(f"mirrorfuzz: {what} {out}: {config.jobs} workers ({config.engine}{mutant}), "
+        judged += f", contract {config.contract}"
+    print(f"mirrorfuzz: {what} {out}: {config.jobs} workers ({config.engine}{judged}), "
           f"seed {config.seed}, {format_duration(time_s)}", flush=True)
     display = Display()
     try:

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from fuzz import safeio
+from fuzz import contracts, safeio
 from fuzz.campaign import layout
 from fuzz.campaign.plots import Marker, Series, clock, line_chart, number
 from fuzz.campaign.stats import MAX_T
@@ -424,7 +424,8 @@ def summary(c: Campaign) -> list[tuple[str, str]]:
                         + (", ".join(f"{sig} ({n})" for sig, n in sorted(c.violations.items()))
                            + " judged contract violations, not findings" if c.violations
                            else "no contract violations"))]
-          if (contract := _str(c.config.get("contract"), "hmm")) != "hmm" else []),
+          if (contract := _str(c.config.get("contract"), contracts.DEFAULT))
+          != contracts.DEFAULT else []),
         ("worker restarts", f"{troubles['restarted']} (after a finding {troubles['finding']}, "
                             f"crashed {troubles['crashed']}, hung {troubles['hung']}, "
                             f"oom {troubles['oom']})"),

@@ -171,11 +171,11 @@ class Totals:
     signatures: set[str] = field(default_factory=set)  # of finding lines
     tallies: dict[str, dict[str, int]] = field(default_factory=dict)  # the last seen
     # and violation lines' counts (fuzz.campaign.workers.TALLIED)
+    coverage: dict[str, float] | None = None
 
     @property
     def seen(self) -> dict[str, int]:
         return self.tallies.get("seen", {})
-    coverage: dict[str, float] | None = None
 
 
 def _count(value: object) -> int:
