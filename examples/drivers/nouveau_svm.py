@@ -7,24 +7,38 @@ moved pages under the same mutex with no ``read_retry``, the race test_hmm
 has (DECISIONS D15)::
 
     nouveau_svm_fault -> nouveau_range_fault(page):   # one page at a time
-      again: seq = mmu_interval_read_begin
+      again: seq = mmu_interval_read_begin(the faults' interval notifier)
              hmm_range_fault (mmap_lock for reading)
              mutex_lock(svmm->mutex)
              read_retry(seq) -> unlock; again
              nouveau_hmm_convert_pfn; nvif ioctl: map the page; unlock
 
-    nouveau_svmm_invalidate_range_start(range):
+    Two notifiers, as in Linux (each a subscription here, whole-space):
+
+    nouveau_svm_range_invalidate(range, cur_seq):   # the faults' interval
+      (Linux inserts it around each fault; here it is always there, which
+       only adds set_seqs that no commit is waiting on)
+      blockable ? mutex_lock(svmm->mutex) : mutex_trylock or fail
+      set_seq -- for every event, a migration by this device included
+      unlock
+
+    nouveau_svmm_invalidate_range_start(range):     # the svmm's notifier
       not blockable -> -EAGAIN
       mutex_lock(svmm->mutex)
       MIGRATE event whose owner is this device -> skip (no set_seq)
           (here it also drops the table entries of the range: the core frees
            a migrated page in the migration's apply)
-      set_seq (the per-fault interval notifier's nouveau_svm_range_invalidate,
-        which runs under the same mutex); nouveau_svmm_invalidate: the GPU
-        range's PTEs go; unlock
+      set_seq (the seq [fixed] migrate-and-map reads); nouveau_svmm_invalidate:
+        the GPU range's PTEs go; unlock
+
+    A fault's commit is thus checked against every invalidation, its own
+    device's migration included (a fault that walked a page before that
+    migration moved and freed it retries), while migrate-and-map's [fixed]
+    read_retry ignores its own migration: the separation test_hmm lacks
+    (test_hmm.py, DECISIONS D28).
 
     NOUVEAU_SVM_BIND migrate to VRAM -> nouveau_dmem_migrate_vma:
-      [fixed] seq = read_begin
+      [fixed] seq = read_begin(the svmm's notifier)
       migrate_vma_setup / copy / migrate_vma_pages     (Core.migrate_vma)
       nouveau_pfns_map: mutex_lock(svmm->mutex);
         [fixed] read_retry(seq) -> unlock, map nothing
@@ -140,21 +154,38 @@ STALE_PFNS = bugs.declare(
 
 @dataclass
 class Svmm:
-    """A channel's nouveau_svmm: its notifier and the GPU page table."""
+    """A channel's nouveau_svmm: its two notifiers and the GPU page table."""
 
     d: int
-    sub: int
+    sub: int  # the svmm's notifier (nouveau_svmm_invalidate_range_start)
+    fault_sub: int  # the faults' interval notifier (nouveau_svm_range_invalidate)
     table: dict[int, tuple[Page, bool]] = field(default_factory=dict)
 
 
 def svmm_open(core: Core, d: int) -> Svmm:
-    """nouveau_svmm_init: a notifier over the whole address space."""
-    return Svmm(d, core.subscribe(d, 0, ADDRESS_PAGES))
+    """nouveau_svmm_init: a notifier over the whole address space (and the
+    faults' interval notifier, see the header).  The faults' is subscribed
+    first, so that its callback runs first, as Linux runs interval notifiers
+    before the others (mn_itree_invalidate, then mn_hlist_invalidate_range_start):
+    nouveau_svm_range_invalidate's comment says its set_seq "only works
+    because the normal notifier that does invalidation is always called after
+    the range notifier"."""
+    fault_sub = core.subscribe(d, 0, ADDRESS_PAGES)
+    return Svmm(d, sub=core.subscribe(d, 0, ADDRESS_PAGES), fault_sub=fault_sub)
 
 
 def svmm_invalidate(core: Core, th: Any, svmm: Svmm, sub: int, event: str, a: int, b: int,
                     owner: int | None, blockable: bool, seq: int) -> Gen:
-    """nouveau_svmm_invalidate_range_start (+ nouveau_svm_range_invalidate's set_seq)."""
+    """nouveau_svm_range_invalidate on the faults' notifier,
+    nouveau_svmm_invalidate_range_start on the svmm's."""
+    if sub == svmm.fault_sub:
+        if blockable:
+            yield from core.lock(th, svmm.d)
+        elif not core.trylock(th, svmm.d):
+            return False
+        core.set_seq(sub, seq)
+        core.unlock(th, svmm.d)
+        return True
     if not blockable:
         return False
     yield from core.lock(th, svmm.d)
@@ -178,12 +209,12 @@ def _range_fault(core: Core, th: Any, svmm: Svmm, v: int, write: bool) -> Gen:
     """nouveau_range_fault of one page: None, or the error."""
     stale: tuple[Any, ...] | None = None
     while True:
-        seq = yield from core.read_begin(th, svmm.sub)
+        seq = yield from core.read_begin(th, svmm.fault_sub)
         got = yield from core.range_fault(th, svmm.d, v, 1, write)
         if isinstance(got, Err):
             return got
         yield from core.lock(th, svmm.d)
-        if core.read_retry(svmm.sub, seq):
+        if core.read_retry(svmm.fault_sub, seq):
             core.unlock(th, svmm.d)
             if core.bugged(STALE_PFNS) and stale is None:
                 stale = got  # the array keeps this round's pfns

@@ -6,6 +6,10 @@ against docs/drivers.md.  Unlike the built-in ``mirror`` (SPEC §6.1, a
 specification of what such a device must do), this is the driver's code
 path by path, with its one known race as a switch::
 
+    [fixed] the faults' own interval notifier (as nouveau has one; see
+    below), called first, as Linux calls interval notifiers in insertion order:
+      blockable ? mutex_lock : mutex_trylock or fail; set_seq; unlock
+
     dmirror_interval_invalidate(range, cur_seq):
       event == MIGRATE and owner == this device -> success, no set_seq
           (here it also drops the table entries of the range: the core
@@ -15,7 +19,8 @@ path by path, with its one known race as a switch::
       set_seq; dmirror_do_update: erase the range's table entries; unlock
 
     dmirror_fault(start, end, write):       # per 64 pages, dmirror_range_fault
-      again: seq = read_begin; hmm_range_fault (mmap_lock for reading)
+      again: seq = read_begin([fixed] the faults' notifier)
+             hmm_range_fault (mmap_lock for reading)
              mutex_lock; read_retry(seq) -> unlock, again
              dmirror_do_fault: store each page (write tag if writable); unlock
 
@@ -46,6 +51,17 @@ ioctl's read-back then reads: DECISIONS D15, confirmed on Linux 6.1 with
 KASAN (``use-after-free in dmirror_do_read``, ../shared/kernel/README.md).
 Here the fixed protocol is the default and 6.1 is the planted bug
 ``test_hmm_migrate_maps_without_read_retry``, so that a campaign finds it.
+
+6.1 has a second race, found by a campaign of this file (DECISIONS D28):
+the skip above serves the migration's own ``read_begin``, but
+``dmirror_fault`` reads the same notifier's seq, so a fault that walked a
+page before the device's own migration moved it is not retried: it stores
+the old page, which ``migrate_vma_finalize`` frees, and the next
+``dmirror_do_read`` reads it (``mirrorfuzz confirm`` on 6.1:
+docs/findings/test_hmm-fault-vs-own-migration.md).  The fix here gives the
+faults an interval notifier of their own that never skips, as nouveau's
+``nouveau_svm_range_invalidate`` does; 6.1's single notifier is the planted
+bug ``test_hmm_fault_ignores_own_migration``.
 
 Ops (device ops of Appendix B's "live" row):
 
@@ -134,24 +150,42 @@ FAULT_NO_READ_RETRY = bugs.declare(
     implementation=bugs.PLUGIN, driver=KIND)
 
 
+FAULT_IGNORES_OWN_MIGRATION = bugs.declare(
+    "test_hmm_fault_ignores_own_migration",
+    breaks="dmirror_range_fault's read_begin/read_retry use dmirror->notifier, whose "
+           "callback returns without set_seq for the device's own MMU_NOTIFY_MIGRATE, so a "
+           "fault that walked a page before its own device migrated it stores the old page, "
+           "which migrate_vma_finalize frees",
+    imitates="lib/test_hmm.c as of Linux 6.1 (dmirror_interval_invalidate's owner check and "
+             "dmirror_range_fault); found by a mirrorfuzz campaign (DECISIONS D28)",
+    implementation=bugs.PLUGIN, driver=KIND)
+
+
 @dataclass
 class Dmirror:
-    """A device's dmirror: its notifier and its page table (``dmirror->pt``)."""
+    """A device's dmirror: its notifiers and its page table (``dmirror->pt``)."""
 
     d: int
-    sub: int
+    sub: int  # dmirror->notifier
+    fault_sub: int  # [fixed] the faults' notifier (see the header)
     table: dict[int, tuple[Page, bool]] = field(default_factory=dict)
+
+    def fault_notifier(self, core: Core) -> int:
+        """The notifier whose seq dmirror_range_fault reads."""
+        return self.sub if core.bugged(FAULT_IGNORES_OWN_MIGRATION) else self.fault_sub
 
 
 def dmirror_open(core: Core, d: int) -> Dmirror:
-    """dmirror_fops_open: a notifier over the whole address space."""
-    return Dmirror(d, core.subscribe(d, 0, ADDRESS_PAGES))
+    """dmirror_fops_open: a notifier over the whole address space (and, first,
+    the faults' notifier of the fix)."""
+    fault_sub = core.subscribe(d, 0, ADDRESS_PAGES)
+    return Dmirror(d, sub=core.subscribe(d, 0, ADDRESS_PAGES), fault_sub=fault_sub)
 
 
 def dmirror_interval_invalidate(core: Core, th: Any, dmirror: Dmirror, sub: int, event: str,
                                 a: int, b: int, owner: int | None, blockable: bool,
                                 seq: int) -> Gen:
-    if event == "migrate" and owner == dmirror.d:
+    if event == "migrate" and owner == dmirror.d and sub == dmirror.sub:
         _erase(dmirror, a, b)  # the model's apply frees the old pages (see the header)
         return True
         yield  # a generator  # noqa: B901
@@ -160,7 +194,8 @@ def dmirror_interval_invalidate(core: Core, th: Any, dmirror: Dmirror, sub: int,
     elif not core.trylock(th, dmirror.d):
         return False
     core.set_seq(sub, seq)
-    _erase(dmirror, a, b)
+    if sub == dmirror.sub:
+        _erase(dmirror, a, b)
     core.unlock(th, dmirror.d)
     return True
 
@@ -175,13 +210,14 @@ def _fault(core: Core, th: Any, dmirror: Dmirror, start: int, end: int, write: b
     """dmirror_fault: None, or the error."""
     for a in range(start, end, CHUNK):
         b = min(end, a + CHUNK)
+        notifier = dmirror.fault_notifier(core)
         while True:
-            seq = yield from core.read_begin(th, dmirror.sub)
+            seq = yield from core.read_begin(th, notifier)
             got = yield from core.range_fault(th, dmirror.d, a, b - a, write)
             if isinstance(got, Err):
                 return got
             yield from core.lock(th, dmirror.d)
-            if core.read_retry(dmirror.sub, seq) and not core.bugged(FAULT_NO_READ_RETRY):
+            if core.read_retry(notifier, seq) and not core.bugged(FAULT_NO_READ_RETRY):
                 core.unlock(th, dmirror.d)
                 continue
             for k, (page, w) in enumerate(got):

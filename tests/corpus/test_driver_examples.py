@@ -49,6 +49,8 @@ CATCHES = {
          "violation/no_use_after_free/svm_bind"),
     "test_hmm_migrate_maps_without_read_retry":
         ("test_hmm", "migrate_then_dontneed.trace", "violation/no_use_after_free/hmm_migrate"),
+    "test_hmm_fault_ignores_own_migration":
+        ("test_hmm", "fault_during_own_migration.trace", "violation/no_use_after_free/hmm_read"),
     "test_hmm_fault_skips_read_retry":
         ("test_hmm", "fault_then_dontneed.trace", "violation/no_use_after_free/hmm_read"),
 }
