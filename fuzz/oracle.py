@@ -28,6 +28,10 @@ word written there by the CPU or any device.
   ``exit``, ``oomreap``) may also read 0: an op that holds ``mmap_lock`` only
   for reading (``dontneed``, ``oomreap``) lets a faulting reader in after
   its apply zapped the page and before the op completes.
+* **Moved in flight** (DECISIONS.md D29): a private key in the destination of
+  an ``mremap`` still in flight may also read its source key's word: a CPU
+  access to a present entry takes no ``mmap_lock``, so it sees the moved
+  page between the move and the op's completion.
 * **Range accesses** (``read_range``, ``write_range``: one page per step)
   are judged like their single-page ops when no other thread stepped during
   their flight; otherwise a ``write_range`` makes its keys unknown and a
@@ -122,10 +126,19 @@ class _Flight:
     pid: int = -1
     ranges: tuple[tuple[int, int], ...] = ()
     written: set[Key] = field(default_factory=set)
+    move: tuple[int, int, int] | None = None  # mremap: (old, new, n)
 
     def covers(self, key: Key) -> bool:
         return key[0] == "P" and key[1] == self.pid and any(
             start <= key[2] < end for start, end in self.ranges)
+
+    def moved_from(self, key: Key) -> Key | None:
+        """The source key whose page an ``mremap`` in flight may already have
+        moved to ``key`` (its destination), D29."""
+        if self.move is None or key[0] != "P" or key[1] != self.pid:
+            return None
+        old, new, n = self.move
+        return ("P", self.pid, key[2] - new + old) if new <= key[2] < new + n else None
 
 
 @dataclass
@@ -224,7 +237,8 @@ class Oracle:
             self.flights[thread] = _Flight(op.p, ((op.s, op.s + op.n),))
         elif isinstance(op, Mremap):
             self.flights[thread] = _Flight(op.p, ((op.old, op.old + op.n),
-                                                  (op.new, op.new + op.n)))
+                                                  (op.new, op.new + op.n)),
+                                           move=(op.old, op.new, op.n))
         elif isinstance(op, Exit | Oomreap):
             self.flights[thread] = _Flight(op.p, ((0, ADDRESS_PAGES),))
         elif isinstance(op, Fork):
@@ -315,6 +329,11 @@ class Oracle:
             return []
         if got == 0 and any(flight.covers(key) for flight in self.flights.values()):
             return []  # zapped by a delete op still in flight (D18)
+        for flight in self.flights.values():
+            source = flight.moved_from(key)
+            if source is not None and (source in self.unknown
+                                       or got == self.last.get(source, 0)):
+                return []  # moved there by an mremap still in flight (D29)
         private_forked = key[0] == "P" and key[1] in self.forked
         name = "fork_isolation" if private_forked else "coherence"
         return [Incoherence(name, key, expected, got)]

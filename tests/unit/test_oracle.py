@@ -95,6 +95,20 @@ def test_mremap_moves_private_keys() -> None:
     assert run(o, "L6", Read(0, 5), Num(0)) == []
 
 
+def test_a_read_of_an_mremap_destination_in_flight_may_see_the_moved_word() -> None:
+    o = Oracle()
+    run(o, "L1", Write(0, 5, 9), OK)
+    run(o, "L2", Write(0, 52, 7), OK)
+    o.started("T1", Mremap(0, 0, 10, 50))
+    assert run(o, "L3", Read(0, 55), Num(9)) == []  # moved already (D29)
+    assert run(o, "L4", Read(0, 52), Num(7)) == []  # not moved yet
+    assert run(o, "L5", Read(0, 52), Num(0)) == []  # moved from a page never written
+    assert run(o, "L6", Read(0, 55), Num(4)) == ["coherence"]  # neither
+    assert run(o, "L7", Read(0, 65), Num(9)) == ["coherence"]  # past the destination
+    o.completed("T1", Mremap(0, 0, 10, 50), OK, private)
+    assert run(o, "L8", Read(0, 52), Num(7)) == ["coherence"]  # the move is done
+
+
 def test_fork_copies_keys_and_mismatch_is_fork_isolation() -> None:
     o = Oracle()
     run(o, "L1", Write(0, 5, 9), OK)
