@@ -205,6 +205,22 @@ def shared_pages_stay(case: Case) -> bool:
                               and refs[before[vpn].ref] > 1 for vpn in left)
 
 
+def pte_mapped_thp(case: Case) -> bool:
+    """Appendix D26: the model's ``migrate_to_dev`` splits an order-9 folio that only PTEs map
+    and moves its pages; Linux 6.1 moves no page of a compound folio
+    (``migrate_vma_collect_pmd``: "FIXME support THP", ``PageTransCompound``).  Linux gave
+    ENOENT, the model n, and a page of the range was a PTE of an order-9 folio before."""
+    v = vars(case.op)
+    if case.key != "migrate_to_dev" or case.got != "ENOENT" or case.want != str(v["n"]):
+        return False
+    pid = case.mirror_pid(v["d"])
+    folios = case.before.folios
+    span = range(v["s"], v["s"] + v["n"])
+    return any(e.vpn in span and e.cls == "present" and not e.pmd and e.ref.space == "folio"
+               and isinstance(e.ref.raw, int) and folios[e.ref.raw].order == 9
+               for p in case.before.processes if p.pid == pid for e in p.entries)
+
+
 def device_memory(case: Case) -> bool:
     """Appendix D25: a mirror has ``device-frames`` device pages (1024 by default) and a
     ``migrate_to_dev`` stops when they run out (DECISIONS D12: ENOENT); test_hmm adds
@@ -223,11 +239,21 @@ def huge_zero_page(case: Case) -> bool:
     cut, and a write fault on it splits it (``do_huge_pmd_wp_page``: an invalidation of the
     whole block); the model maps one order-0 zero page.  The line is a ``snapshot`` whose
     every differing page Linux shows as ``zero`` or ``r+pmd`` and the model as ``none`` or
-    ``zero``, in blocks an earlier read of the same process touched; or a mirror access that
+    ``zero``, in blocks an earlier read of the same process touched (where the page was before
+    any ``mremap`` that moved it); or a mirror access that
     Linux had to fault again, in blocks an earlier read and then an earlier write touched."""
     def blocks(*keys: str) -> set[int]:
         return {v >> 9 for i, op, _, _ in case.earlier(*keys)
                 if _same_process(case, i, case.op) for v in pages(op)[:4096]}
+
+    def moved_from(vpn: int) -> int:
+        """Where ``vpn``'s page was before the earlier ``mremap``s that moved it there."""
+        for i, op, got, want in reversed(list(case.earlier("mremap"))):
+            m = vars(op)
+            if got == want == "ok" and _same_process(case, i, case.op) and (
+                    m["new"] <= vpn < m["new"] + m["n"]):
+                vpn += m["old"] - m["new"]
+        return vpn
 
     line = {v >> 9 for v in pages(case.op)[:4096]}
     if case.key in ("dread", "dwrite"):
@@ -243,7 +269,7 @@ def huge_zero_page(case: Case) -> bool:
     start = vars(case.op)["s"]
     diff = [(start + i, g, w) for i, (g, w) in enumerate(zip(got, want, strict=False)) if g != w]
     return bool(diff) and len(got) == len(want) and all(
-        g in ("zero", "r+pmd") and w in ("none", "zero") and v >> 9 in touched
+        g in ("zero", "r+pmd") and w in ("none", "zero") and moved_from(v) >> 9 in touched
         for v, g, w in diff)
 
 
@@ -270,7 +296,12 @@ def vma_boundaries(case: Case) -> bool:
     compatible private neighbours (``vma_merge``, and ``copy_vma`` moves an unfaulted
     anonymous piece's pgoff so that it merges), and ``madvise nohugepage`` sets
     VM_NOHUGEPAGE, splitting a VMA the model leaves whole.  Where it shows: ``mremap``,
-    whose source must lie in one VMA."""
+    whose source must lie in one VMA; and a ``snapshot`` where Linux shows a THP (``+pmd``)
+    in a block that the model's VMAs cover whole but in several compatible huge private
+    pieces (an ``mmap`` over the middle of a huge VMA with its own flags: Linux merged them
+    back, and a fault there could allocate a THP)."""
+    if case.key == "snapshot":
+        return _thp_in_merged_block(case)
     if case.key != "mremap":
         return False
     v = vars(case.op)
@@ -286,6 +317,25 @@ def vma_boundaries(case: Case) -> bool:
         vars(op)["advice"] == "nohugepage" and _same_process(case, i, case.op)
         and _meets(pages(op), src)
         for i, op, _, _ in case.earlier("madvise"))
+
+
+def _thp_in_merged_block(case: Case) -> bool:
+    v = vars(case.op)
+    proc = case.process(case.mirror_pid(v["d"]))
+    got, want = case.got.split()[1:], case.want.split()[1:]
+    diff = [v["s"] + i for i, (g, w) in enumerate(zip(got, want, strict=False)) if g != w]
+    if proc is None or not diff or len(got) != len(want):
+        return False
+
+    def merged(block: int) -> bool:
+        lo, hi = block << 9, (block + 1) << 9
+        vmas = [m for m in proc.vmas if m.start < hi and lo < m.end]
+        return (len(vmas) > 1 and vmas[0].start <= lo and vmas[-1].end >= hi
+                and all(a.end == b.start for a, b in zip(vmas, vmas[1:], strict=False))
+                and all(m.kind == "private" and m.huge for m in vmas)
+                and len({m.prot for m in vmas}) == 1)
+
+    return all(got[vpn - v["s"]].endswith("+pmd") and merged(vpn >> 9) for vpn in diff)
 
 
 def mremap_unmaps_destination(case: Case) -> bool:
@@ -315,6 +365,8 @@ DEVIATIONS: Final[tuple[Deviation, ...]] = (  # the line's own op first, then hi
     Deviation("D6", "the owner's write walk on its own read-only device page",
               own_readonly_device_page),
     Deviation("D15", "migrate_to_dev skips pages mapped more than once", shared_pages_stay),
+    Deviation("D26", "migrate_to_dev splits a PTE-mapped THP; Linux moves no compound page",
+              pte_mapped_thp),
     Deviation("D21", "no memory limit but frames (overcommit, test_hmm's bounce buffer)",
               overcommit),
     Deviation("D22", "migrate_to_dev's result: device entries, not the mirror's table",

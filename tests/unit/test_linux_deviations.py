@@ -93,6 +93,27 @@ open P0 mirror
 migrate_to_dev D0 0 4
 """
 
+THP_SPLIT = """mmap P0 0 512 rw private {huge}
+write P0 0 5
+open P0 mirror
+munmap P0 500 1
+migrate_to_dev D0 0 2
+"""
+
+MERGED_THP = """mmap P0 0 512 rw private huge
+mmap P0 100 1 {prot} private huge
+open P0 mirror
+dwrite D0 0 2 5
+snapshot D0 0 2
+"""
+
+MOVED_ZERO = """mmap P0 0 1024 r private huge
+open P0 mirror
+read P0 {page}
+mremap P0 0 4 2000
+snapshot D0 2000 4
+"""
+
 CASES = [
     # D1: Linux's read fault mapped the huge zero page over the whole block.
     ("D1", HUGE_READ.format(page=3), ["ok", "D0", "0", "snap r+pmd r+pmd"]),
@@ -102,9 +123,21 @@ CASES = [
      ["ok", "D0", "values 0 0 faults 1", "ok", "values 0 0 faults 1"]),
     ("unexplained", HUGE_REFAULT.format(access="read", word=""),
      ["ok", "D0", "values 0 0 faults 1", "0", "values 0 0 faults 1"]),
+    # D1: the huge zero page's PTEs moved by mremap.
+    ("D1", MOVED_ZERO.format(page=3), ["ok", "D0", "0", "ok", "snap zero zero zero zero"]),
+    ("unexplained", MOVED_ZERO.format(page=600),
+     ["ok", "D0", "0", "ok", "snap zero zero zero zero"]),
+    # D24: Linux merged the middle mapping back, and the fault allocated a THP.
+    ("D24", MERGED_THP.format(prot="rw"),
+     ["ok", "ok", "D0", "ok faults 1", "snap w+pmd w+pmd"]),
+    ("unexplained", MERGED_THP.format(prot="r"),
+     ["ok", "ok", "D0", "ok faults 1", "snap w+pmd w+pmd"]),
     # D15: Linux migrates the COW-shared page too.
     ("D15", FORKED.format(kind="private"), ["ok", "ok", "D0", "P1", "2"]),
     ("unexplained", FORKED.format(kind="shared"), ["ok", "ok", "D0", "P1", "2"]),
+    # D26: Linux moves no page of a PTE-mapped THP (its PMD split by the munmap).
+    ("D26", THP_SPLIT.format(huge="huge"), ["ok", "ok", "D0", "ok", "ENOENT"]),
+    ("unexplained", THP_SPLIT.format(huge=""), ["ok", "ok", "D0", "ok", "ENOENT"]),
     # D21: the guest's overcommit heuristic.
     ("D21", "mmap P0 0 300000 rw private\n", ["ENOMEM"]),
     ("unexplained", "mmap P0 0 3000 rw private\n", ["ENOMEM"]),
