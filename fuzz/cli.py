@@ -95,11 +95,13 @@ def print_verdict(trace: Trace, verdict: Verdict, out: TextIO, *, verbose: bool)
 
 def cmd_replay(args: argparse.Namespace) -> int:
     check_mutant(args.mutant)
+    if args.patch and not args.linux:
+        raise BadInput("--patch needs --linux (it names the kernel's patches)")
     if args.linux:  # Linux as a third side (fuzz.linux.replay)
         from fuzz.linux.replay import linux_replay
 
         return linux_replay(list(trace_files(args.files)), args.kasan, args.race_seconds,
-                            args.batch)
+                            args.batch, args.patch)
     sides = impls.sides(args.impl)
     settings = Settings(observe_every=args.observe_every, budget=args.budget,
                         mutant=args.mutant, contract=args.contract)

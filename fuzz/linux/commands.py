@@ -18,11 +18,20 @@ EXIT_OK, EXIT_FOUND = 0, 1
 
 
 
+PATCH_HELP = ("on the kernel built with this patch (-p1, to the 6.1 source tree) applied; "
+              "repeatable, in order (mirrorfuzz kernel build [--kasan] --patch FILE first)")
+
+
+def add_patch_option(parser: Any, text: str = PATCH_HELP) -> None:
+    """``--patch FILE``, repeatable (``kernel.load_patches`` reads them)."""
+    parser.add_argument("--patch", action="append", default=None, metavar="FILE", help=text)
+
+
 def cmd_kernel_build(args: argparse.Namespace) -> int:
-    built, cached, wall = kernel.build(args.kasan)
+    patches = kernel.load_patches(args.patch)
+    built, cached, wall = kernel.build(args.kasan, patches=patches)
     what = "cached" if cached else f"built in {wall:.0f} s"
-    print(f"kernel {'KASAN' if args.kasan else 'base'}: {built.bzimage} ({what}; "
-          f"log {built.log})")
+    print(f"kernel {built.label}: {built.bzimage} ({what}; log {built.log})")
     return EXIT_OK
 
 
@@ -36,7 +45,7 @@ def _program(name: str) -> Path:
 
 
 def cmd_kernel_run(args: argparse.Namespace) -> int:
-    built = kernel.find_kernel(args.kasan)
+    built = kernel.find_kernel(args.kasan, kernel.load_patches(args.patch))
     programs = [_program(p) for p in args.programs]
     names = {}
     for prog in programs:
@@ -51,8 +60,8 @@ def cmd_kernel_run(args: argparse.Namespace) -> int:
         Path(args.console).write_text(result.console)
     for report in result.reports:
         print(f"REPORT: {report}")
-    print(f"kernel run: {len(result.statuses)} of {len(programs)} programs finished, "
-          f"exit statuses {result.statuses}, {len(result.reports)} kernel reports, "
+    print(f"kernel run ({built.label}): {len(result.statuses)} of {len(programs)} programs "
+          f"finished, exit statuses {result.statuses}, {len(result.reports)} kernel reports, "
           f"{result.wall:.1f} s wall" + (", TIMED OUT" if result.timed_out else ""))
     bad = result.timed_out or result.reports or any(result.statuses)
     return EXIT_FOUND if bad or len(result.statuses) < len(programs) else EXIT_OK
@@ -78,7 +87,7 @@ def _tap_summary(output: str) -> tuple[int, int, int]:
 
 def cmd_kernel_hmm_tests(args: argparse.Namespace) -> int:
     """Linux's own hmm-tests of the same source: the baseline."""
-    built = kernel.find_kernel(args.kasan)
+    built = kernel.find_kernel(args.kasan, kernel.load_patches(args.patch))
     log = kernel.cache_root() / "setup.log"
     src = kernel.source_tree(log)
     test = src / "tools/testing/selftests/vm/hmm-tests.c"
@@ -95,7 +104,7 @@ def cmd_kernel_hmm_tests(args: argparse.Namespace) -> int:
     passed, failed, skipped = _tap_summary(result.output)
     for report in result.reports:
         print(f"REPORT: {report}")
-    print(f"hmm-tests ({'KASAN' if args.kasan else 'base'}): {passed} passed, {failed} failed, "
+    print(f"hmm-tests ({built.label}): {passed} passed, {failed} failed, "
           f"{skipped} skipped (fixture SKIPs the 6.1 harness prints as ok), "
           f"{len(result.reports)} kernel reports, {result.wall:.1f} s wall (boot included)"
           + (", TIMED OUT" if result.timed_out else ""))
@@ -110,6 +119,9 @@ def register(sub: Any) -> None:
     ksub = kern.add_subparsers(dest="kernel_command", required=True)
     kb = ksub.add_parser("build", help="apt-install the sources and tools, build, cache")
     kb.add_argument("--kasan", action="store_true", help="the KASAN variant")
+    add_patch_option(kb, "build with this patch (-p1, to the 6.1 source tree) applied to a "
+                         "copy of the tree; repeatable, in order; cached apart from the "
+                         "unpatched kernel, under a hash of the patches' contents")
     kb.set_defaults(func=cmd_kernel_build)
     kr = ksub.add_parser("run", help="boot with PROGRAMS in the initramfs and run them in turn")
     kr.add_argument("programs", nargs="+", help="static executables")
@@ -118,12 +130,14 @@ def register(sub: Any) -> None:
                     help="kill QEMU after S seconds (default 300)")
     kr.add_argument("--console", default=None, metavar="FILE",
                     help="also write the kernel console log to FILE")
+    add_patch_option(kr)
     kr.set_defaults(func=cmd_kernel_run)
     kh = ksub.add_parser("hmm-tests", help="boot and run Linux's own hmm-tests (the baseline)")
     kh.add_argument("--kasan", action="store_true", help="boot the KASAN variant")
     kh.add_argument("--timeout", type=validate.seconds_arg(86400), default=300.0, metavar="S",
                     help="kill QEMU after S seconds (default 300)")
     kh.add_argument("--tap", default=None, metavar="FILE", help="write the TAP output to FILE")
+    add_patch_option(kh)
     kh.set_defaults(func=cmd_kernel_hmm_tests)
     generate.register(ksub)
     export.register(sub)

@@ -24,6 +24,7 @@ from typing import Any
 from fuzz.codec import random_trace
 from fuzz.errors import BadInput
 from fuzz.linux import export
+from fuzz.linux.kernel import load_patches
 from fuzz.linux.replay import (
     Comparison,
     RunOutput,
@@ -100,6 +101,7 @@ def cmd_kernel_fuzz(args: argparse.Namespace) -> int:
     save = Path(args.save) if args.save else None
     if save is not None and not save.is_dir():
         raise BadInput(f"--save {args.save}: not a directory")
+    patches = load_patches(args.patch)
     t0 = time.monotonic()
     traces = generate(args.traces, args.seed, args.steps)
     tmp = Path(args.workdir)
@@ -110,7 +112,7 @@ def cmd_kernel_fuzz(args: argparse.Namespace) -> int:
         path.write_text(format_trace(trace))
         named.append(Trace(trace.headers, trace.body, str(path)))
     print(f"# {len(named)} traces generated in {time.monotonic() - t0:.1f} s", flush=True)
-    comparisons, reports = run_sequential(named, args.kasan, args.batch)
+    comparisons, reports = run_sequential(named, args.kasan, args.batch, patches=patches)
     with (tmp / f"linux-{args.seed}.jsonl").open("w") as fh:  # for `kernel attribute`
         for c in comparisons:
             fh.write(json.dumps({"path": c.path, "status": c.status, "linux": c.linux}) + "\n")
@@ -152,6 +154,8 @@ def cmd_kernel_attribute(args: argparse.Namespace) -> int:
 
 
 def register(ksub: Any) -> None:
+    from fuzz.linux.commands import add_patch_option
+
     kf = ksub.add_parser("fuzz", help="generated sequential traces on Linux, against the model")
     kf.add_argument("--traces", type=int, default=1000, metavar="N", help="how many (1000)")
     kf.add_argument("--seed", type=int, default=0, help="random seed (0)")
@@ -159,6 +163,7 @@ def register(ksub: Any) -> None:
                     help="lines decoded per trace before projection (24)")
     kf.add_argument("--batch", type=int, default=500, metavar="B", help="traces per boot (500)")
     kf.add_argument("--kasan", action="store_true", help="on the KASAN kernel")
+    add_patch_option(kf)
     kf.add_argument("--workdir", default="work/linux-fuzz", help="where the traces are written")
     kf.add_argument("--save", default=None, metavar="DIR",
                     help="move the traces that disagree into DIR")

@@ -10,6 +10,15 @@ initramfs holding the programs, with a time limit, and collects their output
 (a second serial port, so kernel messages never interleave with it) and every
 KASAN, BUG, WARN or oops report of the console.
 
+``--patch FILE`` (repeatable) builds the kernel from the cached source tree
+plus those patches, in order: they are applied with ``patch -p1`` to a
+hardlink copy of the tree (``cp -al``; each file a patch touches is first
+replaced by a real copy, so the pristine tree is never written), and the
+kernel is cached under the unpatched key plus a hash of the patches'
+contents (``<version>-<confighash>-p<patchhash>``), so the unpatched kernels
+keep their entries.  A patch that does not apply is a one-line error and
+nothing is cached.
+
 Every failure is a :class:`~fuzz.errors.BadInput`: one line naming what to
 install or where the log is.
 """
@@ -30,6 +39,7 @@ from pathlib import Path
 from typing import Final
 
 from fuzz.errors import BadInput
+from fuzz.safeio import read_bytes
 
 ROOT: Final = Path(__file__).resolve().parents[2]
 LINUX_DIR: Final = ROOT / "linux"
@@ -40,6 +50,7 @@ APT_PACKAGES: Final = (SOURCE_PACKAGE, "flex", "bison", "libelf-dev", "bc", "qem
 TOOLS: Final = {"flex": "flex", "bison": "bison", "bc": "bc", "gcc": "gcc", "make": "make",
                 "qemu-system-x86_64": "qemu-system-x86", "xz": "xz-utils"}
 JOBS: Final = 2
+MAX_PATCH_BYTES: Final = 4 << 20
 # no_timer_check: under TCG on a loaded host the IO-APIC timer check can fail and panic
 APPEND: Final = ("console=ttyS0 panic=-1 transparent_hugepage=madvise no_timer_check")
 REPORT_RE: Final = re.compile(
@@ -120,12 +131,81 @@ def ensure_packages(log: Path, need_source: bool = True) -> None:
         raise BadInput(f"still missing after apt-get: {' '.join(still)}; log: {log}")
 
 
+@dataclass(frozen=True)
+class Patch:
+    """A ``--patch`` file, read once: its name (for the verdicts) and its contents (for the
+    cache key and for ``patch -p1``)."""
+
+    path: str
+    data: bytes
+
+    @property
+    def name(self) -> str:
+        return Path(self.path).name
+
+
+def load_patches(paths: Sequence[str] | None) -> tuple[Patch, ...]:
+    """The ``--patch`` files in order; BadInput (one line) for one that cannot be read or
+    is no unified diff."""
+    patches = []
+    for path in paths or ():
+        data = read_bytes(path, limit=MAX_PATCH_BYTES)
+        if not touched_files(data):
+            raise BadInput(f"--patch {path}: not a unified diff (no '+++ ' file line)")
+        patches.append(Patch(path, data))
+    return tuple(patches)
+
+
+def touched_files(data: bytes) -> list[str]:
+    """The files a ``-p1`` unified diff names (``--- a/x``, ``+++ b/x``), relative to the
+    tree; ``/dev/null`` is left out.  BadInput for a name that would leave the tree."""
+    names: list[str] = []
+    for raw in data.splitlines():
+        if not (raw.startswith(b"--- ") or raw.startswith(b"+++ ")):
+            continue
+        name = raw[4:].split(b"\t", 1)[0].strip().decode("utf-8", "replace")
+        if name == "/dev/null":
+            continue
+        parts = name.split("/")[1:]  # -p1
+        if not parts or name.startswith("/") or ".." in parts or "" in parts:
+            raise BadInput(f"patch file name {name!r}: not a path inside the tree (-p1)")
+        rel = "/".join(parts)
+        if rel not in names:
+            names.append(rel)
+    return names
+
+
+def patches_hash(patches: Sequence[Patch]) -> str:
+    """The hash of the patches' contents, in order (names and paths do not count)."""
+    digest = hashlib.sha256()
+    for patch in patches:
+        digest.update(hashlib.sha256(patch.data).digest())
+    return digest.hexdigest()[:12]
+
+
+def label(kasan: bool, patches: Sequence[Patch] | Sequence[str] = ()) -> str:
+    """A kernel's name in the verdicts: ``KASAN`` or ``base``, then ``+ NAME`` for each
+    patch."""
+    names = [p if isinstance(p, str) else p.name for p in patches]
+    return " + ".join(["KASAN" if kasan else "base", *names])
+
+
+def patch_flags(patches: Sequence[Patch]) -> str:
+    """`` --patch FILE`` for each patch, as the command line gave them."""
+    return "".join(f" --patch {p.path}" for p in patches)
+
+
 @dataclass
 class Kernel:
     """A built kernel in the cache."""
 
     directory: Path
     kasan: bool
+    patches: tuple[str, ...] = ()  # the patches' file names, in order
+
+    @property
+    def label(self) -> str:
+        return label(self.kasan, self.patches)
 
     @property
     def bzimage(self) -> Path:
@@ -143,18 +223,20 @@ def config_hash(kasan: bool) -> str:
     return digest.hexdigest()[:12]
 
 
-def kernel_dir(version: str, kasan: bool) -> Path:
+def kernel_dir(version: str, kasan: bool, patches: Sequence[Patch] = ()) -> Path:
+    """``<version>-<confighash>``, and ``-p<patchhash>`` for a patched kernel."""
     safe = re.sub(r"[^A-Za-z0-9.+~-]", "_", version)
-    return cache_root() / f"{safe}-{config_hash(kasan)}"
+    suffix = f"-p{patches_hash(patches)}" if patches else ""
+    return cache_root() / f"{safe}-{config_hash(kasan)}{suffix}"
 
 
-def find_kernel(kasan: bool) -> Kernel:
+def find_kernel(kasan: bool, patches: Sequence[Patch] = ()) -> Kernel:
     """The cached kernel for the installed source, or BadInput saying how to build it."""
     version = source_version()
-    flag = " --kasan" if kasan else ""
+    flag = (" --kasan" if kasan else "") + patch_flags(patches)
     if version is None:
         raise BadInput(f"no kernel built: run mirrorfuzz kernel build{flag} first")
-    kernel = Kernel(kernel_dir(version, kasan), kasan)
+    kernel = Kernel(kernel_dir(version, kasan, patches), kasan, tuple(p.name for p in patches))
     if not kernel.bzimage.is_file():
         raise BadInput(f"no kernel in {kernel.directory}: run mirrorfuzz kernel build{flag} first")
     return kernel
@@ -188,7 +270,55 @@ def source_tree(log: Path) -> Path:
     return tree / "linux-source-6.1"
 
 
-def build(kasan: bool, jobs: int = JOBS) -> tuple[Kernel, bool, float]:
+PATCHED: Final = ".mirrorfuzz-patched"
+
+
+def _break_link(path: Path) -> None:
+    """Replace a hardlinked file by a copy of its own (the pristine tree keeps the other)."""
+    tmp = path.with_name(path.name + ".mirrorfuzz-copy")
+    shutil.copy2(path, tmp)
+    os.replace(tmp, path)
+
+
+def patched_tree(pristine: Path, patches: Sequence[Patch], dest: Path, log: Path) -> Path:
+    """``pristine`` plus ``patches`` (in order) as ``dest/<pristine's name>``: a ``cp -al``
+    copy in which each file a patch touches is a real copy before ``patch -p1`` runs (a
+    dry run first, then the patch).  Kept once complete; BadInput naming the first patch
+    that does not apply (``dest`` is then removed)."""
+    dest = dest.resolve()
+    tree = dest / pristine.name
+    if (dest / PATCHED).exists() and tree.is_dir():
+        return tree
+    if shutil.which("patch") is None:
+        raise BadInput("patch not found: install it (apt-get install patch)")
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    try:
+        if _run(["nice", "-n", "19", "cp", "-al", str(pristine), str(tree)], log) != 0:
+            raise BadInput(f"cannot copy the source tree {pristine}; log: {log}")
+        for i, patch in enumerate(patches):
+            saved = dest / f"{i:02d}-{patch.name}"
+            saved.write_bytes(patch.data)
+            for rel in touched_files(patch.data):
+                target = tree / rel
+                if target.is_file() and not target.is_symlink() and target.stat().st_nlink > 1:
+                    _break_link(target)
+            cmd = ["patch", "-p1", "--batch", "--forward", "--no-backup-if-mismatch",
+                   "-d", str(tree), "-i", str(saved)]
+            for run in ([*cmd[:5], "--dry-run", *cmd[5:]], cmd):
+                if _run(run, log) != 0:
+                    after = "".join(f" + {p.name}" for p in patches[:i])
+                    raise BadInput(f"patch {patch.path} does not apply to {pristine.name}"
+                                   f"{after}; log: {log}")
+    except BaseException:
+        shutil.rmtree(dest, ignore_errors=True)
+        raise
+    (dest / PATCHED).touch()
+    return tree
+
+
+def build(kasan: bool, jobs: int = JOBS,
+          patches: Sequence[Patch] = ()) -> tuple[Kernel, bool, float]:
     """Build (or find) the kernel: (kernel, was cached, wall seconds)."""
     start = time.monotonic()
     cache_root().mkdir(parents=True, exist_ok=True)
@@ -196,13 +326,26 @@ def build(kasan: bool, jobs: int = JOBS) -> tuple[Kernel, bool, float]:
     ensure_packages(setup_log)
     version = source_version()
     assert version is not None
-    kernel = Kernel(kernel_dir(version, kasan), kasan)
+    kernel = Kernel(kernel_dir(version, kasan, patches), kasan, tuple(p.name for p in patches))
     if kernel.bzimage.is_file():
         return kernel, True, time.monotonic() - start
+    fresh = not kernel.directory.exists()
     kernel.directory.mkdir(parents=True, exist_ok=True)
     log = kernel.log
-    log.write_text(f"mirrorfuzz kernel build: {SOURCE_PACKAGE} {version}, kasan={kasan}\n")
+    log.write_text(f"mirrorfuzz kernel build: {SOURCE_PACKAGE} {version}, kasan={kasan}"
+                   + "".join(f", patch {p.path} (sha256 "
+                             f"{hashlib.sha256(p.data).hexdigest()[:12]})" for p in patches)
+                   + "\n")
     src = source_tree(log)
+    if patches:
+        try:
+            src = patched_tree(src, patches, kernel.directory / "src", log)
+        except BadInput as exc:  # nothing cached: the log moves out of the entry
+            kept = cache_root() / f"failed-patch-{kernel.directory.name}.log"
+            os.replace(log, kept)
+            if fresh:
+                shutil.rmtree(kernel.directory, ignore_errors=True)
+            raise BadInput(str(exc).replace(str(log), str(kept))) from None
     out = kernel.directory / "build"
     frags = [str(f) for f in fragments(kasan)]
     make = ["nice", "-n", "19", "make", "-s", f"O={out}", "ARCH=x86_64"]

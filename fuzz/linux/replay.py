@@ -6,7 +6,9 @@ the reference model's.  Traces with interleavings (``Tn =``, ``step``) run as
 stress races on the KASAN kernel: the plain lines before the first ``Tn =``
 once, then every later op looping in its own thread for a bounded time.  A
 race is **confirmed** when the kernel prints a KASAN, BUG, WARN or oops report
-during it, else **not reproduced** in the counted iterations.
+during it, else **not reproduced** in the counted iterations.  ``--patch FILE``
+runs them on the kernel built with those patches (``fuzz.linux.kernel``); the
+verdicts name the kernel and its patches.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import re
 import sys
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -107,13 +110,14 @@ def _files(traces: list[Trace], prefix: str) -> tuple[dict[str, Path | bytes], d
 
 
 def run_sequential(traces: list[Trace], kasan: bool, batch: int = BATCH,
-                   out: Any = sys.stdout) -> tuple[list[Comparison], list[str]]:
+                   out: Any = sys.stdout, patches: Sequence[kernel.Patch] = ()
+                   ) -> tuple[list[Comparison], list[str]]:
     """Each trace on the kernel, ``batch`` per boot: the comparisons and the kernel reports.
 
     A trace after which the kernel printed a report (an oops leaves the kernel tainted
     and may leave locks held) ends its boot's results: the traces after it run again in
     a fresh boot."""
-    built = kernel.find_kernel(kasan)
+    built = kernel.find_kernel(kasan, patches)
     runner = kernel.guest_binary("mfrun")
     comparisons: list[Comparison] = []
     reports: list[str] = []
@@ -137,7 +141,7 @@ def run_sequential(traces: list[Trace], kasan: bool, batch: int = BATCH,
         for name in list(names)[:done]:
             comparisons.append(compare(names[name], runs.get(name)))
         pending = pending[done:]
-        print(f"# boot {boots}: {done} of {len(chunk)} traces in "
+        print(f"# boot {boots} ({built.label}): {done} of {len(chunk)} traces in "
               f"{time.monotonic() - t0:.1f} s wall, {len(result.reports)} kernel reports"
               + (", TIMED OUT" if result.timed_out else ""), file=out, flush=True)
     return comparisons, reports
@@ -152,6 +156,7 @@ class RaceVerdict:
     wall: float
     status: str
     console: str = ""
+    kernel: str = "KASAN"  # the kernel's label: its variant and patches
 
 
 def race_problems(trace: Trace) -> list[tuple[int, str]]:
@@ -167,12 +172,13 @@ def race_problems(trace: Trace) -> list[tuple[int, str]]:
     return found
 
 
-def run_race(trace: Trace, kasan: bool, seconds: float) -> RaceVerdict:
+def run_race(trace: Trace, kasan: bool, seconds: float,
+             patches: Sequence[kernel.Patch] = ()) -> RaceVerdict:
     """The trace as a stress race on the kernel."""
     bad = race_problems(trace)
     if bad:
         raise BadInput(f"{trace.path}:{bad[0][0]}: cannot run on Linux: {bad[0][1]}")
-    built = kernel.find_kernel(kasan)
+    built = kernel.find_kernel(kasan, patches)
     files, names = _files([trace], "r")
     files["mfrun"] = kernel.guest_binary("mfrun")
     result = kernel.boot(built, [f"/mfrun --race {seconds:g} /r"], files, seconds + 120.0)
@@ -180,7 +186,7 @@ def run_race(trace: Trace, kasan: bool, seconds: float) -> RaceVerdict:
     races = run.races if run else []
     status = run.status if run else "no output"
     return RaceVerdict(trace.path, bool(result.reports), result.reports, races, result.wall,
-                       status, result.console)
+                       status, result.console, built.label)
 
 
 def print_race(verdict: RaceVerdict, out: Any = sys.stdout) -> None:
@@ -196,7 +202,8 @@ def print_race(verdict: RaceVerdict, out: Any = sys.stdout) -> None:
         word = ("CONFIRMED" if verdict.confirmed else "not reproduced") + (
             f" ({len(verdict.reports)} kernel reports in {runs} op runs)" if verdict.confirmed
             else f" in {runs} op runs")
-    print(f"{word}: {verdict.path} ({verdict.wall:.0f} s wall)", file=out)
+    print(f"{word}: {verdict.path} ({verdict.wall:.0f} s wall; kernel {verdict.kernel})",
+          file=out)
 
 
 def print_table(comparisons: list[Comparison], out: Any = sys.stdout) -> None:
@@ -230,9 +237,11 @@ def unexplained(comparisons: list[Comparison]) -> int:
                for c in comparisons)
 
 
-def linux_replay(files: list[Path], kasan: bool, seconds: float, batch: int) -> int:
+def linux_replay(files: list[Path], kasan: bool, seconds: float, batch: int,
+                 patch_files: Sequence[str] | None = None) -> int:
     from fuzz.safeio import load_trace
 
+    patches = kernel.load_patches(patch_files)
     traces = [load_trace(p) for p in files]
     races = [t for t in traces if export.is_race(t)]
     sequential, skipped = [], []
@@ -248,14 +257,14 @@ def linux_replay(files: list[Path], kasan: bool, seconds: float, batch: int) -> 
         print(line)
     found = 0
     if sequential:
-        comparisons, reports = run_sequential(sequential, kasan, batch)
+        comparisons, reports = run_sequential(sequential, kasan, batch, patches=patches)
         print_table(comparisons)
         for report in reports:
             print(f"kernel report: {report}")
         found += unexplained(comparisons) + len(reports)
     for trace in races:
         try:
-            verdict = run_race(trace, True, seconds)
+            verdict = run_race(trace, True, seconds, patches)
         except BadInput as exc:
             print(f"NOT RUN: {exc}")
             continue
@@ -270,11 +279,12 @@ def cmd_confirm(args: argparse.Namespace) -> int:
 
     if args.console:
         validate.output_file(args.console, "--console")
+    patches = kernel.load_patches(args.patch)
     paths = list(trace_files([args.file]))
     trace = load_trace(paths[0])
     t0 = time.monotonic()
     if export.is_race(trace):
-        verdict = run_race(trace, True, args.seconds)
+        verdict = run_race(trace, True, args.seconds, patches)
         if args.console:
             Path(args.console).write_text(verdict.console)
         print_race(verdict)
@@ -283,13 +293,13 @@ def cmd_confirm(args: argparse.Namespace) -> int:
     problems = export.problems(trace)
     if problems:
         raise BadInput(f"{trace.path}:{problems[0][0]}: cannot run on Linux: {problems[0][1]}")
-    comparisons, reports = run_sequential([trace], True)
+    comparisons, reports = run_sequential([trace], True, patches=patches)
     print_table(comparisons)
     for report in reports:
         print(f"kernel report: {report}")
     confirmed = bool(reports) or comparisons[0].deviation == deviations.UNEXPLAINED
     print(f"{'CONFIRMED' if confirmed else 'not reproduced'}: {trace.path} "
-          f"({time.monotonic() - t0:.0f} s wall)")
+          f"({time.monotonic() - t0:.0f} s wall; kernel {kernel.label(True, patches)})")
     return 0 if confirmed else 1
 
 
@@ -303,6 +313,9 @@ def register(sub: Any) -> None:
                       help=f"how long a race loops (default {RACE_SECONDS:g})")
     conf.add_argument("--console", default=None, metavar="FILE",
                       help="write the kernel console log of a race to FILE")
+    from fuzz.linux.commands import add_patch_option
+
+    add_patch_option(conf)
     conf.set_defaults(func=cmd_confirm)
 
 
@@ -318,3 +331,6 @@ def add_replay_options(replay: Any) -> None:
                         help="with --linux: how long each race loops")
     replay.add_argument("--batch", type=int, default=BATCH, metavar="N",
                         help=f"with --linux: traces per boot (default {BATCH})")
+    from fuzz.linux.commands import PATCH_HELP, add_patch_option
+
+    add_patch_option(replay, "with --linux: " + PATCH_HELP)
