@@ -62,6 +62,10 @@ Two more variables are for the campaign runner (``fuzz.campaign``):
 at most once a second) and ``MIRRORFUZZ_KNOWN`` (a directory of finding traces
 whose signatures are not reported again).
 
+Besides the judged code's coverage, each input's race windows are features
+(``fuzz.window_features``): an input that lands an op in a window of another
+op that no earlier input reached is kept, as new coverage would be.
+
 The target judges as ``fuzz.profiles.ATHERIS`` says, with the executor's
 fast judge (``Settings.fast``):
 observations every ``K`` steps and after the drain, the reference's
@@ -309,6 +313,7 @@ def _report(data: bytes, trace: Trace, finding: Finding, config: TargetConfig) -
 
 def TestOneInput(data: bytes) -> None:  # noqa: N802 (libFuzzer's name)
     """Decode ``data``, run it on the configured sides; raise :class:`TraceFinding`."""
+    from fuzz import window_features
     from fuzz.codec import decode
     from fuzz.executor import run_trace
 
@@ -317,6 +322,7 @@ def TestOneInput(data: bytes) -> None:  # noqa: N802 (libFuzzer's name)
     config = current()
     trace = decode(data)
     verdict = run_trace(trace, _implementations(), config.settings())
+    window_features.feed(trace.steps, verdict.results)  # race windows as coverage
     _count_progress(verdict.steps)
     CAPPED[0] += verdict.capped
     if verdict.excused and os.environ.get(PROGRESS_ENV):
@@ -471,6 +477,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("fuzz_trace: atheris is not installed (pip install '.[fuzz]')", file=sys.stderr)
         return 2
     load_judged(atheris, os.environ.get(ENV["instrument"]) or "model")
+    from fuzz import window_features
+
+    window_features.instrument(atheris)
     kwargs = {}
     if (os.environ.get(ENV["mutator"]) or "structure") == "structure":
         from fuzz import mutator
