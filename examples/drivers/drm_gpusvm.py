@@ -160,9 +160,12 @@ LEAKS_ON_ERROR = bugs.declare(
 # ------------------------------------------------------------------ state
 
 
-@dataclass
+@dataclass(eq=False)
 class Range:
-    """A drm_gpusvm_range: [start, end) inside one notifier's window."""
+    """A drm_gpusvm_range: [start, end) inside one notifier's window.  Compared by
+    identity, as Linux compares range pointers: a range removed and another
+    inserted over the same pages are two ranges (``r not in svm.ranges`` must
+    not find the new one for the old)."""
 
     start: int
     end: int

@@ -4,6 +4,7 @@ seeds in examples/drivers/<name>/)."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -94,3 +95,17 @@ def test_every_example_bug_has_a_seed_that_catches_it() -> None:
         declared |= {b.name for b in bugs.all_bugs() if b.driver == kind}
         plugins.unload(kind)
     assert declared and declared == set(CATCHES)
+
+
+def test_a_gpusvm_range_is_compared_by_identity() -> None:
+    """A range removed and another inserted over the same pages are two ranges:
+    a fault of the old one must not find itself in ``svm.ranges`` through the
+    new one (a 5-minute campaign found the old one then mapping pages that no
+    invalidation of the new one unmapped)."""
+    kind = plugins.load_driver(EXAMPLES / "drm_gpusvm.py").kind
+    try:
+        module = sys.modules[f"mirrorfuzz_driver_{plugins.LOADED[kind].sha256[:16]}"]
+        old, new = module.Range(512, 1024, 1), module.Range(512, 1024, 1)
+        assert old not in [new] and old in [old]
+    finally:
+        plugins.unload(kind)
