@@ -182,6 +182,7 @@ class MirrorMachine(Arguments, RuleBasedStateMachine):
         self.verdict: Verdict | None = None
         self.swarm_off: frozenset[str] = frozenset()
         self.racing = False  # _emit starts every op as a thread (the race rule)
+        self.whole = False  # _emit appends a plain op (the window rule's intruder)
         self.raced: str | None = None  # the thread _emit started while racing
 
     # ------------------------------------------------------------ appending
@@ -243,6 +244,9 @@ class MirrorMachine(Arguments, RuleBasedStateMachine):
     def _emit(self, data: st.DataObject, op: Op) -> None:
         """Append ``op`` as a plain op, or as a new thread advanced 0-4 steps
         (as a thread not advanced when racing)."""
+        if self.whole:
+            self._append(StepLine(op))
+            return
         slots = st.integers(0, THREAD_SLOTS - 1)
         slot = data.draw(slots if self.racing else st.none() | slots, label="thread slot")
         name = None if slot is None else self._free_thread(slot)
@@ -369,7 +373,10 @@ class MirrorMachine(Arguments, RuleBasedStateMachine):
         """Land an op inside another op's yield window, on purpose: start
         any racer A (a device op *or* an invalidating CPU op: both orders)
         as a thread, step it into its window k (0-16 steps, while it
-        runs), start any racer B of either kind there, then step the
+        runs), start any racer B of either kind there (half the time as
+        a plain op, which runs whole inside A's window, as a racer that
+        wins the race outright does: otherwise B's own steps must all win
+        the scheduler's draws before A's next one), then step the
         scheduler's choices.  ``race`` covers device-first pairs from its
         head start; this rule makes every (A, window, B) of
         ``fuzz.windows`` a choice of the engine, not luck.  Generation 2
@@ -383,7 +390,8 @@ class MirrorMachine(Arguments, RuleBasedStateMachine):
         self._advance(data, self.raced, 4 * MAX_ADVANCE, "window")
         second = self._draw_racer(data, everyone)
         if second is not None:
-            self._start_racer(data, second)
+            whole = data.draw(st.booleans(), label="intruder whole")
+            self._start_racer(data, second, whole=whole)
         self._schedule(data, 4 * MAX_BURST, "window steps")
 
     def _draw_racer(self, data: st.DataObject, rules: Sequence[str]) -> Rule | None:
@@ -404,17 +412,18 @@ class MirrorMachine(Arguments, RuleBasedStateMachine):
         racer: Rule = getattr(getattr(type(self), name), RULE_MARKER)
         return racer if all(ok(self) for ok in racer.preconditions) else None
 
-    def _start_racer(self, data: st.DataObject, racer: Rule | str) -> None:
-        """Start ``racer`` (a rule, or ``"oomreap"``) as a thread; its name
-        is left in ``self.raced``."""
-        self.racing, self.raced = True, None
+    def _start_racer(self, data: st.DataObject, racer: Rule | str, *,
+                     whole: bool = False) -> None:
+        """Start ``racer`` (a rule, or ``"oomreap"``) as a thread, its name
+        left in ``self.raced``; or, ``whole``, append it as a plain op."""
+        self.racing, self.raced, self.whole = not whole, None, whole
         try:
             if isinstance(racer, str):
                 self._emit(data, m.Oomreap(self._pid(data)))
             else:
                 racer.function(self, data=data)
         finally:
-            self.racing = False
+            self.racing = self.whole = False
 
     # ------------------------------------------------------------ op rules
     # One rule per declared op (model.decl), made by _op_rule below; kill
