@@ -346,7 +346,8 @@ class MirrorMachine(Arguments, RuleBasedStateMachine):
     def race(self, data: st.DataObject) -> None:
         """Interrupt a device op with an invalidation: start a device-side op
         (a ``device`` racer this example has on) as a thread, advance it 0-8
-        steps, start an invalidating op as a thread, then step the
+        steps, start an invalidating op as a thread (or, from generation 2,
+        half the time as a plain op: :meth:`_intruder_whole`), then step the
         scheduler's choices 1-24 times.  A device fault meets an
         invalidation mid-way, a job meets the OOM reaper, a DMA meets a
         fork, as syzkaller's collide mode races pairs of calls; without it,
@@ -363,9 +364,9 @@ class MirrorMachine(Arguments, RuleBasedStateMachine):
             self._start_racer(data, device)
             self._advance(data, self.raced, 2 * MAX_ADVANCE, "head start")
         if "kill" not in self.swarm_off and data.draw(st.booleans(), label="non-blockable"):
-            self._start_racer(data, "oomreap")
+            self._start_racer(data, "oomreap", whole=self._intruder_whole(data))
         elif (cpu := self._draw_racer(data, racers("cpu", self.config.generation))) is not None:
-            self._start_racer(data, cpu)
+            self._start_racer(data, cpu, whole=self._intruder_whole(data))
         self._schedule(data, 4 * MAX_BURST, "race steps")
 
     @rule(data=st.data())
@@ -374,10 +375,8 @@ class MirrorMachine(Arguments, RuleBasedStateMachine):
         any racer A (a device op *or* an invalidating CPU op: both orders)
         as a thread, step it into its window k (0-16 steps, while it
         runs), start any racer B of either kind there (half the time as
-        a plain op, which runs whole inside A's window, as a racer that
-        wins the race outright does: otherwise B's own steps must all win
-        the scheduler's draws before A's next one), then step the
-        scheduler's choices.  ``race`` covers device-first pairs from its
+        a plain op, which runs whole inside A's window: :meth:`_intruder_whole`),
+        then step the scheduler's choices.  ``race`` covers device-first pairs from its
         head start; this rule makes every (A, window, B) of
         ``fuzz.windows`` a choice of the engine, not luck.  Generation 2
         and later only (generation 1's stream is frozen)."""
@@ -390,9 +389,18 @@ class MirrorMachine(Arguments, RuleBasedStateMachine):
         self._advance(data, self.raced, 4 * MAX_ADVANCE, "window")
         second = self._draw_racer(data, everyone)
         if second is not None:
-            whole = data.draw(st.booleans(), label="intruder whole")
-            self._start_racer(data, second, whole=whole)
+            self._start_racer(data, second, whole=self._intruder_whole(data))
         self._schedule(data, 4 * MAX_BURST, "window steps")
+
+    def _intruder_whole(self, data: st.DataObject) -> bool:
+        """Whether the racer that intrudes on a racer mid-way runs whole, as a
+        plain op (half the time): landing in one window of the first racer
+        then takes one draw, where as a thread each of its steps must win
+        the scheduler's draw before the first racer's next one.  Generation
+        1's stream is frozen: there, always a thread, with no draw."""
+        if self.config.generation is not None and self.config.generation < 2:
+            return False
+        return data.draw(st.booleans(), label="intruder whole")
 
     def _draw_racer(self, data: st.DataObject, rules: Sequence[str]) -> Rule | None:
         """One of ``rules`` that this example has on, if its preconditions hold.
