@@ -7,8 +7,11 @@ it.  So each input's race windows (``fuzz.windows.reached``: the (op A,
 window k, intruding op B) combinations its judged trace reached) are made
 visible as coverage, as IJON annotates state for AFL (Aschermann et al.,
 "IJON: Exploring Deep State Spaces via Fuzzing", S&P 2020): every
-combination hashes to one of ``LEAVES`` leaves of a generated decision tree,
-:func:`_leaf`, whose bytecode atheris instruments like the judged code.  An
+combination hashes to one of ``LEAVES`` leaves of generated decision trees
+(:func:`_leaf`: ``TREES`` functions of ``2**LOW`` leaves each, whose bytecode
+atheris instruments like the judged code; atheris's instrumentation time
+grows faster than a function's size, 20 s of CPU for one 4,096-leaf tree
+against 1 s for 64 trees of 64).  An
 input that lands an op in a window no earlier input reached reaches a new
 leaf, libFuzzer keeps it, and mutating it tries its neighbours (other
 windows, other arguments of the intruding op).
@@ -32,7 +35,10 @@ from fuzz.windows import Combo, reached
 
 BITS: Final = 12
 LEAVES: Final = 1 << BITS
-"""Leaves of the tree: combinations beyond this many share leaves (a hash)."""
+"""Leaves in all: combinations beyond this many share leaves (a hash)."""
+LOW: Final = 6
+"""Bits of a leaf's index decided inside one tree (the others pick the tree)."""
+TREES: Final = LEAVES >> LOW
 
 
 def _tree_source(bits: int) -> str:
@@ -53,15 +59,21 @@ def _tree_source(bits: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _compile(bits: int) -> Callable[[int], int]:
+def _compile(bits: int, name: str = "tree") -> Callable[[int], int]:
+    """A tree of ``bits`` levels, a code object of its own."""
     namespace: dict[str, Any] = {}
-    exec(compile(_tree_source(bits), f"<mirrorfuzz window features {bits}>", "exec"),  # noqa: S102
+    exec(compile(_tree_source(bits), f"<mirrorfuzz window features {name}>", "exec"),  # noqa: S102
          namespace)
     leaf: Callable[[int], int] = namespace["_leaf"]
     return leaf
 
 
-_leaf = _compile(BITS)
+_trees = [_compile(LOW, f"tree {j}") for j in range(TREES)]
+
+
+def _leaf(i: int) -> int:
+    """Descend to leaf ``i`` (0 <= i < LEAVES): its tree, then its leaf there."""
+    return (i >> LOW) << LOW | _trees[i >> LOW](i & ((1 << LOW) - 1))
 
 
 def leaf_of(combo: Combo) -> int:
@@ -83,6 +95,5 @@ def leaves(combos: Iterable[Combo]) -> set[int]:
 
 
 def instrument(atheris: Any) -> None:
-    """Give the tree atheris's coverage instrumentation (once, before fuzzing)."""
-    global _leaf
-    _leaf = atheris.instrument_func(_leaf)
+    """Give the trees atheris's coverage instrumentation (once, before fuzzing)."""
+    _trees[:] = [atheris.instrument_func(tree) for tree in _trees]

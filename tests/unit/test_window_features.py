@@ -35,20 +35,22 @@ run T1
 
 def test_every_leaf_is_its_own_block() -> None:
     assert [window_features._leaf(i) for i in range(LEAVES)] == list(range(LEAVES))
-    lines: set[int] = set()
+    blocks: set[tuple[str, int]] = set()
 
     def tracer(frame: FrameType, event: str, arg: Any) -> Any:
-        if event == "return":
-            lines.add(frame.f_lineno)
+        if event == "return" and frame.f_code.co_name == "_leaf" and frame.f_back is not None \
+                and frame.f_back.f_code.co_name == "_leaf":
+            blocks.add((frame.f_code.co_filename, frame.f_lineno))
         return tracer
 
-    for i in (0, 1, 2, LEAVES - 1):
+    probes = (0, 1, 2, 63, 64, 65, LEAVES - 1)
+    for i in probes:
         sys.settrace(tracer)
         try:
             window_features._leaf(i)
         finally:
             sys.settrace(None)
-    assert len(lines) == 4, "distinct leaves return from distinct lines"
+    assert len(blocks) == len(probes), "distinct leaves return from distinct blocks"
 
 
 def test_a_combination_reaches_the_same_leaf_in_every_process() -> None:
