@@ -22,7 +22,10 @@ word written there by the CPU or any device.
   key it had when pinned; a page at a private address (P, v) is detached once
   P is ``oomreap``-ed or a ``munmap``, ``mmap``, ``mremap`` (source, or
   destination: DECISIONS.md D22), ``dontneed`` or ``exit`` covering v
-  completes; ``dma`` through a detached page neither sets nor checks a key.
+  completes; ``dma`` through a detached page neither sets nor checks a key,
+  except that a ``dma`` write makes unknown the key of the address where the
+  page may still be mapped: its own after ``oomreap`` (D25), where an
+  ``mremap`` moved it (D30).
 * **Zapped in flight** (DECISIONS.md D18): a private key in the range of a
   delete op still in flight (``munmap``, ``mmap``, ``dontneed``, ``mremap``,
   ``exit``, ``oomreap``) may also read 0: an op that holds ``mmap_lock`` only
@@ -115,7 +118,9 @@ class _Region:
     n: int
     pinned_keys: dict[int, Key] = field(default_factory=dict)  # pin: shared pages
     detached: set[int] = field(default_factory=set)  # pin: detached private pages
-    reaped: set[int] = field(default_factory=set)  # pin: maybe detached by the OOM reaper (D25)
+    shadow: dict[int, Key] = field(default_factory=dict)
+    """pin: a detached page that may still be mapped at a private address: the key there (the
+    OOM reaper left its VMA, D25; an mremap moved it, D30).  A DMA write makes it unknown."""
 
 
 @dataclass
@@ -409,8 +414,8 @@ class Oracle:
         for k in range(op.cnt):
             key = self._dma_key(region, op.off + k)
             if key is None:
-                if op.direction == "write" and op.off + k in region.reaped:
-                    self.unknown.add(("P", region.pid, region.start + op.off + k))
+                if op.direction == "write" and op.off + k in region.shadow:
+                    self.unknown.add(region.shadow[op.off + k])
                 continue
             if op.direction == "write" and isinstance(result, Ok):
                 self._write(key, _word(op.x, op.stride, k))
@@ -422,16 +427,34 @@ class Oracle:
         """Detach P's pin pages in [start, end); ``reaped``: by the OOM reaper,
         which leaves a VMA whose non-blockable callback failed as it was, so
         the page may still be the one mapped there: a DMA write through it
-        makes that key unknown (D25)."""
+        makes that key unknown (D25).  Otherwise a page mapped in [start,
+        end) is gone from there: so is a shadow there."""
         for region in self.regions.values():
             if region.kind == "pin" and region.pid == pid:
                 for k in range(region.n):
                     if start <= region.start + k < end and k not in region.pinned_keys:
                         if reaped and k not in region.detached:
-                            region.reaped.add(k)
+                            region.shadow[k] = ("P", pid, region.start + k)
                         region.detached.add(k)
-                        if not reaped:
-                            region.reaped.discard(k)
+                if not reaped:
+                    for k in [k for k, key in region.shadow.items() if start <= key[2] < end]:
+                        del region.shadow[k]
+
+    def _moved_pins(self, op: Mremap) -> list[tuple[_Region, int, int]]:
+        """The pin pages an ``mremap`` moves (region, page, its new address): those
+        whose page is mapped in the source, at their own address or a shadow's."""
+        out = []
+        for region in self.regions.values():
+            if region.kind != "pin" or region.pid != op.p:
+                continue
+            for k in range(region.n):
+                if k in region.pinned_keys:
+                    continue
+                at = (region.shadow[k][2] if k in region.shadow else
+                      None if k in region.detached else region.start + k)
+                if at is not None and op.old <= at < op.old + op.n:
+                    out.append((region, k, at - op.old + op.new))
+        return out
 
     def _private_keys(self, pid: int, start: int, end: int) -> list[Key]:
         return [key for key in self.last.keys() | self.unknown
@@ -487,8 +510,12 @@ class Oracle:
                     dest = ("P", op.p, op.new + vpn - base)
                     self.last.pop(dest, None)
                     self.unknown.add(dest)
+        moved = self._moved_pins(op)
         self._detach(op.p, op.old, op.old + op.n)
         self._detach(op.p, op.new, op.new + op.n)  # applied as munmap (DECISIONS D22)
+        for region, k, at in moved:  # the pinned page is mapped there now (D30)
+            region.detached.add(k)
+            region.shadow[k] = ("P", op.p, at)
 
     def _fork(self, op: Fork, flight: _Flight) -> None:
         self.forked.update((op.p, op.child))

@@ -130,6 +130,20 @@ def test_pin_region_detached_after_munmap_neither_sets_nor_checks() -> None:
     assert run(o, "L8", Read(0, 0), Num(0)) == []
 
 
+def test_a_dma_write_through_a_pin_that_mremap_moved_shows_at_its_new_address() -> None:
+    o = Oracle()
+    run(o, "L1", Open(0, "pin", 0), HandleResult("D", 0))
+    run(o, "L2", Pin(0, 3, 2, "rw", 0), HandleResult("R", 0))
+    run(o, "L3", Mremap(0, 4, 1, 0), OK)  # page 4, pinned as R0's page 1, moves to 0
+    run(o, "L4", Dma(0, "write", 1, 1, 7), OK)
+    assert run(o, "L5", Read(0, 0), Num(7)) == []  # unknown: any word (D30)
+    run(o, "L6", Write(0, 0, 9), OK)
+    assert run(o, "L7", Read(0, 0), Num(7)) == ["coherence"]  # known again
+    run(o, "L8", Munmap(0, 0, 1), OK)  # the page is mapped nowhere now
+    run(o, "L9", Dma(0, "write", 1, 1, 8), OK)
+    assert run(o, "L10", Read(0, 0), Num(8)) == ["coherence"]
+
+
 def test_pin_region_detached_where_mremap_lands_on_it() -> None:
     """D22: mremap's destination is applied as munmap, so a page pinned there
     is detached (the region keeps the old folio), like mremap's source."""
