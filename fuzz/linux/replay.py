@@ -168,6 +168,7 @@ class RaceVerdict:
     kernel: str = "KASAN"  # the kernel's label: its variant and patches
     impossible: list[provenance.Impossible] = field(default_factory=list)
     note: str | None = None  # why the impossibility criterion may be incomplete
+    words: int = 0  # distinct (racer, source, page, word) the guest reported, all judged
 
 
 def race_problems(trace: Trace) -> list[tuple[int, str]]:
@@ -208,7 +209,7 @@ def race_verdict(trace: Trace, run: RunOutput | None, reports: list[str], wall: 
     impossible = provenance.judge(trace, report, run.results[:once] if run else [])
     return RaceVerdict(trace.path, bool(reports) or bool(impossible), reports, races, wall,
                        status, console, label, impossible,
-                       provenance.coverage_note(trace, report))
+                       provenance.coverage_note(trace, report), len(report.seen))
 
 
 def print_race(verdict: RaceVerdict, out: Any = sys.stdout) -> None:
@@ -218,9 +219,11 @@ def print_race(verdict: RaceVerdict, out: Any = sys.stdout) -> None:
     for text, count in kinds.most_common(5):
         print(f"  kernel report x{count}: {text}", file=out)
     for bad in verdict.impossible:
-        times = f"{bad.count} times" if bad.count is not None else "count unknown"
-        print(f"  impossible result of racer line {bad.lineno} `{bad.line}` ({times}): "
+        times = f"seen {bad.count} times" if bad.count is not None else "count unknown"
+        print(f"  impossible result of racer `{bad.line}` (trace line {bad.lineno}; {times}): "
               f"{bad.what}; the rule: {bad.why}", file=out)
+    if verdict.words:
+        print(f"  words judged: {verdict.words} distinct (racer, page, word) seen", file=out)
     if verdict.note:
         print(f"  note: {verdict.note}", file=out)
     runs = sum(int(m) for line in verdict.races for m in re.findall(r": (\d+) runs:", line))

@@ -138,8 +138,8 @@ def test_parse_the_guest_lines(tmp_path: object) -> None:
 
     text = io.StringIO()
     print_race(verdict, text)
-    assert "impossible result of racer line 6 `migrate_to_dev D0 0 128` (2 times)" in \
-        text.getvalue()
+    assert ("impossible result of racer `migrate_to_dev D0 0 128` (trace line 6; seen 2 "
+            "times)") in text.getvalue()
     assert "CONFIRMED (0 kernel reports, 1 racer lines with impossible results, in 20 op " \
         "runs)" in text.getvalue()
 
