@@ -6,7 +6,10 @@ the reference model's.  Traces with interleavings (``Tn =``, ``step``) run as
 stress races on the KASAN kernel: the plain lines before the first ``Tn =``
 once, then every later op looping in its own thread for a bounded time.  A
 race is **confirmed** when the kernel prints a KASAN, BUG, WARN or oops report
-during it, else **not reproduced** in the counted iterations.  ``--patch FILE``
+during it, or when a racer gives a result the rule of ``fuzz.linux.provenance``
+says is impossible (a word read at a page no op of the trace writes there, a
+count larger than the range), else **not reproduced** in the counted
+iterations.  ``--patch FILE``
 runs them on the kernel built with those patches (``fuzz.linux.kernel``); the
 verdicts name the kernel and its patches.
 """
@@ -25,7 +28,7 @@ from typing import Any, Final
 
 from fuzz import validate
 from fuzz.errors import BadInput
-from fuzz.linux import deviations, export, kernel
+from fuzz.linux import deviations, export, kernel, provenance
 from fuzz.trace import StepLine, Trace, format_step
 from model.ops import RunThread, StepThread, op_keyword
 
@@ -41,6 +44,8 @@ class RunOutput:
     results: list[str] = field(default_factory=list)
     status: str = "no end (the run was cut off)"
     races: list[str] = field(default_factory=list)
+    race_seen: list[str] = field(default_factory=list)  # "# race-seen: " lines, unprefixed
+    race_words: list[str] = field(default_factory=list)  # "# race-words: " lines, unprefixed
 
 
 def parse_output(text: str) -> dict[str, RunOutput]:
@@ -58,6 +63,10 @@ def parse_output(text: str) -> dict[str, RunOutput]:
             current = None
         elif line.startswith("# race: "):
             current.races.append(line[8:])
+        elif line.startswith("# race-seen: "):
+            current.race_seen.append(line[13:])
+        elif line.startswith("# race-words: "):
+            current.race_words.append(line[14:])
         elif " => " in line:
             current.results.append(line.rsplit(" => ", 1)[1])
     return runs
@@ -157,6 +166,9 @@ class RaceVerdict:
     status: str
     console: str = ""
     kernel: str = "KASAN"  # the kernel's label: its variant and patches
+    impossible: list[provenance.Impossible] = field(default_factory=list)
+    note: str | None = None  # why the impossibility criterion may be incomplete
+    words: int = 0  # distinct (racer, source, page, word) the guest reported, all judged
 
 
 def race_problems(trace: Trace) -> list[tuple[int, str]]:
@@ -183,10 +195,21 @@ def run_race(trace: Trace, kasan: bool, seconds: float,
     files["mfrun"] = kernel.guest_binary("mfrun")
     result = kernel.boot(built, [f"/mfrun --race {seconds:g} /r"], files, seconds + 120.0)
     run = parse_output(result.output).get(next(iter(names)))
+    return race_verdict(trace, run, result.reports, result.wall, result.console, built.label)
+
+
+def race_verdict(trace: Trace, run: RunOutput | None, reports: list[str], wall: float,
+                 console: str = "", label: str = "KASAN") -> RaceVerdict:
+    """The verdict on a race from the guest's output and the kernel's reports."""
     races = run.races if run else []
     status = run.status if run else "no output"
-    return RaceVerdict(trace.path, bool(result.reports), result.reports, races, result.wall,
-                       status, result.console, built.label)
+    report = provenance.parse(races, run.race_seen if run else [],
+                              run.race_words if run else [])
+    once = len(provenance.prefix(trace))
+    impossible = provenance.judge(trace, report, run.results[:once] if run else [])
+    return RaceVerdict(trace.path, bool(reports) or bool(impossible), reports, races, wall,
+                       status, console, label, impossible,
+                       provenance.coverage_note(trace, report), len(report.seen))
 
 
 def print_race(verdict: RaceVerdict, out: Any = sys.stdout) -> None:
@@ -195,13 +218,22 @@ def print_race(verdict: RaceVerdict, out: Any = sys.stdout) -> None:
     kinds = Counter(re.sub(r"\+0x[0-9a-f]+/0x[0-9a-f]+", "", r) for r in verdict.reports)
     for text, count in kinds.most_common(5):
         print(f"  kernel report x{count}: {text}", file=out)
+    for bad in verdict.impossible:
+        times = f"seen {bad.count} times" if bad.count is not None else "count unknown"
+        print(f"  impossible result of racer `{bad.line}` (trace line {bad.lineno}; {times}): "
+              f"{bad.what}; the rule: {bad.why}", file=out)
+    if verdict.words:
+        print(f"  words judged: {verdict.words} distinct (racer, page, word) seen", file=out)
+    if verdict.note:
+        print(f"  note: {verdict.note}", file=out)
     runs = sum(int(m) for line in verdict.races for m in re.findall(r": (\d+) runs:", line))
     if verdict.status != "ok" and not verdict.confirmed:
         word = f"NOT RUN ({verdict.status})"
     else:
         word = ("CONFIRMED" if verdict.confirmed else "not reproduced") + (
-            f" ({len(verdict.reports)} kernel reports in {runs} op runs)" if verdict.confirmed
-            else f" in {runs} op runs")
+            f" ({len(verdict.reports)} kernel reports, {len(verdict.impossible)} racer lines "
+            f"with impossible results, in {runs} op runs)" if verdict.confirmed
+            else f" in {runs} op runs (no kernel report, no impossible result)")
     print(f"{word}: {verdict.path} ({verdict.wall:.0f} s wall; kernel {verdict.kernel})",
           file=out)
 

@@ -17,7 +17,29 @@
  * Output of a run, per trace:
  *   # trace: PATH
  *   OP ARGS => RESULT            one per step line, in order
+ *   # race-seen: R SRC PAGE WORD (race mode, printed by racer R the moment it
+ *                                first sees WORD at PAGE; see below)
+ *   # race-seen: R capped        (once, when racer R has MF_SEEN distinct ones)
+ *   # race: LINE: N runs: KIND xC, KIND xC, ...
+ *                                (race mode, one per racer line, in order)
+ *   # race-words: R SRC PAGE:WORD:COUNT ...
+ *                                (race mode, after its racer's "# race:" line,
+ *                                at most 32 triples a line; then one
+ *                                "# race-words: R end DISTINCT DROPPED" line)
  *   # end: PATH ok | refused line N: WHY | timeout | error WHY
+ *
+ * Race results.  R is the racer's index (0 = the first racer line).  KIND is
+ * the result in trace syntax, cut at 47 characters, with the values of a
+ * read_range or dread collapsed to "values" and a read's word to "word"; at
+ * most MF_KINDS kinds, the rest counted as "other".  The words themselves are
+ * reported apart, as distinct (SRC, PAGE, WORD): SRC "value" is a word of the
+ * op's own result (read, read_range, dread; PAGE is the page it was read at),
+ * "readback" a word of the buffer HMM_DMIRROR_MIGRATE_TO_DEV copies back on
+ * success (test_hmm's dmirror_do_read of the migrated range).  Each racer keeps
+ * at most MF_SEEN distinct ones; the "race-seen" lines come as they happen, so
+ * they survive a kernel panic that cuts the run before the summary; DROPPED
+ * counts the observations of pairs past the cap (0: the report is complete).
+ * fuzz/linux/provenance.py parses these lines and judges them.
  *
  * Page v of the trace's address space is the address MF_BASE + v * 4096; a
  * page's word is the 64-bit integer at its start.  Every process Pk is a
@@ -34,6 +56,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
+#include <stdarg.h>
 #include <signal.h>
 #include <stdint.h>
 #include <poll.h>
@@ -128,6 +151,9 @@ static char *recv_msg(int fd)
 static __thread sigjmp_buf fault_jmp;
 static int dev_fd[MF_MAXD];
 
+enum { SRC_VALUE, SRC_READBACK };	/* where a race saw a word (mf_sources) */
+static void saw(int src, long page, int64_t word);
+
 static void on_fault(int sig)
 {
 	siglongjmp(fault_jmp, sig);
@@ -203,13 +229,22 @@ static char *dev_op(const struct mf_step *st, char *out, size_t outlen)
 		snprintf(out, outlen, "%s", errname(errno));
 	} else if (req == HMM_DMIRROR_READ) {
 		pos = snprintf(out, outlen, "values");
-		for (i = 0; i < n && pos < outlen; i++)
-			pos += snprintf(out + pos, outlen - pos, " %lld",
-					(long long)((int64_t *)(buf + i * MF_PAGE))[0]);
-		snprintf(out + pos, outlen - pos, " faults %llu", (unsigned long long)cmd.faults);
+		for (i = 0; i < n; i++) {
+			int64_t w = ((int64_t *)(buf + i * MF_PAGE))[0];
+
+			saw(SRC_VALUE, s + i, w);
+			if (pos < outlen)
+				pos += snprintf(out + pos, outlen - pos, " %lld", (long long)w);
+		}
+		if (pos < outlen)
+			snprintf(out + pos, outlen - pos, " faults %llu",
+				 (unsigned long long)cmd.faults);
 	} else if (req == HMM_DMIRROR_WRITE) {
 		snprintf(out, outlen, "ok faults %llu", (unsigned long long)cmd.faults);
 	} else if (req == HMM_DMIRROR_MIGRATE_TO_DEV) {
+		/* on success test_hmm copied back its own read of the whole range */
+		for (i = 0; i < n; i++)
+			saw(SRC_READBACK, s + i, ((int64_t *)(buf + i * MF_PAGE))[0]);
 		snprintf(out, outlen, "%llu", (unsigned long long)cmd.cpages);
 	} else {
 		pos = snprintf(out, outlen, "snap");
@@ -272,8 +307,11 @@ static char *cpu_op(const struct mf_step *st, char *out, size_t outlen)
 			   addr_of(num(st->args[3]))) == MAP_FAILED ? -1 : 0;
 	} else if (!strcmp(k, "read")) {
 		sig = cpu_access(s, 0, &word);
+		if (sig)
+			return strcpy(out, sig_result(sig));
+		saw(SRC_VALUE, s, word);
 		snprintf(out, outlen, "%lld", (long long)word);
-		return sig ? strcpy(out, sig_result(sig)) : out;
+		return out;
 	} else if (!strcmp(k, "write")) {
 		word = num(st->args[2]);
 		sig = cpu_access(s, 1, &word);
@@ -284,6 +322,7 @@ static char *cpu_op(const struct mf_step *st, char *out, size_t outlen)
 			sig = cpu_access(s + i, 0, &word);
 			if (sig)
 				return strcpy(out, sig_result(sig));
+			saw(SRC_VALUE, s + i, word);
 			if (pos < outlen)
 				pos += snprintf(out + pos, outlen - pos, " %lld", (long long)word);
 		}
@@ -306,6 +345,17 @@ static char *cpu_op(const struct mf_step *st, char *out, size_t outlen)
 
 #define MF_RACERS 32
 #define MF_KINDS 6
+#define MF_SEEN 1024		/* distinct (source, page, word) kept per racer */
+#define MF_SEEN_SLOTS 2048
+
+static const char *const mf_sources[] = { "value", "readback" };
+
+struct seen {
+	long page;
+	int64_t word;
+	long count;
+	int src, used;
+};
 
 struct racer {
 	pthread_t th;
@@ -315,7 +365,47 @@ struct racer {
 	int nkinds;
 	char kind[MF_KINDS + 1][48];
 	long count[MF_KINDS + 1];
+	int index, nseen;
+	long dropped;
+	struct seen *seen;	/* MF_SEEN_SLOTS slots, open addressing */
 };
+
+static __thread struct racer *racing;	/* this thread's racer, in race mode */
+
+/* A racer saw word at page (src: SRC_*): count it; print it the first time. */
+static void saw(int src, long page, int64_t word)
+{
+	struct racer *r = racing;
+	uint64_t h;
+	size_t i;
+	char text[96];
+	int len;
+
+	if (!r || !r->seen)
+		return;
+	h = (uint64_t)page * 0x9E3779B97F4A7C15ULL ^ (uint64_t)word * 0xC2B2AE3D27D4EB4FULL ^
+	    (uint64_t)src;
+	for (i = (h ^ h >> 31) % MF_SEEN_SLOTS; r->seen[i].used; i = (i + 1) % MF_SEEN_SLOTS)
+		if (r->seen[i].page == page && r->seen[i].word == word && r->seen[i].src == src) {
+			r->seen[i].count++;
+			return;
+		}
+	if (r->nseen >= MF_SEEN) {
+		if (!r->dropped++) {
+			len = snprintf(text, sizeof(text), "# race-seen: %d capped\n", r->index);
+			if (write(1, text, len) < 0)
+				r->dropped++;
+		}
+		return;
+	}
+	r->seen[i] = (struct seen){ .page = page, .word = word, .count = 1, .src = src, .used = 1 };
+	r->nseen++;
+	/* one write(2) per line: racers' lines never interleave */
+	len = snprintf(text, sizeof(text), "# race-seen: %d %s %ld %lld\n", r->index,
+		       mf_sources[src], page, (long long)word);
+	if (write(1, text, len) < 0)
+		r->dropped++;
+}
 
 static double now(void)
 {
@@ -334,6 +424,7 @@ static void *race_loop(void *arg)
 
 	if (!out)
 		return NULL;
+	racing = r;
 	while (now() < r->deadline) {
 		strcpy(buf, r->line);
 		if (mf_parse_step(buf, &st, err))
@@ -343,7 +434,10 @@ static void *race_loop(void *arg)
 		else
 			cpu_op(&st, out, 1 << 17);
 		if (!strncmp(out, "values", 6))
-			out[6] = 0; /* counted by kind, not by content */
+			out[6] = 0; /* counted by kind; the words are seen apart */
+		else if (!strcmp(st.op->keyword, "read") && (isdigit((unsigned char)out[0]) ||
+							     out[0] == '-'))
+			strcpy(out, "word");
 		out[47] = 0;
 		for (i = 0; i < r->nkinds && strcmp(r->kind[i], out); i++)
 			;
@@ -358,33 +452,80 @@ static void *race_loop(void *arg)
 	return NULL;
 }
 
-/* "race SECS\nLINE\nLINE...": loop each line in its own thread for SECS seconds */
-static void race(char *msg, char *out, size_t outlen)
+/* Append printf-style text to the malloc'd *buf of *len used, *cap allocated bytes. */
+static void append(char **buf, size_t *len, size_t *cap, const char *fmt, ...)
+{
+	va_list ap;
+	int k;
+
+	for (;;) {
+		va_start(ap, fmt);
+		k = vsnprintf(*buf + *len, *cap - *len, fmt, ap);
+		va_end(ap);
+		if (k >= 0 && (size_t)k < *cap - *len)
+			break;
+		*cap *= 2;
+		*buf = realloc(*buf, *cap);
+		if (!*buf)
+			die("realloc");
+	}
+	*len += k;
+}
+
+/* "race SECS\nLINE\nLINE...": loop each line in its own thread for SECS seconds; the
+ * reply (malloc'd): per racer its "# race:" text without the prefix, then its
+ * "# race-words: " lines (see the top of this file). */
+static char *race(char *msg)
 {
 	static struct racer rs[MF_RACERS];
 	double secs = atof(msg + 5);
-	char *save = NULL, *line;
-	int n = 0, i, j;
-	size_t pos = 0;
+	char *save = NULL, *line, *out;
+	int n = 0, i, j, k;
+	size_t len = 0, cap = 1 << 16;
 
 	memset(rs, 0, sizeof(rs));
+	out = malloc(cap);
+	if (!out)
+		die("malloc");
+	out[0] = 0;
 	strtok_r(msg, "\n", &save);
 	while ((line = strtok_r(NULL, "\n", &save)) && n < MF_RACERS) {
 		snprintf(rs[n].line, sizeof(rs[n].line), "%s", line);
 		rs[n].deadline = now() + secs;
+		rs[n].index = n;
+		rs[n].seen = calloc(MF_SEEN_SLOTS, sizeof(struct seen));
 		n++;
 	}
 	for (i = 0; i < n; i++)
 		pthread_create(&rs[i].th, NULL, race_loop, &rs[i]);
 	for (i = 0; i < n; i++) {
 		pthread_join(rs[i].th, NULL);
-		pos += snprintf(out + pos, outlen - pos, "%s%s: %ld runs:", i ? "\n" : "",
-				rs[i].line, rs[i].runs);
+		append(&out, &len, &cap, "%s%s: %ld runs:", i ? "\n" : "", rs[i].line, rs[i].runs);
 		for (j = 0; j <= MF_KINDS; j++)
 			if (rs[i].count[j])
-				pos += snprintf(out + pos, outlen - pos, " %s x%ld,", rs[i].kind[j],
-						rs[i].count[j]);
+				append(&out, &len, &cap, " %s x%ld,", rs[i].kind[j], rs[i].count[j]);
+		for (k = 0; k < 2; k++) {
+			int inline_ = 0;
+
+			for (j = 0; rs[i].seen && j < MF_SEEN_SLOTS; j++) {
+				struct seen *e = &rs[i].seen[j];
+
+				if (!e->used || e->src != k)
+					continue;
+				if (inline_ == 32)
+					inline_ = 0;
+				if (!inline_)
+					append(&out, &len, &cap, "\n# race-words: %d %s", i, mf_sources[k]);
+				append(&out, &len, &cap, " %ld:%lld:%ld", e->page, (long long)e->word,
+				       e->count);
+				inline_++;
+			}
+		}
+		append(&out, &len, &cap, "\n# race-words: %d end %d %ld", i, rs[i].nseen,
+		       rs[i].dropped);
+		free(rs[i].seen);
 	}
+	return out;
 }
 
 static void serve(int me)
@@ -420,7 +561,12 @@ static void serve(int me)
 			else
 				snprintf(out, sizeof(out), "ok %d", (int)pid);
 		} else if (!strncmp(msg, "race ", 5)) {
-			race(msg, out, sizeof(out));
+			char *reply = race(msg);
+
+			free(msg);
+			send_msg(chan[me][3], reply);
+			free(reply);
+			continue;
 		} else if (!strncmp(msg, "open ", 5)) {
 			int d = atoi(msg + 5), minor = atoi(strchr(msg + 5, ' ') + 1), fd;
 			char path[64];
@@ -839,7 +985,7 @@ static void run_trace(const char *path)
 			return;
 		}
 		for (l = strtok_r(reply, "\n", &save); l; l = strtok_r(NULL, "\n", &save))
-			printf("# race: %s\n", l);
+			printf(l[0] == '#' ? "%s\n" : "# race: %s\n", l);
 		free(reply);
 		free(msg);
 	}

@@ -138,6 +138,35 @@ def test_runner_races_on_the_host(mfrun: Path, tmp_path: Path) -> None:
         assert all(re.search(r": \d+ runs:", line) for line in run.races)
 
 
+def test_runner_race_words_on_the_host(mfrun: Path, tmp_path: Path) -> None:
+    """The racers' words (``# race-seen``, ``# race-words``) parse, and a race of two
+    threads each writing and reading its own pages gives no impossible result on the
+    host's kernel."""
+    from fuzz.linux import provenance
+    from fuzz.linux.replay import race_verdict
+
+    path = tmp_path / "words.trace"
+    path.write_text("\n".join([
+        "# mirrorfuzz-trace 1", "mmap P0 0 8 rw private", "write_range P0 0 4 1 1",
+        "read_range P0 0 2", "T1 = write_range P0 4 4 10 -3", "T2 = read_range P0 0 8",
+        "T3 = read P0 2", "T4 = madvise P0 4 2 dontneed", "T5 = write P0 3 -9", ""]))
+    res = subprocess.run([str(mfrun), "--race", "0.3", str(path)], capture_output=True,
+                         text=True, check=False, timeout=60)
+    run = parse_output(res.stdout)[str(path)]
+    assert run.status == "ok" and run.results == ["ok", "ok", "values 1 2"]
+    report = provenance.parse(run.races, run.race_seen, run.race_words)
+    assert report.complete == {0, 1, 2, 3, 4} and not report.capped
+    assert report.summaries[2].kinds.keys() == {"word"}
+    assert report.seen[(2, "value", 2, 3)] == report.summaries[2].runs
+    assert {(p, w) for (r, _, p, w) in report.seen if r == 1} >= {(0, 1), (4, 10), (7, 1)}
+    assert {(r, s, p, w) for (r, s, p, w) in report.seen if report.seen[(r, s, p, w)] is None} \
+        == set(), "every word seen is counted in the summary"
+    seen_lines = {tuple(line.split()) for line in run.race_seen}
+    assert seen_lines == {(str(r), s, str(p), str(w)) for (r, s, p, w) in report.seen}
+    verdict = race_verdict(load_trace(path), run, [], 1.0)
+    assert not verdict.confirmed and verdict.impossible == [] and verdict.note is None
+
+
 def test_exportable_conformance() -> None:
     for path in CONFORMANCE:
         problems = export.problems(load_trace(path))

@@ -104,7 +104,8 @@ def test_labels_name_the_patches(tmp_path: Path) -> None:
                            ["dread D0 0 64: 10 runs: values x10,"], 30.0, "ok", "",
                            "KASAN + a.patch"), out)
     last = out.getvalue().splitlines()[-1]
-    assert last.startswith("CONFIRMED (1 kernel reports in 10 op runs)")
+    assert last.startswith("CONFIRMED (1 kernel reports, 0 racer lines with impossible "
+                           "results, in 10 op runs)")
     assert last.endswith("(30 s wall; kernel KASAN + a.patch)")
 
 
