@@ -182,7 +182,7 @@ class MirrorMachine(Arguments, RuleBasedStateMachine):
         self.verdict: Verdict | None = None
         self.swarm_off: frozenset[str] = frozenset()
         self.racing = False  # _emit starts every op as a thread (the race rule)
-        self.whole = False  # _emit appends a plain op (the window rule's intruder)
+        self.whole = False  # _emit appends a plain op (an intruder that runs whole)
         self.raced: str | None = None  # the thread _emit started while racing
 
     # ------------------------------------------------------------ appending
