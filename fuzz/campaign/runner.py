@@ -134,10 +134,11 @@ def _sigterm_interrupts() -> Iterator[None]:
             signal.signal(sig, old)
 
 
-def disk_reason(exc: OSError) -> str:
-    """One line saying which write failed and why."""
-    where = f"cannot write {exc.filename}: " if exc.filename else "cannot write: "
-    return where + (exc.strerror or str(exc) or type(exc).__name__)
+def disk_reason(exc: OSError, out: Path) -> str:
+    """One line saying which write failed and why: the file, or the campaign
+    directory when the error names none (a write or flush of an open file)."""
+    return f"cannot write {exc.filename or out}: " + (
+        exc.strerror or str(exc) or type(exc).__name__)
 
 
 class Campaign:
@@ -256,7 +257,7 @@ class Campaign:
         except KeyboardInterrupt:
             reason = "interrupted"
         except OSError as exc:  # a full or read-only disk: stop cleanly, keep what is there
-            reason, self.problem = "disk", disk_reason(exc)
+            reason, self.problem = "disk", disk_reason(exc, self.out)
         return self.shutdown(reason, time_s)
 
     def shutdown(self, reason: str, time_s: float) -> str:
@@ -277,7 +278,7 @@ class Campaign:
             reason = "interrupted"
             self.findings.stop()
         except OSError as exc:
-            reason, self.problem = "disk", self.problem or disk_reason(exc)
+            reason, self.problem = "disk", self.problem or disk_reason(exc, self.out)
             self.findings.stop()
         snap = self.snapshot(time_s)
         self.display.update(snap, force=True)
@@ -286,7 +287,7 @@ class Campaign:
             self.record("stop", reason=reason, **({"detail": self.problem}
                                                   if self.problem else {}))
         except OSError as exc:  # the disk takes nothing more: the next resume repairs
-            reason, self.problem = "disk", self.problem or disk_reason(exc)
+            reason, self.problem = "disk", self.problem or disk_reason(exc, self.out)
         return reason
 
 
@@ -303,7 +304,7 @@ def run(out: Path, config: CampaignConfig, time_s: float, *, resumed: bool,
         seed_atheris(out, config)
         campaign = Campaign(out, config, before, display)
     except OSError as exc:  # nothing started yet: what was written stays
-        return "disk", 0, disk_reason(exc)
+        return "disk", 0, disk_reason(exc, out)
     with _sigterm_interrupts():
         try:
             reason = campaign.run(time_s, resumed)

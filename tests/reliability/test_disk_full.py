@@ -62,3 +62,17 @@ def test_a_full_disk_stops_the_campaign_and_resume_carries_on(tiny_disk: Path) -
     assert "Traceback" not in again.stdout + again.stderr
     kinds = [json.loads(x)["kind"] for x in (out / "stats.jsonl").read_text().splitlines()]
     assert "resume" in kinds and kinds[-1] == "stop"
+
+
+def test_a_disk_error_names_a_path_even_when_the_error_names_none(tmp_path: Path) -> None:
+    """A failed write or flush of an open file raises an OSError with no file
+    name: the line names the campaign directory instead."""
+    import errno
+
+    from fuzz.campaign.runner import disk_reason
+
+    bare = OSError(errno.ENOSPC, "No space left on device")
+    named = OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "stats.jsonl"))
+    assert disk_reason(bare, tmp_path) == f"cannot write {tmp_path}: No space left on device"
+    assert disk_reason(named, tmp_path) == (
+        f"cannot write {tmp_path / 'stats.jsonl'}: No space left on device")
