@@ -183,11 +183,10 @@ def patches_hash(patches: Sequence[Patch]) -> str:
     return digest.hexdigest()[:12]
 
 
-def label(kasan: bool, patches: Sequence[Patch] | Sequence[str] = ()) -> str:
+def label(kasan: bool, patches: Sequence[Patch] = ()) -> str:
     """A kernel's name in the verdicts: ``KASAN`` or ``base``, then ``+ NAME`` for each
     patch."""
-    names = [p if isinstance(p, str) else p.name for p in patches]
-    return " + ".join(["KASAN" if kasan else "base", *names])
+    return " + ".join(["KASAN" if kasan else "base", *(p.name for p in patches)])
 
 
 def patch_flags(patches: Sequence[Patch]) -> str:
@@ -201,7 +200,12 @@ class Kernel:
 
     directory: Path
     kasan: bool
-    patches: tuple[str, ...] = ()  # the patches' file names, in order
+    patches: tuple[Patch, ...] = ()  # in order
+
+    @classmethod
+    def cached(cls, version: str, kasan: bool, patches: Sequence[Patch]) -> Kernel:
+        """The kernel of this source version, variant and patches (built or not)."""
+        return cls(kernel_dir(version, kasan, patches), kasan, tuple(patches))
 
     @property
     def label(self) -> str:
@@ -236,7 +240,7 @@ def find_kernel(kasan: bool, patches: Sequence[Patch] = ()) -> Kernel:
     flag = (" --kasan" if kasan else "") + patch_flags(patches)
     if version is None:
         raise BadInput(f"no kernel built: run mirrorfuzz kernel build{flag} first")
-    kernel = Kernel(kernel_dir(version, kasan, patches), kasan, tuple(p.name for p in patches))
+    kernel = Kernel.cached(version, kasan, patches)
     if not kernel.bzimage.is_file():
         raise BadInput(f"no kernel in {kernel.directory}: run mirrorfuzz kernel build{flag} first")
     return kernel
@@ -326,7 +330,7 @@ def build(kasan: bool, jobs: int = JOBS,
     ensure_packages(setup_log)
     version = source_version()
     assert version is not None
-    kernel = Kernel(kernel_dir(version, kasan, patches), kasan, tuple(p.name for p in patches))
+    kernel = Kernel.cached(version, kasan, patches)
     if kernel.bzimage.is_file():
         return kernel, True, time.monotonic() - start
     fresh = not kernel.directory.exists()

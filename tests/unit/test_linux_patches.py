@@ -98,7 +98,7 @@ def test_labels_name_the_patches(tmp_path: Path) -> None:
     a, b = _patch(tmp_path, "a.patch", GOOD), _patch(tmp_path, "b.patch", SECOND)
     assert kernel.label(True) == "KASAN"
     assert kernel.label(False, [a, b]) == "base + a.patch + b.patch"
-    assert kernel.Kernel(tmp_path, True, ("a.patch",)).label == "KASAN + a.patch"
+    assert kernel.Kernel(tmp_path, True, (a,)).label == "KASAN + a.patch"
     out = io.StringIO()
     print_race(RaceVerdict("r.trace", True, ["BUG: KASAN: use-after-free in f+0x1/0x2"],
                            ["dread D0 0 64: 10 runs: values x10,"], 30.0, "ok", "",
