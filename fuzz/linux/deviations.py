@@ -23,7 +23,7 @@ from fuzz import impls
 from fuzz.executor import Settings, run_trace
 from fuzz.trace import Trace
 from model.interface import Config, Factory, Implementation
-from model.observation import Observation, ProcessView
+from model.observation import Observation, ProcessView, VmaView
 from model.ops import Op, RunThread, StepThread, op_keyword
 
 UNEXPLAINED: Final = "unexplained"
@@ -264,11 +264,9 @@ def huge_zero_page(case: Case) -> bool:
                 and bool(line & blocks("write", "write_range", "dwrite")))
     if case.key != "snapshot":
         return False
-    got, want = case.got.split()[1:], case.want.split()[1:]
     touched = blocks("read", "read_range", "dread")
-    start = vars(case.op)["s"]
-    diff = [(start + i, g, w) for i, (g, w) in enumerate(zip(got, want, strict=False)) if g != w]
-    return bool(diff) and len(got) == len(want) and all(
+    diff = _snapshot_diff(case)
+    return bool(diff) and all(
         g in ("zero", "r+pmd") and w in ("none", "zero") and moved_from(v) >> 9 in touched
         for v, g, w in diff)
 
@@ -307,12 +305,7 @@ def vma_boundaries(case: Case) -> bool:
     v = vars(case.op)
     src = pages(case.op)
     if case.got == "ok" and case.want == "EFAULT":
-        proc = case.process(v["p"])
-        vmas = [m for m in (proc.vmas if proc else ()) if m.start < src.stop and src.start < m.end]
-        joined = all(a.end == b.start for a, b in zip(vmas, vmas[1:], strict=False))
-        return (len(vmas) > 1 and joined and vmas[0].start <= src.start
-                and vmas[-1].end >= src.stop and len({(m.prot, m.huge) for m in vmas}) == 1
-                and all(m.kind == "private" for m in vmas))
+        return bool(_merged_by_linux(case.process(v["p"]), src.start, src.stop))
     return case.got == "EFAULT" and case.want == "ok" and any(
         vars(op)["advice"] == "nohugepage" and _same_process(case, i, case.op)
         and _meets(pages(op), src)
@@ -320,22 +313,35 @@ def vma_boundaries(case: Case) -> bool:
 
 
 def _thp_in_merged_block(case: Case) -> bool:
-    v = vars(case.op)
-    proc = case.process(case.mirror_pid(v["d"]))
+    proc = case.process(case.mirror_pid(vars(case.op)["d"]))
+    diff = _snapshot_diff(case)
+
+    def merged_huge(block: int) -> bool:
+        vmas = _merged_by_linux(proc, block << 9, (block + 1) << 9)
+        return bool(vmas) and vmas[0].huge
+
+    return bool(diff) and all(g.endswith("+pmd") and merged_huge(vpn >> 9) for vpn, g, _ in diff)
+
+
+def _snapshot_diff(case: Case) -> list[tuple[int, str, str]]:
+    """(vpn, Linux's word, the model's) for each page where the ``snapshot`` line's results
+    differ; none when they differ in length."""
     got, want = case.got.split()[1:], case.want.split()[1:]
-    diff = [v["s"] + i for i, (g, w) in enumerate(zip(got, want, strict=False)) if g != w]
-    if proc is None or not diff or len(got) != len(want):
-        return False
+    start = vars(case.op)["s"]
+    return [] if len(got) != len(want) else [
+        (start + i, g, w) for i, (g, w) in enumerate(zip(got, want, strict=True)) if g != w]
 
-    def merged(block: int) -> bool:
-        lo, hi = block << 9, (block + 1) << 9
-        vmas = [m for m in proc.vmas if m.start < hi and lo < m.end]
-        return (len(vmas) > 1 and vmas[0].start <= lo and vmas[-1].end >= hi
-                and all(a.end == b.start for a, b in zip(vmas, vmas[1:], strict=False))
-                and all(m.kind == "private" and m.huge for m in vmas)
-                and len({m.prot for m in vmas}) == 1)
 
-    return all(got[vpn - v["s"]].endswith("+pmd") and merged(vpn >> 9) for vpn in diff)
+def _merged_by_linux(proc: ProcessView | None, lo: int, hi: int) -> list[VmaView]:
+    """The model's VMAs of ``proc`` over [lo, hi) when they are several, cover it end to end,
+    and Linux would have merged them into one (``vma_merge``: private, one protection and THP
+    advice); else none."""
+    vmas = [m for m in (proc.vmas if proc else ()) if m.start < hi and lo < m.end]
+    whole = (len(vmas) > 1 and vmas[0].start <= lo and vmas[-1].end >= hi
+             and all(a.end == b.start for a, b in zip(vmas, vmas[1:], strict=False))
+             and all(m.kind == "private" for m in vmas)
+             and len({(m.prot, m.huge) for m in vmas}) == 1)
+    return vmas if whole else []
 
 
 def mremap_unmaps_destination(case: Case) -> bool:
