@@ -28,7 +28,7 @@ Rules this module keeps:
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from fuzz.windows import Combo, reached
@@ -88,10 +88,6 @@ def feed(steps: Sequence[Any], results: Sequence[object]) -> set[Combo]:
     for combo in sorted(combos):
         _leaf(leaf_of(combo))
     return combos
-
-
-def leaves(combos: Iterable[Combo]) -> set[int]:
-    return {leaf_of(c) for c in combos}
 
 
 def instrument(atheris: Any) -> None:
