@@ -61,6 +61,7 @@ from functools import partial
 from typing import TypeVar
 
 from fuzz import contracts, diff
+from fuzz.observe_diff import CheapJudge
 from fuzz.oracle import Oracle
 from fuzz.trace import StepLine, Trace
 from fuzz.verdict import (
@@ -72,8 +73,8 @@ from fuzz.verdict import (
     Verdict,
     observation_work,
 )
-from model.interface import INVARIANT_NUMBERS, Config, Factory, Implementation
-from model.observation import VmaView
+from model.interface import INVARIANT_NUMBERS, Config, Factory, Implementation, Watched
+from model.observation import Numbering, Observation, VmaView, canonicalize_numbered
 from model.ops import (
     DEFAULT_DEVICE_FRAMES,
     DEFAULT_FRAMES,
@@ -139,6 +140,7 @@ class Session:
         self.impls: list[Implementation] = []
         self.changes = 0  # starts and steps that were not Blocked
         self.scans = 0  # steps not Blocked, counted for the fast judge's scans
+        self.cheap: CheapJudge | None = None  # the fast judge's cheap comparisons
         self._guard(self._begin)
 
     @classmethod
@@ -210,8 +212,12 @@ class Session:
                         mutant=self.settings.mutant)
         for name, factory in self.sides:
             checked = replace(config, checks=self.settings.checks_on(name),
-                              deferred=self.settings.deferred(name))
+                              deferred=self.settings.deferred(name),
+                              incremental=self.settings.fast)
             self.impls.append(self._call(name, partial(factory, checked)))
+        if self.settings.fast and len(self.impls) > 1 \
+                and all(isinstance(impl, Watched) for impl in self.impls):
+            self.cheap = CheapJudge(len(self.impls))
         if not self.settings.fast:  # the fast judge compares fresh sides at its first period
             self._after_step()
 
@@ -386,9 +392,19 @@ class Session:
             return
         if last and k <= 0 and not self.settings.fast:
             return  # observations off (the fast judge compares once more at the end)
+        if self.cheap is not None and not last:
+            watched = [impl for impl in self.impls if isinstance(impl, Watched)]
+            if self._call(self.impls[0].name, partial(self.cheap.agree, watched)):
+                return
         observations = []
+        numberings: list[Numbering] = []
         for side, impl in enumerate(self.impls):
-            observations.append(self._call(impl.name, impl.observe))
+            if self.cheap is not None and isinstance(impl, Watched):
+                obs, numbering = self._call(impl.name, partial(_numbered, impl))
+                numberings.append(numbering)
+            else:
+                obs = self._call(impl.name, impl.observe)
+            observations.append(obs)
             self._charge(side, observation_work(observations[-1]))
         for impl, obs in zip(self.impls[1:], observations[1:], strict=True):
             if obs != observations[0]:
@@ -396,6 +412,8 @@ class Session:
                 self._find("divergence", "observation", diff.summary(found),
                            [(self.impls[0].name, "see the table"), (impl.name, "differs")],
                            obj=diff.cause_field(found), differences=found)
+        if self.cheap is not None:
+            self.cheap.seed(numberings)
 
     def _drive(self, name: str, *, plain: bool) -> LineResult:
         for _ in range(self.settings.max_line_steps):
@@ -462,6 +480,10 @@ class Session:
         if line.expected is not None and str(line.expected) != str(result):
             self.verdict.mismatches.append(Mismatch(index, line.lineno, self.impls[0].name,
                                                     str(line.expected), str(result)))
+
+
+def _numbered(impl: Watched) -> tuple[Observation, Numbering]:
+    return canonicalize_numbered(impl.observe_raw())
 
 
 def run_trace(trace: Trace, sides: Sequence[tuple[str, Factory]],

@@ -23,10 +23,10 @@ Two error families, never mixed (h11): an op that is not allowed is an errno
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Final, Protocol, runtime_checkable
 
 from model.bugs import Bug, lookup
-from model.observation import Observation, VmaView
+from model.observation import Changes, Observation, RawObservation, VmaView
 from model.ops import (
     DEFAULT_DEVICE_FRAMES,
     DEFAULT_FRAMES,
@@ -81,6 +81,11 @@ class Config:
     called, not after every step; the checks at events (an access, a commit,
     an ``end``, a wait) still run where the event happens.  The executor's
     fast judge sets it and scans every few steps and at the end of a trace."""
+    incremental: bool = False
+    """With ``checks`` and not ``deferred``: the after-step scans are left out
+    after a step that changed nothing they read (an implementation that can
+    tell; :meth:`Implementation.check_invariants` always scans).  The fast
+    judge sets it."""
 
     def __post_init__(self) -> None:
         lookup(self.mutant)  # a name nobody declared: model.bugs.UnknownBug, here
@@ -147,6 +152,32 @@ class Implementation(Protocol):
         """Ranges ``[s, e)`` of P's mm with device work in flight: the
         ranges of active jobs' regions, and what each plug-in driver of P's
         devices says (``PluginDriver.busy``)."""
+        ...
+
+
+@runtime_checkable
+class Watched(Protocol):
+    """An implementation that can say what changed, so that the executor
+    compares only that (``fuzz.observe_diff``).  Optional: the executor
+    compares whole observations of an implementation without it."""
+
+    def observe_raw(self) -> RawObservation:
+        """The observation of SPEC §8.1 with the implementation's own ids
+        (``observe`` is its :func:`~model.observation.canonicalize`)."""
+        ...
+
+    def changes(self) -> Changes:
+        """The parts, folios, device pages and slots whose views may differ
+        from when it was last called (at the first call: all of them).
+        Over-reporting costs time; under-reporting loses findings."""
+        ...
+
+    def observe_parts(self, parts: Changes) -> RawObservation:
+        """The raw observation restricted to ``parts``: the processes and
+        objects it names (those that exist), every device, region, job and
+        thread, the totals, and the views of the folios, device pages and
+        slots it names (those alive) and of every one the listed parts
+        reach."""
         ...
 
 

@@ -19,33 +19,32 @@ index inside the folio (DECISIONS.md D2): stricter, never weaker.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, TypeVar
 
 from model.ops import thread_order
 
 Space = Literal["folio", "dpage", "swap", "zero"]
+V = TypeVar("V")
 EntryClass = Literal["zero", "present", "swap", "migration", "device"]
 ProcState = Literal["live", "killed", "dead"]
 
 
-@dataclass(frozen=True, slots=True)
-class Ref:
+class Ref(NamedTuple):
     """A reference to a page: system folio page (``index`` in the folio),
     device page, swap slot, or the zero page.  ``raw`` is the
     implementation's id before canonicalization, the canonical int after."""
 
     space: Space
     raw: Hashable = None
-    index: int = 0
+    index: int = 0  # type: ignore[assignment]  # (shadows tuple.index)
 
 
 ZERO_REF = Ref("zero")
 
 
-@dataclass(frozen=True)
-class VmaView:
+class VmaView(NamedTuple):
     start: int
     end: int
     prot: str
@@ -57,9 +56,9 @@ class VmaView:
 
 class EntryView(NamedTuple):
     """A non-``none`` page-table entry.  ``word`` is the word the entry's
-    target holds (0 for ``zero``).  (A named tuple, as is
-    ``TableEntryView``: an observation builds one per resident page, and a
-    frozen dataclass costs several times as much to create.)"""
+    target holds (0 for ``zero``).  (A named tuple, as are the other small
+    views: an observation builds one per resident page, and a frozen
+    dataclass costs several times as much to create and to compare.)"""
 
     vpn: int
     cls: EntryClass
@@ -70,24 +69,21 @@ class EntryView(NamedTuple):
     ref: Ref
 
 
-@dataclass(frozen=True)
-class SubscriptionView:
+class SubscriptionView(NamedTuple):
     id: int
     start: int
     end: int
     invalidate_seq: int
 
 
-@dataclass(frozen=True)
-class NotifierView:
+class NotifierView(NamedTuple):
     seq: int
     active: int
     subscriptions: tuple[SubscriptionView, ...]  # in (start, id) order
     deferred: tuple[tuple[str, int], ...]  # ("insert" | "remove", subscription id)
 
 
-@dataclass(frozen=True)
-class LockView:
+class LockView(NamedTuple):
     """``mmap_lock`` holders: a writer, or readers in thread order, or none."""
 
     writer: str | None = None
@@ -104,8 +100,7 @@ class ProcessView:
     mmap_lock: LockView = LockView()
 
 
-@dataclass(frozen=True)
-class FolioView:
+class FolioView(NamedTuple):
     order: int
     refcount: int
     pincount: int
@@ -113,17 +108,15 @@ class FolioView:
     words: tuple[int, ...]
 
 
-@dataclass(frozen=True)
-class DevicePageView:
+class DevicePageView(NamedTuple):
     owner: int  # device number of the mirror
     refcount: int
     word: int
 
 
-@dataclass(frozen=True)
-class SwapSlotView:
+class SwapSlotView(NamedTuple):
     word: int
-    count: int
+    count: int  # type: ignore[assignment]  # (shadows tuple.count)
 
 
 @dataclass(frozen=True)
@@ -168,17 +161,15 @@ class RegionView:
     valid_seq: int | None = None
 
 
-@dataclass(frozen=True)
-class JobView:
+class JobView(NamedTuple):
     id: int
     region: int
     direction: str
     off: int
-    count: int
+    count: int  # type: ignore[assignment]  # (shadows tuple.count)
 
 
-@dataclass(frozen=True)
-class ThreadView:
+class ThreadView(NamedTuple):
     name: str
     op: str  # format_op text
     failed_commits: int
@@ -194,9 +185,9 @@ class RawObservation:
     regions: list[RegionView]
     jobs: list[JobView]
     threads: list[ThreadView]
-    folios: dict[Hashable, FolioView] = field(default_factory=dict)
-    device_pages: dict[Hashable, DevicePageView] = field(default_factory=dict)
-    swap_slots: dict[Hashable, SwapSlotView] = field(default_factory=dict)
+    folios: Mapping[Hashable, FolioView] = field(default_factory=dict)
+    device_pages: Mapping[Hashable, DevicePageView] = field(default_factory=dict)
+    swap_slots: Mapping[Hashable, SwapSlotView] = field(default_factory=dict)
     pages_in_use: int = 0
     swap_in_use: int = 0
 
@@ -214,6 +205,54 @@ class Observation:
     swap_slots: tuple[SwapSlotView, ...]
     pages_in_use: int
     swap_in_use: int
+
+
+@dataclass
+class Changes:
+    """What a side says may have changed since it last said (SPEC §8.1's
+    parts, with its own ids): the processes whose entries may all differ,
+    the pages of other processes whose entries may differ, the shared
+    objects, and the folios, device pages and swap slots whose views
+    may differ.  The executor's cheap comparison (``fuzz.observe_diff``)
+    compares only these, and what every partial observation carries whole:
+    each process's state, VMAs, notifier and lock, the devices, regions,
+    jobs, threads and totals."""
+
+    processes: set[int] = field(default_factory=set)
+    entries: dict[int, set[int]] = field(default_factory=dict)  # pid -> vpns
+    objects: set[int] = field(default_factory=set)
+    folios: set[Hashable] = field(default_factory=set)
+    device_pages: set[Hashable] = field(default_factory=set)
+    swap_slots: set[Hashable] = field(default_factory=set)
+
+
+class PageViews(Mapping[Hashable, V]):
+    """The views of a partial observation's pages (``Watched.observe_parts``),
+    each built when first looked up: ``build`` gives an id's view, or None
+    if no such page is alive.  The cheap comparison looks up only the pages
+    it pairs for the first time and the ones a side says changed."""
+
+    def __init__(self, build: Callable[[Hashable], V | None]) -> None:
+        self.build = build
+        self.built: dict[Hashable, V | None] = {}
+
+    def __getitem__(self, raw: Hashable) -> V:
+        if raw not in self.built:
+            self.built[raw] = self.build(raw)
+        view = self.built[raw]
+        if view is None:
+            raise KeyError(raw)
+        return view
+
+    def __iter__(self) -> Iterator[Hashable]:
+        return (raw for raw, view in self.built.items() if view is not None)
+
+    def __len__(self) -> int:
+        return sum(1 for view in self.built.values() if view is not None)
+
+
+Numbering = dict[Space, dict[Hashable, int]]
+"""An implementation's ids -> canonical numbers, per space."""
 
 
 class _Numbering:
@@ -238,6 +277,11 @@ def _renumber_pins(num: _Numbering, pins: Iterable[tuple[int, Ref]]) -> tuple[tu
 
 def canonicalize(raw: RawObservation) -> Observation:
     """Renumber ``raw``'s references in walk order and freeze it."""
+    return canonicalize_numbered(raw)[0]
+
+
+def canonicalize_numbered(raw: RawObservation) -> tuple[Observation, Numbering]:
+    """:func:`canonicalize`, and the numbering it gave ``raw``'s ids."""
     num = _Numbering()
     processes = []
     for proc in sorted(raw.processes, key=lambda p: p.pid):
@@ -263,7 +307,7 @@ def canonicalize(raw: RawObservation) -> Observation:
     folios = num.listed("folio", dict(raw.folios))
     dpages = num.listed("dpage", dict(raw.device_pages))
     slots = num.listed("swap", dict(raw.swap_slots))
-    return Observation(
+    return (Observation(
         processes=tuple(processes),
         objects=tuple(objects),
         devices=tuple(devices),
@@ -275,4 +319,4 @@ def canonicalize(raw: RawObservation) -> Observation:
         swap_slots=tuple(s for s in slots if isinstance(s, SwapSlotView)),
         pages_in_use=raw.pages_in_use,
         swap_in_use=raw.swap_in_use,
-    )
+    ), num.ids)

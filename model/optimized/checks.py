@@ -50,25 +50,57 @@ from model.optimized.pagetable import (
 from model.optimized.state import Device, KernelState, Process
 
 
-def run_checks(k: KernelState) -> None:
+def run_checks(k: KernelState, *, whole: bool = True) -> None:
+    """The checks; unless ``whole``, the scans of invariants 1, 3 and 10 are
+    left out when nothing they read changed since they last ran
+    (:func:`_unchanged`)."""
     found: list[tuple[str, str]] = []
     for proc in k.procs.values():
         found.extend(proc.mn.violations)
         proc.mn.violations.clear()
     _seq_and_pairing(k, found)
-    lg = k.ledger
-    lg.update([(p.pt, CPU) for p in k.procs.values()]
+    tables = ([(p.pt, CPU) for p in k.procs.values()]
               + [(d.table, DEV) for d in k.devices.values()]
               + [(o.pages, OBJ) for o in k.objects.values() if o.live])
-    bad = _references_live(k, found) if _tables_maybe_bad(k, lg) else _pins_live(k, found)
-    if not bad:
-        _ledger(k, lg, found)
+    if not _unchanged(k, tables) or whole:
+        lg = k.ledger
+        lg.update(tables)
+        bad = _references_live(k, found) if _tables_maybe_bad(k, lg) else _pins_live(k, found)
+        if not bad:
+            _ledger(k, lg, found)
     _device_entries(k, found)
     for inv, detail in found:
         k.violation(inv, detail)
     for driver in k.drivers.by_kind.values():
         if driver.checks is not None:
             k.violations += driver.checks(k)
+
+
+def _unchanged(k: KernelState, tables: list[tuple[Radix, int]]) -> bool:
+    """Whether nothing the scans of invariants 1, 3 and 10 read changed since
+    they last ran: no table marked a leaf (``Radix.dirty``, which the ledger
+    takes), no page array field they read changed (``delta.ArrayWatch``),
+    and the rest -- which tables there are, private VMAs, processes'
+    states, regions' pins, pins in flight and held folios, the counters,
+    whether every process died with no thread left -- is as it was."""
+    inputs = (
+        [id(rdx) for rdx, _ in tables],
+        [(p.state, [(m.start, m.end) for m in p.vmas if m.kind == "private"])
+         for p in k.procs.values()],
+        [(r.sub is None, None if r.pins is None else r.pins.tobytes(),
+          None if r.pin_gens is None else r.pin_gens.tobytes()) for r in k.regions.values()],
+        sorted(p for t in k.threads.values() for p in t.pins),
+        [tuple(d.pins) for d in k.devices.values()],
+        all(p.state == "dead" for p in k.procs.values()) and not k.threads,
+        list(k.frames.holders), list(k.dpages.holders), list(k.dpages.used.values()),
+        k.frames.in_use, k.swap.in_use,
+    )
+    same = inputs == k.checked_inputs and not any(rdx.dirty for rdx, _ in tables)
+    k.checked_inputs = inputs
+    k.arrays.look(k)
+    same = same and not k.arrays.unchecked
+    k.arrays.unchecked = False
+    return same
 
 
 def _seq_and_pairing(k: KernelState, found: list[tuple[str, str]]) -> None:

@@ -21,7 +21,7 @@ from typing import Any, Final
 from model import bugs
 from model import ops as O
 from model.interface import Config, Violation
-from model.observation import Observation, VmaView
+from model.observation import Changes, Observation, RawObservation, VmaView
 from model.ops import EINVAL, Blocked, Done, Err, Op, OpResult, StepOutcome, Yielded
 from model.optimized import checks, devices, fault, fork, migrate, mmap, observe
 from model.optimized import exit as exit_
@@ -71,6 +71,7 @@ class OptimizedKernel:
         plugins = register_plugins(REGISTRY)  # model.driver.PLUGINS, adapted
         self.dispatch = DISPATCH | plugins if plugins else DISPATCH
         self.state = KernelState.boot(self.config, REGISTRY)
+        self.watcher = observe.Watcher()
         self._last_pops = 0
 
     # ------------------------------------------------------------ protocol
@@ -119,7 +120,7 @@ class OptimizedKernel:
                 k.violations.append(Violation("no_block_when_nonblockable", msg))
             t.violations.clear()
         if self.config.checks and not self.config.deferred:
-            checks.run_checks(k)
+            checks.run_checks(k, whole=not self.config.incremental)
         return out
 
     def check_invariants(self) -> None:
@@ -144,6 +145,15 @@ class OptimizedKernel:
 
     def observe(self) -> Observation:
         return observe.observe(self.state)
+
+    def observe_raw(self) -> RawObservation:
+        return observe.raw_observation(self.state)
+
+    def changes(self) -> Changes:
+        return self.watcher.changes(self.state)
+
+    def observe_parts(self, parts: Changes) -> RawObservation:
+        return observe.raw_observation(self.state, parts)
 
     def take_violations(self) -> list[Violation]:
         out = self.state.violations

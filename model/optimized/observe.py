@@ -9,14 +9,15 @@ its driver's ``view`` (:class:`DriverView`).
 
 from __future__ import annotations
 
-from collections.abc import Hashable
-from typing import NamedTuple
+from collections.abc import Hashable, Iterator
+from typing import NamedTuple, cast
 
 import numpy as np
 import numpy.typing as npt
 
 from model.observation import (
     ZERO_REF,
+    Changes,
     DevicePageView,
     DeviceView,
     EntryClass,
@@ -27,6 +28,7 @@ from model.observation import (
     NotifierView,
     ObjectView,
     Observation,
+    PageViews,
     ProcessView,
     ProcState,
     RawObservation,
@@ -87,37 +89,61 @@ def vma_views(proc: Process) -> tuple[VmaView, ...]:
 
 
 class _Refs:
-    def __init__(self, k: KernelState) -> None:
+    """The refs a walk meets, and their pages' views: built as met, or, when
+    ``lazy`` (a partial observation), only when looked up (``PageViews``)."""
+
+    def __init__(self, k: KernelState, lazy: bool = False) -> None:
         self.k = k
+        self.lazy = lazy
         self.folios: dict[Hashable, FolioView] = {}
         self.dpages: dict[Hashable, DevicePageView] = {}
         self.slots: dict[Hashable, SwapSlotView] = {}
+
+    def folio_view(self, raw: Hashable) -> FolioView | None:
+        """Folio ``(head, gen)``'s view (None if the frame has moved on)."""
+        fr = self.k.frames
+        head, gen = cast(tuple[int, int], raw)
+        if not 0 <= head < fr.top or int(fr.gen[head]) != gen:
+            return None
+        n = fr.nr_pages(head)
+        return FolioView(int(fr.order[head]), int(fr.refcount[head]), int(fr.pincount[head]),
+                         tuple(fr.mapcount[head: head + n].tolist()),
+                         tuple(fr.word[head: head + n].tolist()))
+
+    def dpage_view(self, raw: Hashable) -> DevicePageView | None:
+        dp = self.k.dpages
+        d, gen = cast(tuple[int, int], raw)
+        if not 0 <= d < dp.top or int(dp.gen[d]) != gen:
+            return None
+        return DevicePageView(int(dp.owner[d]), int(dp.refcount[d]), int(dp.word[d]))
+
+    def slot_view(self, raw: Hashable) -> SwapSlotView | None:
+        sw = self.k.swap
+        s, gen = cast(tuple[int, int], raw)
+        if not 0 <= s < sw.top or int(sw.gen[s]) != gen:
+            return None
+        return SwapSlotView(int(sw.word[s]), int(sw.count[s]))
 
     def folio(self, pfn: int) -> tuple[Ref, int]:
         fr = self.k.frames
         head = fr.head(pfn)
         raw = (head, int(fr.gen[head]))
-        if raw not in self.folios:
-            n = fr.nr_pages(head)
-            self.folios[raw] = FolioView(
-                int(fr.order[head]), int(fr.refcount[head]), int(fr.pincount[head]),
-                tuple(int(x) for x in fr.mapcount[head: head + n].tolist()),
-                tuple(int(x) for x in fr.word[head: head + n].tolist()))
+        if not self.lazy and raw not in self.folios:
+            self.folios[raw] = self.folio_view(raw)  # type: ignore[assignment]
         return Ref("folio", raw, pfn - head), int(fr.word[pfn])
 
     def dpage(self, d: int) -> tuple[Ref, int]:
         dp = self.k.dpages
         raw = (d, int(dp.gen[d]))
-        if raw not in self.dpages:
-            self.dpages[raw] = DevicePageView(int(dp.owner[d]), int(dp.refcount[d]),
-                                              int(dp.word[d]))
+        if not self.lazy and raw not in self.dpages:
+            self.dpages[raw] = self.dpage_view(raw)  # type: ignore[assignment]
         return Ref("dpage", raw), int(dp.word[d])
 
     def slot(self, s: int) -> tuple[Ref, int]:
         sw = self.k.swap
         raw = (s, int(sw.gen[s]))
-        if raw not in self.slots:
-            self.slots[raw] = SwapSlotView(int(sw.word[s]), int(sw.count[s]))
+        if not self.lazy and raw not in self.slots:
+            self.slots[raw] = self.slot_view(raw)  # type: ignore[assignment]
         return Ref("swap", raw), int(sw.word[s])
 
     def _folio_views(self, heads: npt.NDArray[np.int64], gens: npt.NDArray[np.int32]) -> None:
@@ -151,7 +177,8 @@ class _Refs:
             heads = fr.heads(pfns)
             words[at] = fr.word[pfns]
             gens = fr.gen[heads]
-            self._folio_views(heads, gens)
+            if not self.lazy:
+                self._folio_views(heads, gens)
             for i, h, g, idx in zip(at.tolist(), heads.tolist(), gens.tolist(),
                                     (pfns - heads).tolist(), strict=True):
                 refs[i] = Ref("folio", (h, g), idx)
@@ -162,34 +189,71 @@ class _Refs:
         return refs, words.tolist()
 
 
-def _process(k: KernelState, proc: Process, refs: _Refs) -> ProcessView:
-    state: ProcState = "dead" if proc.state == "dead" else (
-        "killed" if proc.state == "killed" else "live")
-    lock = LockView(proc.mmap_lock.writer,
-                    tuple(sorted(proc.mmap_lock.readers, key=thread_order)))
+def _process(k: KernelState, proc: Process, refs: _Refs, at: set[int] | None = None
+             ) -> ProcessView:
+    """P's view; with ``at``, its entries at those pages only."""
+    state = _state(proc)
     if state == "dead":
         return ProcessView(proc.pid, state)  # its state only (DECISIONS D7)
     entries: list[EntryView] = []
-    for vpns, ents, pmd in proc.pt.populated(0, ADDRESS_PAGES):
+    chunks = proc.pt.populated(0, ADDRESS_PAGES) if at is None else _entries_at(proc.pt, at)
+    for vpns, ents, pmd in chunks:
         targets, words = refs.targets(ents)
         for v, e, ref, word in zip(vpns.tolist(), ents.tolist(), targets, words, strict=True):
             entries.append(EntryView(v, _CLASS[e & KIND_MASK], word, bool(e & W), bool(e & X),
                                      pmd, ref))
+    return ProcessView(proc.pid, state, vma_views(proc), tuple(entries), _notifier(proc),
+                       _lock(proc))
+
+
+def _entries_at(pt: Radix, at: set[int]) -> Iterator[tuple[npt.NDArray[np.int64],
+                                                           npt.NDArray[np.int64], bool]]:
+    """(vpns, entries, pmd) of the non-none entries of ``pt`` at the pages
+    ``at``, as ``Radix.populated`` gives them, a 512-page block at a time."""
+    blocks: dict[int, list[int]] = {}
+    for v in sorted(at):
+        blocks.setdefault(v & ~511, []).append(v)
+    for base, vs in blocks.items():
+        vpns = np.array(vs, np.int64)
+        ents, pmd = pt.gather(base, base + 512)
+        keep = ents[vpns - base] != 0
+        if keep.any():
+            vpns = vpns[keep]
+            yield vpns, ents[vpns - base], bool(pmd[0])
+
+
+def _state(proc: Process) -> ProcState:
+    return "dead" if proc.state == "dead" else ("killed" if proc.state == "killed" else "live")
+
+
+def _notifier(proc: Process) -> NotifierView:
     mn = proc.mn
     subs = tuple(SubscriptionView(s.id, s.start, s.end, s.invalidate_seq)
                  for s in mn.itree.items())
-    notifier = NotifierView(mn.seq, mn.active, subs,
-                            tuple((kind, s.id) for kind, s in mn.deferred))
-    return ProcessView(proc.pid, state, vma_views(proc), tuple(entries), notifier, lock)
+    return NotifierView(mn.seq, mn.active, subs, tuple((kind, s.id) for kind, s in mn.deferred))
+
+
+def _lock(proc: Process) -> LockView:
+    return LockView(proc.mmap_lock.writer, tuple(sorted(proc.mmap_lock.readers, key=thread_order)))
 
 
 def observe(k: KernelState) -> Observation:
-    refs = _Refs(k)
-    processes = [_process(k, k.procs[pid], refs) for pid in sorted(k.procs)]
+    return canonicalize(raw_observation(k))
+
+
+def raw_observation(k: KernelState, parts: Changes | None = None) -> RawObservation:
+    """The observation with this implementation's ids; with ``parts``, the
+    entries and objects it names, and pages' views built when looked up
+    (``Watched.observe_parts``)."""
+    refs = _Refs(k, lazy=parts is not None)
+    processes = [_process(k, k.procs[pid], refs,
+                          None if parts is None or pid in parts.processes
+                          else parts.entries.get(pid, set()))
+                 for pid in sorted(k.procs)]
     objects: list[ObjectView] = []
     for oid in sorted(k.objects):
         o = k.objects[oid]
-        if not o.live:
+        if not o.live or (parts is not None and oid not in parts.objects):
             continue
         resident = []
         for idxs, pfns1, _ in o.pages.populated(0, ADDRESS_PAGES):
@@ -200,16 +264,16 @@ def observe(k: KernelState) -> Observation:
     shown: list[Region] = []
     for did in sorted(k.devices):
         dev = k.devices[did]
-        parts = device_parts(k, dev)
+        dparts = device_parts(k, dev)
         table: list[TableEntryView] = []
-        if parts.table is not None:
-            for vpns, ents, _ in parts.table.populated(0, ADDRESS_PAGES):
+        if dparts.table is not None:
+            for vpns, ents, _ in dparts.table.populated(0, ADDRESS_PAGES):
                 targets, _ = refs.targets(ents)
                 for v, e, ref in zip(vpns.tolist(), ents.tolist(), targets, strict=True):
                     table.append(TableEntryView(v, ref, bool(e & W)))
         devices.append(DeviceView(did, dev.kind, dev.pid, dev.dead, dev.lock.holder,
-                                  tuple(table), parts.pages_in_use))
-        shown.extend(parts.regions)
+                                  tuple(table), dparts.pages_in_use))
+        shown.extend(dparts.regions)
     regions: list[RegionView] = []
     for reg in sorted(shown, key=lambda r: r.id):
         rid = reg.id
@@ -224,7 +288,56 @@ def observe(k: KernelState) -> Observation:
             for j in sorted(k.jobs.values(), key=lambda j: j.id)]
     threads = [ThreadView(t.name, t.text, t.failed_commits)
                for t in k.threads.values()]
-    raw = RawObservation(processes, objects, devices, regions, jobs, threads,
-                         refs.folios, refs.dpages, refs.slots,
-                         k.frames.in_use, k.swap.in_use)
-    return canonicalize(raw)
+    if parts is not None:
+        return RawObservation(processes, objects, devices, regions, jobs, threads,
+                              PageViews(refs.folio_view), PageViews(refs.dpage_view),
+                              PageViews(refs.slot_view), k.frames.in_use, k.swap.in_use)
+    return RawObservation(processes, objects, devices, regions, jobs, threads,
+                          refs.folios, refs.dpages, refs.slots,
+                          k.frames.in_use, k.swap.in_use)
+
+
+class Watcher:
+    """What changed since the last look (``Watched.changes``): the blocks of
+    a page table it marked (``Radix.touched``), a table whose
+    ``Radix.version`` moved, and the folios, device pages and slots whose
+    array rows changed (``delta.ArrayWatch``)."""
+
+    def __init__(self) -> None:
+        self.procs: dict[int, Radix] = {}
+        self.leaves: dict[tuple[int, int], tuple[npt.NDArray[np.int64], bool]] = {}
+        self.objects: dict[int, tuple[bool, Radix, int]] = {}
+
+    def changes(self, k: KernelState) -> Changes:
+        out = Changes()
+        for pid, proc in k.procs.items():
+            pt = proc.pt
+            whole = self.procs.get(pid) is not pt
+            if whole:
+                out.processes.add(pid)
+                self.procs[pid] = pt
+                for key in [key for key in self.leaves if key[0] == pid]:
+                    del self.leaves[key]
+                pt.touched.update(base for base, _ in pt.peek_blocks(0, ADDRESS_PAGES))
+            for base in pt.touched:
+                ents, pmd = pt.gather(base, base + 512)
+                was, was_pmd = self.leaves.get((pid, base), (None, False))
+                self.leaves[(pid, base)] = (ents, bool(pmd[0]))
+                if whole:
+                    continue
+                if was is None or was_pmd != bool(pmd[0]):
+                    changed = ents.nonzero()[0] if was is None else np.arange(512)
+                else:
+                    changed = np.flatnonzero(ents != was)
+                if changed.size:
+                    out.entries.setdefault(pid, set()).update((changed + base).tolist())
+            pt.touched.clear()
+        for oid, o in k.objects.items():
+            seen = self.objects.get(oid)
+            if seen is None or seen[0] != o.live or seen[1] is not o.pages \
+                    or seen[2] != o.pages.version:
+                out.objects.add(oid)
+                self.objects[oid] = (o.live, o.pages, o.pages.version)
+        ids = k.arrays.take(k)
+        out.folios, out.device_pages, out.swap_slots = ids["frames"], ids["dpages"], ids["swap"]
+        return out

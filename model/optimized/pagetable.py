@@ -14,9 +14,10 @@ slice so callers work on it with numpy, never page by page.
 ``dirty`` collects the base of every leaf handed out for writing or changed
 (``leaf``, ``blocks``/``chunks``, the setters, ``prune``) since the
 invariant checks last took it, so the checks rescan only what changed;
-read-only walks (``populated``, ``gather``, ``get``) do not mark.  Callers
-write a leaf only in the step that looked it up (no leaf is held across a
-yield).
+``touched`` keeps the same marks until the observation's watcher takes them
+(``version`` counts the marks).  Read-only walks (``populated``,
+``gather``, ``get``) do not mark.  Callers write a leaf only in the step that
+looked it up (no leaf is held across a yield).
 
 Packed entry (int64): bits 0-2 the kind, bit 3 ``w``, bit 4 ``x``, bits 5..
 the payload (frame number, swap slot or device page).  0 is ``none``.
@@ -24,7 +25,7 @@ the payload (frame number, swap slot or device page).  0 is ``none``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Final
 
 import numpy as np
@@ -77,11 +78,24 @@ class Radix:
     """pgd -> pud -> pmd -> leaf.  Used for CPU page tables (with huge leaves),
     mirror device tables and shared-object page indexes (without)."""
 
-    __slots__ = ("pgd", "dirty")
+    __slots__ = ("pgd", "dirty", "version", "touched")
 
     def __init__(self) -> None:
         self.pgd: dict[int, dict[int, dict[int, Leaf]]] = {}
         self.dirty: set[int] = set()
+        self.version = 0  # bumped with every mark
+        self.touched: set[int] = set()  # the marks the observation's watcher has not taken
+
+    def _mark(self, base: int) -> None:
+        self.dirty.add(base)
+        self.touched.add(base)
+        self.version += 1
+
+    def _mark_all(self, bases: Iterable[int]) -> None:
+        bases = list(bases)
+        self.dirty.update(bases)
+        self.touched.update(bases)
+        self.version += 1
 
     # ------------------------------------------------------------ lookup
     def _pmd(self, vpn: int, create: bool) -> dict[int, Leaf] | None:
@@ -101,7 +115,7 @@ class Radix:
 
     def leaf(self, base: int) -> Leaf | None:
         """The leaf of the 512-block at ``base`` (aligned), or None."""
-        self.dirty.add(base)
+        self._mark(base)
         return self.peek(base)
 
     def peek(self, base: int) -> Leaf | None:
@@ -130,7 +144,7 @@ class Radix:
         pmd = self._pmd(vpn, e != 0)
         if pmd is None:
             return
-        self.dirty.add(vpn & ~511)
+        self._mark(vpn & ~511)
         i3 = (vpn >> 9) & 511
         lf = pmd.get(i3)
         if lf is None:
@@ -145,7 +159,7 @@ class Radix:
     def set_leaf(self, base: int, lf: Leaf) -> None:
         pmd = self._pmd(base, True)
         assert pmd is not None
-        self.dirty.add(base)
+        self._mark(base)
         pmd[(base >> 9) & 511] = lf
 
     def prune(self, base: int) -> None:
@@ -162,7 +176,7 @@ class Radix:
             return
         if lf is not None and isinstance(lf, int):
             return
-        self.dirty.add(base)
+        self._mark(base)
         pmd.pop(i3, None)
         if not pmd:
             del pud[i2]
@@ -171,7 +185,7 @@ class Radix:
 
     def clear_leaf(self, base: int) -> None:
         pmd = self._pmd(base, False)
-        self.dirty.add(base)
+        self._mark(base)
         if pmd is not None:
             pmd.pop((base >> 9) & 511, None)
             self.prune(base)
@@ -185,7 +199,7 @@ class Radix:
             if pmd is not None:
                 pmd.pop((base >> 9) & 511, None)
                 last[base >> 18] = base
-        self.dirty.update(bases)
+        self._mark_all(bases)
         for base in last.values():
             self.prune(base)
 
@@ -195,7 +209,7 @@ class Radix:
 
         A list (not a generator) so that callers may change the table."""
         out = self.peek_blocks(a, b)
-        self.dirty.update(base for base, _ in out)
+        self._mark_all(base for base, _ in out)
         return out
 
     def peek_blocks(self, a: int, b: int) -> list[tuple[int, Leaf]]:

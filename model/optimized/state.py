@@ -33,6 +33,7 @@ from model.bugs import Bug
 from model.driver import Registry
 from model.interface import Config, Violation
 from model.ops import Direction, Mode
+from model.optimized.delta import ArrayWatch
 from model.optimized.folios import DevicePages, FrameTable, SwapTable
 from model.optimized.ledger import Ledger
 from model.optimized.mmu_notifier import Notifier, Subscription
@@ -166,7 +167,8 @@ class KernelState:
     the page operations of the step running (SPEC §5.4), ``serial`` the
     steps taken (a device walk's cache is good for its next step only);
     ``ledger`` and ``last_seq`` are what the invariant checks keep between
-    steps (``checks.py``)."""
+    steps (``checks.py``); ``arrays`` what the page arrays were at the last
+    look (``delta.py``)."""
 
     config: Config
     drivers: Registry[KernelState, Thread]  # the device kinds, reached only through it
@@ -186,6 +188,8 @@ class KernelState:
     pops: int = 0
     serial: int = 0
     ledger: Ledger = field(default_factory=Ledger)
+    arrays: ArrayWatch = field(default_factory=ArrayWatch)
+    checked_inputs: tuple[object, ...] = ()  # what else the scans read, as they last ran
     last_seq: dict[int, int] = field(default_factory=dict)
     subs: dict[int, Subscription] = field(default_factory=dict)  # those drivers name by id
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from model.interface import Config, Violation
-from model.observation import Observation, VmaView
+from model.observation import Observation, VmaView, canonicalize
 from model.ops import (
     EINVAL,
     OK,
@@ -46,10 +46,11 @@ from .invariants import check_all
 from .kernel_ops import op_migrate_reclaim, op_oomreap
 from .locks import release_all
 from .mm import collect
-from .observe import observe, vma_views
+from .observe import vma_views
 from .proc_ops import op_exit, op_fork
 from .state import Process, State
 from .threads import Gen, Thread
+from .watch import Watched
 
 OpFn = Callable[[State, Thread, Any], Gen[OpResult]]
 
@@ -65,7 +66,7 @@ OPS: dict[str, OpFn] = CORE_OPS | REGISTRY.ops()
 declared op has one: tests/unit/test_decl.py); a plug-in's are in its record."""
 
 
-class ReferenceKernel:
+class ReferenceKernel(Watched):
     """The executable specification (SPEC v1)."""
 
     name = "reference"
@@ -137,7 +138,7 @@ class ReferenceKernel:
         return vma_views(proc)
 
     def observe(self) -> Observation:
-        return observe(self.state, [self.threads[n] for n in self.live_threads()])
+        return canonicalize(self.observe_raw())
 
     def take_violations(self) -> list[Violation]:
         out = self.state.violations

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 
 from model.observation import (
     ZERO_REF,
+    Changes,
     DevicePageView,
     DeviceView,
     EntryView,
@@ -91,11 +92,12 @@ def vma_views(proc: Process) -> tuple[VmaView, ...]:
                  for v in proc.vmas)
 
 
-def _process(st: State, proc: Process) -> ProcessView:
+def _process(st: State, proc: Process, vpns: set[int] | None = None) -> ProcessView:
+    """P's view; with ``vpns``, its entries at those pages only."""
     if proc.state == "dead":
         return ProcessView(proc.pid, "dead")
     entries = []
-    for v in sorted(proc.pt):
+    for v in sorted(proc.pt if vpns is None else vpns & proc.pt.keys()):
         e = proc.pt[v]
         w = getattr(e, "w", False)
         x = getattr(e, "x", False)
@@ -136,10 +138,19 @@ def region_view(r: Region, valid: bool = False, dying: bool = False, active: int
 
 
 def observe(st: State, threads: list[Thread]) -> Observation:
-    processes = [_process(st, st.procs[pid]) for pid in sorted(st.procs)]
+    return canonicalize(raw_observation(st, threads))
+
+
+def raw_observation(st: State, threads: list[Thread], parts: Changes | None = None
+                    ) -> RawObservation:
+    """The observation with the model's ids; with ``parts``, only the entries
+    and objects it names, and no page views (``watch.observe_parts``)."""
+    processes = [_process(st, st.procs[pid], None if parts is None or pid in parts.processes
+                          else parts.entries.get(pid, set()))
+                 for pid in sorted(st.procs)]
     objects = [ObjectView(o.id, o.size, tuple((i, Ref("folio", o.pages[i], 0))
                                               for i in sorted(o.pages)))
-               for o in st.objects.values() if o.alive]
+               for o in st.objects.values() if o.alive and (parts is None or o.id in parts.objects)]
     devices, regions = [], []
     for dev in st.devices.values():
         driver = st.drivers.get(dev.kind)
@@ -155,12 +166,12 @@ def observe(st: State, threads: list[Thread]) -> Observation:
         processes=processes, objects=objects, devices=devices, regions=regions, jobs=jobs,
         threads=thread_views,
         folios={f.id: FolioView(f.order, f.refcount, f.pincount, tuple(f.mapcount),
-                                tuple(f.words)) for f in st.live_folios()},
+                                tuple(f.words)) for f in st.live_folios()} if parts is None else {},
         device_pages={d.id: DevicePageView(d.owner, d.refcount, d.word)
-                      for d in st.dpages.values() if not d.freed},
+                      for d in st.dpages.values() if not d.freed and parts is None},
         swap_slots={s.id: SwapSlotView(s.word, s.count)
-                    for s in st.slots.values() if not s.freed},
+                    for s in st.slots.values() if not s.freed and parts is None},
         pages_in_use=st.frames_used,
         swap_in_use=sum(1 for s in st.slots.values() if not s.freed),
     )
-    return canonicalize(raw)
+    return raw

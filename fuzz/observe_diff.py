@@ -1,0 +1,228 @@
+"""The cheap comparison of observations: only what changed (issue 14).
+
+The full comparison (SPEC §8.1) renumbers both sides' whole observations
+in walk order and compares them: its cost follows the size of the state.
+Between full comparisons the executor compares only what either side says
+may have changed since the last comparison (``Watched.changes``): those
+processes and shared objects, those folios, device pages and swap slots,
+and the parts every observation carries whole (devices, regions, jobs,
+threads, the totals).  The rule it keeps::
+
+    cheap says "differ"  ->  the full comparison decides (and is reported)
+    cheap says "agree"   ->  the full comparison would too
+
+The second line holds because every part it skips is one that neither side
+changed since both were last found equal, and because identity is judged
+by a **pairing**: a side's id (a folio, device page or slot) is paired with
+the other side's id at the same place of the walk the first time one is
+met, and must meet the same partner ever after.  Ids are never reused on
+either side, so a pairing that held stays true; where the sides' ids
+legitimately part ways (a THP split that one side numbers afresh), the
+cheap comparison says "differ", the full one finds them equal, and the
+pairing is seeded again from the full comparison's numbering.  A paired
+page's view is compared when the pair is met and whenever either side says
+it changed.  (A page's word, which entries also show, is in its view.)
+
+``tests/reliability/test_watchers.py`` checks each side's ``changes``
+against full observations taken before and after every step (nothing
+changes unreported), and ``tests/quality/test_fast_judge.py`` that the fast
+judge, which uses this, reports the first finding the full judge does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Final, TypeVar
+
+from model.interface import Watched
+from model.observation import (
+    Changes,
+    DeviceView,
+    EntryView,
+    Numbering,
+    ObjectView,
+    ProcessView,
+    RawObservation,
+    Ref,
+    RegionView,
+    ThreadView,
+)
+from model.ops import thread_order
+
+_SPACES = ("folio", "dpage", "swap")
+
+
+@dataclass
+class Pairing:
+    """One side's ids paired with another's, per space (``zero`` needs none)."""
+
+    fwd: dict[str, dict[Hashable, Hashable]] = field(
+        default_factory=lambda: {s: {} for s in _SPACES})
+    back: dict[str, dict[Hashable, Hashable]] = field(
+        default_factory=lambda: {s: {} for s in _SPACES})
+    fresh: list[tuple[str, Hashable, Hashable]] = field(default_factory=list)
+    """The pairs made since the last comparison began (their views unseen)."""
+
+    def seed(self, a: Numbering, b: Numbering) -> None:
+        """The pairing of two equal canonical observations' numberings."""
+        for space in _SPACES:
+            theirs: dict[Hashable, int] = b.get(space, {})  # type: ignore[call-overload]
+            mine: dict[Hashable, int] = a.get(space, {})  # type: ignore[call-overload]
+            by_num = {num: raw for raw, num in theirs.items()}
+            self.fwd[space] = {raw: by_num[num] for raw, num in mine.items() if num in by_num}
+            self.back[space] = {v: k for k, v in self.fwd[space].items()}
+
+    def same(self, x: Ref, y: Ref) -> bool:
+        """Whether ``x`` (side a) and ``y`` (side b) may be the same page: the
+        same space and index, and ids paired with each other (or with nobody
+        yet: then they are from now on)."""
+        if x.space != y.space or x.index != y.index:
+            return False
+        if x.space == "zero":
+            return True
+        partner = self.fwd[x.space].get(x.raw, _NOBODY)
+        if partner is _NOBODY:
+            if y.raw in self.back[x.space]:
+                return False
+            self.fwd[x.space][x.raw] = y.raw
+            self.back[x.space][y.raw] = x.raw
+            self.fresh.append((x.space, x.raw, y.raw))
+            return True
+        return partner == y.raw
+
+
+_NOBODY: Final = object()
+
+
+def _entries(xs: Sequence[EntryView], ys: Sequence[EntryView], pair: Pairing) -> bool:
+    return len(xs) == len(ys) and all(
+        x[:6] == y[:6] and pair.same(x.ref, y.ref) for x, y in zip(xs, ys, strict=True))
+
+
+def _process(x: ProcessView, y: ProcessView, pair: Pairing) -> bool:
+    return (x.state == y.state and x.vmas == y.vmas and x.notifier == y.notifier
+            and x.mmap_lock == y.mmap_lock
+            and _entries(sorted(x.entries), sorted(y.entries), pair))
+
+
+def _pins(xs: Sequence[tuple[int, Ref]], ys: Sequence[tuple[int, Ref]], pair: Pairing) -> bool:
+    return len(xs) == len(ys) and all(
+        kx == ky and pair.same(rx, ry)
+        for (kx, rx), (ky, ry) in zip(sorted(xs, key=_first), sorted(ys, key=_first), strict=True))
+
+
+def _first(pin: tuple[int, Ref]) -> int:
+    return pin[0]
+
+
+def _object(x: ObjectView, y: ObjectView, pair: Pairing) -> bool:
+    return x.size == y.size and _pins(x.resident, y.resident, pair)
+
+
+def _device(x: DeviceView, y: DeviceView, pair: Pairing) -> bool:
+    if (x.kind, x.pid, x.dead, x.lock_holder, x.pages_in_use, len(x.table)) != \
+            (y.kind, y.pid, y.dead, y.lock_holder, y.pages_in_use, len(y.table)):
+        return False
+    return all(tx.vpn == ty.vpn and tx.w == ty.w and pair.same(tx.target, ty.target)
+               for tx, ty in zip(sorted(x.table), sorted(y.table), strict=True))
+
+
+def _region(x: RegionView, y: RegionView, pair: Pairing) -> bool:
+    return ((x.kind, x.device, x.start, x.n, x.mode, x.valid, x.dying, x.active, x.valid_seq)
+            == (y.kind, y.device, y.start, y.n, y.mode, y.valid, y.dying, y.active, y.valid_seq)
+            and _pins(x.pins, y.pins, pair))
+
+
+P = TypeVar("P", ProcessView, ObjectView, DeviceView, RegionView)
+
+
+def _parts(xs: Sequence[P], ys: Sequence[P], key: Callable[[P], int],
+           same: Callable[[P, P, Pairing], bool], pair: Pairing) -> bool:
+    """Parts listed by both sides under the same keys, each pair the same."""
+    kx, ky = {key(x): x for x in xs}, {key(y): y for y in ys}
+    return kx.keys() == ky.keys() and all(same(kx[k], ky[k], pair) for k in kx)
+
+
+def agree(a: RawObservation, b: RawObservation, pair: Pairing, asked_a: Changes,
+          asked_b: Changes) -> bool:
+    """The cheap comparison of side a's partial observation with side b's
+    (``Watched.observe_parts`` of the same parts): False if anything differs
+    or cannot be told without the full comparison.  The pages' views looked
+    up: those of pairs made now, and of pages either side says changed."""
+    pair.fresh.clear()
+    if not (_parts(a.processes, b.processes, lambda p: p.pid, _process, pair)
+            and _parts(a.objects, b.objects, lambda o: o.id, _object, pair)
+            and _parts(a.devices, b.devices, lambda d: d.id, _device, pair)
+            and _parts(a.regions, b.regions, lambda r: r.id, _region, pair)
+            and sorted(a.jobs) == sorted(b.jobs)
+            and sorted(a.threads, key=_thread) == sorted(b.threads, key=_thread)
+            and (a.pages_in_use, a.swap_in_use) == (b.pages_in_use, b.swap_in_use)):
+        return False
+    pages = set(pair.fresh)
+    for space, mine, theirs in (("folio", asked_a.folios, asked_b.folios),
+                                ("dpage", asked_a.device_pages, asked_b.device_pages),
+                                ("swap", asked_a.swap_slots, asked_b.swap_slots)):
+        fwd, back = pair.fwd[space], pair.back[space]
+        pages.update((space, x, fwd[x]) for x in mine if x in fwd)
+        pages.update((space, back[y], y) for y in theirs if y in back)
+    views_a: dict[str, Mapping[Hashable, object]] = {
+        "folio": a.folios, "dpage": a.device_pages, "swap": a.swap_slots}
+    views_b: dict[str, Mapping[Hashable, object]] = {
+        "folio": b.folios, "dpage": b.device_pages, "swap": b.swap_slots}
+    return all(views_a[space].get(x) == views_b[space].get(y) for space, x, y in pages)
+
+
+def _thread(t: ThreadView) -> tuple[int, int]:
+    return thread_order(t.name)
+
+
+def _asked(changes: Changes, pairing: Pairing, *, back: bool) -> Changes:
+    """Another side's changed pages, in this side's ids (through ``pairing``)."""
+    table = pairing.back if back else pairing.fwd
+    return Changes(set(), {}, set(),
+                   {table["folio"][x] for x in changes.folios if x in table["folio"]},
+                   {table["dpage"][x] for x in changes.device_pages if x in table["dpage"]},
+                   {table["swap"][x] for x in changes.swap_slots if x in table["swap"]})
+
+
+def _union(*parts: Changes) -> Changes:
+    out = Changes()
+    for p in parts:
+        out.processes |= p.processes
+        for pid, vpns in p.entries.items():
+            out.entries.setdefault(pid, set()).update(vpns)
+        out.objects |= p.objects
+        out.folios |= p.folios
+        out.device_pages |= p.device_pages
+        out.swap_slots |= p.swap_slots
+    return out
+
+
+class CheapJudge:
+    """The cheap comparisons of one session's sides: the first side against
+    each other one, each pair with its :class:`Pairing`."""
+
+    def __init__(self, sides: int) -> None:
+        self.pairings = [Pairing() for _ in range(sides - 1)]
+
+    def agree(self, impls: Sequence[Watched]) -> bool:
+        """Take each side's changes and compare what they name; False if the
+        full comparison must decide (then call :meth:`seed` if it agrees)."""
+        changes = [impl.changes() for impl in impls]
+        parts = _union(*(Changes(c.processes, c.entries, c.objects) for c in changes))
+        own = [_union(parts, c) for c in changes]
+        first = _union(own[0], *(_asked(c, p, back=True)
+                                 for c, p in zip(changes[1:], self.pairings, strict=True)))
+        raw0 = impls[0].observe_parts(first)
+        for i, pairing in enumerate(self.pairings, 1):
+            asked = _union(own[i], _asked(changes[0], pairing, back=False))
+            if not agree(raw0, impls[i].observe_parts(asked), pairing, changes[0], changes[i]):
+                return False
+        return True
+
+    def seed(self, numberings: Sequence[Numbering]) -> None:
+        """After the full comparison found the sides equal: pair their ids as
+        its numbering did."""
+        for pairing, theirs in zip(self.pairings, numberings[1:], strict=True):
+            pairing.seed(numberings[0], theirs)
