@@ -74,7 +74,7 @@ from fuzz.verdict import (
     observation_work,
 )
 from model.interface import INVARIANT_NUMBERS, Config, Factory, Implementation, Watched
-from model.observation import Numbering, Observation, VmaView, canonicalize_numbered
+from model.observation import Observation, VmaView, canonicalize_numbered
 from model.ops import (
     DEFAULT_DEVICE_FRAMES,
     DEFAULT_FRAMES,
@@ -392,28 +392,46 @@ class Session:
             return
         if last and k <= 0 and not self.settings.fast:
             return  # observations off (the fast judge compares once more at the end)
-        if self.cheap is not None and not last:
-            watched = [impl for impl in self.impls if isinstance(impl, Watched)]
-            if self._call(self.impls[0].name, partial(self.cheap.agree, watched)):
-                return
+        if self.cheap is not None:
+            self._compare_watched(last)
+            return
         observations = []
-        numberings: list[Numbering] = []
         for side, impl in enumerate(self.impls):
-            if self.cheap is not None and isinstance(impl, Watched):
-                obs, numbering = self._call(impl.name, partial(_numbered, impl))
-                numberings.append(numbering)
-            else:
-                obs = self._call(impl.name, impl.observe)
-            observations.append(obs)
+            observations.append(self._call(impl.name, impl.observe))
             self._charge(side, observation_work(observations[-1]))
+        self._judge(observations)
+
+    def _compare_watched(self, last: bool) -> None:
+        """The fast judge's comparison (``fuzz.observe_diff``): the cheap one
+        of what changed, except after the last step; when it disagrees, or
+        last, the full one of both whole observations (through a fresh
+        pairing of ids, which agrees exactly when the canonical observations
+        are equal); when that disagrees too, the canonical observations are
+        judged."""
+        assert self.cheap is not None
+        impls = [impl for impl in self.impls if isinstance(impl, Watched)]
+        first = self.impls[0].name
+        if not last and self._call(first, partial(self.cheap.agree, impls)):
+            return
+        raws = []
+        for side, impl in enumerate(impls):
+            raws.append(self._call(impl.name, impl.observe_raw))
+            self._charge(side, observation_work(raws[-1]))
+        if self._call(first, partial(self.cheap.full_agree, raws)):
+            return
+        numbered = [self._call(impl.name, partial(canonicalize_numbered, raw))
+                    for impl, raw in zip(impls, raws, strict=True)]
+        self._judge([obs for obs, _ in numbered])
+        self.cheap.seed([numbering for _, numbering in numbered])
+
+    def _judge(self, observations: Sequence[Observation]) -> None:
+        """A divergence if a side's observation differs from the first's."""
         for impl, obs in zip(self.impls[1:], observations[1:], strict=True):
             if obs != observations[0]:
                 found = diff.differences(observations[0], obs)
                 self._find("divergence", "observation", diff.summary(found),
                            [(self.impls[0].name, "see the table"), (impl.name, "differs")],
                            obj=diff.cause_field(found), differences=found)
-        if self.cheap is not None:
-            self.cheap.seed(numberings)
 
     def _drive(self, name: str, *, plain: bool) -> LineResult:
         for _ in range(self.settings.max_line_steps):
@@ -480,10 +498,6 @@ class Session:
         if line.expected is not None and str(line.expected) != str(result):
             self.verdict.mismatches.append(Mismatch(index, line.lineno, self.impls[0].name,
                                                     str(line.expected), str(result)))
-
-
-def _numbered(impl: Watched) -> tuple[Observation, Numbering]:
-    return canonicalize_numbered(impl.observe_raw())
 
 
 def run_trace(trace: Trace, sides: Sequence[tuple[str, Factory]],

@@ -221,6 +221,19 @@ class CheapJudge:
                 return False
         return True
 
+    def full_agree(self, raws: Sequence[RawObservation]) -> bool:
+        """The full comparison of whole raw observations (``observe_raw``):
+        every part, through fresh pairings, and every paired page's view --
+        true exactly when their canonical observations are equal, without
+        renumbering them.  When true, the fresh pairings are kept."""
+        fresh = [Pairing() for _ in raws[1:]]
+        none = Changes()
+        if all(agree(raws[0], raw, pairing, none, none)
+               for raw, pairing in zip(raws[1:], fresh, strict=True)):
+            self.pairings = fresh
+            return True
+        return False
+
     def seed(self, numberings: Sequence[Numbering]) -> None:
         """After the full comparison found the sides equal: pair their ids as
         its numbering did."""

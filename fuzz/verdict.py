@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 
 from fuzz import contracts, diff
 from fuzz.trace import StepLine
-from model.observation import Observation
+from model.observation import Observation, RawObservation
 from model.ops import LineResult
 
 
@@ -179,7 +179,7 @@ class Settings:
         return replace(self, fast=False, observe_every=1)
 
 
-def observation_work(obs: Observation) -> int:
+def observation_work(obs: Observation | RawObservation) -> int:
     """The work units of one observation: its entries, folios, device pages
     and swap slots."""
     return (sum(len(p.entries) for p in obs.processes) + len(obs.folios)

@@ -90,8 +90,7 @@ class LockView(NamedTuple):
     readers: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class ProcessView:
+class ProcessView(NamedTuple):
     pid: int
     state: ProcState
     vmas: tuple[VmaView, ...] = ()
@@ -119,8 +118,7 @@ class SwapSlotView(NamedTuple):
     count: int  # type: ignore[assignment]  # (shadows tuple.count)
 
 
-@dataclass(frozen=True)
-class ObjectView:
+class ObjectView(NamedTuple):
     id: int
     size: int
     resident: tuple[tuple[int, Ref], ...]  # (page index, folio ref), index order
@@ -132,8 +130,7 @@ class TableEntryView(NamedTuple):
     w: bool
 
 
-@dataclass(frozen=True)
-class DeviceView:
+class DeviceView(NamedTuple):
     id: int
     kind: str
     pid: int
@@ -143,8 +140,7 @@ class DeviceView:
     pages_in_use: int = 0  # mirror only
 
 
-@dataclass(frozen=True)
-class RegionView:
+class RegionView(NamedTuple):
     """A userptr object (``kind == "userptr"``) or a pin region (``"pin"``).
     Released regions and unregistered objects are not listed."""
 

@@ -29,6 +29,8 @@ each driver's own ``checks`` run (its record's, a list of Violations).
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import numpy.typing as npt
 
@@ -51,23 +53,27 @@ from model.optimized.state import Device, KernelState, Process
 
 
 def run_checks(k: KernelState, *, whole: bool = True) -> None:
-    """The checks; unless ``whole``, the scans of invariants 1, 3 and 10 are
-    left out when nothing they read changed since they last ran
-    (:func:`_unchanged`)."""
+    """The checks.  Unless ``whole``, invariants 1, 3 and 10 are checked only
+    where the step could have broken them (:func:`_local`); the whole scan
+    runs when that cannot be told, and when a local check fails."""
     found: list[tuple[str, str]] = []
     for proc in k.procs.values():
         found.extend(proc.mn.violations)
         proc.mn.violations.clear()
     _seq_and_pairing(k, found)
+    lg = k.ledger
     tables = ([(p.pt, CPU) for p in k.procs.values()]
               + [(d.table, DEV) for d in k.devices.values()]
               + [(o.pages, OBJ) for o in k.objects.values() if o.live])
-    if not _unchanged(k, tables) or whole:
-        lg = k.ledger
-        lg.update(tables)
+    lg.update(tables)
+    moved, rows = lg.take_moved(), k.arrays.take_rows(k)
+    if whole or all(p.state == "dead" for p in k.procs.values()) \
+            or not _local(k, lg, moved, rows):
         bad = _references_live(k, found) if _tables_maybe_bad(k, lg) else _pins_live(k, found)
         if not bad:
             _ledger(k, lg, found)
+    else:
+        _pins_live(k, found)
     _device_entries(k, found)
     for inv, detail in found:
         k.violation(inv, detail)
@@ -76,31 +82,128 @@ def run_checks(k: KernelState, *, whole: bool = True) -> None:
             k.violations += driver.checks(k)
 
 
-def _unchanged(k: KernelState, tables: list[tuple[Radix, int]]) -> bool:
-    """Whether nothing the scans of invariants 1, 3 and 10 read changed since
-    they last ran: no table marked a leaf (``Radix.dirty``, which the ledger
-    takes), no page array field they read changed (``delta.ArrayWatch``),
-    and the rest -- which tables there are, private VMAs, processes'
-    states, regions' pins, pins in flight and held folios, the counters,
-    whether every process died with no thread left -- is as it was."""
-    inputs = (
-        [id(rdx) for rdx, _ in tables],
-        [(p.state, [(m.start, m.end) for m in p.vmas if m.kind == "private"])
-         for p in k.procs.values()],
-        [(r.sub is None, None if r.pins is None else r.pins.tobytes(),
-          None if r.pin_gens is None else r.pin_gens.tobytes()) for r in k.regions.values()],
-        sorted(p for t in k.threads.values() for p in t.pins),
-        [tuple(d.pins) for d in k.devices.values()],
-        all(p.state == "dead" for p in k.procs.values()) and not k.threads,
-        list(k.frames.holders), list(k.dpages.holders), list(k.dpages.used.values()),
-        k.frames.in_use, k.swap.in_use,
-    )
-    same = inputs == k.checked_inputs and not any(rdx.dirty for rdx, _ in tables)
-    k.checked_inputs = inputs
-    k.arrays.look(k)
-    same = same and not k.arrays.unchecked
-    k.arrays.unchecked = False
-    return same
+def _pins_by_head(k: KernelState) -> npt.NDArray[np.int64]:
+    """How many pins each frame holds (regions', threads' in flight,
+    plug-ins'), by the head of its folio."""
+    fr = k.frames
+    pc = np.zeros(fr.top + 1, np.int64)
+    for reg in k.regions.values():
+        if reg.pins is not None:
+            np.add.at(pc, fr.heads(reg.pins), 1)
+    for held in [th.pins for th in k.threads.values()] + [dev.pins for dev in k.devices.values()]:
+        if held:
+            np.add.at(pc, fr.heads(np.array(held, np.int64)), 1)
+    return pc
+
+
+def _live_targets(lg: Ledger, names: tuple[str, ...], idx: npt.NDArray[np.int64], n: int,
+                  live: npt.NDArray[np.int8]) -> bool:
+    """Whether every index of ``idx`` that a count of ``names`` holds is a
+    live page below ``n``."""
+    if not idx.size:
+        return True
+    for name in names:
+        held = idx[lg.get(name, int(idx.max()) + 1)[idx] > 0]
+        if (held >= n).any() or not live[held].all():
+            return False
+    return True
+
+
+def _folio_counts(k: KernelState, lg: Ledger, heads: npt.NDArray[np.int64],
+                  pins: npt.NDArray[np.int64]) -> bool:
+    """Invariant 10's counts of the live folios at ``heads``: refcount,
+    pincount and each page's mapcount as the tables and ``pins`` (by head)
+    give them."""
+    fr = k.frames
+    nf = fr.top
+    heads = heads[fr.live[heads] != 0]
+    pte, objp, pmd = lg.get("pte", nf), lg.get("objp", nf), lg.get("pmd", nf)
+    small = heads[fr.order[heads] == 0]
+    held = np.array([h in fr.holders for h in small.tolist()], np.int64) if fr.holders else 0
+    if ((fr.refcount[small] != objp[small] + pte[small] + pmd[small] + pins[small] + held).any()
+            or (fr.pincount[small] != pins[small]).any()
+            or (fr.mapcount[small] != pte[small] + pmd[small & ~(PTRS - 1)]).any()):
+        return False
+    for h in heads[fr.order[heads] != 0].tolist():
+        n = fr.nr_pages(h)
+        if (int(fr.refcount[h]) != int(objp[h]) + int(pte[h: h + n].sum()) + int(pmd[h])
+                + int(pins[h]) + (h in fr.holders) or int(fr.pincount[h]) != int(pins[h])
+                or (fr.mapcount[h: h + n] != pte[h: h + n] + pmd[h]).any()):
+            return False
+    return True
+
+
+def _local(k: KernelState, lg: Ledger, moved: dict[str, npt.NDArray[np.int64]],
+           rows: dict[str, npt.NDArray[np.int64]]) -> bool:
+    """Invariants 1 and 10 where a step could have broken them: at the
+    indexes whose ledger counts moved, the rows of the page arrays that
+    changed (``delta.ArrayWatch``), the folios whose pins changed and the
+    pages whose holders changed; True if they hold there.  (A table made
+    or gone moves the counts of its entries; the exclusivity of writable
+    private entries is checked whole, from the ledger's few leaves with
+    such entries.)"""
+    fr, dp, sw = k.frames, k.dpages, k.swap
+    nf, nd, ns = fr.top, dp.top, sw.top
+    if fr.in_use > fr.limit or any(n > dp.per_device for n in dp.used.values()):
+        return False
+    pin_key = ([r.pins.tobytes() for r in k.regions.values() if r.pins is not None],
+               [t.pins for t in k.threads.values() if t.pins],
+               [d.pins for d in k.devices.values() if d.pins])
+    if (pin_key == k.pin_key and fr.holders.keys() == k.held and dp.holders.keys() == k.dheld
+            and not any(v.size for v in moved.values()) and not any(v.size for v in rows.values())):
+        return _exclusive(k, lg, [])  # nothing else could have changed
+    k.pin_key = copy.deepcopy(pin_key)
+    # 1: no reference to a page that is not live, from a count that moved ...
+    if not (all(_live_targets(lg, (name,), moved[name], nf, fr.live)
+                for name in ("pte", "migf", "devp"))
+            and all(_live_targets(lg, (name,), moved[name], nd, dp.live)
+                    for name in ("dev", "migd", "devd"))
+            and _live_targets(lg, ("swp",), moved["swp"], ns, sw.live)):
+        return False
+    huge = moved["pmd"]
+    huge = huge[lg.get("pmd", int(huge.max()) + 1)[huge] > 0] if huge.size else huge
+    if (huge + PTRS > nf).any() or any(not fr.live[h: h + PTRS].all() for h in huge.tolist()):
+        return False
+    # ... or to a page whose row changed and is not live now
+    frames, dpages, slots = rows["frames"], rows["dpages"], rows["swap"]
+    gone = frames[fr.live[frames] == 0] if frames.size else frames
+    if gone.size and any(lg.get(name, nf)[g].any() for name, g in (
+            ("pte", gone), ("migf", gone), ("devp", gone), ("pmd", gone & ~(PTRS - 1)))):
+        return False
+    gone = dpages[dp.live[dpages] == 0] if dpages.size else dpages
+    if gone.size and any(lg.get(name, nd)[gone].any() for name in ("dev", "migd", "devd")):
+        return False
+    gone = slots[sw.live[slots] == 0] if slots.size else slots
+    if gone.size and lg.get("swp", ns)[gone].any():
+        return False
+    # 10: the counts of the folios (and of pins and holders) that moved, ...
+    pins = _pins_by_head(k)
+    was = np.zeros(pins.size, np.int64)
+    was[:min(pins.size, k.pins_by_head.size)] = k.pins_by_head[:pins.size]
+    k.pins_by_head = pins
+    held = set(fr.holders)
+    at = np.concatenate([frames, moved["pte"], moved["objp"], moved["pmd"],
+                         np.flatnonzero(pins != was), np.array(sorted(held ^ k.held), np.int64)])
+    k.held = held
+    if at.size and not _folio_counts(k, lg, np.unique(fr.heads(at[at < nf])), pins):
+        return False
+    # ... of the device pages and the slots
+    dheld = set(dp.holders)
+    at = np.concatenate([dpages, moved["dev"], np.array(sorted(dheld ^ k.dheld), np.int64)])
+    k.dheld = dheld
+    at = at[at < nd]
+    if at.size:
+        at = at[dp.live[at] != 0]
+        holding = np.array([d in dp.holders for d in at.tolist()], np.int64)
+        if (lg.get("dev", nd)[at] + holding != dp.refcount[at]).any():
+            return False
+    at = np.concatenate([slots, moved["swp"]])
+    at = at[at < ns]
+    if at.size:
+        at = at[sw.live[at] != 0]
+        if (lg.get("swp", ns)[at] != sw.count[at]).any():
+            return False
+    return _exclusive(k, lg, [])
 
 
 def _seq_and_pairing(k: KernelState, found: list[tuple[str, str]]) -> None:
@@ -203,21 +306,7 @@ def _ledger(k: KernelState, lg: Ledger, found: list[tuple[str, str]]) -> None:
     pc = np.zeros(n, np.int64)
     dref = lg.get("dev", dp.top + 1).copy()
     cnt = lg.get("swp", sw.top + 1)
-    for proc in k.procs.values():
-        leaves = lg.wx(proc.pt)
-        if not leaves:
-            continue
-        private = [(m.start, m.end) for m in proc.vmas if m.kind == "private"]
-        if not private:
-            continue
-        starts = np.array([a for a, _ in private], np.int64)
-        ends = np.array([b for _, b in private], np.int64)
-        for _, vpns in leaves:
-            inside = ((vpns[:, None] >= starts) & (vpns[:, None] < ends)).any(axis=1)
-            if inside.any():
-                v = int(vpns[inside][0])
-                found.append(("accounting",
-                              f"P{proc.pid}:{v} writable private entry not exclusive"))
+    _exclusive(k, lg, found)
     for reg in k.regions.values():
         if reg.pins is not None:
             h = fr.heads(reg.pins)
@@ -228,6 +317,8 @@ def _ledger(k: KernelState, lg: Ledger, found: list[tuple[str, str]]) -> None:
             h = fr.heads(np.array(held, np.int64))
             np.add.at(ref, h, 1)
             np.add.at(pc, h, 1)
+    k.pins_by_head, k.held, k.dheld = pc, set(fr.holders), set(dp.holders)
+    k.pin_key = None
     for hh in fr.holders:
         ref[hh] += 1
     for dd in dp.holders:
@@ -254,6 +345,28 @@ def _ledger(k: KernelState, lg: Ledger, found: list[tuple[str, str]]) -> None:
             and not fr.holders and not dp.holders and not k.threads):
         if fr.in_use or dp.in_use() or sw.in_use:
             found.append(("accounting", "memory in use after every process died"))
+
+
+def _exclusive(k: KernelState, lg: Ledger, found: list[tuple[str, str]]) -> bool:
+    """Invariant 10's exclusivity of writable private entries; True if it holds."""
+    ok = True
+    for proc in k.procs.values():
+        leaves = lg.wx(proc.pt)
+        if not leaves:
+            continue
+        private = [(m.start, m.end) for m in proc.vmas if m.kind == "private"]
+        if not private:
+            continue
+        starts = np.array([a for a, _ in private], np.int64)
+        ends = np.array([b for _, b in private], np.int64)
+        for _, vpns in leaves:
+            inside = ((vpns[:, None] >= starts) & (vpns[:, None] < ends)).any(axis=1)
+            if inside.any():
+                v = int(vpns[inside][0])
+                found.append(("accounting",
+                              f"P{proc.pid}:{v} writable private entry not exclusive"))
+                ok = False
+    return ok
 
 
 def _outside_rights(proc: Process, vpns: npt.NDArray[np.int64],

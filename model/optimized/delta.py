@@ -10,9 +10,8 @@ The copies are bytes, so an unchanged table costs a ``tobytes`` and a
 
 Two readers share the looks:
 
-* the invariant checks (``checks.run_checks``) ask whether anything changed
-  since their last scan (``unchecked``; a step that changed none of what
-  they read cannot break what that scan found whole);
+* the invariant checks (``checks.run_checks``) take the rows whose fields
+  they read changed since they last took them, to check those;
 * the observation's watcher (``observe.Watcher``) takes the ids whose views
   may differ since it last took them: a folio ``(head, gen)``, a device
   page or a slot ``(index, gen)``, both the id a changed row had at the
@@ -43,12 +42,13 @@ class ArrayWatch:
     def __init__(self) -> None:
         self.copies: dict[str, dict[str, bytes]] = {}
         self.pending: dict[str, set[Hashable]] = {name: set() for name in FIELDS}
-        self.unchecked = True  # a look saw a change the checks have not scanned since
+        self.unchecked: dict[str, list[Arr]] = {name: [] for name in FIELDS}
+        """Rows whose fields the checks read changed since they took them."""
 
     def look(self, k: object) -> None:
         """Compare ``k``'s arrays with the copies (then renewed); the ids of
-        changed rows join ``pending``, and a change of a field the scans
-        read sets ``unchecked``."""
+        changed rows join ``pending``, and the rows of a change of a field
+        the scans read join ``unchecked``."""
         for name, fields in FIELDS.items():
             table = getattr(k, name)
             top: int = table.top
@@ -58,8 +58,6 @@ class ArrayWatch:
                 continue
             self.copies[name] = now
             changed = [f for f in fields if was.get(f) != now[f]]
-            if not UNCHECKED.issuperset(changed):
-                self.unchecked = True
             old = {f: np.frombuffer(was.get(f, b""), getattr(table, f).dtype) for f in fields}
             new = {f: getattr(table, f)[:top] for f in fields}
             n = min(top, len(old["live"]))
@@ -70,6 +68,16 @@ class ArrayWatch:
                                    np.arange(n, max(top, len(old["live"])), dtype=np.int64)])
             for arrays in (old, new):
                 self.pending[name].update(_ids(arrays, rows))
+            if not UNCHECKED.issuperset(changed):
+                self.unchecked[name].append(rows)
+
+    def take_rows(self, k: object) -> dict[str, Arr]:
+        """Look, and hand over the rows the checks have not seen change."""
+        self.look(k)
+        out = {name: np.unique(np.concatenate(v)) if v else np.zeros(0, np.int64)
+               for name, v in self.unchecked.items()}
+        self.unchecked = {name: [] for name in FIELDS}
+        return out
 
     def take(self, k: object) -> dict[str, set[Hashable]]:
         """Look, and hand over the ids changed since the last ``take``."""

@@ -8,6 +8,8 @@ counts as arrays and, at each check, re-reads only the leaves a table marked
 dirty (``Radix.dirty``) since the last one: the cost of the checks follows
 what a step changed, not the size of the state.  A table seen for the first
 time is read whole; one that is gone (a dead object's index) is taken out.
+The indexes whose counts changed are kept until the checks take them
+(``take_moved``), so that they can check only those.
 
 Counts (each indexed by frame, device page or swap slot):
 
@@ -103,11 +105,19 @@ class Ledger:
     def __init__(self) -> None:
         self.counts: dict[str, I64] = {n: np.zeros(1024, np.int64) for n in NAMES}
         self.tables: dict[Radix, TableCache] = {}
+        self.moved: dict[str, list[I64]] = {n: [] for n in NAMES}
+
+    def take_moved(self) -> dict[str, I64]:
+        """The indexes whose counts changed since the last call, per count."""
+        out = {n: np.unique(np.concatenate(v)) if v else _EMPTY for n, v in self.moved.items()}
+        self.moved = {n: [] for n in NAMES}
+        return out
 
     def _add(self, c: Contribution, sign: int) -> None:
         for name, idx in c.parts:
             if idx.size == 0:
                 continue
+            self.moved[name].append(idx)
             arr = self.counts[name]
             top = int(idx.max()) + 1
             if top > arr.size:

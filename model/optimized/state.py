@@ -189,7 +189,11 @@ class KernelState:
     serial: int = 0
     ledger: Ledger = field(default_factory=Ledger)
     arrays: ArrayWatch = field(default_factory=ArrayWatch)
-    checked_inputs: tuple[object, ...] = ()  # what else the scans read, as they last ran
+    # what the local checks compare with (checks.py): pins by head, held pages
+    pins_by_head: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
+    held: set[int] = field(default_factory=set)
+    dheld: set[int] = field(default_factory=set)
+    pin_key: object = None
     last_seq: dict[int, int] = field(default_factory=dict)
     subs: dict[int, Subscription] = field(default_factory=dict)  # those drivers name by id
 
