@@ -14,8 +14,8 @@ profile        used by                                                 observe
 ``CAMPAIGN``   the campaign's Hypothesis workers: the full judge        4
                (their quality budgets were measured with it)
 ``HUNT``       ``mirrorfuzz mutants`` and the quality hunts: only the   0 (end)
-               mutated side checks invariants; results still compared
-               at every step
+               mutated side checks invariants (the fast judge's local
+               checks); results still compared at every step
 ``PYTEST``     ``tests/differential/test_stateful.py``, by             16, 4
                ``HYPOTHESIS_PROFILE`` (``ci``; ``dev`` and ``nightly``)
 =============  ======================================================  =========
@@ -63,7 +63,7 @@ class Profile:
 
 ATHERIS: Final = Profile(observe_every=8, fast=True)
 CAMPAIGN: Final = Profile(observe_every=4)
-HUNT: Final = Profile(observe_every=0, checked=("optimized",))
+HUNT: Final = Profile(observe_every=0, fast=True, checked=("optimized",))
 PYTEST: Final = {"ci": Profile(observe_every=16, max_work=0),
                  "dev": Profile(observe_every=4, max_work=0)}
 """By ``HYPOTHESIS_PROFILE``; any other (``nightly``) runs as ``dev``.  The

@@ -175,8 +175,10 @@ class Settings:
         return self.checks and (self.checked is None or side in self.checked)
 
     def full(self) -> Settings:
-        """The full judge: every scan after every step, observations at every step."""
-        return replace(self, fast=False, observe_every=1)
+        """The full judge: every scan after every step, observations at every
+        step (or, if these settings compare observations only at the end, at
+        the end)."""
+        return replace(self, fast=False, observe_every=1 if self.observe_every > 0 else 0)
 
 
 def observation_work(obs: Observation | RawObservation) -> int:

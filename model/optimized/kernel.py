@@ -153,7 +153,7 @@ class OptimizedKernel:
         return self.watcher.changes(self.state)
 
     def observe_parts(self, parts: Changes) -> RawObservation:
-        return observe.raw_observation(self.state, parts)
+        return observe.raw_observation(self.state, parts, self.watcher.tables)
 
     def take_violations(self) -> list[Violation]:
         out = self.state.violations

@@ -241,10 +241,34 @@ def observe(k: KernelState) -> Observation:
     return canonicalize(raw_observation(k))
 
 
-def raw_observation(k: KernelState, parts: Changes | None = None) -> RawObservation:
+def _table(table: Radix, refs: _Refs, cache: dict[int, tuple[Radix, int, tuple[
+        TableEntryView, ...]]] | None) -> tuple[TableEntryView, ...]:
+    """A device table's entries; with ``cache`` (a partial observation's),
+    those built when the table's ``version`` was what it is now, if any.
+    (An entry's page id is then the one it had: if that page has since been
+    freed, the page is among the changes, and the cheap comparison sees its
+    view gone.)"""
+    if cache is not None:
+        was = cache.get(id(table))
+        if was is not None and was[0] is table and was[1] == table.version:
+            return was[2]
+    out = []
+    for vpns, ents, _ in table.populated(0, ADDRESS_PAGES):
+        targets, _ = refs.targets(ents)
+        for v, e, ref in zip(vpns.tolist(), ents.tolist(), targets, strict=True):
+            out.append(TableEntryView(v, ref, bool(e & W)))
+    if cache is not None:
+        cache[id(table)] = (table, table.version, tuple(out))
+    return tuple(out)
+
+
+def raw_observation(k: KernelState, parts: Changes | None = None,
+                    tables: dict[int, tuple[Radix, int, tuple[TableEntryView, ...]]]
+                    | None = None) -> RawObservation:
     """The observation with this implementation's ids; with ``parts``, the
-    entries and objects it names, and pages' views built when looked up
-    (``Watched.observe_parts``)."""
+    entries and objects it names, pages' views built when looked up
+    (``Watched.observe_parts``), and device tables from ``tables`` when
+    they have not changed."""
     refs = _Refs(k, lazy=parts is not None)
     processes = [_process(k, k.procs[pid], refs,
                           None if parts is None or pid in parts.processes
@@ -265,14 +289,11 @@ def raw_observation(k: KernelState, parts: Changes | None = None) -> RawObservat
     for did in sorted(k.devices):
         dev = k.devices[did]
         dparts = device_parts(k, dev)
-        table: list[TableEntryView] = []
+        table: tuple[TableEntryView, ...] = ()
         if dparts.table is not None:
-            for vpns, ents, _ in dparts.table.populated(0, ADDRESS_PAGES):
-                targets, _ = refs.targets(ents)
-                for v, e, ref in zip(vpns.tolist(), ents.tolist(), targets, strict=True):
-                    table.append(TableEntryView(v, ref, bool(e & W)))
+            table = _table(dparts.table, refs, None if parts is None else tables)
         devices.append(DeviceView(did, dev.kind, dev.pid, dev.dead, dev.lock.holder,
-                                  tuple(table), dparts.pages_in_use))
+                                  table, dparts.pages_in_use))
         shown.extend(dparts.regions)
     regions: list[RegionView] = []
     for reg in sorted(shown, key=lambda r: r.id):
@@ -307,6 +328,7 @@ class Watcher:
         self.procs: dict[int, Radix] = {}
         self.leaves: dict[tuple[int, int], tuple[npt.NDArray[np.int64], bool]] = {}
         self.objects: dict[int, tuple[bool, Radix, int]] = {}
+        self.tables: dict[int, tuple[Radix, int, tuple[TableEntryView, ...]]] = {}
 
     def changes(self, k: KernelState) -> Changes:
         out = Changes()

@@ -29,15 +29,17 @@ from fuzz.codec import decode, encode
 from fuzz.executor import Settings, Verdict, run_trace
 from fuzz.impls import sides
 from fuzz.mutator import mutate
+from fuzz.profiles import ATHERIS
 from fuzz.trace import Trace, load_trace
 from model import bugs
 
 TRACES = Path(__file__).parent / "traces"
 NAMES = [bug.name for bug in bugs.all_bugs()]
 PER_BUG = int(os.environ.get("MIRRORFUZZ_FAST_JUDGE_TRACES") or 6)
-FAST = Settings(fast=True, observe_every=int(os.environ.get("MIRRORFUZZ_FAST_JUDGE_OBSERVE") or 8),
+FAST = Settings(fast=True, observe_every=int(os.environ.get("MIRRORFUZZ_FAST_JUDGE_OBSERVE")
+                                             or ATHERIS.observe_every),
                 scan_every=int(os.environ.get("MIRRORFUZZ_FAST_JUDGE_SCAN") or 8))
-"""The engines' settings (``MIRRORFUZZ_FAST_JUDGE_OBSERVE``/``_SCAN`` try others)."""
+"""The Atheris target's (``MIRRORFUZZ_FAST_JUDGE_OBSERVE``/``_SCAN`` try others)."""
 
 
 def traces_for(name: str, count: int) -> list[Trace]:

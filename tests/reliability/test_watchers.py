@@ -8,7 +8,10 @@ by a whole raw observation of each side, compared with the one before it,
 in the side's own ids: every process entry, shared object, folio, device
 page and slot whose view differs must be among the changes the side
 reported for that step (an entry whose page's id moved on, its frame
-freed, is covered by that page's being reported).  (A page's word is checked through its folio's
+freed, is covered by that page's being reported); and the device tables of
+the partial observation the cheap comparison would see (which a side may
+keep from an earlier look while the table did not change) must be the
+tables as they are.  (A page's word is checked through its folio's
 view: that is where the cheap comparison reads it.)
 
 ``MIRRORFUZZ_WATCH_TRACES`` (default 120) is how many random traces.
@@ -38,12 +41,16 @@ QUALITY = Path(__file__).parents[1] / "quality" / "traces"
 
 
 def retargeted(was: Any, now: Any, changes: Changes) -> bool:
-    """An unchanged entry whose page's id moved on (its frame was freed, on
-    a side whose ids carry a generation): covered when that page is among
-    the changes, for the cheap comparison then compares its view."""
+    """An unchanged entry (or device table entry) whose page's id moved on
+    (its frame was freed, on a side whose ids carry a generation): covered
+    when that page is among the changes, for the cheap comparison then
+    compares its view."""
     told = {"folio": changes.folios, "dpage": changes.device_pages, "swap": changes.swap_slots}
-    return (was is not None and now is not None and was._replace(ref=now.ref) == now
-            and was.ref.raw in told.get(was.ref.space, set()))
+    ref = "ref" if hasattr(was, "ref") else "target"
+    old = getattr(was, ref, None)
+    return (was is not None and now is not None and old is not None
+            and was._replace(**{ref: getattr(now, ref)}) == now
+            and old.raw in told.get(old.space, set()))
 
 
 def unreported(before: RawObservation, after: RawObservation, changes: Changes) -> list[str]:
@@ -80,6 +87,7 @@ class Witness:
         self.inner, self.problems = inner, problems
         inner.changes()
         self.last = inner.observe_raw()
+        self.told = Changes()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
@@ -88,7 +96,18 @@ class Witness:
         assert isinstance(self.inner, Watched)
         changes = self.inner.changes()
         now = self.inner.observe_raw()
-        for problem in unreported(self.last, now, changes):
+        problems = unreported(self.last, now, changes)
+        parts = self.inner.observe_parts(changes)  # what the cheap comparison would see
+        self.told.folios |= changes.folios  # (a page id, once told gone, stays told)
+        self.told.device_pages |= changes.device_pages
+        self.told.swap_slots |= changes.swap_slots
+        for fresh, seen in zip(now.devices, parts.devices, strict=True):
+            problems += [f"D{fresh.id} table entry {x.vpn}" for x, y in zip(
+                fresh.table, seen.table, strict=False)
+                if x != y and not retargeted(y, x, self.told)]
+            if len(fresh.table) != len(seen.table):
+                problems.append(f"D{fresh.id} table")
+        for problem in problems:
             self.problems.append(f"{self.inner.name} after {what}: {problem} changed unreported")
         self.last = now
 
