@@ -23,7 +23,7 @@ from fuzz import impls
 from fuzz.executor import Settings, run_trace
 from fuzz.trace import Trace
 from model.interface import Config, Factory, Implementation
-from model.observation import Observation, ProcessView, VmaView
+from model.observation import EntryView, Observation, ProcessView, VmaView
 from model.ops import Op, RunThread, StepThread, op_keyword
 
 UNEXPLAINED: Final = "unexplained"
@@ -120,7 +120,8 @@ def mprotect_partial(case: Case) -> bool:
     """Appendix D7: an earlier ``mprotect`` over a hole gave ENOMEM on both sides; Linux
     changed the VMAs up to the first hole (``mprotect_fixup`` per VMA in
     ``do_mprotect_pkey``, the hole found after), the model nothing.  The line touches that
-    changed part, in the same process or a child forked since."""
+    changed part (where it is after the ``mremap``s since, which move it with its VMA), in
+    the same process or a child forked since."""
     for i, op, got, want in case.earlier("mprotect"):
         if got == want == "ENOMEM" and _same_process(case, i, case.op):
             v = vars(op)
@@ -130,9 +131,22 @@ def mprotect_partial(case: Case) -> bool:
             for m in proc.vmas if proc else ():
                 if m.start <= end < m.end:
                     end = m.end
-            if _meets(range(v["s"], min(end, v["s"] + v["n"])), pages(case.op)):
+            changed = range(v["s"], min(end, v["s"] + v["n"]))
+            if any(_meets(range(_moved_from(case, vpn, since=i), _moved_from(case, vpn, since=i)
+                                + 1), changed) for vpn in pages(case.op)[:4096]):
                 return True
     return False
+
+
+def _moved_from(case: Case, vpn: int, since: int = -1) -> int:
+    """Where page ``vpn`` of the line's process was before the ``mremap``s after line
+    ``since`` that moved it there (both sides ``ok``)."""
+    for i, op, got, want in reversed(list(case.earlier("mremap"))):
+        m = vars(op)
+        if i > since and got == want == "ok" and _same_process(case, i, case.op) and (
+                m["new"] <= vpn < m["new"] + m["n"]):
+            vpn += m["old"] - m["new"]
+    return vpn
 
 
 def own_readonly_device_page(case: Case) -> bool:
@@ -246,15 +260,6 @@ def huge_zero_page(case: Case) -> bool:
         return {v >> 9 for i, op, _, _ in case.earlier(*keys)
                 if _same_process(case, i, case.op) for v in pages(op)[:4096]}
 
-    def moved_from(vpn: int) -> int:
-        """Where ``vpn``'s page was before the earlier ``mremap``s that moved it there."""
-        for i, op, got, want in reversed(list(case.earlier("mremap"))):
-            m = vars(op)
-            if got == want == "ok" and _same_process(case, i, case.op) and (
-                    m["new"] <= vpn < m["new"] + m["n"]):
-                vpn += m["old"] - m["new"]
-        return vpn
-
     line = {v >> 9 for v in pages(case.op)[:4096]}
     if case.key in ("dread", "dwrite"):
         got, want = case.got.split(), case.want.split()
@@ -267,7 +272,7 @@ def huge_zero_page(case: Case) -> bool:
     touched = blocks("read", "read_range", "dread")
     diff = _snapshot_diff(case)
     return bool(diff) and all(
-        g in ("zero", "r+pmd") and w in ("none", "zero") and moved_from(v) >> 9 in touched
+        g in ("zero", "r+pmd") and w in ("none", "zero") and _moved_from(case, v) >> 9 in touched
         for v, g, w in diff)
 
 
@@ -278,7 +283,13 @@ def overcommit(case: Case) -> bool:
     an ``mprotect`` that makes a private VMA writable (``mprotect_fixup``); and test_hmm
     ``vmalloc``s a bounce buffer of the whole range (``dmirror_bounce_init``) for a
     ``dread``, ``dwrite`` or ``migrate_to_dev``.  The guest has 1 GiB and no swap: the line
-    names more than half of it, and Linux gave ENOMEM where the model did not."""
+    names more than half of it, and Linux gave ENOMEM where the model did not.  The other
+    way round: the model's ``frames`` (4096 pages by default, 16 MiB; ``kernel fuzz`` drops
+    the header) ran out in an op that allocates, where the guest's 1 GiB did not: the model
+    gave ENOMEM, Linux a result, and the model's pages in use after the line are within a
+    THP (512 pages) of ``frames``."""
+    if case.want == "ENOMEM" and case.got not in ("ENOMEM", "EINVAL"):
+        return _frames_ran_out(case)
     if case.got != "ENOMEM" or case.want == "ENOMEM":
         return False
     v = vars(case.op)
@@ -287,6 +298,16 @@ def overcommit(case: Case) -> bool:
     accounted = case.key in ("mmap", "mprotect") and (v["prot"] == "rw"
                                                       or v.get("kind") == "shared")
     return accounted and case.want == "ok" and v["n"] > GUEST_PAGES // 2
+
+
+ALLOCATING: Final = ("read", "write", "read_range", "write_range", "dread", "dwrite", "fork",
+                      "migrate_to_dev")
+"""The ops whose ENOMEM can come from the model's ``frames`` (SPEC Appendix C rule 6)."""
+
+
+def _frames_ran_out(case: Case) -> bool:
+    return (case.key in ALLOCATING and case.trace.frames < GUEST_PAGES
+            and case.after.pages_in_use > case.trace.frames - 512)
 
 
 def vma_boundaries(case: Case) -> bool:
@@ -357,6 +378,120 @@ def mremap_unmaps_destination(case: Case) -> bool:
     return False
 
 
+SPLITTERS: Final = ("mmap", "munmap", "mremap", "mprotect", "madvise")
+"""The ops that can cut a VMA in two."""
+
+
+def _edges(op: Op) -> list[int]:
+    """The addresses where ``op`` can create a VMA boundary."""
+    v = vars(op)
+    if "old" in v:
+        return [v["old"], v["old"] + v["n"], v["new"], v["new"] + v["n"]]
+    return [v["s"], v["s"] + v["n"]]
+
+
+def _boundaries(obs: Observation, pid: int) -> set[int]:
+    proc = next((p for p in obs.processes if p.pid == pid), None)
+    return {a for m in (proc.vmas if proc else ()) for a in (m.start, m.end)}
+
+
+def _faults_only(case: Case) -> bool:
+    """The line is a ``dread``/``dwrite`` whose results differ only in ``faults``, Linux's
+    larger."""
+    if case.key not in ("dread", "dwrite"):
+        return False
+    got, want = case.got.split(), case.want.split()
+    return (got[:-1] == want[:-1] and got[-2:-1] == ["faults"]
+            and int(got[-1]) > int(want[-1]))
+
+
+def split_invalidates_block(case: Case) -> bool:
+    """Appendix D27: a VMA split at an address a that is not 2 MiB aligned, in a VMA that
+    holds a's whole 512-page block, invalidates that block in Linux 6.1 whether or not a
+    PMD maps it (``__vma_adjust`` -> ``vma_adjust_trans_huge`` ->
+    ``split_huge_pmd_address`` -> ``__split_huge_pmd``, whose ``MMU_NOTIFY_CLEAR`` over the
+    block runs before it looks at the PMD; shmem included); the model splits, and
+    invalidates, only PMD-mapped blocks.  dmirror drops its table entries in the block, so
+    a later ``dread``/``dwrite`` there faults where the model's did not: the results differ
+    only in ``faults``, and an earlier line of the mirror's process made such a split in a
+    block of the line's pages while the mirror's table held a page of it."""
+    if not _faults_only(case):
+        return False
+    dev = vars(case.op)["d"]
+    pid = case.mirror_pid(dev)
+    if pid is None:
+        return False
+    line = pages(case.op)[:4096]
+    blocks = {v >> 9 for v in line}
+    for i, op in enumerate(case.ops[:case.index]):
+        if op_keyword(op) not in SPLITTERS or vars(op).get("p") != pid:
+            continue
+        cuts = [a for a in _edges(op) if a % 512 and a >> 9 in blocks]
+        if not cuts:
+            continue
+        before, after = model_state(case.trace, i), model_state(case.trace, i + 1)
+        proc = next((p for p in before.processes if p.pid == pid), None)
+        table = {e.vpn for d in before.devices if d.id == dev for e in d.table}
+        new = _boundaries(after, pid) - _boundaries(before, pid)
+        for a in cuts:
+            block = range(a & ~511, (a & ~511) + 512)
+            held = table & set(block) & set(line)
+            if a in new and held and any(m.start <= block.start and block.stop <= m.end
+                                         for m in (proc.vmas if proc else ())):
+                return True
+    return False
+
+
+def _needs_fault(entry: EntryView | None, write: bool) -> bool:
+    """Whether hmm_range_fault must fault this CPU entry for a mirror access."""
+    if entry is None or entry.cls in ("swap", "migration"):
+        return True
+    if entry.cls == "zero":
+        return write
+    return write and entry.cls == "present" and not entry.w
+
+
+def fault_ahead(case: Case) -> bool:
+    """Appendix D28: Linux 6.1's ``hmm_range_fault`` faults every page from the first one
+    that needs a fault to the end of the walked piece (``hmm_vma_fault`` from
+    ``hmm_vma_handle_pte``: ``handle_mm_fault`` on each page of [addr, end), end the end of
+    the PMD, the VMA or dmirror's 64-page chunk), so the mirror's own device pages there
+    take a CPU fault and migrate back to RAM (``do_swap_page`` -> ``migrate_to_ram``); the
+    model's walk records them and faults only the pages that need it.  The line is a
+    ``snapshot`` whose every differing page Linux shows as ``w`` or ``r`` and the model as
+    ``dev-w`` or ``dev-r``, each covered by an earlier ``dread``/``dwrite`` of the same
+    mirror that, in the model's state before it, had a page needing a fault below it in the
+    same 512-page block."""
+    if case.key != "snapshot":
+        return False
+    dev = vars(case.op)["d"]
+    pid = case.mirror_pid(dev)
+    diff = _snapshot_diff(case)
+    if not diff or not all(g in ("w", "r") and w in ("dev-w", "dev-r") for _, g, w in diff):
+        return False
+    accesses = [(i, op) for i, op, _, _ in case.earlier("dread", "dwrite")
+                if vars(op)["d"] == dev]
+
+    def moved_back(vpn: int) -> bool:
+        for i, op in accesses:
+            span = pages(op)
+            if vpn not in span:
+                continue
+            proc = next((p for p in model_state(case.trace, i).processes if p.pid == pid),
+                        None)
+            entries = {e.vpn: e for e in (proc.entries if proc else ())}
+            own = entries.get(vpn)
+            if own is None or own.cls != "device":
+                continue
+            write = op_keyword(op) == "dwrite"
+            if any(_needs_fault(entries.get(u), write)
+                   for u in range(max(span.start, vpn & ~511), vpn)):
+                return True
+        return False
+
+    return all(moved_back(vpn) for vpn, _, _ in diff)
+
+
 @dataclass(frozen=True)
 class Deviation:
     """A SPEC Appendix D entry and the predicate that recognises it on Linux."""
@@ -379,6 +514,10 @@ DEVIATIONS: Final[tuple[Deviation, ...]] = (  # the line's own op first, then hi
               migrate_result),
     Deviation("D24", "VMAs never merge; one bit of THP advice", vma_boundaries),
     Deviation("D25", "a mirror's device memory is device-frames pages", device_memory),
+    Deviation("D27", "a VMA split invalidates a block only if a PMD maps it",
+              split_invalidates_block),
+    Deviation("D28", "a mirror fault faults only the pages that need it",
+              fault_ahead),
     Deviation("D7", "mprotect is all-or-nothing on holes", mprotect_partial),
     Deviation("D20", "a failed mremap leaves its destination mapped",
               mremap_unmaps_destination),

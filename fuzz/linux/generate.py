@@ -115,7 +115,10 @@ def cmd_kernel_fuzz(args: argparse.Namespace) -> int:
     comparisons, reports = run_sequential(named, args.kasan, args.batch, patches=patches)
     with (tmp / f"linux-{args.seed}.jsonl").open("w") as fh:  # for `kernel attribute`
         for c in comparisons:
-            fh.write(json.dumps({"path": c.path, "status": c.status, "linux": c.linux}) + "\n")
+            saved: dict[str, Any] = {"path": c.path, "status": c.status, "linux": c.linux}
+            if c.status in ("error", "refused"):  # the runner's end status, or why none
+                saved["end"] = c.detail[0] if c.detail else ""
+            fh.write(json.dumps(saved) + "\n")
     status = summary(comparisons, reports, t0)
     if save is not None:
         notes = []

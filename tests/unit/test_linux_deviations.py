@@ -114,7 +114,52 @@ mremap P0 0 4 2000
 snapshot D0 2000 4
 """
 
+SPLIT_BLOCK = """mmap P0 0 1024 rw private
+open P0 mirror
+dread D0 0 4
+{split}
+dread D0 0 4
+"""
+
+FAULT_AHEAD = """mmap P0 0 1024 rw private
+open P0 mirror
+migrate_to_dev D0 4 4
+dread D0 {start} 8
+snapshot D0 4 4
+"""
+
+MOVED_MPROTECT = """mmap P0 0 1 r private
+mprotect P0 0 4 rw
+mremap P0 0 1 100
+write P0 100 5
+"""
+
+FRAMES = """# mirrorfuzz-trace 1
+# frames: {frames}
+mmap P0 0 16 rw private
+write_range P0 0 16 1
+"""
+
 CASES = [
+    # The D27, D28 and moved-D7 traces below (the first of each pair) gave these results on
+    # Linux 6.1 (`replay --linux`, 2026-12-05), and their cause-free controls agreed there.
+    # D27: the mmap cut the VMA inside block 0: Linux invalidated the whole block.
+    ("D27", SPLIT_BLOCK.format(split="mmap P0 422 2 rw private"),
+     ["ok", "D0", "values 0 0 0 0 faults 1", "ok", "values 0 0 0 0 faults 1"]),
+    ("unexplained", SPLIT_BLOCK.format(split="mmap P0 700 2 rw private"),
+     ["ok", "D0", "values 0 0 0 0 faults 1", "ok", "values 0 0 0 0 faults 1"]),
+    # D28: the dread faulted [0, 8), the mirror's own device pages 4..7 included.
+    ("D28", FAULT_AHEAD.format(start=0),
+     ["ok", "D0", "4", "values 0 0 0 0 0 0 0 0 faults 1", "snap w w w w"]),
+    ("unexplained", FAULT_AHEAD.format(start=4),
+     ["ok", "D0", "4", "values 0 0 0 0 0 0 0 0 faults 1", "snap w w w w"]),
+    # D7: the VMA Linux made writable, moved by mremap.
+    ("D7", MOVED_MPROTECT, ["ok", "ENOMEM", "ok", "ok"]),
+    ("unexplained", MOVED_MPROTECT.replace("mprotect P0 0 4 rw", "munmap P0 8 1"),
+     ["ok", "ok", "ok", "ok"]),
+    # D21 the other way: the model's frames ran out, the guest's memory did not.
+    ("D21", FRAMES.format(frames=8), ["ok", "ok"]),
+    ("unexplained", FRAMES.format(frames=300000), ["ok", "SIGSEGV"]),
     # D1: Linux's read fault mapped the huge zero page over the whole block.
     ("D1", HUGE_READ.format(page=3), ["ok", "D0", "0", "snap r+pmd r+pmd"]),
     ("unexplained", HUGE_READ.format(page=600), ["ok", "D0", "SIGSEGV", "snap r+pmd r+pmd"]),
