@@ -1,12 +1,16 @@
 """The cheap comparison of observations: only what changed (issue 14).
 
-The full comparison (SPEC §8.1) renumbers both sides' whole observations
-in walk order and compares them: its cost follows the size of the state.
-Between full comparisons the executor compares only what either side says
-may have changed since the last comparison (``Watched.changes``): those
-processes and shared objects, those folios, device pages and swap slots,
-and the parts every observation carries whole (devices, regions, jobs,
-threads, the totals).  The rule it keeps::
+The full comparison (SPEC §8.1) compares both sides' whole observations: its
+cost follows the size of the state.  (It is :meth:`CheapJudge.full_agree`:
+the whole raw observations through fresh pairings, which agree exactly when
+the canonical observations are equal; only when they differ does the
+executor renumber them, to judge and describe the difference.)  Between full
+comparisons the executor compares only what either side says may have
+changed since the last comparison (``Watched.changes``): those entries and
+shared objects, those folios, device pages and swap slots, and the parts
+every partial observation carries whole (each process's state, VMAs,
+notifier and lock; devices, regions, jobs, threads, the totals).  The rule
+it keeps::
 
     cheap says "differ"  ->  the full comparison decides (and is reported)
     cheap says "agree"   ->  the full comparison would too
@@ -18,8 +22,8 @@ the other side's id at the same place of the walk the first time one is
 met, and must meet the same partner ever after.  Ids are never reused on
 either side, so a pairing that held stays true; where the sides' ids
 legitimately part ways (a THP split that one side numbers afresh), the
-cheap comparison says "differ", the full one finds them equal, and the
-pairing is seeded again from the full comparison's numbering.  A paired
+cheap comparison says "differ", the full one finds them equal, and its
+fresh pairing is kept from then on.  A paired
 page's view is compared when the pair is met and whenever either side says
 it changed.  (A page's word, which entries also show, is in its view.)
 
