@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TypeVar
 
 from model.ops import Op, format_op
@@ -43,10 +44,12 @@ class Thread:
     nonblocking: int = 0  # > 0 inside a non-blockable callback
     pins: list[int] = field(default_factory=list)  # frames pinned by an attempt in flight
     violations: list[str] = field(default_factory=list)
-    text: str = field(init=False, repr=False, compare=False)  # format_op(op), for observations
 
-    def __post_init__(self) -> None:
-        self.text = format_op(self.op)
+    @cached_property
+    def text(self) -> str:
+        """format_op(op), for observations: made once, at the first one (a
+        thread that ends unobserved, most of them, never formats its op)."""
+        return format_op(self.op)
 
 
 def wait(t: Thread, pred: Callable[[], bool], what: str) -> Gen[None]:
