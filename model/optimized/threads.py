@@ -73,12 +73,20 @@ class RwSem:
     def held_by(self, name: str) -> bool:
         return self.writer == name or name in self.readers
 
-    def read_lock(self, t: Thread) -> Gen[None]:
+    def read_lock(self, t: Thread) -> Iterable[Wait | None]:
+        """mmap_read_lock, for ``yield from``: taken at once, without making a
+        generator, unless another thread holds it for writing (then a Y4)."""
         if self.writer == t.name:
-            return  # reuse the write hold
+            return ()  # reuse the write hold
         if t.name in self.readers:
             self.readers[t.name] += 1
-            return
+            return ()
+        if self.writer is None:
+            self.readers[t.name] = 1
+            return ()
+        return self._read_lock_slow(t)
+
+    def _read_lock_slow(self, t: Thread) -> Gen[None]:
         yield from wait(t, lambda: self.writer is None, "mmap_lock (read)")
         self.readers[t.name] = 1
 
@@ -91,7 +99,15 @@ class RwSem:
         else:
             self.readers[t.name] = n - 1
 
-    def write_lock(self, t: Thread) -> Gen[None]:
+    def write_lock(self, t: Thread) -> Iterable[Wait | None]:
+        """mmap_write_lock, for ``yield from``: a free lock is taken at once,
+        without making a generator; else a Y4 until it is free."""
+        if self.writer is None and not self.readers:
+            self.writer = t.name
+            return ()
+        return self._write_lock_slow(t)
+
+    def _write_lock_slow(self, t: Thread) -> Gen[None]:
         yield from wait(t, lambda: self.writer is None and not self.readers, "mmap_lock (write)")
         self.writer = t.name
 
