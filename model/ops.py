@@ -568,6 +568,7 @@ LineResult = OpResult | Yielded | Blocked | Done | BlockedOn
 _THREAD_RE = re.compile(r"^(T|L)(0|[1-9][0-9]*)$")
 
 
+@functools.lru_cache(maxsize=1 << 12)
 def is_thread_name(name: str) -> bool:
     return _THREAD_RE.match(name) is not None
 

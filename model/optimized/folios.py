@@ -36,6 +36,34 @@ def _grow(a: npt.NDArray[np.generic], n: int) -> npt.NDArray[np.generic]:
     return out
 
 
+ONE: Final = np.int32(1)
+ONE_HUGE: Final = np.int32(HUGE)
+"""int32 scalars for the int32 count arrays (a Python int operand costs a
+numpy call more: NEP 50's weak-scalar promotion)."""
+SPANS_MAX: Final = 8
+"""The batch paths over whole order-9 folios take one slice per run of
+adjacent folios up to this many runs, and one fancy index beyond: a slice's
+fixed cost is a fraction of a fancy index's."""
+
+Span = tuple[int, int]
+
+
+def spans(heads: list[int]) -> list[Span] | None:
+    """The frames [lo, hi) of the maximal runs of adjacent order-9 folios
+    among ``heads`` (sorted, distinct), or None past SPANS_MAX runs."""
+    out: list[Span] = []
+    lo = prev = heads[0]
+    for h in heads[1:]:
+        if h != prev + HUGE:
+            if len(out) == SPANS_MAX - 1:
+                return None
+            out.append((lo, prev + HUGE))
+            lo = h
+        prev = h
+    out.append((lo, prev + HUGE))
+    return out
+
+
 class FrameTable:
     """System frames (SPEC §1 'system folio')."""
 
@@ -153,12 +181,12 @@ class FrameTable:
         else:
             self.free_small.append(head)
 
-    def free_many(self, heads: I64) -> list[int]:
+    def free_many(self, heads: I64, huge: bool = False) -> list[int]:
         """free() for many heads at once (the mmu_gather's batch), in order;
-        returns the heads."""
+        returns the heads (``huge``: the caller knows they are all order 9)."""
         out: list[int] = heads.tolist()
-        is_huge = self.order[heads] == 9
-        if not is_huge.all():
+        is_huge = None if huge else self.order[heads] == 9
+        if is_huge is not None and not is_huge.all():
             small = heads[~is_huge]
             self.live[small] = 0
             self.gen[small] += 1
@@ -182,6 +210,37 @@ class FrameTable:
         head's refcount -512."""
         self.mapcount_rows[heads >> 9] -= 1
         self.refcount[heads] -= HUGE
+
+    def remove_rmap_spans(self, runs: list[Span]) -> None:
+        """remove_rmap_ptes over the folios of ``runs`` (see ``spans``)."""
+        for lo, hi in runs:
+            maps = self.mapcount[lo:hi]
+            maps -= ONE
+            refs = self.refcount[lo:hi:HUGE]
+            refs -= ONE_HUGE
+
+    def unused_spans(self, runs: list[Span]) -> list[int]:
+        """The heads of the folios of ``runs`` that are live with refcount 0."""
+        out: list[int] = []
+        for lo, hi in runs:
+            live = self.live[lo:hi:HUGE].tolist()
+            refs = self.refcount[lo:hi:HUGE].tolist()
+            out += [h for h, lv, rc in zip(range(lo, hi, HUGE), live, refs, strict=True)
+                    if lv == 1 and rc == 0]
+        return out
+
+    def free_spans(self, runs: list[Span]) -> list[int]:
+        """free_many for every folio of ``runs``; returns the heads."""
+        heads: list[int] = []
+        for lo, hi in runs:
+            self.live[lo:hi] = 0
+            gen = self.gen[lo:hi]
+            gen += ONE
+            self.obj[lo:hi] = -1
+            self.in_use -= hi - lo
+            heads += range(lo, hi, HUGE)
+        self.free_huge.extend(heads)
+        return heads
 
     def split(self, head: int) -> None:
         """split_folio: an order-9 folio becomes 512 order-0 folios in place;

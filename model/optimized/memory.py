@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from model.optimized.folios import spans
 from model.optimized.mmu_gather import MmuGather
 from model.optimized.pagetable import (
     DEVICE,
@@ -157,9 +158,15 @@ def _zap_tables(k: KernelState, proc: Process, full: list[tuple[int, Arr]],
     tables = [lf for _, lf in full]
     batch, whole = folio_pte_batch(k, tables)
     if whole:
-        heads = np.array(sorted(whole), np.int64)  # distinct: the gather needs no sort
-        k.frames.remove_rmap_ptes(heads)
-        tlb.remove_folios(heads, ordered=True)
+        whole.sort()  # distinct: the gather needs no sort
+        runs = spans(whole)
+        if runs is not None:  # a few runs of adjacent folios: slices
+            k.frames.remove_rmap_spans(runs)
+            tlb.remove_folio_spans(runs)
+        else:
+            heads = np.array(whole, np.int64)
+            k.frames.remove_rmap_ptes(heads)
+            tlb.remove_folios(heads, whole=True)
         k.pops += PTRS * len(whole)
     rest = [lf for lf, batched in zip(tables, batch, strict=True) if not batched]
     if rest:
@@ -187,12 +194,14 @@ def folio_pte_batch(k: KernelState, tables: list[Arr]) -> tuple[list[bool], list
     the calls, not for the tables)."""
     rows = np.concatenate(tables).reshape(len(tables), PTRS)
     rows -= RAMP
-    lows = rows.min(axis=1)
-    order = k.frames.order.take(lows >> SHIFT, mode="clip").tolist()
+    lows = np.minimum.reduce(rows, axis=1).tolist()
+    highs = np.maximum.reduce(rows, axis=1).tolist()
+    order = k.frames.order
     ok: list[bool] = []
     heads: list[int] = []
-    for lo, hi, o in zip(lows.tolist(), rows.max(axis=1).tolist(), order, strict=True):
-        whole = lo == hi and lo & HEAD_BITS == PRESENT and o == 9
+    for lo, hi in zip(lows, highs, strict=True):
+        # lo == hi: lo is the table's first entry, so a present lo names a frame
+        whole = lo == hi and lo & HEAD_BITS == PRESENT and order.item(lo >> SHIFT) == 9
         ok.append(whole)
         if whole:
             heads.append(lo >> SHIFT)

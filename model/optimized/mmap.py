@@ -96,7 +96,9 @@ def unmap_apply(k: KernelState, proc: Process, a: int, b: int) -> None:
 
 def munmap_range(k: KernelState, t: Thread, proc: Process, a: int, b: int) -> Gen[None]:
     """S; I(unmap, [a, b)) if any VMA overlaps."""
-    yield from split_blocks(k, t, proc, cut_blocks(proc, a, b))
+    cut = cut_blocks(proc, a, b)
+    if cut:
+        yield from split_blocks(k, t, proc, cut)
     if any_overlap(proc, a, b):
         if k.bugged(bugs.FREE_AT_INVALIDATE_START):
             free_zapped_early(k, proc, a, b)  # same step as the start below

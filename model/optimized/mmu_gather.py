@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from model.optimized.folios import DevicePages, FrameTable, SwapTable
+from model.optimized.folios import HUGE, DevicePages, FrameTable, Span, SwapTable
 
 I64 = npt.NDArray[np.int64]
 
@@ -42,31 +42,57 @@ def gathered(parts: list[I64]) -> I64:
     return unique(parts[0] if len(parts) == 1 else np.concatenate(parts))
 
 
+def span_heads(runs: list[Span]) -> I64:
+    """The heads of the order-9 folios of ``runs``, in order."""
+    return np.concatenate([np.arange(lo, hi, HUGE, dtype=np.int64) for lo, hi in runs])
+
+
 class MmuGather:
     """tlb_gather_mmu .. tlb_finish_mmu."""
 
-    __slots__ = ("frames", "swap", "dpages", "folios", "ordered", "slots", "devs")
+    __slots__ = ("frames", "swap", "dpages", "folios", "whole", "spans", "slots", "devs")
 
     def __init__(self, frames: FrameTable, swap: SwapTable, dpages: DevicePages) -> None:
         self.frames = frames
         self.swap = swap
         self.dpages = dpages
         self.folios: list[I64] = []
-        self.ordered = False  # folios holds one strictly increasing array
+        self.whole = False  # folios holds one strictly increasing array of order-9 heads
+        self.spans: list[Span] = []  # whole order-9 folios, when nothing else is gathered
         self.slots: list[I64] = []
         self.devs: list[I64] = []
 
-    def remove_folios(self, heads: I64, ordered: bool = False) -> None:
-        """__tlb_remove_folio_pages: these heads lost a reference (``ordered``:
-        they are strictly increasing, so that ``finish`` needs no sort if
-        they are all it gathered)."""
+    def remove_folios(self, heads: I64, whole: bool = False) -> None:
+        """__tlb_remove_folio_pages: these heads lost a reference (``whole``:
+        they are strictly increasing heads of order-9 folios, so that
+        ``finish`` needs neither a sort nor an order test if they are all
+        it gathered)."""
         if heads.size:
-            self.ordered = ordered and not self.folios
+            self._spill()
+            self.whole = whole and not self.folios
             self.folios.append(heads)
 
     def remove_folio(self, head: int) -> None:
-        self.ordered = False
+        self._spill()
+        self.whole = False
         self.folios.append(np.array([head], np.int64))
+
+    def remove_folio_spans(self, runs: list[Span]) -> None:
+        """remove_folios for whole order-9 folios given as runs of adjacent
+        folios (``folios.spans``): kept as runs while nothing else is
+        gathered, so that ``finish`` tests and frees them with slices."""
+        if self.spans or self.folios:
+            self._spill()
+            self.whole = False
+            self.folios.append(span_heads(runs))
+        else:
+            self.spans = runs
+
+    def _spill(self) -> None:
+        """The runs join the gathered arrays (another folio is gathered)."""
+        if self.spans:
+            self.folios.append(span_heads(self.spans))
+            self.spans = []
 
     def remove_slots(self, slots: I64) -> None:
         if slots.size:
@@ -81,11 +107,17 @@ class MmuGather:
         Returns the heads of the folios freed."""
         freed: list[int] = []
         fr = self.frames
-        if self.folios:
-            heads = self.folios[0] if self.ordered else gathered(self.folios)
+        if self.spans:  # nothing else gathered
+            unused = fr.unused_spans(self.spans)
+            if len(unused) * HUGE == sum(hi - lo for lo, hi in self.spans):
+                freed = fr.free_spans(self.spans)
+            elif unused:
+                freed = fr.free_many(np.array(unused, np.int64), huge=True)
+        elif self.folios:
+            heads = self.folios[0] if self.whole else gathered(self.folios)
             heads = heads[(fr.live[heads] == 1) & (fr.refcount[heads] == 0)]
             if heads.size:
-                freed = fr.free_many(heads)
+                freed = fr.free_many(heads, huge=self.whole)
         if self.slots:
             slots = gathered(self.slots)
             slots = slots[(self.swap.live[slots] == 1) & (self.swap.count[slots] == 0)]
@@ -97,7 +129,8 @@ class MmuGather:
             for d in devs.tolist():
                 self.dpages.free(d)
         self.folios.clear()
-        self.ordered = False
+        self.whole = False
+        self.spans = []
         self.slots.clear()
         self.devs.clear()
         return freed

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TypeVar
 
 from model.ops import Op, format_op
@@ -43,10 +44,12 @@ class Thread:
     nonblocking: int = 0  # > 0 inside a non-blockable callback
     pins: list[int] = field(default_factory=list)  # frames pinned by an attempt in flight
     violations: list[str] = field(default_factory=list)
-    text: str = field(init=False, repr=False, compare=False)  # format_op(op), for observations
 
-    def __post_init__(self) -> None:
-        self.text = format_op(self.op)
+    @cached_property
+    def text(self) -> str:
+        """format_op(op), for observations: made once, at the first one (a
+        thread that ends unobserved, most of them, never formats its op)."""
+        return format_op(self.op)
 
 
 def wait(t: Thread, pred: Callable[[], bool], what: str) -> Gen[None]:
@@ -70,12 +73,20 @@ class RwSem:
     def held_by(self, name: str) -> bool:
         return self.writer == name or name in self.readers
 
-    def read_lock(self, t: Thread) -> Gen[None]:
+    def read_lock(self, t: Thread) -> Iterable[Wait | None]:
+        """mmap_read_lock, for ``yield from``: taken at once, without making a
+        generator, unless another thread holds it for writing (then a Y4)."""
         if self.writer == t.name:
-            return  # reuse the write hold
+            return ()  # reuse the write hold
         if t.name in self.readers:
             self.readers[t.name] += 1
-            return
+            return ()
+        if self.writer is None:
+            self.readers[t.name] = 1
+            return ()
+        return self._read_lock_slow(t)
+
+    def _read_lock_slow(self, t: Thread) -> Gen[None]:
         yield from wait(t, lambda: self.writer is None, "mmap_lock (read)")
         self.readers[t.name] = 1
 
@@ -88,7 +99,15 @@ class RwSem:
         else:
             self.readers[t.name] = n - 1
 
-    def write_lock(self, t: Thread) -> Gen[None]:
+    def write_lock(self, t: Thread) -> Iterable[Wait | None]:
+        """mmap_write_lock, for ``yield from``: a free lock is taken at once,
+        without making a generator; else a Y4 until it is free."""
+        if self.writer is None and not self.readers:
+            self.writer = t.name
+            return ()
+        return self._write_lock_slow(t)
+
+    def _write_lock_slow(self, t: Thread) -> Gen[None]:
         yield from wait(t, lambda: self.writer is None and not self.readers, "mmap_lock (write)")
         self.writer = t.name
 
