@@ -50,7 +50,7 @@ from .observe import vma_views
 from .proc_ops import op_exit, op_fork
 from .state import Process, State
 from .threads import Gen, Thread
-from .watch import Watched
+from .watch import Watching
 
 OpFn = Callable[[State, Thread, Any], Gen[OpResult]]
 
@@ -66,7 +66,7 @@ OPS: dict[str, OpFn] = CORE_OPS | REGISTRY.ops()
 declared op has one: tests/unit/test_decl.py); a plug-in's are in its record."""
 
 
-class ReferenceKernel(Watched):
+class ReferenceKernel(Watching):
     """The executable specification (SPEC v1)."""
 
     name = "reference"

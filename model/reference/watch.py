@@ -27,7 +27,7 @@ from .state import Entry, State
 from .threads import Thread
 
 
-class Watched:
+class Watching:
     """The reference kernel's side of ``model.interface.Watched`` (a mixin:
     the kernel has ``state`` and ``threads``)."""
 
