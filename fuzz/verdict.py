@@ -154,10 +154,12 @@ class Settings:
     """The fast judge (issue 14): the invariant scans of the sides not in
     ``scan_each_step`` run after every ``scan_every``-th step that changed
     something and at the end of the trace (their checks at events still run
-    at their event); observations are compared every ``observe_every`` such
-    steps and at the end (0: at the end only); and a trace the fast judge
-    finds anything in is judged again by the full judge (:meth:`full`),
-    whose first finding is the one reported.  So the fast judge reports what
+    at their event), and the sides in it check locally after each step
+    (``Config.incremental``); observations are compared every
+    ``observe_every`` such steps, only in what changed
+    (``fuzz.observe_diff``), and wholly at the end (0: at the end only); and
+    a trace the fast judge finds anything in is judged again by the full
+    judge (:meth:`full`), whose first finding is the one reported.  So the fast judge reports what
     the full one does, or nothing where the trouble the full one would have
     seen is gone by the fast one's next comparison
     (``tests/quality/test_fast_judge.py`` measures that on the planted bugs)."""
