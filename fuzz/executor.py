@@ -411,7 +411,7 @@ class Session:
         assert self.cheap is not None
         impls = [impl for impl in self.impls if isinstance(impl, Watched)]
         first = self.impls[0].name
-        if not last and self._call(first, partial(self.cheap.agree, impls)):
+        if not last and self._call(first, partial(self.cheap.agree, impls, self._side_call)):
             return
         raws = []
         for side, impl in enumerate(impls):
@@ -423,6 +423,9 @@ class Session:
                     for impl, raw in zip(impls, raws, strict=True)]
         self._judge([obs for obs, _ in numbered])
         self.cheap.seed([numbering for _, numbering in numbered])
+
+    def _side_call(self, side: int, fn: Callable[[], T]) -> T:
+        return self._call(self.impls[side].name, fn)
 
     def _judge(self, observations: Sequence[Observation]) -> None:
         """A divergence if a side's observation differs from the first's."""

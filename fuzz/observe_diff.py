@@ -37,7 +37,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final, TypeVar
+from functools import partial
+from typing import Final, Protocol, TypeVar
 
 from model.interface import Watched
 from model.observation import (
@@ -55,6 +56,17 @@ from model.observation import (
 from model.ops import thread_order
 
 _SPACES = ("folio", "dpage", "swap")
+T = TypeVar("T")
+
+
+class Call(Protocol):
+    """How the judge runs a side's code: ``call(side index, fn)``."""
+
+    def __call__(self, side: int, fn: Callable[[], T]) -> T: ...
+
+
+def _direct(side: int, fn: Callable[[], T]) -> T:
+    return fn()
 
 
 @dataclass
@@ -210,18 +222,20 @@ class CheapJudge:
     def __init__(self, sides: int) -> None:
         self.pairings = [Pairing() for _ in range(sides - 1)]
 
-    def agree(self, impls: Sequence[Watched]) -> bool:
+    def agree(self, impls: Sequence[Watched], call: Call = _direct) -> bool:
         """Take each side's changes and compare what they name; False if the
-        full comparison must decide (then call :meth:`seed` if it agrees)."""
-        changes = [impl.changes() for impl in impls]
+        full comparison must decide.  ``call(side, fn)`` runs each side's
+        code (the executor's, which makes a side's exception its finding)."""
+        changes = [call(i, impl.changes) for i, impl in enumerate(impls)]
         parts = _union(*(Changes(c.processes, c.entries, c.objects) for c in changes))
         own = [_union(parts, c) for c in changes]
         first = _union(own[0], *(_asked(c, p, back=True)
                                  for c, p in zip(changes[1:], self.pairings, strict=True)))
-        raw0 = impls[0].observe_parts(first)
+        raw0 = call(0, partial(impls[0].observe_parts, first))
         for i, pairing in enumerate(self.pairings, 1):
             asked = _union(own[i], _asked(changes[0], pairing, back=False))
-            if not agree(raw0, impls[i].observe_parts(asked), pairing, changes[0], changes[i]):
+            raw = call(i, partial(impls[i].observe_parts, asked))
+            if not agree(raw0, raw, pairing, changes[0], changes[i]):
                 return False
         return True
 

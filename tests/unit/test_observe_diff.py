@@ -1,0 +1,73 @@
+"""The cheap comparison (fuzz/observe_diff.py): pairing, and agreement with
+the canonical comparison."""
+
+from __future__ import annotations
+
+import random
+
+from fuzz.codec import decode
+from fuzz.executor import Session, Settings
+from fuzz.impls import sides
+from fuzz.observe_diff import CheapJudge, Pairing, agree
+from model.interface import Watched
+from model.observation import Changes, RawObservation, Ref, canonicalize
+
+
+def test_a_pairing_holds_once_made() -> None:
+    pair = Pairing()
+    assert pair.same(Ref("folio", 1, 0), Ref("folio", (7, 0), 0))  # made
+    assert pair.same(Ref("folio", 1, 0), Ref("folio", (7, 0), 0))  # kept
+    assert not pair.same(Ref("folio", 1, 0), Ref("folio", (8, 0), 0))  # another partner
+    assert not pair.same(Ref("folio", 2, 0), Ref("folio", (7, 0), 0))  # partner taken
+    assert not pair.same(Ref("folio", 1, 0), Ref("folio", (7, 0), 3))  # another page of it
+    assert not pair.same(Ref("folio", 1, 0), Ref("dpage", (7, 0), 0))
+    assert pair.same(Ref("zero"), Ref("zero"))
+
+
+def states(count: int) -> list[list[Watched]]:
+    """Both sides after decoded random traces (no finding on them)."""
+    rng = random.Random(3)
+    out: list[list[Watched]] = []
+    while len(out) < count:
+        trace = decode(rng.randbytes(rng.randint(40, 300)))
+        session = Session.for_trace(trace, sides("both"), Settings(observe_every=0))
+        for line in trace.steps:
+            session.append(line)
+        if not session.over and any(p.entries for p in session.impls[1].observe().processes):
+            watched: list[Watched] = [i for i in session.impls if isinstance(i, Watched)]
+            out.append(watched)
+    return out
+
+
+def test_the_full_comparison_agrees_with_the_canonical_one() -> None:
+    for ref, opt in states(20):
+        raws = [ref.observe_raw(), opt.observe_raw()]
+        assert CheapJudge(2).full_agree(raws)
+        assert canonicalize(raws[0]) == canonicalize(raws[1])
+        # one entry's word changed on one side: both comparisons see it
+        proc = next(p for p in raws[1].processes if p.entries)
+        e = proc.entries[0]
+        wrong = proc._replace(entries=(e._replace(word=e.word + 1), *proc.entries[1:]))
+        bad = RawObservation([wrong if p is proc else p for p in raws[1].processes],
+                             raws[1].objects, raws[1].devices, raws[1].regions, raws[1].jobs,
+                             raws[1].threads, raws[1].folios, raws[1].device_pages,
+                             raws[1].swap_slots, raws[1].pages_in_use, raws[1].swap_in_use)
+        assert not CheapJudge(2).full_agree([raws[0], bad])
+        assert canonicalize(raws[0]) != canonicalize(bad)
+
+
+def test_the_cheap_comparison_sees_a_changed_view() -> None:
+    """A folio a side says changed is compared through the pairing: a view
+    that differs is a disagreement, found with nothing else asked."""
+    ref, opt = states(1)[0]
+    judge = CheapJudge(2)
+    assert judge.full_agree([ref.observe_raw(), opt.observe_raw()])
+    pair = judge.pairings[0]
+    a, b = ref.observe_parts(Changes()), opt.observe_parts(Changes())
+    assert agree(a, b, pair, Changes(), Changes())
+    raw_a, raw_b = next(iter(pair.fwd["folio"].items()))
+    view = b.folios[raw_b]
+    changed = RawObservation(b.processes, b.objects, b.devices, b.regions, b.jobs, b.threads,
+                             {raw_b: view._replace(refcount=view.refcount + 1)},
+                             b.device_pages, b.swap_slots, b.pages_in_use, b.swap_in_use)
+    assert not agree(a, changed, pair, Changes(folios={raw_a}), Changes())
