@@ -96,17 +96,14 @@ def _pins_by_head(k: KernelState) -> npt.NDArray[np.int64]:
     return pc
 
 
-def _live_targets(lg: Ledger, names: tuple[str, ...], idx: npt.NDArray[np.int64], n: int,
+def _live_targets(lg: Ledger, name: str, idx: npt.NDArray[np.int64], n: int,
                   live: npt.NDArray[np.int8]) -> bool:
-    """Whether every index of ``idx`` that a count of ``names`` holds is a
-    live page below ``n``."""
+    """Whether every index of ``idx`` that count ``name`` holds is a live
+    page below ``n``."""
     if not idx.size:
         return True
-    for name in names:
-        held = idx[lg.get(name, int(idx.max()) + 1)[idx] > 0]
-        if (held >= n).any() or not live[held].all():
-            return False
-    return True
+    held = idx[lg.get(name, int(idx.max()) + 1)[idx] > 0]
+    return not (held >= n).any() and bool(live[held].all())
 
 
 def _folio_counts(k: KernelState, lg: Ledger, heads: npt.NDArray[np.int64],
@@ -154,11 +151,11 @@ def _local(k: KernelState, lg: Ledger, moved: dict[str, npt.NDArray[np.int64]],
         return _exclusive(k, lg, [])  # nothing else could have changed
     k.pin_key = copy.deepcopy(pin_key)
     # 1: no reference to a page that is not live, from a count that moved ...
-    if not (all(_live_targets(lg, (name,), moved[name], nf, fr.live)
+    if not (all(_live_targets(lg, name, moved[name], nf, fr.live)
                 for name in ("pte", "migf", "devp"))
-            and all(_live_targets(lg, (name,), moved[name], nd, dp.live)
+            and all(_live_targets(lg, name, moved[name], nd, dp.live)
                     for name in ("dev", "migd", "devd"))
-            and _live_targets(lg, ("swp",), moved["swp"], ns, sw.live)):
+            and _live_targets(lg, "swp", moved["swp"], ns, sw.live)):
         return False
     huge = moved["pmd"]
     huge = huge[lg.get("pmd", int(huge.max()) + 1)[huge] > 0] if huge.size else huge
@@ -303,20 +300,11 @@ def _ledger(k: KernelState, lg: Ledger, found: list[tuple[str, str]]) -> None:
     for hd in np.flatnonzero(pmd).tolist():
         mc[hd: hd + PTRS] += pmd[hd]
         ref[hd] += pmd[hd]
-    pc = np.zeros(n, np.int64)
     dref = lg.get("dev", dp.top + 1).copy()
     cnt = lg.get("swp", sw.top + 1)
     _exclusive(k, lg, found)
-    for reg in k.regions.values():
-        if reg.pins is not None:
-            h = fr.heads(reg.pins)
-            np.add.at(ref, h, 1)
-            np.add.at(pc, h, 1)
-    for held in [th.pins for th in k.threads.values()] + [dev.pins for dev in k.devices.values()]:
-        if held:
-            h = fr.heads(np.array(held, np.int64))
-            np.add.at(ref, h, 1)
-            np.add.at(pc, h, 1)
+    pc = _pins_by_head(k)  # n long, as ref: each pin holds a reference too
+    ref += pc
     k.pins_by_head, k.held, k.dheld = pc, set(fr.holders), set(dp.holders)
     k.pin_key = None
     for hh in fr.holders:

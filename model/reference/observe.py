@@ -43,6 +43,7 @@ from .state import (
     Dev,
     Device,
     Entry,
+    Folio,
     MigD,
     MigF,
     Present,
@@ -137,6 +138,11 @@ def region_view(r: Region, valid: bool = False, dying: bool = False, active: int
                       valid_seq)
 
 
+def folio_view(f: Folio) -> FolioView:
+    return FolioView(f.order, f.refcount, f.pincount, tuple(f.mapcount), tuple(f.words))
+
+
+
 def observe(st: State, threads: list[Thread]) -> Observation:
     return canonicalize(raw_observation(st, threads))
 
@@ -165,8 +171,7 @@ def raw_observation(st: State, threads: list[Thread], parts: Changes | None = No
     raw = RawObservation(
         processes=processes, objects=objects, devices=devices, regions=regions, jobs=jobs,
         threads=thread_views,
-        folios={f.id: FolioView(f.order, f.refcount, f.pincount, tuple(f.mapcount),
-                                tuple(f.words)) for f in st.live_folios()} if parts is None else {},
+        folios={f.id: folio_view(f) for f in st.live_folios()} if parts is None else {},
         device_pages={d.id: DevicePageView(d.owner, d.refcount, d.word)
                       for d in st.dpages.values() if not d.freed and parts is None},
         swap_slots={s.id: SwapSlotView(s.word, s.count)

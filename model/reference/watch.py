@@ -12,17 +12,10 @@ and a page table compares at C speed; a folio's lists are copied.
 
 from __future__ import annotations
 
-from model.observation import (
-    Changes,
-    DevicePageView,
-    FolioView,
-    PageViews,
-    RawObservation,
-    SwapSlotView,
-)
+from model.observation import Changes, DevicePageView, PageViews, RawObservation, SwapSlotView
 from model.ops import thread_order
 
-from .observe import raw_observation
+from .observe import folio_view, raw_observation
 from .state import Entry, State
 from .threads import Thread
 
@@ -53,16 +46,12 @@ class Watching:
 def observe_parts(st: State, threads: list[Thread], parts: Changes) -> RawObservation:
     """The parts, and page views built when looked up."""
     raw = raw_observation(st, threads, parts)
-    raw.folios = PageViews(lambda f: None if f not in st.live else FolioView(
-        st.folios[f].order, st.folios[f].refcount, st.folios[f].pincount,
-        tuple(st.folios[f].mapcount), tuple(st.folios[f].words)))
+    raw.folios = PageViews(lambda f: folio_view(st.folios[f]) if f in st.live else None)
     raw.device_pages = PageViews(lambda d: None if d not in st.dpages or st.dpages[d].freed
-                                 else DevicePageView(st.dpages[d].owner,
-                                                     st.dpages[d].refcount,
+                                 else DevicePageView(st.dpages[d].owner, st.dpages[d].refcount,
                                                      st.dpages[d].word))
     raw.swap_slots = PageViews(lambda s: None if s not in st.slots or st.slots[s].freed
-                               else SwapSlotView(st.slots[s].word,
-                                                 st.slots[s].count))
+                               else SwapSlotView(st.slots[s].word, st.slots[s].count))
     return raw
 
 
