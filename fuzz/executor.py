@@ -58,7 +58,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from fuzz import contracts, diff
 from fuzz.observe_diff import CheapJudge
@@ -141,6 +141,7 @@ class Session:
         self.changes = 0  # starts and steps that were not Blocked
         self.scans = 0  # steps not Blocked, counted for the fast judge's scans
         self.cheap: CheapJudge | None = None  # the fast judge's cheap comparisons
+        self.watched: list[Watched] = []  # the sides, when the fast judge compares them
         self._guard(self._begin)
 
     @classmethod
@@ -218,6 +219,7 @@ class Session:
         if self.settings.fast and len(self.impls) > 1 \
                 and all(isinstance(impl, Watched) for impl in self.impls):
             self.cheap = CheapJudge(len(self.impls))
+            self.watched = cast(list[Watched], self.impls)
         if not self.settings.fast:  # the fast judge compares fresh sides at its first period
             self._after_step()
 
@@ -409,18 +411,18 @@ class Session:
         are equal); when that disagrees too, the canonical observations are
         judged."""
         assert self.cheap is not None
-        impls = [impl for impl in self.impls if isinstance(impl, Watched)]
+        impls = self.watched
         first = self.impls[0].name
         if not last and self._call(first, partial(self.cheap.agree, impls, self._side_call)):
             return
         raws = []
         for side, impl in enumerate(impls):
-            raws.append(self._call(impl.name, impl.observe_raw))
+            raws.append(self._side_call(side, impl.observe_raw))
             self._charge(side, observation_work(raws[-1]))
         if self._call(first, partial(self.cheap.full_agree, raws)):
             return
-        numbered = [self._call(impl.name, partial(canonicalize_numbered, raw))
-                    for impl, raw in zip(impls, raws, strict=True)]
+        numbered = [self._side_call(side, partial(canonicalize_numbered, raw))
+                    for side, raw in enumerate(raws)]
         self._judge([obs for obs, _ in numbered])
         self.cheap.seed([numbering for _, numbering in numbered])
 

@@ -79,6 +79,10 @@ class Pairing:
         default_factory=lambda: {s: {} for s in _SPACES})
     fresh: list[tuple[str, Hashable, Hashable]] = field(default_factory=list)
     """The pairs made since the last comparison began (their views unseen)."""
+    agreed: dict[Hashable, tuple[object, object]] = field(default_factory=dict)
+    """A part every partial observation carries whole, by its key, as both
+    sides had it when last found the same: not compared again while both
+    still have it so (its ids were paired then)."""
 
     def seed(self, a: Numbering, b: Numbering) -> None:
         """The pairing of two equal canonical observations' numberings."""
@@ -88,6 +92,7 @@ class Pairing:
             by_num = {num: raw for raw, num in theirs.items()}
             self.fwd[space] = {raw: by_num[num] for raw, num in mine.items() if num in by_num}
             self.back[space] = {v: k for k, v in self.fwd[space].items()}
+        self.agreed.clear()
 
     def same(self, x: Ref, y: Ref) -> bool:
         """Whether ``x`` (side a) and ``y`` (side b) may be the same page: the
@@ -117,9 +122,15 @@ def _entries(xs: Sequence[EntryView], ys: Sequence[EntryView], pair: Pairing) ->
 
 
 def _process(x: ProcessView, y: ProcessView, pair: Pairing) -> bool:
-    return (x.state == y.state and x.vmas == y.vmas and x.notifier == y.notifier
-            and x.mmap_lock == y.mmap_lock
-            and _entries(sorted(x.entries), sorted(y.entries), pair))
+    """The same process: its entries (those listed), and its state, VMAs,
+    notifier and lock unless both are as when last found the same."""
+    small = ((x.state, x.vmas, x.notifier, x.mmap_lock),
+             (y.state, y.vmas, y.notifier, y.mmap_lock))
+    if pair.agreed.get(("process", x.pid)) != small:
+        if small[0] != small[1]:
+            return False
+        pair.agreed[("process", x.pid)] = small
+    return _entries(sorted(x.entries), sorted(y.entries), pair)
 
 
 def _pins(xs: Sequence[tuple[int, Ref]], ys: Sequence[tuple[int, Ref]], pair: Pairing) -> bool:
@@ -154,10 +165,22 @@ P = TypeVar("P", ProcessView, ObjectView, DeviceView, RegionView)
 
 
 def _parts(xs: Sequence[P], ys: Sequence[P], key: Callable[[P], int],
-           same: Callable[[P, P, Pairing], bool], pair: Pairing) -> bool:
-    """Parts listed by both sides under the same keys, each pair the same."""
+           same: Callable[[P, P, Pairing], bool], pair: Pairing, carried: str = "") -> bool:
+    """Parts listed by both sides under the same keys, each pair the same;
+    a part ``carried`` whole is not compared again while both sides have it
+    as when last found the same."""
     kx, ky = {key(x): x for x in xs}, {key(y): y for y in ys}
-    return kx.keys() == ky.keys() and all(same(kx[k], ky[k], pair) for k in kx)
+    if kx.keys() != ky.keys():
+        return False
+    for k, x in kx.items():
+        both = (x, ky[k])
+        if carried and pair.agreed.get((carried, k)) == both:
+            continue
+        if not same(x, ky[k], pair):
+            return False
+        if carried:
+            pair.agreed[(carried, k)] = both
+    return True
 
 
 def agree(a: RawObservation, b: RawObservation, pair: Pairing, asked_a: Changes,
@@ -169,8 +192,8 @@ def agree(a: RawObservation, b: RawObservation, pair: Pairing, asked_a: Changes,
     pair.fresh.clear()
     if not (_parts(a.processes, b.processes, lambda p: p.pid, _process, pair)
             and _parts(a.objects, b.objects, lambda o: o.id, _object, pair)
-            and _parts(a.devices, b.devices, lambda d: d.id, _device, pair)
-            and _parts(a.regions, b.regions, lambda r: r.id, _region, pair)
+            and _parts(a.devices, b.devices, lambda d: d.id, _device, pair, "device")
+            and _parts(a.regions, b.regions, lambda r: r.id, _region, pair, "region")
             and sorted(a.jobs) == sorted(b.jobs)
             and sorted(a.threads, key=_thread) == sorted(b.threads, key=_thread)
             and (a.pages_in_use, a.swap_in_use) == (b.pages_in_use, b.swap_in_use)):
@@ -193,25 +216,17 @@ def _thread(t: ThreadView) -> tuple[int, int]:
     return thread_order(t.name)
 
 
-def _asked(changes: Changes, pairing: Pairing, *, back: bool) -> Changes:
-    """Another side's changed pages, in this side's ids (through ``pairing``)."""
-    table = pairing.back if back else pairing.fwd
-    return Changes(set(), {}, set(),
-                   {table["folio"][x] for x in changes.folios if x in table["folio"]},
-                   {table["dpage"][x] for x in changes.device_pages if x in table["dpage"]},
-                   {table["swap"][x] for x in changes.swap_slots if x in table["swap"]})
-
-
-def _union(*parts: Changes) -> Changes:
-    out = Changes()
-    for p in parts:
-        out.processes |= p.processes
-        for pid, vpns in p.entries.items():
-            out.entries.setdefault(pid, set()).update(vpns)
-        out.objects |= p.objects
-        out.folios |= p.folios
-        out.device_pages |= p.device_pages
-        out.swap_slots |= p.swap_slots
+def _pages(own: Changes, *others: tuple[Changes, dict[str, dict[Hashable, Hashable]]]
+           ) -> tuple[set[Hashable], set[Hashable], set[Hashable]]:
+    """A side's changed folios, device pages and slots, with those other
+    sides say changed, in this side's ids (each through its pairing's table
+    into this side)."""
+    out = (set(own.folios), set(own.device_pages), set(own.swap_slots))
+    for theirs, table in others:
+        for mine, ids, space in zip(out, (theirs.folios, theirs.device_pages, theirs.swap_slots),
+                                    _SPACES, strict=True):
+            paired = table[space]
+            mine.update(paired[x] for x in ids if x in paired)
     return out
 
 
@@ -227,13 +242,20 @@ class CheapJudge:
         full comparison must decide.  ``call(side, fn)`` runs each side's
         code (the executor's, which makes a side's exception its finding)."""
         changes = [call(i, impl.changes) for i, impl in enumerate(impls)]
-        parts = _union(*(Changes(c.processes, c.entries, c.objects) for c in changes))
-        own = [_union(parts, c) for c in changes]
-        first = _union(own[0], *(_asked(c, p, back=True)
-                                 for c, p in zip(changes[1:], self.pairings, strict=True)))
+        processes: set[int] = set()
+        entries: dict[int, set[int]] = {}
+        objects: set[int] = set()
+        for c in changes:  # every side observes the entries and objects any side names
+            processes |= c.processes
+            for pid, vpns in c.entries.items():
+                entries.setdefault(pid, set()).update(vpns)
+            objects |= c.objects
+        first = Changes(processes, entries, objects, *_pages(
+            changes[0], *((c, p.back) for c, p in zip(changes[1:], self.pairings, strict=True))))
         raw0 = call(0, partial(impls[0].observe_parts, first))
         for i, pairing in enumerate(self.pairings, 1):
-            asked = _union(own[i], _asked(changes[0], pairing, back=False))
+            asked = Changes(processes, entries, objects,
+                            *_pages(changes[i], (changes[0], pairing.fwd)))
             raw = call(i, partial(impls[i].observe_parts, asked))
             if not agree(raw0, raw, pairing, changes[0], changes[i]):
                 return False

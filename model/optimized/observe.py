@@ -57,6 +57,9 @@ from model.optimized.pagetable import (
 )
 from model.optimized.state import Device, KernelState, Process, Region
 
+_FEW = 16
+"""Entries this few are read one by one: numpy's cost per call outweighs its
+speed per element below about this many."""
 _CLASS: dict[int, EntryClass] = {ZERO: "zero", PRESENT: "present", SWAP: "swap",
                                  MIG_F: "migration", MIG_D: "migration", DEVICE: "device"}
 
@@ -161,11 +164,24 @@ class _Refs:
         for h in hs[~small].tolist():
             self.folio(h)
 
+    def target(self, e: int) -> tuple[Ref, int]:
+        """The target (a raw ``Ref``) and the word of entry ``e`` (not NONE)."""
+        kind = e & KIND_MASK
+        if kind == ZERO:
+            return ZERO_REF, 0
+        one = self.folio if kind in (PRESENT, MIG_F) else (
+            self.dpage if kind in (DEVICE, MIG_D) else self.slot)
+        return one(e >> SHIFT)
+
     def targets(self, ents: npt.NDArray[np.int64]) -> tuple[list[Ref], list[int]]:
         """The target (a raw ``Ref``) and the word of each entry of ``ents``
         (none of them NONE), read from the tables by whole arrays: the ids,
         page indexes and words of a populated page-table chunk at once, and
-        each folio, device page or slot view built once."""
+        each folio, device page or slot view built once.  (A few entries are
+        cheaper one by one: :meth:`target`.)"""
+        if len(ents) <= _FEW:
+            pairs = [self.target(e) for e in ents.tolist()]
+            return [ref for ref, _ in pairs], [word for _, word in pairs]
         kind = ents & KIND_MASK
         pay = ents >> SHIFT
         refs: list[Ref] = [ZERO_REF] * len(ents)
@@ -196,6 +212,15 @@ def _process(k: KernelState, proc: Process, refs: _Refs, at: set[int] | None = N
     if state == "dead":
         return ProcessView(proc.pid, state)  # its state only (DECISIONS D7)
     entries: list[EntryView] = []
+    if at is not None and len(at) <= _FEW:
+        for v in sorted(at):
+            e, pmd = proc.pt.get(v)
+            if e:
+                ref, word = refs.target(e)
+                entries.append(EntryView(v, _CLASS[e & KIND_MASK], word, bool(e & W),
+                                         bool(e & X), pmd, ref))
+        return ProcessView(proc.pid, state, vma_views(proc), tuple(entries), _notifier(proc),
+                           _lock(proc))
     chunks = proc.pt.populated(0, ADDRESS_PAGES) if at is None else _entries_at(proc.pt, at)
     for vpns, ents, pmd in chunks:
         targets, words = refs.targets(ents)
