@@ -71,3 +71,33 @@ def test_the_cheap_comparison_sees_a_changed_view() -> None:
                              {raw_b: view._replace(refcount=view.refcount + 1)},
                              b.device_pages, b.swap_slots, b.pages_in_use, b.swap_in_use)
     assert not agree(a, changed, pair, Changes(folios={raw_a}), Changes())
+
+
+def test_a_part_carried_whole_is_compared_again_when_it_changes() -> None:
+    """A part found the same is skipped only while both sides still have it
+    as then: a VMA, a lock or a device changed on one side after that is a
+    disagreement."""
+    ref, opt = states(1)[0]
+    judge = CheapJudge(2)
+    assert judge.full_agree([ref.observe_raw(), opt.observe_raw()])
+    pair = judge.pairings[0]
+    a, b = ref.observe_parts(Changes()), opt.observe_parts(Changes())
+    assert agree(a, b, pair, Changes(), Changes())
+    assert agree(a, b, pair, Changes(), Changes())  # the same parts again: skipped, still same
+    proc = next(p for p in b.processes if p.vmas)
+    vma = proc.vmas[0]
+    mutations = [
+        ([proc._replace(vmas=(vma._replace(prot="---"), *proc.vmas[1:]))
+          if p is proc else p for p in b.processes], b.devices),
+        ([proc._replace(mmap_lock=proc.mmap_lock._replace(writer="T9"))
+          if p is proc else p for p in b.processes], b.devices),
+    ]
+    if b.devices:
+        dev = b.devices[0]
+        mutations.append((b.processes, [dev._replace(dead=not dev.dead), *b.devices[1:]]))
+    for processes, devices in mutations:
+        changed = RawObservation(processes, b.objects, devices, b.regions, b.jobs, b.threads,
+                                 b.folios, b.device_pages, b.swap_slots, b.pages_in_use,
+                                 b.swap_in_use)
+        assert not agree(a, changed, pair, Changes(), Changes())
+        assert agree(a, b, pair, Changes(), Changes())  # and the real parts still agree
