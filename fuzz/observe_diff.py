@@ -9,8 +9,10 @@ comparisons the executor compares only what either side says may have
 changed since the last comparison (``Watched.changes``): those entries and
 shared objects, those folios, device pages and swap slots, and the parts
 every partial observation carries whole (each process's state, VMAs,
-notifier and lock; devices, regions, jobs, threads, the totals).  The rule
-it keeps::
+notifier and lock; devices, regions, jobs, threads, the totals; a
+process's small parts, a device or a region is compared again only when
+either side's view of it is not what both were when last found the same).
+The rule it keeps::
 
     cheap says "differ"  ->  the full comparison decides (and is reported)
     cheap says "agree"   ->  the full comparison would too
