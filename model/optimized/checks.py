@@ -217,20 +217,21 @@ def _local(k: KernelState, lg: Ledger, moved: dict[str, npt.NDArray[np.int64]],
     if frames_at.size and not _folio_counts(k, lg, frames_at, pins):
         return False
     # ... of the device pages and the slots
-    at = [dpages] + ([moved["dev"]] if "dev" in moved else [])
+    at = [a for a in (dpages, moved.get("dev")) if a is not None and a.size]
     if dp.holders.keys() != k.dheld:
         dheld = set(dp.holders)
         at.append(np.array(sorted(dheld ^ k.dheld), np.int64))
         k.dheld = dheld
-    dpages_at = np.concatenate(at)
-    dpages_at = dpages_at[dpages_at < nd]
-    if dpages_at.size:
+    if at:
+        dpages_at = np.concatenate(at)
+        dpages_at = dpages_at[dpages_at < nd]
         dpages_at = dpages_at[dp.live[dpages_at] != 0]
         holding = np.array([d in dp.holders for d in dpages_at.tolist()], np.int64)
         if (lg.get("dev", nd)[dpages_at] + holding != dp.refcount[dpages_at]).any():
             return False
-    if slots.size or "swp" in moved:
-        slots_at = np.concatenate([slots, moved.get("swp", _EMPTY)])
+    at = [a for a in (slots, moved.get("swp")) if a is not None and a.size]
+    if at:
+        slots_at = np.concatenate(at)
         slots_at = slots_at[slots_at < ns]
         slots_at = slots_at[sw.live[slots_at] != 0]
         if (lg.get("swp", ns)[slots_at] != sw.count[slots_at]).any():

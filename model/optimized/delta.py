@@ -37,6 +37,8 @@ FIELDS: Final = {
     "swap": ("word", "count", "live", "gen"),
 }
 """The arrays of each table (a ``KernelState`` attribute) that a view reads."""
+IDS: Final = frozenset({"live", "gen", "order"})
+"""Fields an id (a folio's head and generation) is read from."""
 UNCHECKED: Final = frozenset({"word", "owner"})
 """Fields the invariant scans do not read (a CPU write changes only a word)."""
 
@@ -81,18 +83,22 @@ class ArrayWatch:
         dtypes = [getattr(table, f).dtype for f in FIELDS[name]]
         old = was or [b""] * len(now)
         changed = [i for i, (a, b) in enumerate(zip(old, now, strict=True)) if a != b]
+        if not changed:  # (the first look, at no rows)
+            return
         differ = np.zeros(n, np.bool_)
         for i in changed:
             differ |= np.frombuffer(old[i], dtypes[i], n) != np.frombuffer(now[i], dtypes[i], n)
         rows = np.flatnonzero(differ)
         if top != old_top:
             rows = np.concatenate([rows, np.arange(n, max(top, old_top), dtype=np.int64)])
-        for arrays in (was, now) if was else (now,):
+        fields = {FIELDS[name][i] for i in changed}
+        # (the rows' ids at the last look are theirs now if no field of an id changed)
+        for arrays in (was, now) if was and fields & IDS else (now,):
             views = {f: memoryview(b).cast(dtype.char)
                      for f, dtype, b in zip(FIELDS[name], dtypes, arrays, strict=True)
-                     if f in ("live", "gen", "order")}
+                     if f in IDS}
             self.pending[name].update(_ids(views, rows))
-        if not UNCHECKED.issuperset(FIELDS[name][i] for i in changed):
+        if not UNCHECKED.issuperset(fields):
             self.unchecked.setdefault(name, []).append(rows)
 
     def take_rows(self, k: Entered) -> dict[str, Arr]:
