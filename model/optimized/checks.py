@@ -29,7 +29,7 @@ each driver's own ``checks`` run (its record's, a list of Violations).
 
 from __future__ import annotations
 
-import copy
+from typing import Final
 
 import numpy as np
 import numpy.typing as npt
@@ -51,6 +51,8 @@ from model.optimized.pagetable import (
 )
 from model.optimized.state import Device, KernelState, Process
 
+_EMPTY = np.zeros(0, np.int64)
+
 
 def run_checks(k: KernelState, *, whole: bool = True) -> None:
     """The checks.  Unless ``whole``, invariants 1, 3 and 10 are checked only
@@ -58,8 +60,9 @@ def run_checks(k: KernelState, *, whole: bool = True) -> None:
     runs when that cannot be told, and when a local check fails."""
     found: list[tuple[str, str]] = []
     for proc in k.procs.values():
-        found.extend(proc.mn.violations)
-        proc.mn.violations.clear()
+        if proc.mn.violations:
+            found.extend(proc.mn.violations)
+            proc.mn.violations.clear()
     _seq_and_pairing(k, found)
     lg = k.ledger
     tables = ([(p.pt, CPU) for p in k.procs.values()]
@@ -96,38 +99,63 @@ def _pins_by_head(k: KernelState) -> npt.NDArray[np.int64]:
     return pc
 
 
+FEW: Final = 16
+"""Up to this many indexes, a local check reads them one by one: numpy's
+fixed cost per call is that of a few scalar reads."""
+
+
 def _live_targets(lg: Ledger, name: str, idx: npt.NDArray[np.int64], n: int,
                   live: npt.NDArray[np.int8]) -> bool:
     """Whether every index of ``idx`` that count ``name`` holds is a live
     page below ``n``."""
-    if not idx.size:
-        return True
-    held = idx[lg.get(name, int(idx.max()) + 1)[idx] > 0]
+    counts = lg.counts[name]  # (it covers every index it was moved at)
+    if idx.size <= FEW:
+        return all(i < n and live[i] for i in idx.tolist() if counts[i] > 0)
+    held = idx[counts[idx] > 0]
     return not (held >= n).any() and bool(live[held].all())
 
 
-def _folio_counts(k: KernelState, lg: Ledger, heads: npt.NDArray[np.int64],
+def _folio_counts(k: KernelState, lg: Ledger, at: npt.NDArray[np.int64],
                   pins: npt.NDArray[np.int64]) -> bool:
-    """Invariant 10's counts of the live folios at ``heads``: refcount,
-    pincount and each page's mapcount as the tables and ``pins`` (by head)
-    give them."""
+    """Invariant 10's counts of the live folios of the frames ``at``:
+    refcount, pincount and each page's mapcount as the tables and ``pins``
+    (by head) give them."""
     fr = k.frames
     nf = fr.top
-    heads = heads[fr.live[heads] != 0]
     pte, objp, pmd = lg.get("pte", nf), lg.get("objp", nf), lg.get("pmd", nf)
-    small = heads[fr.order[heads] == 0]
-    held = np.array([h in fr.holders for h in small.tolist()], np.int64) if fr.holders else 0
-    if ((fr.refcount[small] != objp[small] + pte[small] + pmd[small] + pins[small] + held).any()
-            or (fr.pincount[small] != pins[small]).any()
-            or (fr.mapcount[small] != pte[small] + pmd[small & ~(PTRS - 1)]).any()):
-        return False
-    for h in heads[fr.order[heads] != 0].tolist():
+    at = at[at < nf]
+    if at.size > FEW:  # the order-0 folios by whole arrays, the others one by one
+        heads = np.unique(fr.heads(at))
+        heads = heads[fr.live[heads] != 0]
+        small = heads[fr.order[heads] == 0]
+        held = np.array([h in fr.holders for h in small.tolist()], np.int64) if fr.holders else 0
+        if ((fr.refcount[small] != objp[small] + pte[small] + pmd[small] + pins[small] + held).any()
+                or (fr.pincount[small] != pins[small]).any()
+                or (fr.mapcount[small] != pte[small] + pmd[small & ~(PTRS - 1)]).any()):
+            return False
+        each = heads[fr.order[heads] != 0].tolist()
+    else:
+        each = sorted({h & ~(PTRS - 1) if fr.order[h] == 9 else h for h in at.tolist()})
+    for h in each:
+        if not fr.live[h]:
+            continue
         n = fr.nr_pages(h)
-        if (int(fr.refcount[h]) != int(objp[h]) + int(pte[h: h + n].sum()) + int(pmd[h])
-                + int(pins[h]) + (h in fr.holders) or int(fr.pincount[h]) != int(pins[h])
-                or (fr.mapcount[h: h + n] != pte[h: h + n] + pmd[h]).any()):
+        mapped = int(pte[h]) if n == 1 else int(pte[h: h + n].sum())
+        if (int(fr.refcount[h]) != int(objp[h]) + mapped + int(pmd[h]) + int(pins[h])
+                + (h in fr.holders) or int(fr.pincount[h]) != int(pins[h])):
+            return False
+        maps = pmd[h & ~(PTRS - 1)]
+        if (int(fr.mapcount[h]) != mapped + int(maps) if n == 1
+                else (fr.mapcount[h: h + n] != pte[h: h + n] + maps).any()):
             return False
     return True
+
+
+def _pin_key(k: KernelState) -> tuple[list[bytes], list[tuple[int, ...]], list[tuple[int, ...]]]:
+    """What the pins by head follow, besides the frames' orders (a copy)."""
+    return ([r.pins.tobytes() for r in k.regions.values() if r.pins is not None],
+            [tuple(t.pins) for t in k.threads.values() if t.pins],
+            [tuple(d.pins) for d in k.devices.values() if d.pins])
 
 
 def _local(k: KernelState, lg: Ledger, moved: dict[str, npt.NDArray[np.int64]],
@@ -143,26 +171,25 @@ def _local(k: KernelState, lg: Ledger, moved: dict[str, npt.NDArray[np.int64]],
     nf, nd, ns = fr.top, dp.top, sw.top
     if fr.in_use > fr.limit or any(n > dp.per_device for n in dp.used.values()):
         return False
-    pin_key = ([r.pins.tobytes() for r in k.regions.values() if r.pins is not None],
-               [t.pins for t in k.threads.values() if t.pins],
-               [d.pins for d in k.devices.values() if d.pins])
-    if (pin_key == k.pin_key and fr.holders.keys() == k.held and dp.holders.keys() == k.dheld
-            and not any(v.size for v in moved.values()) and not any(v.size for v in rows.values())):
+    pin_key = _pin_key(k)
+    pins_moved = pin_key != k.pin_key
+    if not (pins_moved or moved or rows or fr.holders.keys() != k.held
+            or dp.holders.keys() != k.dheld):
         return _exclusive(k, lg, [])  # nothing else could have changed
-    k.pin_key = copy.deepcopy(pin_key)
+    k.pin_key = pin_key
     # 1: no reference to a page that is not live, from a count that moved ...
-    if not (all(_live_targets(lg, name, moved[name], nf, fr.live)
-                for name in ("pte", "migf", "devp"))
-            and all(_live_targets(lg, name, moved[name], nd, dp.live)
-                    for name in ("dev", "migd", "devd"))
-            and _live_targets(lg, "swp", moved["swp"], ns, sw.live)):
-        return False
-    huge = moved["pmd"]
-    huge = huge[lg.get("pmd", int(huge.max()) + 1)[huge] > 0] if huge.size else huge
-    if (huge + PTRS > nf).any() or any(not fr.live[h: h + PTRS].all() for h in huge.tolist()):
-        return False
+    for names, n, live in ((("pte", "migf", "devp"), nf, fr.live),
+                           (("dev", "migd", "devd"), nd, dp.live), (("swp",), ns, sw.live)):
+        if not all(_live_targets(lg, name, moved[name], n, live)
+                   for name in names if name in moved):
+            return False
+    if "pmd" in moved:
+        pmd = lg.counts["pmd"]
+        if any(pmd[h] > 0 and (h + PTRS > nf or not fr.live[h: h + PTRS].all())
+               for h in set(moved["pmd"].tolist())):
+            return False
     # ... or to a page whose row changed and is not live now
-    frames, dpages, slots = rows["frames"], rows["dpages"], rows["swap"]
+    frames, dpages, slots = (rows.get(name, _EMPTY) for name in ("frames", "dpages", "swap"))
     gone = frames[fr.live[frames] == 0] if frames.size else frames
     if gone.size and any(lg.get(name, nf)[g].any() for name, g in (
             ("pte", gone), ("migf", gone), ("devp", gone), ("pmd", gone & ~(PTRS - 1)))):
@@ -174,31 +201,40 @@ def _local(k: KernelState, lg: Ledger, moved: dict[str, npt.NDArray[np.int64]],
     if gone.size and lg.get("swp", ns)[gone].any():
         return False
     # 10: the counts of the folios (and of pins and holders) that moved, ...
-    pins = _pins_by_head(k)
-    was = np.zeros(pins.size, np.int64)
-    was[:min(pins.size, k.pins_by_head.size)] = k.pins_by_head[:pins.size]
-    k.pins_by_head = pins
-    held = set(fr.holders)
-    at = np.concatenate([frames, moved["pte"], moved["objp"], moved["pmd"],
-                         np.flatnonzero(pins != was), np.array(sorted(held ^ k.held), np.int64)])
-    k.held = held
-    if at.size and not _folio_counts(k, lg, np.unique(fr.heads(at[at < nf])), pins):
+    at = [frames] + [moved[name] for name in ("pte", "objp", "pmd") if name in moved]
+    pins = k.pins_by_head
+    if pins_moved or (frames.size and any(pin_key)) or pins.size <= nf:  # (heads follow orders)
+        pins = _pins_by_head(k)
+        was = np.zeros(pins.size, np.int64)
+        was[:min(pins.size, k.pins_by_head.size)] = k.pins_by_head[:pins.size]
+        k.pins_by_head = pins
+        at.append(np.flatnonzero(pins != was))
+    if fr.holders.keys() != k.held:
+        held = set(fr.holders)
+        at.append(np.array(sorted(held ^ k.held), np.int64))
+        k.held = held
+    frames_at = np.concatenate(at)
+    if frames_at.size and not _folio_counts(k, lg, frames_at, pins):
         return False
     # ... of the device pages and the slots
-    dheld = set(dp.holders)
-    at = np.concatenate([dpages, moved["dev"], np.array(sorted(dheld ^ k.dheld), np.int64)])
-    k.dheld = dheld
-    at = at[at < nd]
-    if at.size:
-        at = at[dp.live[at] != 0]
-        holding = np.array([d in dp.holders for d in at.tolist()], np.int64)
-        if (lg.get("dev", nd)[at] + holding != dp.refcount[at]).any():
+    at = [a for a in (dpages, moved.get("dev")) if a is not None and a.size]
+    if dp.holders.keys() != k.dheld:
+        dheld = set(dp.holders)
+        at.append(np.array(sorted(dheld ^ k.dheld), np.int64))
+        k.dheld = dheld
+    if at:
+        dpages_at = np.concatenate(at)
+        dpages_at = dpages_at[dpages_at < nd]
+        dpages_at = dpages_at[dp.live[dpages_at] != 0]
+        holding = np.array([d in dp.holders for d in dpages_at.tolist()], np.int64)
+        if (lg.get("dev", nd)[dpages_at] + holding != dp.refcount[dpages_at]).any():
             return False
-    at = np.concatenate([slots, moved["swp"]])
-    at = at[at < ns]
-    if at.size:
-        at = at[sw.live[at] != 0]
-        if (lg.get("swp", ns)[at] != sw.count[at]).any():
+    at = [a for a in (slots, moved.get("swp")) if a is not None and a.size]
+    if at:
+        slots_at = np.concatenate(at)
+        slots_at = slots_at[slots_at < ns]
+        slots_at = slots_at[sw.live[slots_at] != 0]
+        if (lg.get("swp", ns)[slots_at] != sw.count[slots_at]).any():
             return False
     return _exclusive(k, lg, [])
 
@@ -212,7 +248,7 @@ def _seq_and_pairing(k: KernelState, found: list[tuple[str, str]]) -> None:
         k.last_seq[pid] = mn.seq
         if mn.seq & 1 and mn.active <= 0:
             found.append(("seq_protocol", f"P{pid}: seq odd with active 0"))
-        for sub in mn.itree.items():
+        for sub in mn.itree.items() if mn.itree.size else ():
             s = sub.invalidate_seq
             if not s & 1 or s > mn.seq or (s == mn.seq and not mn.seq & 1):
                 found.append(("seq_protocol",
@@ -375,10 +411,21 @@ def _outside_rights(proc: Process, vpns: npt.NDArray[np.int64],
 
 
 def _device_entries(k: KernelState, found: list[tuple[str, str]]) -> None:
-    """Invariants 2 and 9."""
+    """Invariants 2 and 9.  What a device's table was found to break is
+    kept with all that the finding read (the two tables' versions, the
+    VMAs' bounds and rights, the ranges excusing it): while that stays the
+    same, so does the finding."""
     for dev in k.devices.values():
-        if dev.table.pgd:  # (only a page-faulting device has table entries)
-            table_follows_cpu(k, dev, dev.table, found)
+        if not dev.table.pgd:  # (only a page-faulting device has table entries)
+            continue
+        proc = k.procs[dev.pid]
+        key = (dev.table.version, proc.pt, proc.pt.version, proc.state,
+               [(m.start, m.end, m.prot) for m in proc.vmas], _excused(proc, dev))
+        was = k.followed.get(dev.id)
+        if was is None or was[0] != key:
+            was = k.followed[dev.id] = (key, [])
+            table_follows_cpu(k, dev, dev.table, was[1])
+        found.extend(was[1])
 
 
 def table_pages_live(k: KernelState, dev: Device, table: Radix,
@@ -396,6 +443,14 @@ def table_pages_live(k: KernelState, dev: Device, table: Radix,
             return
 
 
+def _excused(proc: Process, dev: Device) -> list[tuple[int, int]]:
+    """The ranges of the running invalidations whose callback for one of
+    ``dev``'s subscriptions has not returned."""
+    return [(r.start, r.end) for r in proc.mn.running
+            if any(s is dev.sub or (s.owner == dev.id and s.owner_kind == dev.kind)
+                   for s in r.hits[r.returned:])]
+
+
 def table_follows_cpu(k: KernelState, dev: Device, table: Radix,
                       found: list[tuple[str, str]]) -> None:
     """Invariants 2 and 9 on ``table``, device ``dev``'s table: an entry is
@@ -405,9 +460,7 @@ def table_follows_cpu(k: KernelState, dev: Device, table: Radix,
     if proc.state == "dead":
         found.append(("release_is_final", f"D{dev.id}: table entries after exit"))
         return
-    excused = [(r.start, r.end) for r in proc.mn.running
-               if any(s is dev.sub or (s.owner == dev.id and s.owner_kind == dev.kind)
-                      for s in r.hits[r.returned:])]
+    excused = _excused(proc, dev)
     for vpns, te, _ in table.populated(0, ADDRESS_PAGES):
         a, b = int(vpns[0]), int(vpns[-1]) + 1
         cpu, _ = proc.pt.gather(a, b)

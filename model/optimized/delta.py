@@ -6,7 +6,10 @@ paths with plain numpy stores; there is no single setter to hook.  So, like
 keeps a copy of each array and compares the live arrays with it at each
 look, whole-array: a write by any path, a planted bug's included, is seen.
 The copies are bytes, so an unchanged table costs a ``tobytes`` and a
-``memcmp`` per field.
+``memcmp`` per field.  Only ``OptimizedKernel.start`` and ``step`` write
+the arrays after boot, and each bumps ``KernelState.entries``: a look when
+it has not moved since the last (the observation's after the checks' in the
+same step) compares nothing.
 
 Two readers share the looks:
 
@@ -21,7 +24,7 @@ Two readers share the looks:
 from __future__ import annotations
 
 from collections.abc import Hashable
-from typing import Final
+from typing import Final, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -34,52 +37,80 @@ FIELDS: Final = {
     "swap": ("word", "count", "live", "gen"),
 }
 """The arrays of each table (a ``KernelState`` attribute) that a view reads."""
+IDS: Final = frozenset({"live", "gen", "order"})
+"""Fields an id (a folio's head and generation) is read from."""
 UNCHECKED: Final = frozenset({"word", "owner"})
 """Fields the invariant scans do not read (a CPU write changes only a word)."""
 
 
+class Entered(Protocol):
+    entries: int
+    """Bumped by every entry point of the kernel that may write its state."""
+
+
 class ArrayWatch:
     def __init__(self) -> None:
-        self.copies: dict[str, dict[str, bytes]] = {}
+        self.copies: dict[str, tuple[int, list[bytes]]] = {}
+        """Each table's ``top`` and its fields' bytes at the last look."""
+        self.looked = -1
+        """``k.entries`` at the last look."""
         self.pending: dict[str, set[Hashable]] = {name: set() for name in FIELDS}
-        self.unchecked: dict[str, list[Arr]] = {name: [] for name in FIELDS}
+        self.unchecked: dict[str, list[Arr]] = {}
         """Rows whose fields the checks read changed since they took them."""
 
-    def look(self, k: object) -> None:
+    def look(self, k: Entered) -> None:
         """Compare ``k``'s arrays with the copies (then renewed); the ids of
         changed rows join ``pending``, and the rows of a change of a field
-        the scans read join ``unchecked``."""
+        the scans read join ``unchecked``.  Nothing can have changed, and
+        nothing is compared, if ``k`` was not entered since the last look."""
+        if k.entries == self.looked:
+            return
+        self.looked = k.entries
         for name, fields in FIELDS.items():
             table = getattr(k, name)
             top: int = table.top
-            now = {f: getattr(table, f)[:top].tobytes() for f in fields}
-            was = self.copies.get(name, {})
-            if now == was:
-                continue
-            self.copies[name] = now
-            changed = [f for f in fields if was.get(f) != now[f]]
-            old = {f: np.frombuffer(was.get(f, b""), getattr(table, f).dtype) for f in fields}
-            new = {f: getattr(table, f)[:top] for f in fields}
-            n = min(top, len(old["live"]))
-            differ = np.zeros(n, np.bool_)
-            for f in changed:
-                differ |= old[f][:n] != new[f][:n]
-            rows = np.concatenate([np.flatnonzero(differ),
-                                   np.arange(n, max(top, len(old["live"])), dtype=np.int64)])
-            for arrays in (old, new):
-                self.pending[name].update(_ids(arrays, rows))
-            if not UNCHECKED.issuperset(changed):
-                self.unchecked[name].append(rows)
+            old_top, was = self.copies.get(name, (0, []))
+            if not top and not old_top and was:
+                continue  # (empty then and now)
+            now = [getattr(table, f)[:top].tobytes() for f in fields]
+            if now != was:
+                self.copies[name] = (top, now)
+                self._changed(name, table, top, old_top, was, now)
 
-    def take_rows(self, k: object) -> dict[str, Arr]:
-        """Look, and hand over the rows the checks have not seen change."""
+    def _changed(self, name: str, table: object, top: int, old_top: int,
+                 was: list[bytes], now: list[bytes]) -> None:
+        n = min(top, old_top)
+        dtypes = [getattr(table, f).dtype for f in FIELDS[name]]
+        old = was or [b""] * len(now)
+        changed = [i for i, (a, b) in enumerate(zip(old, now, strict=True)) if a != b]
+        if not changed:  # (the first look, at no rows)
+            return
+        differ = np.zeros(n, np.bool_)
+        for i in changed:
+            differ |= np.frombuffer(old[i], dtypes[i], n) != np.frombuffer(now[i], dtypes[i], n)
+        rows = np.flatnonzero(differ)
+        if top != old_top:
+            rows = np.concatenate([rows, np.arange(n, max(top, old_top), dtype=np.int64)])
+        fields = {FIELDS[name][i] for i in changed}
+        # (the rows' ids at the last look are theirs now if no field of an id changed)
+        for arrays in (was, now) if was and fields & IDS else (now,):
+            views = {f: memoryview(b).cast(dtype.char)
+                     for f, dtype, b in zip(FIELDS[name], dtypes, arrays, strict=True)
+                     if f in IDS}
+            self.pending[name].update(_ids(views, rows))
+        if not UNCHECKED.issuperset(fields):
+            self.unchecked.setdefault(name, []).append(rows)
+
+    def take_rows(self, k: Entered) -> dict[str, Arr]:
+        """Look, and hand over the rows the checks have not seen change
+        (sorted; a table with none is left out)."""
         self.look(k)
-        out = {name: np.unique(np.concatenate(v)) if v else np.zeros(0, np.int64)
+        out = {name: v[0] if len(v) == 1 else np.unique(np.concatenate(v))
                for name, v in self.unchecked.items()}
-        self.unchecked = {name: [] for name in FIELDS}
+        self.unchecked = {}
         return out
 
-    def take(self, k: object) -> dict[str, set[Hashable]]:
+    def take(self, k: Entered) -> dict[str, set[Hashable]]:
         """Look, and hand over the ids changed since the last ``take``."""
         self.look(k)
         out = self.pending
@@ -87,11 +118,22 @@ class ArrayWatch:
         return out
 
 
-def _ids(arrays: dict[str, npt.NDArray[np.generic]], rows: Arr) -> list[tuple[int, int]]:
-    """The live ids of ``rows`` in ``arrays`` (a folio by its head)."""
-    live, gen = arrays["live"], arrays["gen"]
-    rows = rows[rows < len(live)]
-    if "order" in arrays:
-        rows = np.unique(np.where(arrays["order"][rows] == 9, rows & ~511, rows))
-    rows = rows[live[rows] != 0]
-    return list(zip(rows.tolist(), gen[rows].tolist(), strict=True))
+FEW: Final = 64
+"""Past this many rows, a folio's rows are reduced to its head by numpy."""
+
+
+def _ids(arrays: dict[str, memoryview], rows: Arr) -> list[tuple[int, int]]:
+    """The live ids of ``rows`` (sorted) in ``arrays`` (a folio by its head)."""
+    live, gen, order = arrays["live"], arrays["gen"], arrays.get("order")
+    if order is not None and rows.size > FEW:
+        rows = rows[rows < len(live)]
+        rows = np.unique(np.where(np.asarray(order)[rows] == 9, rows & ~511, rows))
+    out = []
+    for r in rows.tolist():
+        if r >= len(live):
+            break
+        if order is not None and order[r] == 9:
+            r &= ~511
+        if live[r]:
+            out.append((r, gen[r]))
+    return out

@@ -77,6 +77,7 @@ class OptimizedKernel:
     # ------------------------------------------------------------ protocol
     def start(self, thread: str, op: Op) -> OpResult:
         k = self.state
+        k.entries += 1
         fn = self.dispatch.get(type(op))
         if thread in k.threads or not O.is_thread_name(thread) or fn is None:
             return EINVAL
@@ -92,6 +93,7 @@ class OptimizedKernel:
             return EINVAL
         k.pops = 0
         k.serial += 1
+        k.entries += 1
         if t.waiting is not None:
             if not t.waiting.pred():
                 self._last_pops = 0

@@ -48,6 +48,7 @@ DEV: Final = 1
 OBJ: Final = 2
 NAMES: Final = ("pte", "pmd", "migf", "devp", "objp", "dev", "migd", "devd", "swp")
 _EMPTY = np.zeros(0, np.int64)
+FEW: Final = 8
 
 
 class Contribution:
@@ -78,16 +79,22 @@ def contribution(kind: int, base: int, lf: object) -> Contribution | None:
         return Contribution([("objp", ents - 1)], _EMPTY)
     kinds = ents & KIND_MASK
     pay = ents >> SHIFT
-    pres = kinds == PRESENT
     if kind == DEV:
-        return Contribution([("devp", pay[pres]), ("devd", pay[kinds == DEVICE])], _EMPTY)
-    parts = [("pte", pay[pres])]
-    for name, k in (("migf", MIG_F), ("dev", DEVICE), ("migd", MIG_D), ("swp", SWAP)):
-        m = kinds == k
-        if m.any():
-            parts.append((name, pay[m]))
-    wx = pres & ((ents & W) != 0) & ((ents & X) == 0)
-    return Contribution(parts, base + nz[wx].astype(np.int64) if wx.any() else _EMPTY)
+        return Contribution([("devp", pay[kinds == PRESENT]), ("devd", pay[kinds == DEVICE])],
+                            _EMPTY)
+    per_kind = np.bincount(kinds, minlength=KIND_MASK + 1).tolist()
+    parts = [(name, pay if per_kind[k] == nz.size else pay[kinds == k])
+             for name, k in (("pte", PRESENT), ("migf", MIG_F), ("dev", DEVICE),
+                             ("migd", MIG_D), ("swp", SWAP)) if per_kind[k]]
+    wx = (ents & (KIND_MASK | W | X)) == PRESENT | W
+    return Contribution(parts, base + nz[wx] if per_kind[PRESENT] and wx.any() else _EMPTY)
+
+
+def _same_parts(a: Contribution | None, b: Contribution | None) -> bool:
+    """Whether ``a`` and ``b`` add the same to every count, index by index."""
+    return (a is not None and b is not None and len(a.parts) == len(b.parts)
+            and all(na == nb and ia.tobytes() == ib.tobytes()
+                    for (na, ia), (nb, ib) in zip(a.parts, b.parts, strict=True)))
 
 
 class TableCache:
@@ -105,34 +112,42 @@ class Ledger:
     def __init__(self) -> None:
         self.counts: dict[str, I64] = {n: np.zeros(1024, np.int64) for n in NAMES}
         self.tables: dict[Radix, TableCache] = {}
-        self.moved: dict[str, list[I64]] = {n: [] for n in NAMES}
+        self.moved: dict[str, list[I64]] = {}
 
     def take_moved(self) -> dict[str, I64]:
-        """The indexes whose counts changed since the last call, per count."""
-        out = {n: np.unique(np.concatenate(v)) if v else _EMPTY for n, v in self.moved.items()}
-        self.moved = {n: [] for n in NAMES}
+        """The indexes whose counts changed since the last call (possibly
+        repeated), per count; a count none of whose indexes changed is left out."""
+        out = {n: v[0] if len(v) == 1 else np.concatenate(v) for n, v in self.moved.items()}
+        self.moved = {}
         return out
 
     def _add(self, c: Contribution, sign: int) -> None:
         for name, idx in c.parts:
             if idx.size == 0:
                 continue
-            self.moved[name].append(idx)
+            self.moved.setdefault(name, []).append(idx)
+            few = idx.tolist() if idx.size <= FEW else None
+            top = (int(idx.max()) if few is None else max(few)) + 1
             arr = self.counts[name]
-            top = int(idx.max()) + 1
             if top > arr.size:
                 grown = np.zeros(max(top, 2 * arr.size), np.int64)
                 grown[: arr.size] = arr
                 arr = self.counts[name] = grown
-            np.add.at(arr, idx, sign)
+            if few is None:
+                np.add.at(arr, idx, sign)
+            else:  # (np.add.at's fixed cost is that of a few scalar stores)
+                for i in few:
+                    arr[i] += sign
 
     def _set_leaf(self, tc: TableCache, base: int, c: Contribution | None) -> None:
         old = tc.leaves.pop(base, None)
-        if old is not None:
-            self._add(old, -1)
+        if not _same_parts(old, c):  # (a leaf marked for writing may name the same pages)
+            if old is not None:
+                self._add(old, -1)
+            if c is not None:
+                self._add(c, 1)
         tc.wx_bases.discard(base)
         if c is not None:
-            self._add(c, 1)
             tc.leaves[base] = c
             if c.wx.size:
                 tc.wx_bases.add(base)

@@ -165,10 +165,13 @@ class KernelState:
 
     Built by :meth:`boot` in the initial state (P0 live).  ``pops`` counts
     the page operations of the step running (SPEC §5.4), ``serial`` the
-    steps taken (a device walk's cache is good for its next step only);
-    ``ledger`` and ``last_seq`` are what the invariant checks keep between
-    steps (``checks.py``); ``arrays`` what the page arrays were at the last
-    look (``delta.py``)."""
+    steps taken (a device walk's cache is good for its next step only),
+    ``entries`` the calls of ``OptimizedKernel.start`` and ``step``, the
+    only entry points that write the state after :meth:`boot`;
+    ``ledger`` and the fields from ``pins_by_head`` to ``followed`` are
+    what the invariant checks keep between steps (``checks.py``); ``arrays``
+    what the page arrays were at the last look, which is skipped if
+    ``entries`` has not moved since (``delta.py``)."""
 
     config: Config
     drivers: Registry[KernelState, Thread]  # the device kinds, reached only through it
@@ -187,6 +190,7 @@ class KernelState:
     violations: list[Violation] = field(default_factory=list)
     pops: int = 0
     serial: int = 0
+    entries: int = 0
     ledger: Ledger = field(default_factory=Ledger)
     arrays: ArrayWatch = field(default_factory=ArrayWatch)
     # what the local checks compare with (checks.py): pins by head, held pages
@@ -195,6 +199,8 @@ class KernelState:
     dheld: set[int] = field(default_factory=set)
     pin_key: object = None
     last_seq: dict[int, int] = field(default_factory=dict)
+    # a device table's findings (invariant 2), with what they were found from
+    followed: dict[int, tuple[object, list[tuple[str, str]]]] = field(default_factory=dict)
     subs: dict[int, Subscription] = field(default_factory=dict)  # those drivers name by id
 
     @classmethod
