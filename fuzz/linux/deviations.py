@@ -247,6 +247,27 @@ def device_memory(case: Case) -> bool:
                for d in case.after.devices)
 
 
+def device_evicted(case: Case) -> bool:
+    """Appendix D29: test_hmm's device memory is one pool per device, and the release of any
+    file of the device (``dmirror_fops_release``) evicts every chunk of it, the device pages
+    of every other mirror of that device included (``dmirror_device_evict_chunk``: back to
+    RAM, out of the mirror's table by ``try_to_migrate``'s ``MMU_NOTIFY_CLEAR``); the model's
+    mirrors are independent.  A trace's mirrors are on distinct devices, so the release is
+    another trace's (a process of the previous trace still exiting).  Linux gave ENOENT, the
+    model n, and before the line every page of the range was a hole of the mirror's process
+    or a device page of D in D's table: nothing in the trace could keep a page from moving."""
+    v = vars(case.op)
+    if case.key != "migrate_to_dev" or case.got != "ENOENT" or case.want != str(v["n"]):
+        return False
+    proc = case.process(case.mirror_pid(v["d"]))
+    if proc is None:
+        return False
+    table = {t.vpn: t.target for d in case.before.devices if d.id == v["d"] for t in d.table}
+    span = range(v["s"], v["s"] + v["n"])
+    return all(e.cls == "device" and table.get(e.vpn) == e.ref
+               for e in proc.entries if e.vpn in span)
+
+
 def huge_zero_page(case: Case) -> bool:
     """Appendix D1: a read fault in a ``huge`` VMA maps Linux's huge zero page over the whole
     512-page block (``do_huge_pmd_anonymous_page``), split into zero PTEs when the block is
@@ -525,6 +546,8 @@ DEVIATIONS: Final[tuple[Deviation, ...]] = (  # the line's own op first, then hi
               chunked_migration),
     Deviation("D3", "a failed mirror access changes nothing (dmirror keeps partial progress)",
               partial_mirror_access),
+    Deviation("D29", "a mirror's device memory is its own; another file's release evicts nothing",
+              device_evicted),
 )
 
 

@@ -1010,6 +1010,50 @@ static long tainted(void)
 	return atol(buf);
 }
 
+/* Wait (up to 20 s) until no process of the trace (process group pgid) is left but
+ * zombies.  The coordinator waits for P0 only: a forked Pk is reaped by nobody and
+ * exits on its own after "quit" or the group's SIGKILL, and the next trace must not
+ * start before it has: its exit closes its mirror files, and test_hmm's release of
+ * any file of /dev/hmm_dmirrorN evicts every chunk of that device
+ * (dmirror_fops_release -> dmirror_device_evict_chunk), moving the next trace's device
+ * pages back to RAM and out of its mirror's table (SPEC Appendix D29). */
+static void wait_group_gone(pid_t pgid)
+{
+	int i, left = 1;
+
+	for (i = 0; i < 100000 && left; i++) {
+		DIR *d = opendir("/proc");
+		struct dirent *e;
+
+		left = 0;
+		while (d && !left && (e = readdir(d))) {
+			char where[64], buf[512], *paren, state;
+			int pgrp, fd;
+			ssize_t n;
+
+			if (e->d_name[0] < '1' || e->d_name[0] > '9')
+				continue;
+			snprintf(where, sizeof(where), "/proc/%d/stat", atoi(e->d_name));
+			fd = open(where, O_RDONLY);
+			if (fd < 0)
+				continue;
+			n = read(fd, buf, sizeof(buf) - 1);
+			close(fd);
+			if (n <= 0)
+				continue;
+			buf[n] = 0;
+			paren = strrchr(buf, ')');
+			if (paren && sscanf(paren + 2, "%c %*d %d", &state, &pgrp) == 2 &&
+			    pgrp == pgid && state != 'Z' && state != 'X')
+				left = 1;
+		}
+		if (d)
+			closedir(d);
+		if (left)
+			usleep(200);
+	}
+}
+
 static int run_path(const char *path, int timeout)
 {
 	long taint_before = tainted();
@@ -1051,6 +1095,7 @@ static int run_path(const char *path, int timeout)
 		fflush(stdout);
 		exit(3);
 	}
+	wait_group_gone(pid);
 	if (!WIFEXITED(st)) {
 		printf("# end: %s timeout\n", path);
 		fflush(stdout);

@@ -64,7 +64,7 @@ def test_optable_is_current() -> None:
 
 
 @needs_gcc
-@pytest.mark.parametrize("source", ["guest/init.c", "repro/hmm-race.c"])
+@pytest.mark.parametrize("source", ["guest/init.c", "repro/hmm-race.c", "repro/close-beside.c"])
 def test_guest_programs_compile(source: str, tmp_path: Path) -> None:
     _compile(kernel.LINUX_DIR / source, tmp_path / "prog")
 
