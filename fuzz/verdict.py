@@ -176,6 +176,12 @@ class Settings:
     def checks_on(self, side: str) -> bool:
         return self.checks and (self.checked is None or side in self.checked)
 
+    def reported_every(self) -> int:
+        """The observation period a finding of these settings is reported
+        with: the full judge's (:meth:`full`), which judges a fast judge's
+        finding again, or these settings' own."""
+        return self.full().observe_every if self.fast else self.observe_every
+
     def full(self) -> Settings:
         """The full judge: every scan after every step, observations at every
         step (or, if these settings compare observations only at the end, at

@@ -336,14 +336,14 @@ class Findings:
 
     def observe_every(self, engine: str) -> int:
         """The observation period ``engine``'s findings were judged with:
-        ``observe``'s (the Hypothesis engine judges with its own period), else
-        the full judge's, which the Atheris target's fast judge reports a
-        finding with (``executor.run_trace``)."""
+        ``observe``'s (the Hypothesis workers' profile), else the Atheris
+        target's (``fuzz.profiles.ATHERIS``: its fast judge reports a finding
+        as the full judge gives it, ``Settings.reported_every``)."""
         if engine in self.observe:
             return self.observe[engine]
-        from fuzz.executor import Settings
+        from fuzz.profiles import ATHERIS
 
-        return Settings(fast=True).full().observe_every
+        return ATHERIS.settings().reported_every()
 
     def wind_down(self, seconds: float) -> None:
         """A stop is coming within ``seconds``: no minimization may run past it

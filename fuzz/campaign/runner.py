@@ -47,6 +47,7 @@ from fuzz.campaign.progress import Display, EngineLine, Snapshot, WorkerLine
 from fuzz.campaign.stats import StatsLog, Totals, read_stats, totals
 from fuzz.campaign.workers import log_path, pending_dir, worker_dir
 from fuzz.errors import BadInput
+from fuzz.profiles import CAMPAIGN
 from fuzz.safeio import describe, open_append
 
 DIRECTORIES: Final = (layout.FINDINGS, layout.RAW, layout.QUARANTINE, layout.ATHERIS_CORPUS,
@@ -152,7 +153,8 @@ class Campaign:
         self.started = time.monotonic()
         self.pool = Pool(out, config, before.sessions, self._worker_event)
         self.findings = Findings(out, config.mutant, self.record, display.message,
-                                 observe={"hypothesis": config.observe_every},
+                                 observe={"hypothesis": CAMPAIGN.settings(
+                                     observe_every=config.observe_every).reported_every()},
                                  parallel=max(PARALLEL, config.jobs // 2),
                                  tallies=before.tallies, contract=config.contract)
         self.pool.tally = self.findings.tally
