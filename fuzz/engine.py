@@ -34,7 +34,7 @@ from hypothesis import HealthCheck, Phase, seed, settings
 from hypothesis.stateful import run_state_machine_as_test
 
 from fuzz.profiles import STEP_COUNT
-from fuzz.stateful import EngineConfig, Hooks, MirrorMachine, machine_for
+from fuzz.stateful import DiscardedFinding, EngineConfig, Hooks, MirrorMachine, machine_for
 
 REPO: Final = Path(__file__).resolve().parent.parent
 TARGET: Final = REPO / "fuzz" / "fuzz_trace.py"
@@ -66,7 +66,10 @@ class HypothesisEngine:
         """Run ``max_examples`` examples from ``seed_`` (``settings`` takes the
         ``options``); a finding is raised (``AssertionError``)."""
         machine = seed(seed_)(self.machine())
-        run_state_machine_as_test(machine, settings=self.settings(max_examples, **options))
+        try:
+            run_state_machine_as_test(machine, settings=self.settings(max_examples, **options))
+        except DiscardedFinding as exc:
+            raise AssertionError(str(exc)) from None
 
     def test_case(self, seed_: int | None, max_examples: int,
                   step_count: int = STEP_COUNT) -> type[Any]:

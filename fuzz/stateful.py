@@ -63,6 +63,7 @@ runs it.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -70,7 +71,7 @@ from typing import ClassVar, Final
 
 from hypothesis import strategies as st
 from hypothesis.control import current_build_context
-from hypothesis.errors import InvalidArgument
+from hypothesis.errors import InvalidArgument, StopTest
 from hypothesis.stateful import (
     RULE_MARKER,
     Rule,
@@ -133,6 +134,14 @@ class EngineConfig:
         return Path(self.failures or os.environ.get(FAILURES_ENV) or DEFAULT_FAILURES)
 
 
+class DiscardedFinding(BaseException):
+    """A finding in an example Hypothesis threw away (it ran out of data):
+    raised in place of Hypothesis's ``StopTest``, a ``BaseException`` it does
+    not catch, so the run stops there (the example stays marked as out of
+    data, as Hypothesis's tree has it); ``fuzz.engine`` turns it into the
+    ``AssertionError`` of a finding."""
+
+
 class Hooks:
     """What a user of the engine is told (``fuzz.engine``); each does nothing here.
 
@@ -152,9 +161,10 @@ class Hooks:
     def failed(self, machine: MirrorMachine, failing: Trace) -> str:
         """A finding fails the example: ``failing`` is its repro (the
         finding's signature in its header).  By default it is saved in the
-        failures directory in Hypothesis's final replay; the text returned
-        goes into the failure's message."""
-        if not _is_final():
+        failures directory in Hypothesis's final replay, or at once when
+        Hypothesis discards the example (``machine.discarding``: no replay
+        will come); the text returned goes into the failure's message."""
+        if not (_is_final() or machine.discarding):
             return ""
         path = save_repro(machine.config.failures_dir(), failing)
         return f"saved as {path}\nreplay: mirrorfuzz replay --impl both {path}\n"
@@ -169,9 +179,9 @@ class MirrorMachine(Arguments, RuleBasedStateMachine):
     config: ClassVar[EngineConfig] = EngineConfig()
     hooks: ClassVar[Hooks] = Hooks()
     _swarm_gated: ClassVar[frozenset[str]] = frozenset()
-
     def __init__(self) -> None:
         self.hooks.example()
+        self.discarding = False
         super().__init__()
         self.lines: list[StepLine] = []
         self.headers: dict[str, str] = {}
@@ -465,7 +475,11 @@ class MirrorMachine(Arguments, RuleBasedStateMachine):
 
     def judge(self) -> None:
         """Finish the session; a finding fails the example (unless the hooks
-        let it pass)."""
+        let it pass).  At the teardown of an example that ran out of data
+        (``StopTest`` on its way out), Hypothesis has already thrown the
+        example away and would not count it as failing: the finding is
+        reported at once (``Hooks.failed``, with ``discarding`` set) and the
+        run stops (:class:`DiscardedFinding`)."""
         self.judged = True
         verdict = self.guide.session.finish()
         self.verdict = verdict
@@ -474,8 +488,10 @@ class MirrorMachine(Arguments, RuleBasedStateMachine):
             return
         failing = failing_trace(self.trace(), verdict,
                                 lambda t: run_trace(t, self._sides(), self._settings()))
+        self.discarding = isinstance(sys.exc_info()[1], StopTest)
         where = self.hooks.failed(self, failing)
-        raise AssertionError(f"{finding}\n{where}{format_trace(failing)}")
+        message = f"{finding}\n{where}{format_trace(failing)}"
+        raise DiscardedFinding(message) if self.discarding else AssertionError(message)
 
     def _sides(self) -> list[tuple[str, Factory]]:
         return impls.sides(self.config.sides)

@@ -12,7 +12,7 @@ from fuzz.engine import HypothesisEngine, atheris_command, libfuzzer_seed
 from fuzz.executor import Verdict
 from fuzz.profiles import HUNT
 from fuzz.stateful import EngineConfig, Hooks, MirrorMachine
-from fuzz.trace import format_trace
+from fuzz.trace import Trace, format_trace
 
 MUTANT = "free_at_invalidate_start"
 """Found by the seed-0 hunt within its first 5 examples."""
@@ -74,3 +74,39 @@ def test_the_atheris_command_carries_the_seed_and_the_settings(tmp_path: Path) -
     assert env == {"MIRRORFUZZ_FINDINGS": str(tmp_path / "f"), "MIRRORFUZZ_MUTANT": "m",
                    "MIRRORFUZZ_PROGRESS": "1"}
     assert libfuzzer_seed(0) != 0  # libFuzzer's 0 would be a random seed
+
+
+class Reporting(Recording):
+    """Records, for each finding reported, whether Hypothesis was discarding
+    its example."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reported: list[bool] = []
+
+    def failed(self, machine: MirrorMachine, failing: Trace) -> str:
+        self.reported.append(machine.discarding)
+        return super().failed(machine, failing)
+
+
+OUT_OF_DATA = "per_chunk_read_begin"
+"""Its seed-0 hunt first finds it at the teardown of its 56th example, which
+ran out of Hypothesis's data (``StopTest``): Hypothesis throws that example
+away."""
+
+
+def test_a_finding_in_an_example_that_ran_out_of_data_is_not_lost(tmp_path: Path) -> None:
+    """The finding is reported at once (its repro saved) and stops the run
+    with it.  (Before the fix Hypothesis dropped it, and the hunt went on for
+    40 s more and reported a later example's repro.)"""
+    hooks = Reporting()
+    engine = HypothesisEngine(EngineConfig(sides="both", judge=HUNT.settings(OUT_OF_DATA),
+                                           failures=str(tmp_path)), hooks)
+    with pytest.raises(AssertionError, match="divergence") as failure:
+        engine.run(0, 100)
+    assert hooks.reported == [True], f"{OUT_OF_DATA}'s seed-0 hunt no longer runs out of data " \
+        "at its finding: choose a case that does"
+    first = [outcome for _, outcome in hooks.seen].index("finding")
+    assert hooks.examples == first + 1, "the run stops at the finding"
+    saved = list(tmp_path.glob("*.trace"))
+    assert len(saved) == 1 and saved[0].name in str(failure.value)
