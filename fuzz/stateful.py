@@ -11,7 +11,9 @@ sequences.  Rules this module keeps:
   ``fuzz.executor.Session`` on the configured sides (both implementations
   when available), which runs and judges it at once; the trace is finished
   (drained, checked at its end) at teardown, or as soon as the session is
-  over (a finding or the work cap); a finding fails the example.  Each rule
+  over (a finding or the work cap); a finding fails the example, or, found
+  at the teardown of an example that ran out of Hypothesis's data (which
+  Hypothesis throws away), is saved at once and stops the run.  Each rule
   is thin: pick arguments, append a ``StepLine``.
 * **The guide steers, never judges** (``fuzz.guide``): it reads the
   session's first side after each line, so that the rules see what exists:
