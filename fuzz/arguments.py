@@ -23,7 +23,7 @@ from typing import Final
 from hypothesis import strategies as st
 
 from fuzz.guide import Guide
-from fuzz.strategies import booleans, integers, sampled_from
+from fuzz.strategies import booleans, draw, integers, sampled_from
 from fuzz.trace import StepLine
 from model import ops as m
 from model.decl import Arg, OpDecl, device_kinds
@@ -103,24 +103,24 @@ class Arguments:
         invalidations that device sees); rarely a gone one (ESRCH) or one not
         yet created (EINVAL)."""
         pool = choices or self.pids
-        if not pool or data.draw(WILD, label="wild pid"):
-            return data.draw(sampled_from([*self.gone, self.reserved["P"]]))
+        if not pool or draw(data, WILD, label="wild pid"):
+            return draw(data, sampled_from([*self.gone, self.reserved["P"]]))
         mine = self.device_pid
-        if mine is not None and mine in pool and data.draw(booleans(), label="device's pid"):
+        if mine is not None and mine in pool and draw(data, booleans(), label="device's pid"):
             return mine
-        return data.draw(sampled_from(pool), label="pid")
+        return draw(data, sampled_from(pool), label="pid")
 
     def _device(self, data: st.DataObject, kind: str) -> tuple[int, int]:
         """(device, its pid); rarely a device of another kind (EINVAL)."""
         pool = self.devices[kind]
-        if data.draw(WILD, label="wild device"):
+        if draw(data, WILD, label="wild device"):
             pool = [dev for k, devs in self.devices.items() if k != kind for dev in devs] or pool
-        d, p = data.draw(sampled_from(pool), label="device")
+        d, p = draw(data, sampled_from(pool), label="device")
         self.device_pid = p
         return d, p
 
     def _region(self, data: st.DataObject, kind: str) -> Region:
-        g = data.draw(sampled_from(self.regions[kind]), label="region")
+        g = draw(data, sampled_from(self.regions[kind]), label="region")
         self.device_pid = g.p
         return g
 
@@ -174,7 +174,7 @@ class Arguments:
                     return None
                 value, pid = region.r, region.p
             elif arg.role == "job":
-                value = data.draw(sampled_from(self.guide.jobs()), label="job")
+                value = draw(data, sampled_from(self.guide.jobs()), label="job")
             elif arg.role == "addr":
                 value = self._address(data, pid)
             elif arg.role == "count":
@@ -194,11 +194,11 @@ class Arguments:
             elif arg.role == "word":
                 value = self._word(data)
             elif arg.role == "stride":
-                value = data.draw(STRIDES, label="stride")
+                value = draw(data, STRIDES, label="stride")
             elif arg.role == "flag":
-                value = data.draw(booleans(), label=name)
+                value = draw(data, booleans(), label=name)
             else:
-                value = data.draw(choices(arg), label=name)
+                value = draw(data, choices(arg), label=name)
             ctx[name] = value
         return decl.cls(**ctx)  # type: ignore[no-any-return]
 
@@ -212,58 +212,58 @@ class Arguments:
         return sorted(edges)
 
     def _address(self, data: st.DataObject, pid: int) -> int:
-        how = "wild" if data.draw(WILD, label="wild address") else data.draw(sampled_from(
+        how = "wild" if draw(data, WILD, label="wild address") else draw(data, sampled_from(
             ("boundary", "inside", "inside", "edge", "recent", "window", "region")),
             label="address kind")
         vmas = self.guide.vmas(pid)
         regions = [g for kind in self.regions.values() for g in kind]
         if how == "inside" and vmas:
-            vma = data.draw(sampled_from(vmas))
-            v = vma.start + data.draw(integers(0, vma.end - vma.start - 1))
+            vma = draw(data, sampled_from(vmas))
+            v = vma.start + draw(data, integers(0, vma.end - vma.start - 1))
         elif how == "edge" and vmas:
-            vma = data.draw(sampled_from(vmas))
-            v = data.draw(sampled_from((vma.start, vma.end))) + data.draw(
+            vma = draw(data, sampled_from(vmas))
+            v = draw(data, sampled_from((vma.start, vma.end))) + draw(data,
                 sampled_from((0, -1, 1, -2, 2)))
         elif how == "recent" and self.recent:
-            v = data.draw(sampled_from(list(self.recent)))
+            v = draw(data, sampled_from(list(self.recent)))
         elif how == "region" and regions:
-            g = data.draw(sampled_from(regions))
-            v = data.draw(sampled_from((g.s, g.s + g.n - 1, g.s + g.n, g.s - 1)))
+            g = draw(data, sampled_from(regions))
+            v = draw(data, sampled_from((g.s, g.s + g.n - 1, g.s + g.n, g.s - 1)))
         elif how == "window":
-            v = data.draw(integers(0, WINDOW - 1))
+            v = draw(data, integers(0, WINDOW - 1))
         elif how == "wild":
-            v = data.draw(sampled_from(WILD_ADDRESSES))
+            v = draw(data, sampled_from(WILD_ADDRESSES))
         else:
-            v = HUGE_PAGES * data.draw(integers(0, BLOCKS - 1)) + data.draw(
+            v = HUGE_PAGES * draw(data, integers(0, BLOCKS - 1)) + draw(data,
                 sampled_from((0, 1, -1, 4, -4)))
         v = max(v, 0) if how != "wild" else v
         self.recent.appendleft(v)
         return v
 
     def _count(self, data: st.DataObject, pid: int, s: int, cap: int = WINDOW) -> int:
-        how = "wild" if data.draw(WILD, label="wild count") else data.draw(sampled_from(
+        how = "wild" if draw(data, WILD, label="wild count") else draw(data, sampled_from(
             ("small", "fit", "fit", "to_edge", "to_edge", "huge", "big")), label="count kind")
         if how == "fit":  # stay inside the VMA holding s
             room = next((v.end - s for v in self.guide.vmas(pid) if v.start <= s < v.end), 0)
             if room > 0:
-                return min(cap, data.draw(sampled_from((room, 1, min(room, 16)))))
+                return min(cap, draw(data, sampled_from((room, 1, min(room, 16)))))
         if how == "to_edge":
             above = [e for e in self._edges(pid) if e > s]
             if above:
-                e = data.draw(sampled_from(above))
-                return max(1, e - s + data.draw(sampled_from((0, 1, -1, 3))))
+                e = draw(data, sampled_from(above))
+                return max(1, e - s + draw(data, sampled_from((0, 1, -1, 3))))
         if how == "huge":
-            return data.draw(sampled_from((HUGE_PAGES, 2 * HUGE_PAGES, HUGE_PAGES + 1,
+            return draw(data, sampled_from((HUGE_PAGES, 2 * HUGE_PAGES, HUGE_PAGES + 1,
                                               HUGE_PAGES - 1, 4 * HUGE_PAGES)))
         if how == "big":
-            return data.draw(integers(1, cap))
+            return draw(data, integers(1, cap))
         if how == "wild":
-            return data.draw(sampled_from(WILD_COUNTS))
-        return data.draw(integers(1, 16))
+            return draw(data, sampled_from(WILD_COUNTS))
+        return draw(data, integers(1, 16))
 
     def _word(self, data: st.DataObject) -> int:
-        if data.draw(WILD, label="wild word"):
-            return data.draw(sampled_from(WILD_WORDS))
+        if draw(data, WILD, label="wild word"):
+            return draw(data, sampled_from(WILD_WORDS))
         return 100 + len(self.lines)  # fresh: reads tell writes apart
 
     def _range(self, data: st.DataObject, pid: int, cap: int = WINDOW) -> tuple[int, int]:
@@ -272,22 +272,22 @@ class Arguments:
 
     def _window(self, data: st.DataObject, g: Region) -> tuple[int, int]:
         """(off, cnt) into a region of ``g.n`` pages."""
-        how = data.draw(sampled_from(("all", "one", "tail")), label="window")
-        if data.draw(WILD, label="wild window"):
-            how = data.draw(sampled_from(("past", "wild")))
+        how = draw(data, sampled_from(("all", "one", "tail")), label="window")
+        if draw(data, WILD, label="wild window"):
+            how = draw(data, sampled_from(("past", "wild")))
         if how == "one":
-            return data.draw(integers(0, g.n - 1)), 1
+            return draw(data, integers(0, g.n - 1)), 1
         if how == "tail":
-            off = data.draw(integers(0, g.n - 1))
+            off = draw(data, integers(0, g.n - 1))
             return off, g.n - off
         if how == "past":
             return 0, g.n + 1
         if how == "wild":
-            return data.draw(sampled_from(((-1, 1), (g.n, 1), (0, 0))))
+            return draw(data, sampled_from(((-1, 1), (g.n, 1), (0, 0))))
         return 0, g.n
 
     def _payload(self, data: st.DataObject, direction: str) -> tuple[int | None, int | None]:
         if direction == "read":
             return None, None
-        stride = data.draw(STRIDES, label="stride")
+        stride = draw(data, STRIDES, label="stride")
         return self._word(data), stride

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from hypothesis import strategies as st
 
 from fuzz.executor import Session
-from fuzz.strategies import integers
+from fuzz.strategies import draw, integers
 from fuzz.trace import StepLine
 from model.interface import Implementation
 from model.observation import VmaView
@@ -31,7 +31,7 @@ class DrawChooser:
         self.data = data
 
     def randrange(self, start: int, /) -> int:
-        return self.data.draw(integers(0, start - 1)) if start > 1 else 0
+        return draw(self.data, integers(0, start - 1)) if start > 1 else 0
 
 
 class Guide:

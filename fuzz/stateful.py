@@ -92,7 +92,7 @@ from fuzz.executor import Session, Settings, Verdict, run_trace
 from fuzz.guide import DrawChooser, Guide
 from fuzz.plugins import driver_header
 from fuzz.schedulers import PCT, Scheduler, Uniform
-from fuzz.strategies import booleans, integers, sampled_from
+from fuzz.strategies import booleans, draw, integers, sampled_from
 from fuzz.swarm import draw_disabled, gate
 from fuzz.trace import StepLine, Trace, format_trace, make_trace, with_expected
 from model import ops as m
@@ -261,7 +261,7 @@ class MirrorMachine(Arguments, RuleBasedStateMachine):
             self._append(StepLine(op))
             return
         slots = integers(0, THREAD_SLOTS - 1)
-        slot = data.draw(slots if self.racing else st.none() | slots, label="thread slot")
+        slot = draw(data, slots if self.racing else st.none() | slots, label="thread slot")
         name = None if slot is None else self._free_thread(slot)
         if name is None:
             self._append(StepLine(op))
@@ -274,7 +274,7 @@ class MirrorMachine(Arguments, RuleBasedStateMachine):
 
     def _advance(self, data: st.DataObject, name: str | None, most: int, label: str) -> None:
         """Step thread ``name`` 0 to ``most`` times (drawn), while it is runnable."""
-        for _ in range(data.draw(integers(0, most), label=label)):
+        for _ in range(draw(data, integers(0, most), label=label)):
             if name is None or name not in self.guide.runnable():
                 break
             self._append(StepLine(StepThread(name)))
@@ -284,7 +284,7 @@ class MirrorMachine(Arguments, RuleBasedStateMachine):
         times (drawn), while any is runnable."""
         assert self.scheduler is not None and self.chooser is not None
         self.chooser.data = data
-        for _ in range(data.draw(integers(1, most), label=label)):
+        for _ in range(draw(data, integers(1, most), label=label)):
             runnable = self.guide.runnable()
             if not runnable:
                 break
@@ -312,27 +312,27 @@ class MirrorMachine(Arguments, RuleBasedStateMachine):
 
     @initialize(data=st.data())
     def setup(self, data: st.DataObject) -> None:
-        frames = data.draw(sampled_from((None, 64, 520, 1100)), label="frames")
-        device_frames = data.draw(sampled_from((None, 8, 1)), label="device-frames")
+        frames = draw(data, sampled_from((None, 64, 520, 1100)), label="frames")
+        device_frames = draw(data, sampled_from((None, 8, 1)), label="device-frames")
         if frames is not None:
             self.headers["frames"] = str(frames)
         if device_frames is not None:
             self.headers["device-frames"] = str(device_frames)
         self.guide = self._start(frames or m.DEFAULT_FRAMES,
                                  device_frames or m.DEFAULT_DEVICE_FRAMES)
-        if data.draw(WILD.map(lambda w: not w), label="prelude mmap"):
-            huge = data.draw(booleans(), label="prelude huge")
-            n = data.draw(sampled_from((2 * HUGE_PAGES, 16, WINDOW)), label="prelude pages")
+        if draw(data, WILD.map(lambda w: not w), label="prelude mmap"):
+            huge = draw(data, booleans(), label="prelude huge")
+            n = draw(data, sampled_from((2 * HUGE_PAGES, 16, WINDOW)), label="prelude pages")
             self._append(StepLine(m.Mmap(0, 0, n, "rw", "private", huge)))
         for kind in ("mirror", "userptr", "pin"):
-            if data.draw(booleans(), label=f"prelude {kind}"):
+            if draw(data, booleans(), label=f"prelude {kind}"):
                 self._append(StepLine(m.Open(0, kind)))
         self.swarm_off = draw_disabled(data, op_rules(self.config.generation))
         self.chooser = DrawChooser(data)
-        if data.draw(booleans(), label="uniform scheduler"):
+        if draw(data, booleans(), label="uniform scheduler"):
             self.scheduler = Uniform(self.chooser)
         else:
-            depth = data.draw(integers(1, 3), label="PCT depth")
+            depth = draw(data, integers(1, 3), label="PCT depth")
             self.scheduler = PCT(self.chooser, depth=depth, max_steps=20)
 
     # ---------------------------------------------------------- thread rules
@@ -340,13 +340,13 @@ class MirrorMachine(Arguments, RuleBasedStateMachine):
     @precondition(lambda self: any(t.startswith("T") for t in self.guide.live()))
     @rule(data=st.data())
     def step_thread(self, data: st.DataObject) -> None:
-        name = self._live_thread(data.draw(integers(0, THREAD_SLOTS - 1), label="slot"))
+        name = self._live_thread(draw(data, integers(0, THREAD_SLOTS - 1), label="slot"))
         self._append(StepLine(StepThread(name)))
 
     @precondition(lambda self: any(t.startswith("T") for t in self.guide.live()))
     @rule(data=st.data())
     def run_thread(self, data: st.DataObject) -> None:
-        name = self._live_thread(data.draw(integers(0, THREAD_SLOTS - 1), label="slot"))
+        name = self._live_thread(draw(data, integers(0, THREAD_SLOTS - 1), label="slot"))
         self._append(StepLine(RunThread(name)))
 
     @precondition(lambda self: bool(self.guide.runnable()))
@@ -376,7 +376,7 @@ class MirrorMachine(Arguments, RuleBasedStateMachine):
         if device is not None:
             self._start_racer(data, device)
             self._advance(data, self.raced, 2 * MAX_ADVANCE, "head start")
-        if "kill" not in self.swarm_off and data.draw(booleans(), label="non-blockable"):
+        if "kill" not in self.swarm_off and draw(data, booleans(), label="non-blockable"):
             self._start_racer(data, "oomreap", whole=self._intruder_whole(data))
         elif (cpu := self._draw_racer(data, racers("cpu", self.config.generation))) is not None:
             self._start_racer(data, cpu, whole=self._intruder_whole(data))
@@ -413,7 +413,7 @@ class MirrorMachine(Arguments, RuleBasedStateMachine):
         1's stream is frozen: there, always a thread, with no draw."""
         if self.config.generation is not None and self.config.generation < 2:
             return False
-        return data.draw(booleans(), label="intruder whole")
+        return draw(data, booleans(), label="intruder whole")
 
     def _draw_racer(self, data: st.DataObject, rules: Sequence[str]) -> Rule | None:
         """One of ``rules`` that this example has on, if its preconditions hold.
@@ -427,9 +427,9 @@ class MirrorMachine(Arguments, RuleBasedStateMachine):
         if not names:
             return None
         focus = [n for n in names if n in plugin_rules()]
-        if focus and len(focus) < len(names) and data.draw(booleans(), label="driver focus"):
+        if focus and len(focus) < len(names) and draw(data, booleans(), label="driver focus"):
             names = focus
-        name = data.draw(sampled_from(names), label="racer")
+        name = draw(data, sampled_from(names), label="racer")
         racer: Rule = getattr(getattr(type(self), name), RULE_MARKER)
         return racer if all(ok(self) for ok in racer.preconditions) else None
 
@@ -458,7 +458,7 @@ class MirrorMachine(Arguments, RuleBasedStateMachine):
         several bugs live.  One rule for both, so that a process dies no more
         often than any other op runs."""
         p = self._pid(data)
-        oomreap = data.draw(booleans(), label="oomreap, not exit")
+        oomreap = draw(data, booleans(), label="oomreap, not exit")
         self._emit(data, m.Oomreap(p) if oomreap else m.Exit(p))
 
     # ------------------------------------------------------------- judging

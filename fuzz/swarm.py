@@ -26,7 +26,7 @@ from typing import Any, Final
 from hypothesis import strategies as st
 from hypothesis.stateful import precondition
 
-from fuzz.strategies import booleans
+from fuzz.strategies import booleans, draw
 
 ALWAYS: Final = frozenset({"mmap", "read", "write", "open"})
 """Op rules never switched off."""
@@ -36,7 +36,7 @@ def draw_disabled(data: st.DataObject, rules: Iterable[str]) -> frozenset[str]:
     """The op rules this example switches off (each with probability 1/2)."""
     off = set()
     for name in sorted(rules):
-        if name not in ALWAYS and data.draw(booleans(), label=f"swarm off {name}"):
+        if name not in ALWAYS and draw(data, booleans(), label=f"swarm off {name}"):
             off.add(name)
     return frozenset(off)
 

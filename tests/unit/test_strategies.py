@@ -26,3 +26,29 @@ def test_equal_options_of_other_types_are_not_shared() -> None:
 def test_options_that_cannot_be_hashed_still_draw() -> None:
     options = [[1], [2]]
     assert find(sampled_from(options), lambda x: x == [2]) == [2]
+
+
+def test_draw_makes_the_same_choices_as_data_draw() -> None:
+    """The engine's draws skip what ``DataObject.draw`` adds for readers; the
+    values drawn from the same seed must be the same as through it."""
+    from hypothesis import given, seed, settings
+    from hypothesis import strategies as st
+
+    from fuzz.strategies import draw
+
+    def run(lean: bool) -> list[object]:
+        values: list[object] = []
+
+        @seed(7)
+        @settings(database=None, max_examples=30)
+        @given(st.data())
+        def collect(data: st.DataObject) -> None:
+            for strategy in (integers(0, 1000), sampled_from(("a", "b", "c")), booleans(),
+                             st.lists(integers(0, 9), max_size=4)):
+                values.append(draw(data, strategy) if lean else data.draw(strategy))
+
+        collect()
+        return values
+
+    assert run(lean=True) == run(lean=False)
+    assert len(set(map(repr, run(lean=True)))) > 10  # (the examples vary)
