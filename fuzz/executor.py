@@ -141,7 +141,6 @@ class Session:
         self.changes = 0  # starts and steps that were not Blocked
         self.scans = 0  # steps not Blocked, counted for the fast judge's scans
         self.cheap: CheapJudge | None = None  # the fast judge's cheap comparisons
-        self.watched: list[Watched] = []  # the sides, when the fast judge compares them
         self._guard(self._begin)
 
     @classmethod
@@ -218,8 +217,7 @@ class Session:
             self.impls.append(self._call(name, partial(factory, checked)))
         if self.settings.fast and len(self.impls) > 1 \
                 and all(isinstance(impl, Watched) for impl in self.impls):
-            self.cheap = CheapJudge(len(self.impls))
-            self.watched = cast(list[Watched], self.impls)
+            self.cheap = CheapJudge(cast(list[Watched], self.impls))
         if not self.settings.fast:  # the fast judge compares fresh sides at its first period
             self._after_step()
 
@@ -411,12 +409,11 @@ class Session:
         are equal); when that disagrees too, the canonical observations are
         judged."""
         assert self.cheap is not None
-        impls = self.watched
         first = self.impls[0].name
-        if not last and self._call(first, partial(self.cheap.agree, impls, self._side_call)):
+        if not last and self._call(first, partial(self.cheap.agree, self._side_call)):
             return
         raws = []
-        for side, impl in enumerate(impls):
+        for side, impl in enumerate(self.cheap.sides):
             raws.append(self._side_call(side, impl.observe_raw))
             self._charge(side, observation_work(raws[-1]))
         if self._call(first, partial(self.cheap.full_agree, raws)):

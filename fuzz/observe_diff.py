@@ -201,17 +201,22 @@ def agree(a: RawObservation, b: RawObservation, pair: Pairing, asked_a: Changes,
             and (a.pages_in_use, a.swap_in_use) == (b.pages_in_use, b.swap_in_use)):
         return False
     pages = set(pair.fresh)
-    for space, mine, theirs in (("folio", asked_a.folios, asked_b.folios),
-                                ("dpage", asked_a.device_pages, asked_b.device_pages),
-                                ("swap", asked_a.swap_slots, asked_b.swap_slots)):
+    for space, mine, theirs in zip(_SPACES, _page_ids(asked_a), _page_ids(asked_b), strict=True):
         fwd, back = pair.fwd[space], pair.back[space]
         pages.update((space, x, fwd[x]) for x in mine if x in fwd)
         pages.update((space, back[y], y) for y in theirs if y in back)
-    views_a: dict[str, Mapping[Hashable, object]] = {
-        "folio": a.folios, "dpage": a.device_pages, "swap": a.swap_slots}
-    views_b: dict[str, Mapping[Hashable, object]] = {
-        "folio": b.folios, "dpage": b.device_pages, "swap": b.swap_slots}
+    views_a, views_b = _page_views(a), _page_views(b)
     return all(views_a[space].get(x) == views_b[space].get(y) for space, x, y in pages)
+
+
+def _page_ids(c: Changes) -> tuple[set[Hashable], set[Hashable], set[Hashable]]:
+    """The folios, device pages and slots ``c`` names, in ``_SPACES`` order."""
+    return c.folios, c.device_pages, c.swap_slots
+
+
+def _page_views(raw: RawObservation) -> dict[str, Mapping[Hashable, object]]:
+    """``raw``'s page views by space."""
+    return dict(zip(_SPACES, (raw.folios, raw.device_pages, raw.swap_slots), strict=True))
 
 
 def _thread(t: ThreadView) -> tuple[int, int]:
@@ -223,10 +228,10 @@ def _pages(own: Changes, *others: tuple[Changes, dict[str, dict[Hashable, Hashab
     """A side's changed folios, device pages and slots, with those other
     sides say changed, in this side's ids (each through its pairing's table
     into this side)."""
-    out = (set(own.folios), set(own.device_pages), set(own.swap_slots))
+    folios, dpages, slots = (set(ids) for ids in _page_ids(own))
+    out = (folios, dpages, slots)
     for theirs, table in others:
-        for mine, ids, space in zip(out, (theirs.folios, theirs.device_pages, theirs.swap_slots),
-                                    _SPACES, strict=True):
+        for mine, ids, space in zip(out, _page_ids(theirs), _SPACES, strict=True):
             paired = table[space]
             mine.update(paired[x] for x in ids if x in paired)
     return out
@@ -236,13 +241,15 @@ class CheapJudge:
     """The cheap comparisons of one session's sides: the first side against
     each other one, each pair with its :class:`Pairing`."""
 
-    def __init__(self, sides: int) -> None:
-        self.pairings = [Pairing() for _ in range(sides - 1)]
+    def __init__(self, sides: Sequence[Watched]) -> None:
+        self.sides = list(sides)
+        self.pairings = [Pairing() for _ in self.sides[1:]]
 
-    def agree(self, impls: Sequence[Watched], call: Call = _direct) -> bool:
+    def agree(self, call: Call = _direct) -> bool:
         """Take each side's changes and compare what they name; False if the
         full comparison must decide.  ``call(side, fn)`` runs each side's
         code (the executor's, which makes a side's exception its finding)."""
+        impls = self.sides
         changes = [call(i, impl.changes) for i, impl in enumerate(impls)]
         processes: set[int] = set()
         entries: dict[int, set[int]] = {}

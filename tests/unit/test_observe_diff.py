@@ -43,14 +43,14 @@ def states(count: int) -> list[list[Watched]]:
 def test_the_full_comparison_agrees_with_the_canonical_one() -> None:
     for ref, opt in states(20):
         raws = [ref.observe_raw(), opt.observe_raw()]
-        assert CheapJudge(2).full_agree(raws)
+        assert CheapJudge([ref, opt]).full_agree(raws)
         assert canonicalize(raws[0]) == canonicalize(raws[1])
         # one entry's word changed on one side: both comparisons see it
         proc = next(p for p in raws[1].processes if p.entries)
         e = proc.entries[0]
         wrong = proc._replace(entries=(e._replace(word=e.word + 1), *proc.entries[1:]))
         bad = replace(raws[1], processes=[wrong if p is proc else p for p in raws[1].processes])
-        assert not CheapJudge(2).full_agree([raws[0], bad])
+        assert not CheapJudge([ref, opt]).full_agree([raws[0], bad])
         assert canonicalize(raws[0]) != canonicalize(bad)
 
 
@@ -58,7 +58,7 @@ def agreed_parts() -> tuple[RawObservation, RawObservation, Pairing]:
     """Both sides' partial observations of one state (nothing asked), found
     the same through the pairing of a full comparison."""
     ref, opt = states(1)[0]
-    judge = CheapJudge(2)
+    judge = CheapJudge([ref, opt])
     assert judge.full_agree([ref.observe_raw(), opt.observe_raw()])
     pair = judge.pairings[0]
     a, b = ref.observe_parts(Changes()), opt.observe_parts(Changes())
