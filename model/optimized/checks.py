@@ -217,26 +217,32 @@ def _local(k: KernelState, lg: Ledger, moved: dict[str, npt.NDArray[np.int64]],
     if frames_at.size and not _folio_counts(k, lg, frames_at, pins):
         return False
     # ... of the device pages and the slots
-    at = [a for a in (dpages, moved.get("dev")) if a is not None and a.size]
+    at = [dpages, moved.get("dev", _EMPTY)]
     if dp.holders.keys() != k.dheld:
         dheld = set(dp.holders)
         at.append(np.array(sorted(dheld ^ k.dheld), np.int64))
         k.dheld = dheld
-    if at:
-        dpages_at = np.concatenate(at)
-        dpages_at = dpages_at[dpages_at < nd]
-        dpages_at = dpages_at[dp.live[dpages_at] != 0]
+    dpages_at = _live_at(at, nd, dp.live)
+    if dpages_at.size:
         holding = np.array([d in dp.holders for d in dpages_at.tolist()], np.int64)
         if (lg.get("dev", nd)[dpages_at] + holding != dp.refcount[dpages_at]).any():
             return False
-    at = [a for a in (slots, moved.get("swp")) if a is not None and a.size]
-    if at:
-        slots_at = np.concatenate(at)
-        slots_at = slots_at[slots_at < ns]
-        slots_at = slots_at[sw.live[slots_at] != 0]
-        if (lg.get("swp", ns)[slots_at] != sw.count[slots_at]).any():
-            return False
+    slots_at = _live_at([slots, moved.get("swp", _EMPTY)], ns, sw.live)
+    if slots_at.size and (lg.get("swp", ns)[slots_at] != sw.count[slots_at]).any():
+        return False
     return _exclusive(k, lg, [])
+
+
+def _live_at(parts: list[npt.NDArray[np.int64]], n: int,
+             live: npt.NDArray[np.int8]) -> npt.NDArray[np.int64]:
+    """The indexes of ``parts`` below ``n`` whose page is live."""
+    parts = [p for p in parts if p.size]
+    if not parts:
+        return _EMPTY
+    at: npt.NDArray[np.int64] = np.concatenate(parts)
+    at = at[at < n]
+    live_at: npt.NDArray[np.int64] = at[live[at] != 0]
+    return live_at
 
 
 def _seq_and_pairing(k: KernelState, found: list[tuple[str, str]]) -> None:

@@ -217,18 +217,19 @@ def _process(k: KernelState, proc: Process, refs: _Refs, at: set[int] | None = N
             e, pmd = proc.pt.get(v)
             if e:
                 ref, word = refs.target(e)
-                entries.append(EntryView(v, _CLASS[e & KIND_MASK], word, bool(e & W),
-                                         bool(e & X), pmd, ref))
-        return ProcessView(proc.pid, state, vma_views(proc), tuple(entries), _notifier(proc),
-                           _lock(proc))
-    chunks = proc.pt.populated(0, ADDRESS_PAGES) if at is None else _entries_at(proc.pt, at)
-    for vpns, ents, pmd in chunks:
-        targets, words = refs.targets(ents)
-        for v, e, ref, word in zip(vpns.tolist(), ents.tolist(), targets, words, strict=True):
-            entries.append(EntryView(v, _CLASS[e & KIND_MASK], word, bool(e & W), bool(e & X),
-                                     pmd, ref))
+                entries.append(_entry(v, e, word, pmd, ref))
+    else:
+        chunks = proc.pt.populated(0, ADDRESS_PAGES) if at is None else _entries_at(proc.pt, at)
+        for vpns, ents, pmd in chunks:
+            targets, words = refs.targets(ents)
+            for v, e, ref, word in zip(vpns.tolist(), ents.tolist(), targets, words, strict=True):
+                entries.append(_entry(v, e, word, pmd, ref))
     return ProcessView(proc.pid, state, vma_views(proc), tuple(entries), _notifier(proc),
                        _lock(proc))
+
+
+def _entry(v: int, e: int, word: int, pmd: bool, ref: Ref) -> EntryView:
+    return EntryView(v, _CLASS[e & KIND_MASK], word, bool(e & W), bool(e & X), pmd, ref)
 
 
 def _entries_at(pt: Radix, at: set[int]) -> Iterator[tuple[npt.NDArray[np.int64],
