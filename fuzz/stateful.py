@@ -117,6 +117,9 @@ trace of thousands of steps over thousands of pages took it tens of
 seconds; bugs need races, not size."""
 THREAD_SLOTS: Final = 4
 """Threads are named T1 .. T4."""
+SLOTS: Final = integers(0, THREAD_SLOTS - 1)
+SLOT_OR_NONE: Final = st.none() | SLOTS
+"""A thread slot, or none (a plain op)."""
 MAX_ADVANCE: Final = 4
 MAX_BURST: Final = 6
 MAX_PROCESSES: Final = 4
@@ -182,6 +185,7 @@ class MirrorMachine(Arguments, RuleBasedStateMachine):
     config: ClassVar[EngineConfig] = EngineConfig()
     hooks: ClassVar[Hooks] = Hooks()
     _swarm_gated: ClassVar[frozenset[str]] = frozenset()
+
     def __init__(self) -> None:
         self.hooks.example()
         self.discarding = False
@@ -260,8 +264,7 @@ class MirrorMachine(Arguments, RuleBasedStateMachine):
         if self.whole:
             self._append(StepLine(op))
             return
-        slots = integers(0, THREAD_SLOTS - 1)
-        slot = draw(data, slots if self.racing else st.none() | slots, label="thread slot")
+        slot = draw(data, SLOTS if self.racing else SLOT_OR_NONE, label="thread slot")
         name = None if slot is None else self._free_thread(slot)
         if name is None:
             self._append(StepLine(op))

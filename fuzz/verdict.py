@@ -159,9 +159,9 @@ class Settings:
     ``observe_every`` such steps, only in what changed
     (``fuzz.observe_diff``), and wholly at the end (0: at the end only); and
     a trace the fast judge finds anything in is judged again by the full
-    judge (:meth:`full`), whose first finding is the one reported.  So the fast judge reports what
-    the full one does, or nothing where the trouble the full one would have
-    seen is gone by the fast one's next comparison
+    judge (:meth:`full`), whose first finding is the one reported.  So the
+    fast judge reports what the full one does, or nothing where the trouble
+    the full one would have seen is gone by the fast one's next comparison
     (``tests/quality/test_fast_judge.py`` measures that on the planted bugs)."""
     scan_every: int = 8
     scan_each_step: tuple[str, ...] = ("optimized",)

@@ -142,7 +142,6 @@ def folio_view(f: Folio) -> FolioView:
     return FolioView(f.order, f.refcount, f.pincount, tuple(f.mapcount), tuple(f.words))
 
 
-
 def observe(st: State, threads: list[Thread]) -> Observation:
     return canonicalize(raw_observation(st, threads))
 
