@@ -2,6 +2,7 @@
 
     python -m bench.judge [--traces 200] [--seed 0] [--examples 40]
                           [--atheris 1000,10000] [--libfuzzer N] [--parts executor,...]
+                          [--pages 64,1024,8192]
                           [--json FILE]
 
 Parts, each printed as it finishes (CPU time, ``time.process_time``):
@@ -16,6 +17,12 @@ Parts, each printed as it finishes (CPU time, ``time.process_time``):
   judge before issue 14), **full** (every check, observations at every
   step: the judge the fast one is tested against) and **fast/1** (the fast
   judge comparing after every step).  traces/s, steps/s, each over bare.
+* ``state``: whether the judge's cost follows what a step changed or the
+  size of the state: a trace maps ``--pages`` N pages private (huge where
+  N is a multiple of 512 above 4096), writes them all, then runs 200
+  single-page writes and 200 reads; those 400 steps' CPU time per step,
+  bare and judged (as above), for each N, and each judged figure over
+  the smallest N's (flat is 1).
 * ``hypothesis``: the stateful engine (``fuzz.engine``) as the campaign's
   Hypothesis worker runs it (both sides, ``fuzz.profiles.CAMPAIGN``: the
   full judge, observations every 4 steps, the work cap), seeded with
@@ -52,10 +59,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -136,6 +143,56 @@ def executor_part(traces: int, seed: int) -> dict[str, Any]:
             "full": asdict(full), "fast_every_step": asdict(fast),
             "judged_over_bare": ratio(judged), "whole_over_bare": ratio(whole),
             "fast_every_step_over_bare": ratio(fast)}
+
+
+def state_trace(pages: int, writes: int = 200) -> Any:
+    """``pages`` pages mapped and written, then ``writes`` one-page writes and reads."""
+    from fuzz.trace import parse_trace
+
+    huge = " huge" if pages > 4096 and pages % 512 == 0 else ""
+    lines = ["# mirrorfuzz-trace 1", f"# frames: {max(4096, 2 * pages)}",
+             f"mmap P0 0 {pages} rw private{huge}", f"write_range P0 0 {pages} 1 1"]
+    for i in range(writes):
+        lines += [f"write P0 {i * 13 % pages} {i}", f"read P0 {i * 7 % pages}"]
+    return parse_trace("\n".join(lines) + "\n", f"state-{pages}")
+
+
+def per_step(trace: Any, settings: Any) -> float:
+    """CPU seconds per step of ``trace``'s lines after its first two."""
+    from fuzz import impls
+    from fuzz.executor import Session
+
+    session = Session.for_trace(trace, impls.sides("both"), replace(settings, max_work=0))
+    for line in trace.steps[:2]:
+        session.append(line)
+    before = session.verdict.steps
+    gc.collect()
+    t0 = time.process_time()
+    for line in trace.steps[2:]:
+        session.append(line)
+    seconds = time.process_time() - t0
+    if session.verdict.finding is not None:
+        raise SystemExit(f"bench.judge: a finding on a clean build: {session.verdict.finding}")
+    return seconds / max(1, session.verdict.steps - before)
+
+
+def state_part(sizes: Sequence[int]) -> dict[str, Any]:
+    from fuzz.executor import Settings
+    from fuzz.fuzz_trace import TargetConfig
+
+    out: dict[str, Any] = {}
+    per_step(state_trace(64, 20), TargetConfig().settings())  # warm up (imports, caches)
+    for pages in sizes:
+        trace = state_trace(pages)
+        bare = per_step(trace, Settings(observe_every=0, checks=False))
+        judged = per_step(trace, TargetConfig().settings())
+        out[str(pages)] = {"bare_us": bare * 1e6, "judged_us": judged * 1e6}
+        first = out[str(sizes[0])]["judged_us"]
+        print(f"  {pages:>6} pages: bare {bare * 1e6:6.0f} us/step, judged {judged * 1e6:6.0f} "
+              f"us/step ({judged / bare if bare else 0:.1f} x bare; "
+              f"{judged * 1e6 / first if first else 0:.2f} x judged at {sizes[0]} pages)",
+              flush=True)
+    return out
 
 
 def hypothesis_part(examples: int, seed: int) -> dict[str, Any]:
@@ -305,6 +362,9 @@ def libfuzzer_run(runs: int, seed: int) -> dict[str, Any]:
     return result
 
 
+PARTS = ("executor", "state", "hypothesis", "atheris")
+
+
 @dataclass
 class Args:
     traces: int = 200
@@ -312,22 +372,63 @@ class Args:
     examples: int = 40
     atheris: list[int] = field(default_factory=lambda: [1000, 10000])
     libfuzzer: int = 0
-    parts: list[str] = field(default_factory=lambda: ["executor", "hypothesis", "atheris"])
+    parts: list[str] = field(default_factory=lambda: list(PARTS))
     json: str | None = None
+    pages: list[int] = field(default_factory=lambda: [64, 1024, 8192])
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line (exit 2), as every mirrorfuzz command's."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _counts(text: str, least: int = 1) -> list[int]:
+    """A comma-separated list of whole numbers >= ``least``."""
+    items = [x.strip() for x in text.split(",") if x.strip()]
+    if not all(x.isascii() and x.isdigit() and len(x) <= 9 and int(x) >= least for x in items):
+        raise argparse.ArgumentTypeError(f"expected whole numbers >= {least}, comma-separated, "
+                                         f"got {text[:40]!r}")
+    return [int(x) for x in items]
+
+
+def _count(least: int) -> Callable[[str], int]:
+    """One whole number >= ``least``."""
+    def parse(text: str) -> int:
+        value = text.strip()
+        if not (value.isascii() and value.isdigit() and len(value) <= 9 and int(value) >= least):
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {least}, "
+                                             f"got {text[:40]!r}")
+        return int(value)
+    return parse
+
+
+def _parts(text: str) -> list[str]:
+    parts = [x for x in text.split(",") if x]
+    unknown = [x for x in parts if x not in PARTS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown part {unknown[0][:40]!r} "
+                                         f"(the parts: {', '.join(PARTS)})")
+    return parts
 
 
 def parse(argv: Sequence[str] | None) -> Args:
-    p = argparse.ArgumentParser(prog="python -m bench.judge", description=__doc__.split("\n")[0])
-    p.add_argument("--traces", type=int, default=200)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--examples", type=int, default=40)
-    p.add_argument("--atheris", default="1000,10000", help="RSS after these many inputs")
-    p.add_argument("--libfuzzer", type=int, default=0, help="also run N inputs under libFuzzer")
-    p.add_argument("--parts", default="executor,hypothesis,atheris")
+    p = _Parser(prog="python -m bench.judge", description=__doc__.split("\n")[0])
+    p.add_argument("--traces", type=_count(1), default=200)
+    p.add_argument("--seed", type=_count(0), default=0)
+    p.add_argument("--examples", type=_count(1), default=40)
+    p.add_argument("--atheris", type=_counts, default="1000,10000",
+                   help="RSS after these many inputs")
+    p.add_argument("--libfuzzer", type=_count(0), default=0,
+                   help="also run N inputs under libFuzzer")
+    p.add_argument("--parts", type=_parts, default=",".join(PARTS))
     p.add_argument("--json")
+    p.add_argument("--pages", type=_counts, default="64,1024,8192",
+                   help="the state part's sizes")
     a = p.parse_args(argv)
-    return Args(a.traces, a.seed, a.examples, [int(x) for x in a.atheris.split(",") if x],
-                a.libfuzzer, [x for x in a.parts.split(",") if x], a.json)
+    return Args(a.traces, a.seed, a.examples, a.atheris, a.libfuzzer, a.parts, a.json, a.pages)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -336,6 +437,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "executor" in args.parts:
         print(f"executor: {args.traces} decoded traces, seed {args.seed}", flush=True)
         report["executor"] = executor_part(args.traces, args.seed)
+    if "state" in args.parts and args.pages:
+        print("state: 400 one-page steps on a state of N pages", flush=True)
+        report["state"] = state_part(args.pages)
     if "hypothesis" in args.parts:
         print(f"hypothesis: {args.examples} examples (both sides, fuzz.profiles.CAMPAIGN)",
               flush=True)
@@ -345,7 +449,12 @@ def main(argv: Sequence[str] | None = None) -> int:
               flush=True)
         report["atheris"] = atheris_part(args.atheris, args.seed, args.libfuzzer)
     if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        try:
+            Path(args.json).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        except OSError as exc:
+            print(f"python -m bench.judge: error: cannot write {args.json}: {exc.strerror}",
+                  file=sys.stderr)
+            return 2
     return 0
 
 

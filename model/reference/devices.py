@@ -61,6 +61,8 @@ def write_target(st: State, target: Target, word: int, what: str) -> None:
         live_folio(st, num, what).words[i] = word
     elif kind == "dpage":
         live_dpage(st, num, what).word = word
+    if kind != "zero":
+        st.dirty.add((kind, num))
 
 
 def job_args_ok(region: Region, direction: str, off: int, cnt: int, x: int,
@@ -85,4 +87,5 @@ def region_access(st: State, region: Region, direction: str, off: int, cnt: int,
             words.append(folio.words[i])
         else:
             folio.words[i] = x + k * stride
+            st.dirty.add(("folio", fid))
     return Values(tuple(words)) if direction == "read" else Ok()

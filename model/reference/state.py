@@ -270,7 +270,11 @@ class State:
     held_folios: dict[int, str] = field(default_factory=dict)  # folio -> migrator thread
     held_dpages: dict[int, str] = field(default_factory=dict)  # dpage -> migrator thread
     frames_used: int = 0
-    dirty: set[tuple[str, int]] = field(default_factory=set)  # may have dropped to 0
+    # The folios, device pages and slots ("folio", "dpage", "slot") written since the
+    # last collect, which frees those whose count reached 0; once an observer
+    # (watch.py) starts ``touched``, collect adds them to it for the observer.
+    dirty: set[tuple[str, int]] = field(default_factory=set)
+    touched: set[tuple[str, int]] | None = None
     next_id: dict[str, int] = field(default_factory=dict)
     page_ops: int = 0
     violations: list[Violation] = field(default_factory=list)

@@ -4,10 +4,15 @@ of observations (``fuzz/observe_diff.py``).  Not part of the executable
 spec: an observer of it, with its own size budget
 (``tests/unit/test_reference_size.py``).
 
-Each part is compared with a copy taken at the last look, so nothing that
-changes goes unseen, whatever path changed it.  The copies are shallow:
-entries are frozen values, so an entry nobody replaced is the same object
-and a page table compares at C speed; a folio's lists are copied.
+Page tables and shared objects are compared with a copy taken at the last
+look: entries are frozen values, so an entry nobody replaced is the same
+object and a page table compares at C speed.  Folios, device pages and
+swap slots are looked at only where the reference wrote since the last look:
+its plain record of touched keys (``State.dirty``, which ``mm.collect``
+adds to ``State.touched`` once this watcher starts it), each compared with
+its copy, so the look costs what the steps touched, not the size of the
+state.  ``tests/reliability/test_watchers.py`` holds the record to full
+observations taken before and after every step.
 """
 
 from __future__ import annotations
@@ -61,9 +66,10 @@ class Watcher:
     def __init__(self) -> None:
         self.procs: dict[int, tuple[dict[int, Entry], set[int]]] = {}
         self.objects: dict[int, tuple[bool, dict[int, int]]] = {}
-        self.folios: dict[int, tuple[int, int, list[int], list[int]]] = {}
-        self.dpages: dict[int, tuple[int, int, int]] = {}
-        self.slots: dict[int, tuple[int, int]] = {}
+        # each live page's counts and words at the last look (``_counts``)
+        self.folios: dict[int, tuple[object, ...]] = {}
+        self.dpages: dict[int, tuple[object, ...]] = {}
+        self.slots: dict[int, tuple[object, ...]] = {}
 
     def changes(self, st: State) -> Changes:
         out = Changes()
@@ -84,25 +90,34 @@ class Watcher:
             if seen is None or seen[0] != o.alive or seen[1] != o.pages:
                 out.objects.add(oid)
                 self.objects[oid] = (o.alive, dict(o.pages))
-        for fid in st.live | self.folios.keys():
-            f = st.folios[fid]
-            was_f = self.folios.get(fid)
-            if f.freed:
-                if was_f is not None:
-                    out.folios.add(fid)
-                    del self.folios[fid]
-            elif (was_f is None or was_f[0] != f.refcount or was_f[1] != f.pincount
-                    or was_f[2] != f.words or was_f[3] != f.mapcount):
-                out.folios.add(fid)
-                self.folios[fid] = (f.refcount, f.pincount, list(f.words), list(f.mapcount))
-        for did, d in st.dpages.items():
-            now = (d.refcount, d.word, int(d.freed))
-            if self.dpages.get(did, (0, 0, 1)) != now:
-                out.device_pages.add(did)
-                self.dpages[did] = now
-        for sid, slot in st.slots.items():
-            now2 = (slot.count, slot.word) if not slot.freed else (-1, 0)
-            if self.slots.get(sid, (-1, 0)) != now2:
-                out.swap_slots.add(sid)
-                self.slots[sid] = now2
+        if st.touched is None:  # the first look: every page, and the record starts
+            keys = ({("folio", f) for f in st.live} | {("dpage", d) for d in st.dpages}
+                    | {("slot", s) for s in st.slots})
+            st.touched = set()
+        else:
+            keys = st.touched | st.dirty
+            st.touched.clear()
+        spaces = {"folio": (self.folios, out.folios), "dpage": (self.dpages, out.device_pages),
+                  "slot": (self.slots, out.swap_slots)}
+        for kind, num in keys:
+            seen, ids = spaces[kind]
+            now = _counts(st, kind, num)
+            if seen.get(num) != now:
+                ids.add(num)
+                if now is None:
+                    del seen[num]
+                else:
+                    seen[num] = now
         return out
+
+
+def _counts(st: State, kind: str, num: int) -> tuple[object, ...] | None:
+    """What a page's view shows of it now (None once freed)."""
+    if kind == "folio":
+        f = st.folios[num]
+        return None if f.freed else (f.refcount, f.pincount, list(f.words), list(f.mapcount))
+    if kind == "dpage":
+        d = st.dpages[num]
+        return None if d.freed else (d.refcount, d.word)
+    slot = st.slots[num]
+    return None if slot.freed else (slot.count, slot.word)
