@@ -100,14 +100,14 @@ class Watcher:
         spaces = {"folio": (self.folios, out.folios), "dpage": (self.dpages, out.device_pages),
                   "slot": (self.slots, out.swap_slots)}
         for kind, num in keys:
-            seen, ids = spaces[kind]
+            copies, ids = spaces[kind]
             now = _counts(st, kind, num)
-            if seen.get(num) != now:
+            if copies.get(num) != now:
                 ids.add(num)
                 if now is None:
-                    del seen[num]
+                    del copies[num]
                 else:
-                    seen[num] = now
+                    copies[num] = now
         return out
 
 
