@@ -38,6 +38,7 @@ from model.observation import Changes, RawObservation
 
 TRACES = int(os.environ.get("MIRRORFUZZ_WATCH_TRACES") or 120)
 QUALITY = Path(__file__).parents[1] / "quality" / "traces"
+CORPUS = Path(__file__).parents[2] / "corpus"
 
 
 def retargeted(was: Any, now: Any, changes: Changes) -> bool:
@@ -147,6 +148,17 @@ def test_watchers_report_every_change_with_a_planted_bug(name: str) -> None:
     problems: list[str] = []
     trace = load_trace(str(QUALITY / f"{name}.trace"))
     run_trace(trace, witnessed(problems), replace(PLAIN, mutant=name))
+    assert not problems, problems[:5]
+
+
+@pytest.mark.parametrize("path", sorted(CORPUS.rglob("*.trace")),
+                         ids=lambda p: str(p.relative_to(CORPUS)))
+def test_watchers_report_every_change_on_the_corpus(path: Path) -> None:
+    """The corpus reaches paths random traces rarely do (a THP split by
+    migrate_to_dev, a migration back with no frame left to copy into), and
+    each of them writes pages the reference must note (``State.dirty``)."""
+    problems: list[str] = []
+    assert run_trace(load_trace(str(path)), witnessed(problems), PLAIN).steps > 0
     assert not problems, problems[:5]
 
 
