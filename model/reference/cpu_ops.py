@@ -233,7 +233,7 @@ def _access(st: State, proc: Process, v: int, x: int | None) -> OpResult:
     if x is None:
         return NumResult(folio.words[entry.i])
     folio.words[entry.i] = x
-    st.dirty.add(("folio", entry.f))
+    st.note("folio", entry.f)
     return OK
 
 

@@ -62,7 +62,7 @@ def write_target(st: State, target: Target, word: int, what: str) -> None:
     elif kind == "dpage":
         live_dpage(st, num, what).word = word
     if kind != "zero":
-        st.dirty.add((kind, num))
+        st.note(kind, num)
 
 
 def job_args_ok(region: Region, direction: str, off: int, cnt: int, x: int,
@@ -87,5 +87,5 @@ def region_access(st: State, region: Region, direction: str, off: int, cnt: int,
             words.append(folio.words[i])
         else:
             folio.words[i] = x + k * stride
-            st.dirty.add(("folio", fid))
+            st.note("folio", fid)
     return Values(tuple(words)) if direction == "read" else Ok()

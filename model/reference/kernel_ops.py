@@ -136,7 +136,7 @@ def op_migrate_reclaim(st: State, th: Thread, op: Migrate | Reclaim) -> Gen[OpRe
             continue
         st.held_folios[fid] = th.name
         folio.refcount += 1
-        st.dirty.add(("folio", fid))
+        st.note("folio", fid)
         while (found := _first_mapping(st, fid)) is not None:
             mproc, v = found
             if pmd_mapped(mproc, v):

@@ -95,7 +95,7 @@ def migrate_back(st: State, th: Thread, d: int) -> Gen[Outcome]:
             for proc, v, e in migs:
                 put(st, proc, v, Dev(d, e.w, e.x))
                 page.refcount += 1
-                st.dirty.add(("dpage", d))
+                st.note("dpage", d)
             outcome = "nomem"
         else:
             for proc, v, e in migs:

@@ -110,7 +110,7 @@ def _split_folio(st: State, folio: Folio) -> None:
             new_ids[i] = _fresh_order0(st, folio.words[i], folio.mapcount[i])
             st.folios[new_ids[i]].split_from = (folio.id, i)
     folio.freed = True
-    st.dirty.add(("folio", folio.id))
+    st.note("folio", folio.id)
     folio.split_into = new_ids
     st.live.discard(folio.id)
     folio.refcount = 0
@@ -132,7 +132,7 @@ def _fresh_order0(st: State, word: int, maps: int) -> int:
     st.folios[folio.id] = folio
     st.live.add(folio.id)
     st.frames_used += 1
-    st.dirty.add(("folio", folio.id))
+    st.note("folio", folio.id)
     return folio.id
 
 

@@ -171,7 +171,7 @@ def map_pte(st: State, fid: int, i: int) -> None:
     folio = st.folios[fid]
     folio.refcount += 1
     folio.mapcount[i] += 1
-    st.dirty.add(("folio", fid))
+    st.note("folio", fid)
 
 
 def unmap_pte(st: State, fid: int, i: int) -> None:
@@ -195,7 +195,7 @@ def hold_dpage(st: State, did: int, holder: str) -> None:
     """A migrator holds device page ``did`` (refcount(d) += 1, SPEC §6.5)."""
     st.held_dpages[did] = holder
     st.dpages[did].refcount += 1
-    st.dirty.add(("dpage", did))
+    st.note("dpage", did)
 
 
 def release_dpage(st: State, did: int) -> None:
@@ -287,7 +287,7 @@ def split_pmd(st: State, proc: Process, base: int) -> None:
     folio = st.folios[entry.f]
     folio.refcount += HUGE_PAGES - 1
     st.page_ops += HUGE_PAGES
-    st.dirty.add(("folio", folio.id))
+    st.note("folio", folio.id)
 
 
 def zap(st: State, proc: Process, v: int) -> None:

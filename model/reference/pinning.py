@@ -93,7 +93,7 @@ def pin_page(st: State, th: Thread, proc: Process, v: int,
         folio = st.folios[entry.f]
         folio.pincount += 1
         folio.refcount += 1
-        st.dirty.add(("folio", entry.f))
+        st.note("folio", entry.f)
         return (entry.f, entry.i)
 
 

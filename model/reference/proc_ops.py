@@ -70,7 +70,7 @@ def _fork_apply(st: State, parent: Process, child: Process, vma: Vma) -> bool:
                     continue
                 child.pmds.add(base)
                 folio.refcount += 1
-                st.dirty.add(("folio", folio.id))
+                st.note("folio", folio.id)
                 for i in range(HUGE_PAGES):
                     folio.mapcount[i] += 1
                     shared = Present(entry.f, i, False, False)
@@ -85,11 +85,11 @@ def _fork_apply(st: State, parent: Process, child: Process, vma: Vma) -> bool:
             put(st, child, v, Zero())
         elif isinstance(entry, Swap):
             st.slots[entry.slot].count += 1
-            st.dirty.add(("slot", entry.slot))
+            st.note("slot", entry.slot)
             put(st, child, v, entry)
         elif isinstance(entry, Dev):
             st.dpages[entry.d].refcount += 1
-            st.dirty.add(("dpage", entry.d))
+            st.note("dpage", entry.d)
             put(st, parent, v, Dev(entry.d, False, False))
             put(st, child, v, Dev(entry.d, False, False))
         elif isinstance(entry, MigF):

@@ -270,10 +270,10 @@ class State:
     held_folios: dict[int, str] = field(default_factory=dict)  # folio -> migrator thread
     held_dpages: dict[int, str] = field(default_factory=dict)  # dpage -> migrator thread
     frames_used: int = 0
-    # The folios, device pages and slots ("folio", "dpage", "slot") written since the
-    # last collect, which frees those whose count reached 0; once an observer
-    # (watch.py) starts ``touched``, collect adds them to it for the observer.
-    dirty: set[tuple[str, int]] = field(default_factory=set)
+    dirty: set[tuple[str, int]] = field(default_factory=set)  # may have dropped to 0
+    # The folios, device pages and slots ("folio", "dpage", "slot") written since an
+    # observer (watch.py) last looked, once it starts the record: ``note`` at each
+    # write, and ``dirty`` at each collect.
     touched: set[tuple[str, int]] | None = None
     next_id: dict[str, int] = field(default_factory=dict)
     page_ops: int = 0
@@ -288,6 +288,11 @@ class State:
         num = self.next_id.get(kind, 0)
         self.next_id[kind] = num + 1
         return num
+
+    def note(self, kind: str, num: int) -> None:
+        """A page's counts or words written, for an observer's record."""
+        if self.touched is not None:
+            self.touched.add((kind, num))
 
     def violate(self, invariant: str, detail: str) -> None:
         self.violations.append(Violation(invariant, detail))

@@ -8,10 +8,10 @@ Page tables and shared objects are compared with a copy taken at the last
 look: entries are frozen values, so an entry nobody replaced is the same
 object and a page table compares at C speed.  Folios, device pages and
 swap slots are looked at only where the reference wrote since the last look:
-its plain record of touched keys (``State.dirty``, which ``mm.collect``
-adds to ``State.touched`` once this watcher starts it), each compared with
-its copy, so the look costs what the steps touched, not the size of the
-state.  ``tests/reliability/test_watchers.py`` holds the record to full
+its plain record of touched keys (``State.touched``, which this watcher
+starts: ``State.note`` at each write, and what ``mm.collect`` was given to
+free), each compared with its copy, so the look costs what the steps
+touched, not the size of the state.  ``tests/reliability/test_watchers.py`` holds the record to full
 observations taken before and after every step.
 """
 

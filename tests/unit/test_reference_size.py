@@ -15,10 +15,10 @@ from pathlib import Path
 
 REFERENCE = Path(__file__).resolve().parents[2] / "model" / "reference"
 BUDGET = 2620  # lines of code in model/reference/ and its drivers/
-# (was 2600: + the record of touched folios, device pages and slots at the
-# reference's ~15 write sites that did not note them in ``State.dirty`` yet,
-# which issue 14 asked for so that the cheap comparison's look costs what a
-# step touched)
+# (was 2600: + a record of the folios, device pages and slots written, for the
+# reference's watcher: ``State.note`` at the ~15 write sites that ``State.dirty``
+# did not already name; issue 14 asked for it so that the cheap comparison's
+# look costs what a step touched)
 FILE_BUDGET = 450
 PLUGIN_API = "plugin_core.py"  # the plug-in API over the model, not the spec: its own budget
 PLUGIN_API_BUDGET = 150  # was 110: + pin, unpin, migrate_vma, wait, page_moved, busy
