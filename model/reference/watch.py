@@ -11,8 +11,8 @@ swap slots are looked at only where the reference wrote since the last look:
 its plain record of touched keys (``State.touched``, which this watcher
 starts: ``State.note`` at each write, and what ``mm.collect`` was given to
 free), each compared with its copy, so the look costs what the steps
-touched, not the size of the state.  ``tests/reliability/test_watchers.py`` holds the record to full
-observations taken before and after every step.
+touched, not the size of the state.  ``tests/reliability/test_watchers.py``
+holds the record to full observations taken before and after every step.
 """
 
 from __future__ import annotations
