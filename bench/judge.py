@@ -385,24 +385,26 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def _counts(text: str, least: int = 1) -> list[int]:
-    """A comma-separated list of whole numbers >= ``least``."""
-    items = [x.strip() for x in text.split(",") if x.strip()]
-    if not all(x.isascii() and x.isdigit() and len(x) <= 9 and int(x) >= least for x in items):
-        raise argparse.ArgumentTypeError(f"expected whole numbers >= {least}, comma-separated, "
+MAX_PAGES = 1 << 20  # the state part's largest size (bench.scale's largest)
+
+
+def _whole(text: str, least: int, most: int = 10**9) -> int:
+    """One whole number in [least, most]."""
+    value = text.strip()
+    if not (value.isascii() and value.isdigit() and len(value) <= 10
+            and least <= int(value) <= most):
+        raise argparse.ArgumentTypeError(f"expected a whole number from {least} to {most}, "
                                          f"got {text[:40]!r}")
-    return [int(x) for x in items]
+    return int(value)
 
 
-def _count(least: int) -> Callable[[str], int]:
-    """One whole number >= ``least``."""
-    def parse(text: str) -> int:
-        value = text.strip()
-        if not (value.isascii() and value.isdigit() and len(value) <= 9 and int(value) >= least):
-            raise argparse.ArgumentTypeError(f"expected a whole number >= {least}, "
-                                             f"got {text[:40]!r}")
-        return int(value)
-    return parse
+def _count(least: int, most: int = 10**9) -> Callable[[str], int]:
+    return lambda text: _whole(text, least, most)
+
+
+def _counts(least: int, most: int = 10**9) -> Callable[[str], list[int]]:
+    """A comma-separated list of whole numbers in [least, most]."""
+    return lambda text: [_whole(x, least, most) for x in text.split(",") if x.strip()]
 
 
 def _parts(text: str) -> list[str]:
@@ -419,15 +421,17 @@ def parse(argv: Sequence[str] | None) -> Args:
     p.add_argument("--traces", type=_count(1), default=200)
     p.add_argument("--seed", type=_count(0), default=0)
     p.add_argument("--examples", type=_count(1), default=40)
-    p.add_argument("--atheris", type=_counts, default="1000,10000",
+    p.add_argument("--atheris", type=_counts(1), default="1000,10000",
                    help="RSS after these many inputs")
     p.add_argument("--libfuzzer", type=_count(0), default=0,
                    help="also run N inputs under libFuzzer")
     p.add_argument("--parts", type=_parts, default=",".join(PARTS))
     p.add_argument("--json")
-    p.add_argument("--pages", type=_counts, default="64,1024,8192",
-                   help="the state part's sizes")
+    p.add_argument("--pages", type=_counts(16, MAX_PAGES), default="64,1024,8192",
+                   help=f"the state part's sizes (16 to {MAX_PAGES})")
     a = p.parse_args(argv)
+    if a.json and not Path(a.json).resolve().parent.is_dir():
+        p.error(f"--json {a.json[:80]!r}: its directory does not exist")
     return Args(a.traces, a.seed, a.examples, a.atheris, a.libfuzzer, a.parts, a.json, a.pages)
 
 

@@ -41,7 +41,9 @@ def test_defaults() -> None:
 
 @pytest.mark.parametrize("argv", [["--pages", "x"], ["--pages", "0"], ["--parts", "foo"],
                                   ["--traces", "0"], ["--seed", "-1"], ["--examples", "1e3"],
-                                  ["--atheris", "1,two"], ["--bogus"]])
+                                  ["--atheris", "1,two"], ["--bogus"],
+                                  ["--pages", str(1 << 30)],  # more than bench.scale's largest
+                                  ["--json", "/nonexistent-dir/report.json"]])
 def test_a_bad_argument_is_one_line_and_exit_2(argv: list[str],
                                                capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as stop:
