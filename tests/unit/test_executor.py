@@ -105,6 +105,9 @@ class Fake:
     def page_ops(self) -> int:
         return self.budget_used
 
+    def footprint(self) -> int:
+        return 0
+
 
 def side(name: str, make: Callable[[], Fake]) -> tuple[str, Factory]:
     def factory(config: Config) -> Implementation:
