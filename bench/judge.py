@@ -25,10 +25,12 @@ Parts, each printed as it finishes (CPU time, ``time.process_time``):
   the smallest N's (flat is 1).
 * ``hypothesis``: the stateful engine (``fuzz.engine``) as the campaign's
   Hypothesis worker runs it (both sides, ``fuzz.profiles.CAMPAIGN``: the
-  full judge, observations every 4 steps, the work cap), seeded with
-  ``--seed``, for ``--examples`` examples: examples/s, judged steps/s, and
-  that rate as a fraction of the judged executor's steps/s (the fast judge
-  at the same period) on the same traces.
+  fast judge, observations every 4 steps, the work cap counting the
+  state), and again with the full judge in its place (the same examples:
+  ``Settings.cap_by_state``), seeded with ``--seed``, for ``--examples``
+  examples: examples/s and judged steps/s of each, and the fast one's as
+  a fraction of the executor's steps/s on the same traces with the same
+  settings.
 * ``atheris``: the Atheris target's ``TestOneInput`` in a plain loop on
   fixed-seed random inputs, ``model`` instrumented by atheris as in the
   worker (when atheris is installed): execs/s and the process's RSS after
@@ -196,22 +198,19 @@ def state_part(sizes: Sequence[int]) -> dict[str, Any]:
 
 
 def hypothesis_part(examples: int, seed: int) -> dict[str, Any]:
-    from fuzz.fuzz_trace import TargetConfig
     from fuzz.profiles import CAMPAIGN, MAX_WORK
 
     out: dict[str, Any] = {}
     made: list[Any] = []
     for fast in (False, True):
-        name = "fast" if fast else "judged"
+        name = "fast" if fast else "full"
         engine, made = engine_rate(examples, seed, fast)
         out[name] = asdict(engine)
         print(f"  {name:<8} {engine.traces_per_s:8.2f} examples/s {engine.steps_per_s:9.0f} "
               f"steps/s  ({engine.traces} examples, {engine.steps} steps, "
               f"{engine.seconds:.2f} s{', stopped at a finding' if engine.findings else ''})",
               flush=True)
-    rejudged = run_executor("rejudged", made,
-                            TargetConfig(observe_every=CAMPAIGN.observe_every).settings(),
-                            MAX_WORK)
+    rejudged = run_executor("rejudged", made, CAMPAIGN.settings(), MAX_WORK)
     print(rejudged.line(), flush=True)
     ratio = out["fast"]["steps"] / out["fast"]["seconds"] / rejudged.steps_per_s \
         if rejudged.steps_per_s and out["fast"]["seconds"] else 0.0

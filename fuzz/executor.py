@@ -74,7 +74,7 @@ from fuzz.verdict import (
     observation_work,
 )
 from model.interface import INVARIANT_NUMBERS, Config, Factory, Implementation, Watched
-from model.observation import Observation, VmaView, canonicalize_numbered
+from model.observation import Observation, RawObservation, VmaView, canonicalize_numbered
 from model.ops import (
     DEFAULT_DEVICE_FRAMES,
     DEFAULT_FRAMES,
@@ -218,8 +218,9 @@ class Session:
         if self.settings.fast and len(self.impls) > 1 \
                 and all(isinstance(impl, Watched) for impl in self.impls):
             self.cheap = CheapJudge(cast(list[Watched], self.impls))
-        if not self.settings.fast:  # the fast judge compares fresh sides at its first period
-            self._after_step()
+        if not self.settings.fast or self.settings.cap_by_state:
+            self._after_step()  # the fast judge compares fresh sides at its first period
+            # (or, when the cap counts the state, keeps the full judge's periods)
 
     def _end(self) -> None:
         if self.settings.drain:
@@ -235,6 +236,11 @@ class Session:
         if self.settings.max_work and self.work[side] > self.settings.max_work:
             self.verdict.capped = True
             raise _Stop
+
+    def _charge_observation(self, side: int, obs: Observation | RawObservation) -> None:
+        """An observation's work, unless the cap counts footprints instead."""
+        if not self.settings.cap_by_state:
+            self._charge(side, observation_work(obs))
 
     # -------------------------------------------------------------- findings
 
@@ -392,13 +398,16 @@ class Session:
             return
         if last and k <= 0 and not self.settings.fast:
             return  # observations off (the fast judge compares once more at the end)
+        if self.settings.cap_by_state:
+            for side, impl in enumerate(self.impls):
+                self._charge(side, self._call(impl.name, impl.footprint))
         if self.cheap is not None:
             self._compare_watched(last)
             return
         observations = []
         for side, impl in enumerate(self.impls):
             observations.append(self._call(impl.name, impl.observe))
-            self._charge(side, observation_work(observations[-1]))
+            self._charge_observation(side, observations[-1])
         self._judge(observations)
 
     def _compare_watched(self, last: bool) -> None:
@@ -415,7 +424,7 @@ class Session:
         raws = []
         for side, impl in enumerate(self.cheap.sides):
             raws.append(self._side_call(side, impl.observe_raw))
-            self._charge(side, observation_work(raws[-1]))
+            self._charge_observation(side, raws[-1])
         if self._call(first, partial(self.cheap.full_agree, raws)):
             return
         numbered = [self._side_call(side, partial(canonicalize_numbered, raw))

@@ -16,7 +16,8 @@ outcome      meaning
 The work cap is an engine's bound on one trace: a side's
 work is 1 + the page operations of each of its steps, plus the entries,
 folios, device pages and swap slots of each of its observations
-(:func:`observation_work`), all deterministic.  The cap is checked before
+(:func:`observation_work`; with ``Settings.cap_by_state``, its footprint
+at each point the period compares at, cheaply or not), all deterministic.  The cap is checked before
 and after each side's step and after each observation, before anything is
 compared: the step or observation that passes it is not judged.
 """
@@ -163,6 +164,13 @@ class Settings:
     fast judge reports what the full one does, or nothing where the trouble
     the full one would have seen is gone by the fast one's next comparison
     (``tests/quality/test_fast_judge.py`` measures that on the planted bugs)."""
+    cap_by_state: bool = False
+    """How the work cap counts an observation: by what it holds (False), or,
+    at every point the period compares at, by each side's ``footprint`` --
+    what a whole observation of it would hold -- whether the comparison is
+    cheap or whole (True).  Then the fast and the full judge charge the same
+    work at the same points and stop a run at the same place, so an engine
+    makes the same examples under either (``fuzz.profiles.CAMPAIGN``)."""
     scan_every: int = 8
     scan_each_step: tuple[str, ...] = ("optimized",)
     """Sides whose scans cost what a step changed (the optimized side's

@@ -143,6 +143,13 @@ class Implementation(Protocol):
         """Page operations done by the last step (SPEC §5.4 budget)."""
         ...
 
+    def footprint(self) -> int:
+        """What a whole observation of this side holds: its live processes'
+        entries, and the pages, device pages and swap slots in use (the work
+        cap's charge per observation when it counts the state,
+        ``fuzz.verdict.Settings.cap_by_state``)."""
+        ...
+
     def costs(self) -> dict[str, int]:
         """What the run cost so far (``mirrorfuzz compare``): the reference
         counts, another implementation may give nothing."""

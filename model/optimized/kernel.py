@@ -157,6 +157,11 @@ class OptimizedKernel:
     def observe_parts(self, parts: Changes) -> RawObservation:
         return observe.raw_observation(self.state, parts, self.watcher.tables)
 
+    def footprint(self) -> int:
+        k = self.state
+        return (sum(p.pt.count() for p in k.procs.values() if p.state != "dead")
+                + k.frames.in_use + k.dpages.in_use() + k.swap.in_use)
+
     def take_violations(self) -> list[Violation]:
         out = self.state.violations
         self.state.violations = []

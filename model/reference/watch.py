@@ -47,6 +47,12 @@ class Watching:
     def observe_parts(self, parts: Changes) -> RawObservation:
         return observe_parts(self.state, self._live(), parts)
 
+    def footprint(self) -> int:
+        st = self.state
+        return (sum(len(p.pt) for p in st.procs.values() if p.state != "dead") + st.frames_used
+                + sum(not d.freed for d in st.dpages.values())
+                + sum(not s.freed for s in st.slots.values()))
+
 
 def observe_parts(st: State, threads: list[Thread], parts: Changes) -> RawObservation:
     """The parts, and page views built when looked up."""

@@ -4,13 +4,14 @@ the seed and the settings."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from fuzz.engine import HypothesisEngine, atheris_command, libfuzzer_seed
 from fuzz.executor import Verdict
-from fuzz.profiles import HUNT
+from fuzz.profiles import CAMPAIGN, HUNT
 from fuzz.stateful import EngineConfig, Hooks, MirrorMachine
 from fuzz.trace import Trace, format_trace
 
@@ -61,6 +62,28 @@ def test_the_same_seed_gives_the_same_run(tmp_path: Path) -> None:
         runs.append(hooks.seen)
     assert runs[0] == runs[1]
     assert runs[0] != runs[2]
+
+
+class Steps(Recording):
+    def judged(self, machine: MirrorMachine, verdict: Verdict) -> bool:
+        self.seen.append((format_trace(machine.trace()), f"{verdict.outcome} {verdict.steps}"))
+        return True
+
+
+def test_the_campaign_profile_makes_the_full_judges_examples(tmp_path: Path) -> None:
+    """The campaign's Hypothesis workers judge with the fast judge
+    (``fuzz.profiles.CAMPAIGN``), its cap counting the state: each example
+    is the one the full judge would make, capped at the same step."""
+    assert CAMPAIGN.fast and CAMPAIGN.cap_by_state
+    runs = []
+    for fast in (True, False):
+        hooks = Steps(passes=True)
+        HypothesisEngine(EngineConfig(sides="both", judge=replace(CAMPAIGN, fast=fast).settings(),
+                                      failures=str(tmp_path)), hooks).run(0, 12)
+        runs.append(hooks.seen)
+    assert len(runs[0]) >= 12
+    assert any(outcome.startswith("capped") for _, outcome in runs[1])  # the cap bites
+    assert runs[0] == runs[1]
 
 
 def test_the_atheris_command_carries_the_seed_and_the_settings(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@ that each kind of finding is produced on purpose and must be reported."""
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -104,6 +105,9 @@ class Fake:
 
     def page_ops(self) -> int:
         return self.budget_used
+
+    def footprint(self) -> int:
+        return 0
 
 
 def side(name: str, make: Callable[[], Fake]) -> tuple[str, Factory]:
@@ -359,3 +363,30 @@ def test_a_session_judges_each_line_as_it_is_appended() -> None:
     assert session.finish() == run_trace(parse_trace(text), sides)
     with pytest.raises(RuntimeError):
         session.append(lines[0])
+
+
+def test_a_cap_counting_the_state_stops_both_judges_at_the_same_step() -> None:
+    """With ``cap_by_state`` each side is charged its footprint at every
+    point the period compares at, under either judge; so the fast judge,
+    whose cheap comparisons cost no work of their own, stops a capped run
+    where the full judge does.  (With the cap counting observations it runs
+    further: the test can fail.)"""
+    from fuzz import impls
+    from fuzz.codec import decode
+
+    rng = random.Random(14)
+    cases = [decode(rng.randbytes(rng.randint(40, 300))) for _ in range(60)]
+    sides = impls.sides("both")
+
+    def stops(fast: bool, by_state: bool) -> list[tuple[bool, int]]:
+        settings = Settings(observe_every=4, fast=fast, max_work=400, cap_by_state=by_state)
+        out = []
+        for t in cases:
+            verdict = run_trace(t, sides, settings)
+            out.append((verdict.capped, verdict.steps))
+        return out
+
+    by_state = stops(False, True)
+    assert sum(capped for capped, _ in by_state) >= 10  # the cap does bite
+    assert stops(True, True) == by_state
+    assert stops(True, False) != stops(False, False)

@@ -130,6 +130,9 @@ class Fake:
     def page_ops(self) -> int:
         return 0
 
+    def footprint(self) -> int:
+        return 0
+
 
 def side(name: str, bug: Bug | None = None) -> tuple[str, Factory]:
     def factory(config: Config) -> Implementation:
