@@ -170,7 +170,10 @@ class Settings:
     what a whole observation of it would hold -- whether the comparison is
     cheap or whole (True).  Then the fast and the full judge charge the same
     work at the same points and stop a run at the same place, so an engine
-    makes the same examples under either (``fuzz.profiles.CAMPAIGN``)."""
+    makes the same examples under either (``fuzz.profiles.CAMPAIGN``).
+    (With ``observe_every`` 0 they part at the very end: the fast judge
+    still compares, and charges, after the last step; the full one does
+    neither.)"""
     scan_every: int = 8
     scan_each_step: tuple[str, ...] = ("optimized",)
     """Sides whose scans cost what a step changed (the optimized side's
