@@ -218,9 +218,11 @@ class Session:
         if self.settings.fast and len(self.impls) > 1 \
                 and all(isinstance(impl, Watched) for impl in self.impls):
             self.cheap = CheapJudge(cast(list[Watched], self.impls))
+        # The full judge compares the fresh sides at once; so does the fast one
+        # when the cap counts the state (its periods are then the full one's),
+        # else it compares them at its first period.
         if not self.settings.fast or self.settings.cap_by_state:
-            self._after_step()  # the fast judge compares fresh sides at its first period
-            # (or, when the cap counts the state, keeps the full judge's periods)
+            self._after_step()
 
     def _end(self) -> None:
         if self.settings.drain:

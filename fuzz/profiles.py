@@ -80,9 +80,9 @@ example drivers' twelve planted bugs (a worker each, seed 0, 180 s): all
 twelve found by both, the same findings, median CPU to find 15.6 s against
 42.2 s with the full judge and the cap counting observations (the profile
 before; 0.9 to 3.6 times sooner by bug); with seed 1, ten found against
-nine, median 31.5 s against 66.1 (misses counted at their 180 s).  The fast judge under that old cap
-ran past where the full one stopped (its examples 1.4 times longer) and
-found them no sooner (issue 14)."""
+nine, median 31.5 s against 66.1 (misses counted at their 180 s).  The
+fast judge under that old cap ran past where the full one stopped (its
+examples 1.4 times longer) and found them no sooner (issue 14)."""
 HUNT: Final = Profile(observe_every=0, fast=True, checked=("optimized",))
 PYTEST: Final = {"ci": Profile(observe_every=16, max_work=0),
                  "dev": Profile(observe_every=4, max_work=0)}

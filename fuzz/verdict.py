@@ -13,11 +13,11 @@ outcome      meaning
 ``clean``    none of these
 ===========  ==============================================================
 
-The work cap is an engine's bound on one trace: a side's
-work is 1 + the page operations of each of its steps, plus the entries,
-folios, device pages and swap slots of each of its observations
-(:func:`observation_work`; with ``Settings.cap_by_state``, its footprint
-at each point the period compares at, cheaply or not), all deterministic.  The cap is checked before
+The work cap is an engine's bound on one trace: a side's work is 1 + the
+page operations of each of its steps, plus the entries, folios, device
+pages and swap slots of each of its observations (:func:`observation_work`;
+with ``Settings.cap_by_state``, its footprint at each point the period
+compares at, cheaply or not), all deterministic.  The cap is checked before
 and after each side's step and after each observation, before anything is
 compared: the step or observation that passes it is not judged.
 """

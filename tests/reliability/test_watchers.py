@@ -156,7 +156,8 @@ def test_watchers_report_every_change_with_a_planted_bug(name: str) -> None:
 def test_watchers_report_every_change_on_the_corpus(path: Path) -> None:
     """The corpus reaches paths random traces rarely do (a THP split by
     migrate_to_dev, a migration back with no frame left to copy into), and
-    each of them writes pages the reference must note (``State.dirty``)."""
+    each of them writes pages the reference must record for its watcher
+    (``State.note``, ``State.dirty``)."""
     problems: list[str] = []
     assert run_trace(load_trace(str(path)), witnessed(problems), PLAIN).steps > 0
     assert not problems, problems[:5]
