@@ -149,6 +149,19 @@ class _Refs:
             self.slots[raw] = self.slot_view(raw)  # type: ignore[assignment]
         return Ref("swap", raw), int(sw.word[s])
 
+    def folio_refs(self, pfns: npt.NDArray[np.int64]) -> list[Ref]:
+        """The folio refs of the pages ``pfns`` (a region's pins, an object's
+        pages): by whole arrays past a few (:meth:`targets`' way)."""
+        if len(pfns) <= _FEW:
+            return [self.folio(p)[0] for p in pfns.tolist()]
+        fr = self.k.frames
+        heads = fr.heads(pfns)
+        gens = fr.gen[heads]
+        if not self.lazy:
+            self._folio_views(heads, gens)
+        return [Ref("folio", (h, g), i) for h, g, i in
+                zip(heads.tolist(), gens.tolist(), (pfns - heads).tolist(), strict=True)]
+
     def _folio_views(self, heads: npt.NDArray[np.int64], gens: npt.NDArray[np.int32]) -> None:
         """Build the views of the folios at ``heads`` not seen yet; those of
         order 0 (most of them) from whole-array reads."""
@@ -305,10 +318,9 @@ def raw_observation(k: KernelState, parts: Changes | None = None,
         o = k.objects[oid]
         if not o.live or (parts is not None and oid not in parts.objects):
             continue
-        resident = []
+        resident: list[tuple[int, Ref]] = []
         for idxs, pfns1, _ in o.pages.populated(0, ADDRESS_PAGES):
-            for i, p1 in zip(idxs.tolist(), pfns1.tolist(), strict=True):
-                resident.append((i, refs.folio(p1 - 1)[0]))
+            resident += zip(idxs.tolist(), refs.folio_refs(pfns1 - 1), strict=True)
         objects.append(ObjectView(oid, o.size, tuple(resident)))
     devices: list[DeviceView] = []
     shown: list[Region] = []
@@ -324,13 +336,9 @@ def raw_observation(k: KernelState, parts: Changes | None = None,
     regions: list[RegionView] = []
     for reg in sorted(shown, key=lambda r: r.id):
         rid = reg.id
-        pins: list[tuple[int, Ref]] = []
-        if reg.pins is not None:
-            for i, pfn in enumerate(reg.pins.tolist()):
-                pins.append((i, refs.folio(pfn)[0]))
-        regions.append(RegionView(rid, reg.kind, reg.dev, reg.start, reg.n, reg.mode,
-                                  tuple(pins), reg.valid, reg.dying, reg.active,
-                                  reg.valid_seq))
+        pins = () if reg.pins is None else tuple(enumerate(refs.folio_refs(reg.pins)))
+        regions.append(RegionView(rid, reg.kind, reg.dev, reg.start, reg.n, reg.mode, pins,
+                                  reg.valid, reg.dying, reg.active, reg.valid_seq))
     jobs = [JobView(j.id, j.region, j.direction, j.off, j.count)
             for j in sorted(k.jobs.values(), key=lambda j: j.id)]
     threads = [ThreadView(t.name, t.text, t.failed_commits)
