@@ -62,7 +62,7 @@ def _folios_in(k: KernelState, proc: Process, a: int, b: int) -> list[tuple[int,
 def _mapped_in(k: KernelState, proc: Process, head: int, a: int, b: int) -> bool:
     fr = k.frames
     n = fr.nr_pages(head)
-    for lo, hi in vma_ranges(k, proc, int(fr.index[head]), n, -1):
+    for lo, hi in vma_ranges(k, proc, int(fr.index[head]), n):
         lo, hi = max(lo, a), min(hi, b)
         for _, ents, _ in proc.pt.populated(lo, hi):
             pay = ents >> SHIFT
@@ -103,7 +103,7 @@ def migrate_folio(k: KernelState, t: Thread, head: int, reclaim: bool) -> Gen[in
     fr.holders[head] = t.name
     fr.refcount[head] += 1
     while True:
-        fm = first_mapping(k, idx, n, -1, (PRESENT,), head, head + n)
+        fm = first_mapping(k, idx, n, PRESENT, head, head + n)
         if fm is None:
             break
         proc, v, pmd = fm
@@ -113,7 +113,7 @@ def migrate_folio(k: KernelState, t: Thread, head: int, reclaim: bool) -> Gen[in
         end = _run_end(proc, v, head, n)
         yield from invalidate(t, proc.mn, Range("clear", v, end, None, True),
                               partial(_to_migration, k, proc, v, end, head, n))
-    migs = list(rmap_walk(k, idx, n, -1, (MIG_F,), head, head + n))
+    migs = list(rmap_walk(k, idx, n, MIG_F, head, head + n))
     moved = 0
 
     def restore(target: int) -> None:

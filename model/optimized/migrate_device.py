@@ -73,13 +73,13 @@ def migrate_back(k: KernelState, t: Thread, d: int, moved: Moved | None = None) 
     owner = int(dp.owner[d])
     idx = int(dp.index[d])
     while True:
-        fm = first_mapping(k, idx, 1, -1, (DEVICE,), d, d + 1)
+        fm = first_mapping(k, idx, 1, DEVICE, d, d + 1)
         if fm is None:
             break
         proc, v, _ = fm
         yield from invalidate(t, proc.mn, Range("migrate", v, v + 1, owner, True),
                               partial(_to_migration, k, proc, v, d))
-    migs = list(rmap_walk(k, idx, 1, -1, (MIG_D,), d, d + 1))
+    migs = list(rmap_walk(k, idx, 1, MIG_D, d, d + 1))
     if not migs:
         _release(k, d)
         return "none"
@@ -222,7 +222,7 @@ def split_folios(k: KernelState, proc: Process, a: int, b: int) -> None:
 
 def pmd_mapped(k: KernelState, head: int) -> bool:
     """Whether some huge leaf maps the order-9 folio at ``head``."""
-    for _, _, _, pmd in rmap_walk(k, int(k.frames.index[head]), PTRS, -1, (PRESENT,),
+    for _, _, _, pmd in rmap_walk(k, int(k.frames.index[head]), PTRS, PRESENT,
                                   head, head + PTRS):
         if pmd:
             return True

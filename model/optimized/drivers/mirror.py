@@ -268,7 +268,7 @@ def _drop_table_entries(k: KernelState, dev: Device, d: int) -> None:
     mirror = dev
     proc = k.procs[mirror.pid]
     target = mkentry(DEVICE, d)
-    for a, b in vma_ranges(k, proc, int(k.dpages.index[d]), 1, -1) or []:
+    for a, b in vma_ranges(k, proc, int(k.dpages.index[d]), 1) or []:
         for v in range(a, b):
             e = mirror.table.entry(v)
             if e and (e & ~W) == target:
