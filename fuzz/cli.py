@@ -131,7 +131,8 @@ def cmd_minimize(args: argparse.Namespace) -> int:
     if what != "a regular file":
         raise BadInput(f"{args.file}: " + ("no such file" if what == "absent"
                                            else f"{what}, not a trace file"))
-    output = validate.output_file(args.output or str(default_output(source)), "--output")
+    output = validate.output_file_for(
+        str(default_output(source)) if args.output is None else args.output, "--output", source)
     original = load_trace(source)
     plugins.check_headers(original.headers, str(source))
     sides = impls.sides(args.impl)
@@ -268,8 +269,19 @@ def one_line(text: str, limit: int = 1000) -> str:
     return shown if len(shown) <= limit else shown[:limit - 3] + "..."
 
 
+def no_empty_arguments(argv: Sequence[str]) -> None:
+    """An empty argument is a mistake (an unset shell variable), never a
+    value: as a path it would mean the working directory."""
+    for i, token in enumerate(argv):
+        if token == "" or (token.startswith("--") and token.endswith("=")):
+            flag = token[:-1] if token else (argv[i - 1] if i and argv[i - 1].startswith("-")
+                                              else f"argument {i + 1}")
+            raise BadInput(f"{flag}: an empty value")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
+        no_empty_arguments(sys.argv[1:] if argv is None else argv)
         args = build_parser().parse_args(argv)
         plugins.load_for(getattr(args, "driver", None))
         code: int = args.func(args)

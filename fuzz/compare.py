@@ -29,13 +29,13 @@ from html import escape
 from pathlib import Path
 from typing import Any, Final
 
-from fuzz import codec, contracts, impls, plugins
+from fuzz import codec, contracts, impls, plugins, validate
 from fuzz.campaign.plots import CSS, Series, line_chart
 from fuzz.edit import delete_steps, op_of
 from fuzz.errors import BadInput
 from fuzz.executor import Verdict, run_trace
 from fuzz.profiles import ATHERIS
-from fuzz.safeio import write_atomic
+from fuzz.safeio import describe, write_atomic
 from fuzz.trace import Trace, format_trace, load_trace, with_headers
 from fuzz.validate import duration
 from model import bugs
@@ -218,6 +218,12 @@ def cmd(args: Any) -> int:
     paths = [Path(p) for p in args.compare_drivers] if args.compare_drivers else \
         sorted(EXAMPLES.glob("*.py"))
     seconds = duration(args.time, "--time")
+    if args.out:  # before any driver runs
+        out = validate.out_dir(args.out, "--out")
+        for name, can in (("compare.json", "a regular file"), ("compare.html", "a regular file"),
+                          ("findings", "a directory")):
+            if (what := describe(out / name)) not in ("absent", can):
+                raise BadInput(f"--out {out}: its {name} is {what}, not {can}")
     try:
         seed = int(args.seed)
     except ValueError:

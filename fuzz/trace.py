@@ -530,18 +530,12 @@ def format_trace(trace: Trace) -> str:
 
 
 def load_trace(path: str) -> Trace:
-    """Read and parse a trace file; every failure is a one-line :class:`TraceError`."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise TraceError(path, 0, f"cannot read: {e.strerror or e}") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        lineno = data[: e.start].count(b"\n") + 1
-        raise TraceError(path, lineno, f"not UTF-8: {e.reason} at byte {e.start}") from None
-    return parse_trace(text, path)
+    """Read and parse a trace file: a regular file of bounded size
+    (``fuzz.safeio.load_trace``); every failure is a one-line :class:`TraceError`."""
+    from fuzz.safeio import load_trace as load  # (safeio reads; it imports this module)
+
+    trace: Trace = load(path)
+    return trace
 
 
 # ------------------------------------------------------------- building

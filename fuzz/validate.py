@@ -132,6 +132,19 @@ def output_file(text: str, flag: str) -> Path:
     return path
 
 
+def output_file_for(text: str, flag: str, source: Path) -> Path:
+    """:func:`output_file`, and not the file ``source`` read from (what is
+    written must not replace what it was made from)."""
+    path = output_file(text, flag)
+    try:
+        same = path.exists() and os.path.samefile(path, source)
+    except OSError:
+        same = False
+    if same:
+        raise BadInput(f"{flag} {_shown(text)}: the input file itself: refusing to write over it")
+    return path
+
+
 def database(spec: str, flag: str = "--db") -> str:
     """A ``--db``: a directory (absent or one) or a ``redis://`` URL (checked,
     not yet connected to)."""
@@ -148,6 +161,17 @@ def database(spec: str, flag: str = "--db") -> str:
         return spec
     out_dir(spec, flag)
     return spec
+
+
+def whole_arg(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: a whole number in [``low``, ``high``]."""
+    def number(text: str) -> int:
+        try:
+            return whole(text, "", low, high)
+        except BadInput as exc:
+            raise argparse.ArgumentTypeError(str(exc).lstrip()) from None
+
+    return number
 
 
 def seconds_arg(high: float) -> Callable[[str], float]:

@@ -131,6 +131,8 @@ def _another(f: Finding, signature: str) -> None:
 def _num(value: object) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
+    if isinstance(value, int) and abs(value) > MAX_NUMBER:
+        return None  # (float() of a long enough int overflows)
     v = float(value)
     return v if math.isfinite(v) and abs(v) <= MAX_NUMBER else None
 
@@ -541,6 +543,9 @@ def write_campaign_report(c: Campaign) -> tuple[Path, Path]:
     html_text, md_text = html_report(c), markdown_report(c)
     html_path = layout.path(c.out, layout.REPORT_HTML)
     md_path = layout.path(c.out, layout.REPORT_MD)
+    for path in (html_path, md_path):  # both writable before either is written
+        if (what := safeio.describe(path)) not in ("absent", "a regular file"):
+            raise BadInput(f"{path}: {what}, not a regular file: cannot write the report there")
     for path, text in ((html_path, html_text), (md_path, md_text)):
         try:
             write_atomic(path, text)

@@ -176,10 +176,11 @@ def export_c(trace: Trace, name: str) -> str:
         key = op_keyword(op)
         v: dict[str, Any] = vars(op)
         proc = owner.get(v["d"], -1) if "d" in v else v["p"]
-        if proc < 0 or proc in dead or want in ("EINVAL", "ESRCH"):
+        gone = proc < 0 or proc in dead or (proc != 0 and proc not in parent)  # (never forked)
+        if gone or want in ("EINVAL", "ESRCH"):
             body.append(f"\t/* line {index}: {text} => {want}: a handle the model refuses; "
                         "nothing to run on Linux */")
-            if proc < 0 or proc in dead:
+            if gone:
                 continue
         turn += 1
         lead = f"\tif (turn({turn}, {proc})) {{\t/* text line {line.lineno} */"
@@ -228,7 +229,7 @@ def cmd_export_c(args: argparse.Namespace) -> int:
     if what != "a regular file":
         raise BadInput(f"{args.file}: " + ("no such file" if what == "absent"
                                            else f"{what}, not a trace file"))
-    output = validate.output_file(args.output, "--output")
+    output = validate.output_file_for(args.output, "--output", source)
     trace = load_trace(source)
     name = Path(args.output).name.removesuffix(".c") or "mirrorfuzz_test"
     text = export_c(trace, name.replace("-", "_"))

@@ -19,12 +19,12 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from fuzz.codec import random_trace
 from fuzz.errors import BadInput
 from fuzz.linux import export
-from fuzz.linux.kernel import load_patches
+from fuzz.linux.kernel import find_kernel, load_patches
 from fuzz.linux.replay import (
     Comparison,
     RunOutput,
@@ -34,6 +34,7 @@ from fuzz.linux.replay import (
     unexplained,
 )
 from fuzz.trace import StepLine, Trace, format_trace, make_trace
+from fuzz.validate import whole_arg
 from model.ops import RunThread, StepThread, op_keyword
 
 
@@ -52,6 +53,12 @@ def project(trace: Trace) -> Trace | None:
     if not kept:
         return None
     return make_trace(kept)
+
+
+MAX_TRACES: Final = 100_000
+"""The most traces one ``kernel fuzz`` run generates (each is a file in --workdir)."""
+MAX_STEPS: Final = 1_000
+"""The most lines decoded per generated trace."""
 
 
 def generate(count: int, seed: int, steps: int) -> list[Trace]:
@@ -96,12 +103,11 @@ def summary(comparisons: list[Comparison], reports: list[str], t0: float) -> int
 
 
 def cmd_kernel_fuzz(args: argparse.Namespace) -> int:
-    if args.traces < 1 or args.batch < 1 or args.steps < 1:
-        raise BadInput("--traces, --batch and --steps must be at least 1")
     save = Path(args.save) if args.save else None
     if save is not None and not save.is_dir():
         raise BadInput(f"--save {args.save}: not a directory")
     patches = load_patches(args.patch)
+    find_kernel(args.kasan, patches)  # before anything is generated or written
     t0 = time.monotonic()
     traces = generate(args.traces, args.seed, args.steps)
     tmp = Path(args.workdir)
@@ -140,15 +146,14 @@ def cmd_kernel_attribute(args: argparse.Namespace) -> int:
 
     t0 = time.monotonic()
     comparisons = []
+    runs: list[RunOutput] = []
     for name in args.results:
-        for n, line in enumerate(read_text(Path(name)).splitlines(), start=1):
-            try:
-                saved = json.loads(line)
-                run = RunOutput(saved["path"], list(saved["linux"]),
-                                "ok" if saved["status"] in ("agree", "disagree") else "error")
-            except (ValueError, KeyError, TypeError) as exc:
-                raise BadInput(f"{name}:{n}: not a kernel fuzz result line ({exc})") from None
-            comparisons.append(compare(load_trace(Path(run.path)), run))
+        lines = read_text(Path(name)).splitlines()
+        if not lines:
+            raise BadInput(f"{name}: no kernel fuzz result lines")
+        runs += (_saved_run(line, f"{name}:{n}") for n, line in enumerate(lines, start=1))
+    traces = [load_trace(Path(run.path)) for run in runs]  # every one read before any is judged
+    comparisons = [compare(trace, run) for trace, run in zip(traces, runs, strict=True)]
     if args.list:
         for c in comparisons:
             if c.status == "disagree" and (args.list == "all" or c.deviation == args.list):
@@ -156,15 +161,36 @@ def cmd_kernel_attribute(args: argparse.Namespace) -> int:
     return summary(comparisons, [], t0)
 
 
+def _saved_run(line: str, where: str) -> RunOutput:
+    """One line of a ``linux-SEED.jsonl`` (``kernel fuzz``): the trace's path,
+    the kernel's result of each line, and how the comparison ended."""
+    try:
+        saved = json.loads(line)
+        path, linux, status = saved["path"], saved["linux"], saved["status"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise BadInput(f"{where}: not a kernel fuzz result line ({exc})") from None
+    if not (isinstance(path, str) and path and isinstance(linux, list)
+            and all(isinstance(word, str) for word in linux) and status in STATUSES):
+        raise BadInput(f"{where}: not a kernel fuzz result line (a path, the kernel's results "
+                       f"as strings and a status: {', '.join(STATUSES)})")
+    return RunOutput(path, linux, "ok" if status in ("agree", "disagree") else "error")
+
+
+STATUSES: Final = ("agree", "disagree", "refused", "error")
+"""How a saved comparison ended (``replay.Comparison.status``)."""
+
+
 def register(ksub: Any) -> None:
     from fuzz.linux.commands import add_patch_option
 
     kf = ksub.add_parser("fuzz", help="generated sequential traces on Linux, against the model")
-    kf.add_argument("--traces", type=int, default=1000, metavar="N", help="how many (1000)")
-    kf.add_argument("--seed", type=int, default=0, help="random seed (0)")
-    kf.add_argument("--steps", type=int, default=24, metavar="K",
+    kf.add_argument("--traces", type=whole_arg(1, MAX_TRACES), default=1000, metavar="N",
+                    help="how many (1000)")
+    kf.add_argument("--seed", type=whole_arg(0, 2**64 - 1), default=0, help="random seed (0)")
+    kf.add_argument("--steps", type=whole_arg(1, MAX_STEPS), default=24, metavar="K",
                     help="lines decoded per trace before projection (24)")
-    kf.add_argument("--batch", type=int, default=500, metavar="B", help="traces per boot (500)")
+    kf.add_argument("--batch", type=whole_arg(1, MAX_TRACES), default=500, metavar="B",
+                    help="traces per boot (500)")
     kf.add_argument("--kasan", action="store_true", help="on the KASAN kernel")
     add_patch_option(kf)
     kf.add_argument("--workdir", default="work/linux-fuzz", help="where the traces are written")

@@ -361,7 +361,7 @@ def add_replay_options(replay: Any) -> None:
     replay.add_argument("--race-seconds", type=validate.seconds_arg(3600), default=RACE_SECONDS,
                         metavar="S",
                         help="with --linux: how long each race loops")
-    replay.add_argument("--batch", type=int, default=BATCH, metavar="N",
+    replay.add_argument("--batch", type=validate.whole_arg(1, 100_000), default=BATCH, metavar="N",
                         help=f"with --linux: traces per boot (default {BATCH})")
     from fuzz.linux.commands import PATCH_HELP, add_patch_option
 

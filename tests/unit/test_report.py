@@ -257,3 +257,22 @@ def test_long_series_are_thinned_keeping_the_ends() -> None:
     svg = line_chart("x", [Series("s", points)], t_max=points[-1][0])
     assert f'data-points="{len(kept)}"' in svg
     assert svg.count("<circle") == 0  # no dots on a dense line
+
+
+def test_a_report_target_that_cannot_be_written_leaves_both_as_they_were(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "camp"
+    full_campaign(out)
+    (out / "report.html").write_text("old")
+    (out / "report.md").mkdir()  # the html would be written first
+    assert main(["report", str(out)]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "report.md" in err and "Traceback" not in err
+    assert (out / "report.html").read_text() == "old"
+
+
+def test_a_number_too_long_for_a_float_is_skipped_not_a_crash(tmp_path: Path) -> None:
+    out = tmp_path / "camp"
+    make_campaign(out, [progress(60.0, 1), '{"kind": "progress", "t": ' + "9" * 400 + "}"])
+    write_report(out)
+    assert (out / "report.html").read_text().startswith("<!DOCTYPE html>")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 import random
 from pathlib import Path
@@ -409,10 +410,13 @@ def test_load_trace(tmp_path: Path) -> None:
     with pytest.raises(TraceError) as info:
         load_trace(str(bad))
     assert info.value.lineno == 3 and "not UTF-8" in str(info.value)
-    for missing in [str(tmp_path / "nope.trace"), str(tmp_path)]:
+    fifo = tmp_path / "fifo.trace"
+    os.mkfifo(fifo)  # read, it would block forever: only regular files are read
+    for unreadable, why in [(tmp_path / "nope.trace", "no such file"),
+                            (tmp_path, "a directory"), (fifo, "a FIFO")]:
         with pytest.raises(TraceError) as info:
-            load_trace(missing)
-        assert "cannot read" in str(info.value) and "\n" not in str(info.value)
+            load_trace(str(unreadable))
+        assert why in str(info.value) and "\n" not in str(info.value)
 
 
 # ------------------------------------------------------ property tests
