@@ -270,8 +270,15 @@ class Findings:
         return target
 
     def resume(self, recorded: set[str]) -> None:
-        """Queue raw examples without a repro; record repros without a line;
-        quarantine raw examples that cannot be read or parsed."""
+        """Quarantine repros and raw examples that cannot be read or parsed;
+        queue raw examples without a repro (a quarantined repro's again);
+        record repros without a line."""
+        lost: set[str | None] = set()
+        for saved in sorted(self.dir.glob("*.trace")):
+            if (problem := _problem(saved)) is not None:
+                lost.add(signature_of(saved))
+                if self.quarantine(saved, problem) is not None:
+                    self.causes = {c: p for c, p in self.causes.items() if p != saved}
         repros = {signature_of(p): p for p in sorted(self.dir.glob("*.trace"))}
         for raw in sorted(self.raw_dir.glob("*.trace")):
             try:
@@ -288,7 +295,8 @@ class Findings:
             engine, worker = (match.group(1), int(match.group(2))) if match else ("?", -1)
             job = Job(raw, signature, engine, worker)
             repro = repros.get(signature)
-            if repro is None and signature not in recorded:  # (a recorded one: a duplicate)
+            if repro is None and (signature not in recorded or signature in lost):
+                # (recorded, with no repro: a duplicate, unless its repro was quarantined)
                 self.queue.append(job)
             elif repro is not None and signature not in recorded:
                 self._record(job, repro, cause_of(repro) or signature)
@@ -420,6 +428,16 @@ class Findings:
                     lines=lines, **extra, **more)
         what = "another example of" if "duplicate" in extra else "finding"
         self.log(f"{what} {cause} (as {signature}): {_rel(self.out, repro)} ({lines} lines)")
+
+
+def _problem(path: Path) -> str | None:
+    """Why the trace file at ``path`` is no finding (None if it is one: it
+    reads, parses and has a signature)."""
+    try:
+        signature = load_trace(path).header("signature")
+    except TraceError as exc:
+        return _why(exc)
+    return None if signature else "no '# signature:' header"
 
 
 def _why(exc: TraceError) -> str:

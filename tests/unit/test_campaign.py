@@ -434,7 +434,7 @@ def test_two_coordinators_on_a_fresh_out_the_loser_is_told_why(
     (["--rss-limit", "9" * 400], "--rss-limit"),
     (["--db", "redis://[::1"], "malformed URL"),
     (["--db", "/dev/null"], "a character device, not a directory"),
-    (["--db", ""], "an empty database spec"),
+    (["--db", ""], "--db: an empty value"),
     (["--db", "x\0y"], "NUL"),
     (["--jobs", "-5"], "--jobs"),
 ])
@@ -517,6 +517,27 @@ def test_a_corrupt_raw_finding_is_quarantined_and_the_campaign_goes_on(tmp_path:
     assert main(["report", str(out)]) == 0
     assert "findings/quarantine/bad.trace (line 3: unknown op" in (
         out / layout.REPORT_MD).read_text()
+
+
+def test_a_corrupt_saved_repro_is_quarantined_and_its_raw_example_minimized_again(
+        tmp_path: Path) -> None:
+    from fuzz.campaign.findings import Findings
+
+    out = _campaign_dir(tmp_path)
+    raw, saved = out / layout.RAW, out / layout.FINDINGS
+    raw.mkdir(parents=True)
+    good = "# mirrorfuzz-trace 1\n# signature: violation/a/b\nmmap P0 0 1 rw private\n"
+    (raw / "a.trace").write_text(good)
+    (saved / "a.trace").write_text(good.replace("mmap", "frobnicate"))  # cut by a crash
+    (saved / "junk.trace").write_bytes(b"\x00\xff" * 64)
+    records: list[tuple[str, dict[str, Any]]] = []
+    findings = Findings(out, None, lambda kind, **f: records.append((kind, f)), lambda _: None)
+    findings.resume({"violation/a/b"})  # recorded as found: only its repro says otherwise
+    assert sorted(p.name for p in (out / layout.QUARANTINE).iterdir()) == ["a.trace",
+                                                                          "junk.trace"]
+    assert [k for k, _ in records] == ["quarantine", "quarantine"]
+    assert [job.raw.name for job in findings.queue] == ["a.trace"]
+    assert findings.distinct() == 0 and not findings.causes
 
 
 def test_a_raw_finding_that_cannot_be_saved_is_quarantined(tmp_path: Path) -> None:
