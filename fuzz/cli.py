@@ -97,6 +97,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     check_mutant(args.mutant)
     if args.patch and not args.linux:
         raise BadInput("--patch needs --linux (it names the kernel's patches)")
+    if args.kasan and not args.linux:
+        raise BadInput("--kasan needs --linux (it picks the kernel the traces run on)")
     if args.linux:  # Linux as a third side (fuzz.linux.replay)
         from fuzz.linux.replay import linux_replay
 

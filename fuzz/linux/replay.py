@@ -275,16 +275,23 @@ def linux_replay(files: list[Path], kasan: bool, seconds: float, batch: int,
 
     patches = kernel.load_patches(patch_files)
     traces = [load_trace(p) for p in files]
-    races = [t for t in traces if export.is_race(t)]
-    sequential, skipped = [], []
+    sequential: list[Trace] = []
+    races: list[Trace] = []
+    skipped: list[str] = []
     for trace in traces:
-        if export.is_race(trace):
-            continue
-        problems = export.problems(trace)
+        race = export.is_race(trace)
+        problems = race_problems(trace) if race else export.problems(trace)
         if problems:
-            skipped.append(f"not exportable: {trace.path}:{problems[0][0]}: {problems[0][1]}")
+            skipped.append(f"{'cannot run on Linux' if race else 'not exportable'}: "
+                           f"{trace.path}:{problems[0][0]}: {problems[0][1]}")
         else:
-            sequential.append(trace)
+            (races if race else sequential).append(trace)
+    if not sequential and not races:
+        raise BadInput(skipped[0] if skipped else "no traces to run on Linux")
+    if sequential:  # the kernels needed, before anything runs
+        kernel.find_kernel(kasan, patches)
+    if races:
+        kernel.find_kernel(True, patches)
     for line in skipped:
         print(line)
     found = 0

@@ -117,3 +117,16 @@ def test_compare_checks_out_before_any_driver_runs(
     error_of(["compare", "--out", str(out), "--time", "1s"], capsys, "compare.html")
     assert tree(out) == before
     error_of(["compare", "--out", "/dev/full", "--time", "1s"], capsys, "not a directory")
+
+
+def test_replay_kasan_needs_linux(capsys: pytest.CaptureFixture[str]) -> None:
+    error_of(["replay", "--kasan", str(SEED)], capsys, "--kasan needs --linux")
+
+
+def test_replay_linux_with_nothing_to_run_says_why(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    trace = tmp_path / "threads.trace"  # a thread stepped by hand: not exportable
+    trace.write_text((ROOT / "corpus" / "seeds" /
+                      "fault_waits_on_migration_entry_holding_mmap_lock.trace").read_text())
+    err = error_of(["replay", "--linux", str(trace)], capsys)
+    assert "threads.trace" in err

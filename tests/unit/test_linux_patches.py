@@ -227,10 +227,12 @@ def test_patch_arguments(args: list[str], message: str, cache: Path, tmp_path: P
 
 def test_replay_linux_names_the_patched_kernel(cache: Path, tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
-    """A race that cannot run for want of the patched kernel says which build it needs."""
+    """A race that cannot run for want of the patched kernel says which build
+    it needs, before anything runs: one line, exit 2."""
     (tmp_path / "good.patch").write_text(GOOD)
     good = kernel.load_patches([str(tmp_path / "good.patch")])
-    main(["replay", "--linux", "--patch", str(tmp_path / "good.patch"), str(RACE)])
-    out = capsys.readouterr().out
-    assert f"NOT RUN: no kernel in {kernel.kernel_dir(VERSION, True, good)}: run mirrorfuzz " \
-           f"kernel build --kasan --patch {tmp_path / 'good.patch'} first" in out
+    assert main(["replay", "--linux", "--patch", str(tmp_path / "good.patch"), str(RACE)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1
+    assert f"no kernel in {kernel.kernel_dir(VERSION, True, good)}: run mirrorfuzz " \
+           f"kernel build --kasan --patch {tmp_path / 'good.patch'} first" in err
