@@ -11,7 +11,7 @@ from typing import Any
 from fuzz import validate
 from fuzz.errors import BadInput
 from fuzz.linux import kernel
-from fuzz.safeio import describe
+from fuzz.safeio import describe, write_atomic
 
 EXIT_OK, EXIT_FOUND = 0, 1
 
@@ -44,7 +44,17 @@ def _program(name: str) -> Path:
     return path
 
 
+def write_log(path: Path | None, text: str) -> None:
+    """A log the user asked for, written whole (checked before the boot)."""
+    if path is not None:
+        try:
+            write_atomic(path, text)
+        except OSError as exc:
+            raise BadInput(f"{path}: cannot write: {exc.strerror or exc}") from None
+
+
 def cmd_kernel_run(args: argparse.Namespace) -> int:
+    console = validate.output_file(args.console, "--console") if args.console else None
     built = kernel.find_kernel(args.kasan, kernel.load_patches(args.patch))
     programs = [_program(p) for p in args.programs]
     names = {}
@@ -55,9 +65,7 @@ def cmd_kernel_run(args: argparse.Namespace) -> int:
     commands = [f"/{name}" for name in names]
     result = kernel.boot(built, commands, dict(names), args.timeout)
     sys.stdout.write(result.output)
-    if args.console:
-        validate.output_file(args.console, "--console")
-        Path(args.console).write_text(result.console)
+    write_log(console, result.console)
     for report in result.reports:
         print(f"REPORT: {report}")
     print(f"kernel run ({built.label}): {len(result.statuses)} of {len(programs)} programs "
@@ -87,6 +95,7 @@ def _tap_summary(output: str) -> tuple[int, int, int]:
 
 def cmd_kernel_hmm_tests(args: argparse.Namespace) -> int:
     """Linux's own hmm-tests of the same source: the baseline."""
+    tap = validate.output_file(args.tap, "--tap") if args.tap else None
     built = kernel.find_kernel(args.kasan, kernel.load_patches(args.patch))
     log = kernel.cache_root() / "setup.log"
     src = kernel.source_tree(log)
@@ -98,9 +107,7 @@ def cmd_kernel_hmm_tests(args: argparse.Namespace) -> int:
         kernel.compile_static([test], out, [f"-I{src / 'tools/testing/selftests'}", f"-I{src}",
                                             "-Wno-error"])
     result = kernel.boot(built, ["/hmm-tests"], {"hmm-tests": out}, args.timeout)
-    if args.tap:
-        validate.output_file(args.tap, "--tap")
-        Path(args.tap).write_text(result.output)
+    write_log(tap, result.output)
     passed, failed, skipped = _tap_summary(result.output)
     for report in result.reports:
         print(f"REPORT: {report}")

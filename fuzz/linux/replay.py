@@ -314,6 +314,7 @@ def linux_replay(files: list[Path], kasan: bool, seconds: float, batch: int,
 
 def cmd_confirm(args: argparse.Namespace) -> int:
     from fuzz.cli import trace_files
+    from fuzz.linux.commands import write_log
     from fuzz.safeio import load_trace
 
     if args.console:
@@ -324,8 +325,7 @@ def cmd_confirm(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
     if export.is_race(trace):
         verdict = run_race(trace, True, args.seconds, patches)
-        if args.console:
-            Path(args.console).write_text(verdict.console)
+        write_log(Path(args.console) if args.console else None, verdict.console)
         print_race(verdict)
         print(f"confirm: {time.monotonic() - t0:.0f} s wall")
         return 0 if verdict.confirmed else 1
@@ -340,8 +340,6 @@ def cmd_confirm(args: argparse.Namespace) -> int:
     print(f"{'CONFIRMED' if confirmed else 'not reproduced'}: {trace.path} "
           f"({time.monotonic() - t0:.0f} s wall; kernel {kernel.label(True, patches)})")
     return 0 if confirmed else 1
-
-
 
 
 def register(sub: Any) -> None:
