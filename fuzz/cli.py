@@ -180,13 +180,13 @@ def cmd_corpus_check(args: argparse.Namespace) -> int:
 
 
 def cmd_corpus_compact(args: argparse.Namespace) -> int:
-    from fuzz.compact import compact_file
+    from fuzz.compact import compact_files
 
     paths = list(trace_files(args.files))
     for trace in [load_trace(path) for path in paths]:  # every file parses before any is written
         plugins.check_headers(trace.headers, str(trace.path))
-    for path in paths:
-        before, after = compact_file(Path(path))
+    for path, (before, after) in zip(paths, compact_files([Path(p) for p in paths]),
+                                     strict=True):
         print(f"{path}: {before} -> {after} step lines")
     return EXIT_OK
 

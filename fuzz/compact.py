@@ -8,7 +8,7 @@ consecutive pages and one stride, becomes ``write_range P v n x [stride] =>
 ok``; a run of ``read P v+i => w_i`` becomes ``read_range P v n => values w_0
 … w_(n-1)``.  Plain lines run alone, one after the other, and a range access
 has exactly the steps and yields of the single-page ops in order (§3.2), so
-the trace means the same; ``compact_file`` checks it by replaying both on
+the trace means the same; ``compacted`` checks it by replaying both on
 every implementation before it writes.  A trace that names a plain line's
 thread (``step Li``, ``run Li``, ``blocked Li``: names that depend on line
 numbers) is left as it is.
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from fuzz import impls
 from fuzz.executor import Settings, run_trace
-from fuzz.safeio import write_atomic
+from fuzz.safeio import write_all_atomic
 from fuzz.trace import BodyLine, StepLine, Trace, format_trace, load_trace, renumber
 from model.ops import (
     MAX_VALUE_PAGES,
@@ -121,17 +121,31 @@ def compact(trace: Trace) -> Trace:
     return Trace(trace.headers, numbered, trace.path)
 
 
-def compact_file(path: Path) -> tuple[int, int]:
-    """Compact one trace file in place if that changes it and both versions
-    replay clean with the same verdict: (lines before, lines after)."""
+def compacted(path: Path) -> tuple[int, int, str | None]:
+    """One trace file's compaction if that changes it and both versions
+    replay clean with the same verdict: (lines before, lines after, the new
+    text, or None to leave the file as it is)."""
     before = load_trace(str(path))
     after = compact(before)
     n0, n1 = len(before.steps), len(after.steps)
     if n1 == n0:
-        return n0, n0
+        return n0, n0, None
     sides = impls.sides("auto")
     old, new = run_trace(before, sides, Settings()), run_trace(after, sides, Settings())
     if not (old.ok and new.ok):
-        return n0, n0  # a trace with a finding or a mismatch is a repro: keep it as it is
-    write_atomic(path, format_trace(after))
-    return n0, n1
+        return n0, n0, None  # a trace with a finding or a mismatch is a repro: keep it as it is
+    return n0, n1, format_trace(after)
+
+
+def compact_files(paths: Sequence[Path]) -> list[tuple[int, int]]:
+    """Compact the trace files ``paths`` (:func:`compacted`), written all or
+    none once every one is checked: (lines before, lines after) of each."""
+    plans = [compacted(path) for path in paths]
+    write_all_atomic([(path, text) for path, (_, _, text) in zip(paths, plans, strict=True)
+                      if text is not None])
+    return [(n0, n1) for n0, n1, _ in plans]
+
+
+def compact_file(path: Path) -> tuple[int, int]:
+    """:func:`compact_files` of one file."""
+    return compact_files([path])[0]

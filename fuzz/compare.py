@@ -35,7 +35,7 @@ from fuzz.edit import delete_steps, op_of
 from fuzz.errors import BadInput
 from fuzz.executor import Verdict, run_trace
 from fuzz.profiles import ATHERIS
-from fuzz.safeio import describe, write_atomic
+from fuzz.safeio import describe, write_all_atomic
 from fuzz.trace import Trace, format_trace, load_trace, with_headers
 from fuzz.validate import duration
 from model import bugs
@@ -201,14 +201,15 @@ def html(runs: list[DriverRun], seed: int) -> str:
 
 
 def write_out(out: Path, runs: list[DriverRun], seed: int) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    write_atomic(out / "compare.json", json.dumps(as_json(runs, seed), indent=1) + "\n")
-    write_atomic(out / "compare.html", html(runs, seed))
-    (out / "findings").mkdir(exist_ok=True)
+    (out / "findings").mkdir(parents=True, exist_ok=True)
+    files: list[tuple[str | Path, str | bytes]] = [
+        (out / "compare.json", json.dumps(as_json(runs, seed), indent=1) + "\n"),
+        (out / "compare.html", html(runs, seed))]
     for run in runs:
         for contract, cell in run.cells.items():
             for n, (_sig, text) in enumerate(sorted(cell.repros.items())):
-                write_atomic(out / "findings" / f"{run.kind}-{contract}-{n}.trace", text)
+                files.append((out / "findings" / f"{run.kind}-{contract}-{n}.trace", text))
+    write_all_atomic(files)
 
 
 # --------------------------------------------------------------------- cli

@@ -112,7 +112,7 @@ def load_driver(path: str | Path) -> LoadedDriver:
     except (DriverError, decl.DeclarationError, ValueError) as e:
         _forget(name, before)
         raise DriverLoadError(f"{where}: {_one_line(e)}") from None
-    except Exception as e:  # a driver's own import-time failure
+    except (Exception, SystemExit) as e:  # a driver's own import-time failure (or exit)
         _forget(name, before)
         raise DriverLoadError(f"{where}: failed to import: {type(e).__name__}: "
                               f"{_one_line(e)}") from None

@@ -30,6 +30,7 @@ import math
 import os
 import stat
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, Final
 
@@ -277,17 +278,29 @@ def write_atomic(path: str | Path, data: str | bytes) -> None:
     """Replace the regular file ``path`` (or create it) by one holding ``data``,
     all at once; never replaces a device, FIFO, socket or directory
     (:class:`WriteError`).  Other failures (a full disk) are ``OSError``."""
-    target = writable_target(path)
+    write_all_atomic([(path, data)])
+
+
+def write_all_atomic(files: Sequence[tuple[str | Path, str | bytes]]) -> None:
+    """:func:`write_atomic` of several files, all or none: every new file is
+    written beside its target before any target is replaced, so a full disk
+    or a file that cannot be written changes none of them."""
+    targets = [writable_target(path) for path, _ in files]
+    temps: list[Path] = []
     try:
-        tmp = temp_copy(target.parent, data)
-    except OSError as exc:  # a full disk: say which file could not be written
-        raise named(exc, target) from None
-    try:
-        os.replace(tmp, target)
+        for target, (_, data) in zip(targets, files, strict=True):
+            try:
+                temps.append(temp_copy(target.parent, data))
+            except OSError as exc:  # say which file could not be written (not the temp)
+                raise OSError(exc.errno, exc.strerror or str(exc), str(target)) from None
+        for tmp, target in zip(temps, targets, strict=True):
+            os.replace(tmp, target)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        for tmp in temps:
+            tmp.unlink(missing_ok=True)
         raise
-    fsync_dir(target.parent)
+    for directory in dict.fromkeys(target.parent for target in targets):
+        fsync_dir(directory)
 
 
 def named(exc: OSError, path: str | Path) -> OSError:

@@ -43,7 +43,7 @@ from fuzz.campaign import layout
 from fuzz.campaign.plots import Marker, Series, clock, line_chart, number
 from fuzz.campaign.stats import MAX_T
 from fuzz.errors import BadInput
-from fuzz.safeio import write_atomic
+from fuzz.safeio import write_all_atomic
 from fuzz.trace import Comment, StepLine, Trace, TraceError, parse_trace
 from fuzz.windows import WindowCoverage
 
@@ -543,12 +543,9 @@ def write_campaign_report(c: Campaign) -> tuple[Path, Path]:
     html_text, md_text = html_report(c), markdown_report(c)
     html_path = layout.path(c.out, layout.REPORT_HTML)
     md_path = layout.path(c.out, layout.REPORT_MD)
-    for path in (html_path, md_path):  # both writable before either is written
-        if (what := safeio.describe(path)) not in ("absent", "a regular file"):
-            raise BadInput(f"{path}: {what}, not a regular file: cannot write the report there")
-    for path, text in ((html_path, html_text), (md_path, md_text)):
-        try:
-            write_atomic(path, text)
-        except OSError as exc:
-            raise BadInput(f"{path}: cannot write: {exc.strerror or exc}") from None
+    try:
+        write_all_atomic([(html_path, html_text), (md_path, md_text)])
+    except OSError as exc:
+        raise BadInput(f"{exc.filename or c.out}: cannot write the report: "
+                       f"{exc.strerror or exc}") from None
     return html_path, md_path

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from fuzz.cli import EXIT_BAD_INPUT, main
+from fuzz.errors import BadInput
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED = ROOT / "corpus" / "seeds" / "errno_precedence.trace"
@@ -130,3 +131,27 @@ def test_replay_linux_with_nothing_to_run_says_why(tmp_path: Path,
                       "fault_waits_on_migration_entry_holding_mmap_lock.trace").read_text())
     err = error_of(["replay", "--linux", str(trace)], capsys)
     assert "threads.trace" in err
+
+
+def test_a_driver_that_exits_on_import_is_a_load_error(tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    driver = tmp_path / "quits.py"
+    driver.write_text("raise SystemExit(0)\n")
+    error_of(["replay", "--driver", str(driver), str(SEED)], capsys, "SystemExit")
+
+
+def test_write_all_atomic_writes_all_or_none(tmp_path: Path) -> None:
+    from fuzz.safeio import write_all_atomic
+
+    (tmp_path / "a.txt").write_text("old a")
+    (tmp_path / "b.txt").mkdir()  # cannot be replaced by a file
+    with pytest.raises(BadInput):  # (WriteError: not a regular file)
+        write_all_atomic([(tmp_path / "a.txt", "new a"), (tmp_path / "b.txt", "new b")])
+    assert (tmp_path / "a.txt").read_text() == "old a"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.txt"]  # no temp left
+    (tmp_path / "c").mkdir()
+    with pytest.raises(OSError):  # a directory that does not exist
+        write_all_atomic([(tmp_path / "a.txt", "new a"), (tmp_path / "c" / "nope" / "d", "d")])
+    assert (tmp_path / "a.txt").read_text() == "old a" and not list((tmp_path / "c").iterdir())
+    write_all_atomic([(tmp_path / "a.txt", "new a"), (tmp_path / "c" / "d.txt", "d")])
+    assert (tmp_path / "a.txt").read_text() == "new a" and (tmp_path / "c" / "d.txt").exists()
