@@ -16,7 +16,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from fuzz import contracts, impls, plugins, validate
 from fuzz.corpus import check_corpus, corpus_traces, walk_traces
@@ -27,6 +27,9 @@ from fuzz.linux.replay import add_replay_options
 from fuzz.minimize import DEFAULT_MAX_RUNS, NoFinding, Stats, minimize_file
 from fuzz.safeio import describe, load_trace, write_atomic
 from fuzz.trace import Trace, TraceError, format_step, format_trace
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsWrite
 
 EXIT_OK, EXIT_FOUND, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -65,6 +68,10 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise BadInput(f"{message} (see {self.prog} --help)")
+
+    def print_help(self, file: SupportsWrite[str] | None = None) -> None:
+        """As argparse's, but a failed write is an error, not silence."""
+        (file or sys.stdout).write(self.format_help())
 
 
 def print_verdict(trace: Trace, verdict: Verdict, out: TextIO, *, verbose: bool) -> None:
@@ -133,8 +140,9 @@ def cmd_minimize(args: argparse.Namespace) -> int:
     if what != "a regular file":
         raise BadInput(f"{args.file}: " + ("no such file" if what == "absent"
                                            else f"{what}, not a trace file"))
-    output = validate.output_file_for(
-        str(default_output(source)) if args.output is None else args.output, "--output", source)
+    # (-o naming the input itself minimizes it in place: the user said so)
+    output = validate.output_file(
+        str(default_output(source)) if args.output is None else args.output, "--output")
     original = load_trace(source)
     plugins.check_headers(original.headers, str(source))
     sides = impls.sides(args.impl)
@@ -283,10 +291,17 @@ def no_empty_arguments(argv: Sequence[str]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
+        if sys.stdout is None:  # (closed: every line printed would be lost)
+            raise BadInput("standard output is closed")
         no_empty_arguments(sys.argv[1:] if argv is None else argv)
-        args = build_parser().parse_args(argv)
+        try:
+            args = build_parser().parse_args(argv)
+        except SystemExit:  # --help (and --version): printed; say if it could not be
+            sys.stdout.flush()
+            raise
         plugins.load_for(getattr(args, "driver", None))
         code: int = args.func(args)
+        sys.stdout.flush()  # (a full disk shows here, not after the exit status)
     except (BadInput, TraceError, impls.UnknownImplementation, plugins.DriverLoadError) as exc:
         print(f"mirrorfuzz: error: {one_line(str(exc))}", file=sys.stderr)
         return EXIT_BAD_INPUT

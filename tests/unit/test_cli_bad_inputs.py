@@ -50,13 +50,12 @@ def test_an_empty_argument_is_not_the_working_directory(
     assert tree(tmp_path) == before
 
 
-@pytest.mark.parametrize("command", [["export-c"], ["minimize"]])
-def test_the_output_is_never_the_input(command: list[str], tmp_path: Path,
-                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_export_c_never_writes_c_over_its_trace(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
     source = tmp_path / "in.trace"
     source.write_text(SEED.read_text())
     before = source.read_bytes()
-    error_of([*command, str(source), "-o", str(tmp_path / "." / "in.trace")], capsys,
+    error_of(["export-c", str(source), "-o", str(tmp_path / "." / "in.trace")], capsys,
              "the input file itself")
     assert source.read_bytes() == before
 
@@ -155,3 +154,20 @@ def test_write_all_atomic_writes_all_or_none(tmp_path: Path) -> None:
     assert (tmp_path / "a.txt").read_text() == "old a" and not list((tmp_path / "c").iterdir())
     write_all_atomic([(tmp_path / "a.txt", "new a"), (tmp_path / "c" / "d.txt", "d")])
     assert (tmp_path / "a.txt").read_text() == "new a" and (tmp_path / "c" / "d.txt").exists()
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["replay", "--help"],
+                                  ["replay", str(SEED)]])
+def test_output_that_cannot_be_written_is_an_error_not_silence(argv: list[str]) -> None:
+    import subprocess
+    import sys
+
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, "-m", "fuzz.cli", *argv], stdout=full,
+                              stderr=subprocess.PIPE, text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == EXIT_BAD_INPUT, done.stderr
+    assert done.stderr.count("\n") == 1 and "No space left" in done.stderr
+    closed = subprocess.run([sys.executable, "-m", "fuzz.cli", *argv], stdout=None,
+                            stderr=subprocess.PIPE, text=True, cwd=ROOT, timeout=120,
+                            preexec_fn=lambda: __import__("os").close(1))
+    assert closed.returncode == EXIT_BAD_INPUT and "standard output is closed" in closed.stderr
