@@ -23,21 +23,46 @@ number of such traces is printed, since the corpus is meant to be clean.
 the unit test uses); ``--missing FILE`` prints the missing lines (and with
 ``--branch`` the missing branch arcs) of files whose path contains FILE;
 ``--json OUT`` writes the figures.
+
+Bad input is one line on stderr and exit 2, found before the run (as
+``mirrorfuzz replay`` finds it): every argument, the ``--json`` target
+(absent or a regular file, in an existing directory), and every trace to be
+replayed, each read as a regular file with a size bound (``fuzz.safeio``: a
+FIFO or a device is refused, never opened) and parsed.  A trace whose
+``# driver:`` header names a driver plug-in replays only with that driver
+loaded, ``--driver FILE`` (or ``$MIRRORFUZZ_DRIVERS``) as for ``mirrorfuzz
+replay``; the measuring interpreter loads the same files once coverage has
+started.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
+
+from bench.cli import (
+    Parser,
+    count,
+    fail,
+    output_file,
+    parse_or_status,
+    shown,
+    write_output,
+)
+
+if TYPE_CHECKING:
+    from fuzz.trace import TraceError
 
 ROOT = Path(__file__).resolve().parent.parent
+PROG = "python -m bench.coverage_corpus"
 GROUPS = ("model", "model/reference", "model/optimized")
 CHILD = "import sys; from bench.coverage_corpus import _child; sys.exit(_child(sys.argv[1:]))"
 
@@ -90,8 +115,10 @@ def _child(argv: list[str]) -> int:
     try:
         from fuzz.executor import Settings, run_trace
         from fuzz.impls import sides
-        from fuzz.trace import load_trace
+        from fuzz.plugins import load_for
+        from fuzz.safeio import load_trace
 
+        load_for(None)  # the parent's drivers ($MIRRORFUZZ_DRIVERS), measured like model
         both = sides("both")
         dirty = 0
         for name in files:
@@ -119,27 +146,88 @@ class Report:
 
 
 def trace_paths(paths: Sequence[str]) -> list[Path]:
-    """Each file, or every ``*.trace`` below a directory, in sorted order."""
-    out: list[Path] = []
+    """Each file, or every ``*.trace`` below a directory, in sorted order;
+    :class:`~fuzz.errors.BadInput` (one line) for a path that is neither, a
+    directory that cannot be listed or holds no trace."""
+    from fuzz.corpus import trace_files
+    from fuzz.errors import BadInput
+
     for name in paths:
-        path = Path(name)
-        if path.is_dir():
-            out.extend(sorted(path.rglob("*.trace")))
-        elif path.is_file():
-            out.append(path)
-        else:
-            raise FileNotFoundError(f"{name}: no such file or directory")
-    return out
+        if not name or "\0" in name:
+            raise BadInput(f"{name!r}: not a path")
+    return list(trace_files(paths))
 
 
-def measure(files: Sequence[Path], branch: bool) -> Report:
-    """Run the child on ``files`` and read its report."""
+def load_traces(files: Sequence[Path]) -> list[Any]:
+    """Every file read (a regular file, with a size bound: ``fuzz.safeio``)
+    and parsed, and every driver its ``# driver:`` header names loaded
+    (``--driver``), as ``mirrorfuzz replay`` checks them: before any is run.
+    A :class:`~fuzz.trace.TraceError` or
+    :class:`~fuzz.plugins.DriverLoadError` (one line) names the first bad file."""
+    from fuzz.plugins import check_headers
+    from fuzz.safeio import describe, load_trace
+    from fuzz.trace import TraceError
+
+    traces = []
+    for path in files:
+        what = describe(path)  # never open a FIFO, whatever reads it
+        if what != "a regular file":
+            raise TraceError(str(path), 0, "no such file" if what == "absent"
+                             else f"not a regular file ({what})")
+        try:
+            trace = load_trace(path)
+        except TraceError as exc:
+            _check_driver_headers(path, exc)
+            raise
+        check_headers(trace.headers, str(path))
+        traces.append(trace)
+    return traces
+
+
+def _check_driver_headers(path: Path, exc: TraceError) -> None:
+    """For a trace that does not parse: the ``DriverLoadError`` of its
+    headers, if they name a driver not loaded (the likelier cause of an
+    unknown op or device kind further down)."""
+    from fuzz.errors import BadInput
+    from fuzz.plugins import check_headers
+    from fuzz.safeio import read_text
+    from fuzz.trace import TraceError, parse_trace
+
+    if exc.lineno <= 1:
+        return
+    try:
+        head = read_text(path).split("\n")[: exc.lineno - 1]
+        trace = parse_trace("\n".join(head) + "\n", str(path))
+    except (TraceError, BadInput, ValueError):
+        return
+    check_headers(trace.headers, str(path))
+
+
+def load_drivers(paths: Sequence[str] | None) -> list[str]:
+    """Load the ``--driver`` files and those of ``$MIRRORFUZZ_DRIVERS``; their
+    paths, for the measuring child (which loads them once coverage runs)."""
+    from fuzz import plugins
+
+    inherited = [p for p in os.environ.get(plugins.ENV, "").split(os.pathsep) if p]
+    loaded = [plugins.load_driver(p) for p in [*inherited, *(paths or [])]]
+    return list(dict.fromkeys(d.path for d in loaded))
+
+
+def measure(files: Sequence[Path], branch: bool, drivers: Sequence[str] = ()) -> Report:
+    """Run the child on ``files`` (with the driver files ``drivers`` loaded)
+    and read its report."""
+    from fuzz.plugins import ENV
+
+    env = dict(os.environ)
+    env.pop(ENV, None)
+    if drivers:
+        env[ENV] = os.pathsep.join(drivers)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "coverage.json"
         done = subprocess.run(
             [sys.executable, "-c", CHILD, str(out), "1" if branch else "0",
              *(str(f.resolve()) for f in files)],
-            cwd=ROOT, capture_output=True, text=True, check=False)
+            cwd=ROOT, capture_output=True, text=True, check=False, env=env)
         if done.returncode != 0:
             raise RuntimeError(f"coverage run failed ({done.returncode}): "
                                f"{done.stderr.strip()[-2000:]}")
@@ -227,36 +315,60 @@ def _ranges(values: Sequence[int]) -> str:
     return " ".join(parts) or "-"
 
 
-def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.coverage_corpus",
+def _pattern(text: str) -> str:
+    """A ``--missing`` pattern: part of the path of some file of ``model/``."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty pattern (part of a path under model/)")
+    if not any(text in p.relative_to(ROOT).as_posix() for p in (ROOT / "model").rglob("*.py")):
+        raise argparse.ArgumentTypeError(f"{shown(text)} is part of no path of a file "
+                                         "of model/ (e.g. model/optimized/mmu_notifier.py)")
+    return text
+
+
+def parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The arguments; a bad one is one line on stderr and ``SystemExit(2)``."""
+    from fuzz import plugins
+
+    parser = Parser(
+        prog=PROG,
         description="line (and branch) coverage of model/ reached by replaying the corpus")
     parser.add_argument("paths", nargs="*", default=["corpus"],
                         help="trace files or directories of *.trace (default: corpus)")
     parser.add_argument("--branch", action="store_true", help="measure branch coverage too")
-    parser.add_argument("--least", type=int, default=10, help="how many least-covered files")
-    parser.add_argument("--limit", type=int, default=0,
+    parser.add_argument("--least", type=count(0), default=10,
+                        help="how many least-covered files")
+    parser.add_argument("--limit", type=count(0), default=0,
                         help="replay only the first N traces (0: all)")
-    parser.add_argument("--missing", action="append", default=[], metavar="FILE",
+    parser.add_argument("--missing", action="append", default=[], metavar="FILE", type=_pattern,
                         help="print the missing lines of files whose path contains FILE")
-    parser.add_argument("--json", metavar="OUT", help="write the figures as JSON")
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    try:
+    parser.add_argument("--json", metavar="OUT", type=output_file,
+                        help="write the figures as JSON")
+    plugins.add_option(parser)
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
+    from fuzz.errors import BadInput
+    from fuzz.plugins import DriverLoadError
+    from fuzz.trace import TraceError
+
+    args = parse_or_status(parse, argv)
+    if isinstance(args, int):
+        return args
+    try:  # every input checked before the run: paths, drivers, every trace
         files = trace_paths(args.paths)
-    except FileNotFoundError as exc:
-        print(f"coverage_corpus: {exc}", file=sys.stderr)
-        return 2
-    if args.limit > 0:
-        files = files[: args.limit]
-    if not files:
-        print("coverage_corpus: no traces", file=sys.stderr)
-        return 2
-    report = measure(files, args.branch)
+        if args.limit > 0:
+            files = files[: args.limit]
+        drivers = load_drivers(args.driver)
+        load_traces(files)
+    except TraceError as exc:
+        where = f"{exc.path}:{exc.lineno}" if exc.lineno else exc.path
+        return fail(PROG, f"{where}: {exc.message}")
+    except (BadInput, DriverLoadError) as exc:
+        return fail(PROG, str(exc))
+    report = measure(files, args.branch, drivers)
     print_report(report, args.least, args.missing, out)
-    if args.json:
+    if args.json is not None:
         data = {
             "traces": report.traces, "dirty": report.dirty, "branch": report.branch,
             "groups": {g: {**asdict(f), "line_pct": round(f.line_pct, 2),
@@ -264,7 +376,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
                        for g, f in report.groups.items()},
             "files": {n: asdict(f) for n, f in sorted(report.files.items())},
         }
-        Path(args.json).write_text(json.dumps(data, indent=1) + "\n")
+        return write_output(PROG, args.json, json.dumps(data, indent=1) + "\n")
     return 0
 
 

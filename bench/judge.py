@@ -49,7 +49,6 @@ Hypothesis engine >= 50% of the judged executor's steps/s; Atheris RSS growth
 
 from __future__ import annotations
 
-import argparse
 import gc
 import importlib.util
 import json
@@ -61,12 +60,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
+
+from bench.cli import Parser, count, counts, names, output_file, write_output
 
 ROOT = Path(__file__).resolve().parent.parent
+PROG = "python -m bench.judge"
 
 
 def corpus(traces: int, seed: int) -> list[Any]:
@@ -376,62 +378,29 @@ class Args:
     pages: list[int] = field(default_factory=lambda: [64, 1024, 8192])
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse whose errors are one line (exit 2), as every mirrorfuzz command's."""
-
-    def error(self, message: str) -> NoReturn:
-        print(f"{self.prog}: error: {message}", file=sys.stderr)
-        raise SystemExit(2)
-
-
-MAX_PAGES = 1 << 20  # the state part's largest size (bench.scale's largest)
-
-
-def _whole(text: str, least: int, most: int = 10**9) -> int:
-    """One whole number in [least, most]."""
-    value = text.strip()
-    if not (value.isascii() and value.isdigit() and len(value) <= 10
-            and least <= int(value) <= most):
-        raise argparse.ArgumentTypeError(f"expected a whole number from {least} to {most}, "
-                                         f"got {text[:40]!r}")
-    return int(value)
-
-
-def _count(least: int, most: int = 10**9) -> Callable[[str], int]:
-    return lambda text: _whole(text, least, most)
-
-
-def _counts(least: int, most: int = 10**9) -> Callable[[str], list[int]]:
-    """A comma-separated list of whole numbers in [least, most]."""
-    return lambda text: [_whole(x, least, most) for x in text.split(",") if x.strip()]
-
-
-def _parts(text: str) -> list[str]:
-    parts = [x for x in text.split(",") if x]
-    unknown = [x for x in parts if x not in PARTS]
-    if unknown:
-        raise argparse.ArgumentTypeError(f"unknown part {unknown[0][:40]!r} "
-                                         f"(the parts: {', '.join(PARTS)})")
-    return parts
+MAX_PAGES = 1 << 20  # the state part's largest size (bench.scale's largest: MAX_LOG2)
 
 
 def parse(argv: Sequence[str] | None) -> Args:
-    p = _Parser(prog="python -m bench.judge", description=__doc__.split("\n")[0])
-    p.add_argument("--traces", type=_count(1), default=200)
-    p.add_argument("--seed", type=_count(0), default=0)
-    p.add_argument("--examples", type=_count(1), default=40)
-    p.add_argument("--atheris", type=_counts(1), default="1000,10000",
+    """The arguments, every one checked (``--json`` too: absent or a regular
+    file, in an existing directory) before any part runs; a bad one is one
+    line on stderr and ``SystemExit(2)``."""
+    p = Parser(prog=PROG, description=__doc__.split("\n")[0])
+    p.add_argument("--traces", type=count(1), default=200)
+    p.add_argument("--seed", type=count(0), default=0)
+    p.add_argument("--examples", type=count(1), default=40)
+    p.add_argument("--atheris", type=counts(1), default="1000,10000",
                    help="RSS after these many inputs")
-    p.add_argument("--libfuzzer", type=_count(0), default=0,
+    p.add_argument("--libfuzzer", type=count(0), default=0,
                    help="also run N inputs under libFuzzer")
-    p.add_argument("--parts", type=_parts, default=",".join(PARTS))
-    p.add_argument("--json")
-    p.add_argument("--pages", type=_counts(16, MAX_PAGES), default="64,1024,8192",
+    p.add_argument("--parts", type=names(PARTS, "part"), default=",".join(PARTS))
+    p.add_argument("--json", type=output_file, metavar="FILE",
+                   help="also write the results as JSON")
+    p.add_argument("--pages", type=counts(16, MAX_PAGES), default="64,1024,8192",
                    help=f"the state part's sizes (16 to {MAX_PAGES})")
     a = p.parse_args(argv)
-    if a.json and not Path(a.json).resolve().parent.is_dir():
-        p.error(f"--json {a.json[:80]!r}: its directory does not exist")
-    return Args(a.traces, a.seed, a.examples, a.atheris, a.libfuzzer, a.parts, a.json, a.pages)
+    return Args(a.traces, a.seed, a.examples, a.atheris, a.libfuzzer, a.parts,
+                None if a.json is None else str(a.json), a.pages)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -451,13 +420,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"atheris: TestOneInput in a plain loop, RSS after {args.atheris} inputs",
               flush=True)
         report["atheris"] = atheris_part(args.atheris, args.seed, args.libfuzzer)
-    if args.json:
-        try:
-            Path(args.json).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-        except OSError as exc:
-            print(f"python -m bench.judge: error: cannot write {args.json}: {exc.strerror}",
-                  file=sys.stderr)
-            return 2
+    if args.json is not None:
+        return write_output(PROG, Path(args.json), json.dumps(report, indent=2) + "\n")
     return 0
 
 

@@ -1,6 +1,7 @@
 """Scaling benchmark of the two implementations (issue 3).
 
-Run ``python -m bench.scale`` (``--help`` for the options).  It drives each
+Run ``python -m bench.scale`` (``--help`` for the options; a bad argument is
+one line on stderr and exit 2, before anything runs).  It drives each
 implementation directly through :class:`model.interface.Implementation`
 (``start``/``step`` until ``Done``), with invariant checks off, so it
 measures the implementations and not the executor.  Each workload has a
@@ -41,9 +42,21 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TextIO
 
+from bench.cli import (
+    Parser,
+    count,
+    counts,
+    fail,
+    names,
+    output_file,
+    parse_or_status,
+    seconds,
+    write_output,
+)
 from model.interface import Config, Factory, Implementation
 from model.ops import (
     DEFAULT_DEVICE_FRAMES,
+    HUGE_ORDER,
     HUGE_PAGES,
     MAX_VALUE_PAGES,
     OK,
@@ -536,40 +549,64 @@ def predicted_seconds(history: Sequence[tuple[int, float]], n: int) -> float:
     return last_s * n / last_n * growth
 
 
-def _ints(text: str) -> list[int]:
-    return [int(x) for x in text.split(",") if x.strip()]
+MIN_LOG2 = HUGE_ORDER
+"""The smallest size (log2 of the pages): one 512-page huge page, the unit
+of the THP workloads (a smaller huge mapping holds no THP, and ``inval-subs``
+fewer than 8 subscriptions)."""
+MAX_LOG2 = 20
+"""The largest size: the flatness target's top (2^20 pages; beyond it the
+populated state alone takes gigabytes)."""
+MAX_REPEAT = 1000
+MAX_TRACES = 1_000_000
+MAX_SPARSE_BLOCKS = SPARSE_SPAN // HUGE_PAGES
+"""Each block is a 512-page VMA in its own 2^36/blocks slice."""
+MAX_LIMIT_S = 366 * 86400.0
+PROG = "python -m bench.scale"
+QUICK = {"sizes": [10, 12], "repeat": 1, "traces": 2, "sparse_blocks": [64, 256]}
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__.split("\n")[0])
-    p.add_argument("--sizes", default="10,12,14,16,18,20",
-                   help="log2 of the page counts (default 10,12,14,16,18,20)")
+    """The arguments, every one checked (``--json`` too: absent or a regular
+    file, in an existing directory) before anything runs, even one that
+    ``--quick`` or ``--pair-only`` then replaces; a bad one is one line on
+    stderr and ``SystemExit(2)``."""
+    p = Parser(prog=PROG, description=__doc__.split("\n")[0])
+    p.add_argument("--sizes", type=counts(MIN_LOG2, MAX_LOG2), default="10,12,14,16,18,20",
+                   help=f"log2 of the page counts, from {MIN_LOG2} to {MAX_LOG2} "
+                        "(default 10,12,14,16,18,20)")
     p.add_argument("--impl", choices=("both", "optimized", "reference"), default="both")
-    p.add_argument("--repeat", type=int, default=1, help="runs per point; the fastest is kept")
-    p.add_argument("--workloads", default=",".join(WORKLOAD_NAMES),
+    p.add_argument("--repeat", type=count(1, MAX_REPEAT), default=1,
+                   help="runs per point; the fastest is kept")
+    p.add_argument("--workloads", type=names(WORKLOAD_NAMES, "workload"),
+                   default=",".join(WORKLOAD_NAMES),
                    help="comma-separated subset of: " + ", ".join(WORKLOAD_NAMES))
-    p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    p.add_argument("--json", type=output_file, metavar="FILE",
+                   help="also write the results as JSON")
     p.add_argument("--quick", action="store_true",
                    help="sizes 10,12, repeat 1, small sparse and fuzz figures (for tests)")
-    p.add_argument("--ref-limit", type=float, default=20.0,
+    p.add_argument("--ref-limit", type=seconds(MAX_LIMIT_S), default=20.0,
                    help="seconds; skip larger sizes of a workload on the reference after")
-    p.add_argument("--opt-limit", type=float, default=60.0,
+    p.add_argument("--opt-limit", type=seconds(MAX_LIMIT_S), default=60.0,
                    help="seconds; the same cap for the optimized implementation")
     p.add_argument("--no-memory", action="store_true", help="skip bytes per resident page")
     p.add_argument("--no-sparse", action="store_true", help="skip the sparse figure")
     p.add_argument("--no-pair", action="store_true", help="skip the fuzz-trace pair figure")
-    p.add_argument("--traces", type=int, default=200, help="traces for the pair figure")
+    p.add_argument("--traces", type=count(1, MAX_TRACES), default=200,
+                   help="traces for the pair figure")
     p.add_argument("--pair-checks", action="store_true",
                    help="run the pair figure with invariant checks on (default off)")
     p.add_argument("--pair-only", action="store_true",
                    help="only the fuzz-trace pair figure (no workloads, memory or sparse); "
                         "with --pair-checks, issue 3's pair target as under fuzzing")
-    p.add_argument("--sparse-blocks", default="1024,4096")
+    p.add_argument("--sparse-blocks", type=counts(1, MAX_SPARSE_BLOCKS), default="1024,4096",
+                   help=f"block counts of the sparse figure (1 to {MAX_SPARSE_BLOCKS})")
     args = p.parse_args(argv)
     if args.quick:
-        args.sizes, args.repeat, args.traces, args.sparse_blocks = "10,12", 1, 2, "64,256"
+        for name, value in QUICK.items():
+            setattr(args, name, value)
     if args.pair_only:
-        args.workloads, args.no_memory, args.no_sparse, args.no_pair = "", True, True, False
+        args.workloads, args.no_memory, args.no_sparse, args.no_pair = [], True, True, False
+    args.sizes = sorted(set(args.sizes))
     return args
 
 
@@ -577,20 +614,16 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     from fuzz import impls
 
     stream = out if out is not None else sys.stdout
-    args = parse_args(argv)
-    sizes = sorted(_ints(args.sizes))
-    names = [w.strip() for w in args.workloads.split(",") if w.strip()]
-    unknown = [w for w in names if w not in WORKLOAD_NAMES]
-    if unknown:
-        print(f"unknown workload(s): {', '.join(unknown)}", file=sys.stderr)
-        return 2
-    wls = [w for w in WORKLOADS if w.name in names]
+    args = parse_or_status(parse_args, argv)
+    if isinstance(args, int):
+        return args
+    sizes: list[int] = args.sizes
+    wls = [w for w in WORKLOADS if w.name in args.workloads]
     sides = ["reference", "optimized"] if args.impl == "both" else [args.impl]
     try:
         factories = {name: impls.factory(name) for name in sides}
     except impls.UnknownImplementation as exc:
-        print(f"bench.scale: {exc}", file=sys.stderr)
-        return 2
+        return fail(PROG, str(exc))
     limits = {"reference": args.ref_limit, "optimized": args.opt_limit}
     rep = Report(args.impl, sizes, args.repeat)
 
@@ -637,7 +670,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
                 rep.errors.append(f"memory 2^{log2}: {exc}")
     if not args.no_sparse:
         for side in sides:
-            for blocks in _ints(args.sparse_blocks):
+            for blocks in args.sparse_blocks:
                 try:
                     rep.sparse.append(sparse_memory(factories[side], side, blocks))
                 except Exception as exc:
@@ -647,9 +680,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
             rep.pair.append(fuzz_pair(args.traces, obs, args.pair_checks))
 
     print_report(rep, stream)
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(report_json(rep), f, indent=2)
+    if args.json is not None:
+        return write_output(PROG, args.json, json.dumps(report_json(rep), indent=2))
     return 0
 
 

@@ -14,12 +14,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from fuzz import contracts, impls, plugins, validate
-from fuzz.corpus import check_corpus, corpus_traces, walk_traces
+from fuzz.corpus import check_corpus, corpus_traces, trace_files
 from fuzz.damage import annotate
 from fuzz.errors import BadInput, check_mutant
 from fuzz.executor import Settings, Verdict, run_trace
@@ -32,26 +32,6 @@ if TYPE_CHECKING:
     from _typeshed import SupportsWrite
 
 EXIT_OK, EXIT_FOUND, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
-
-
-def trace_files(paths: Sequence[str]) -> Iterator[Path]:
-    """Each path, or every ``*.trace`` below a directory, in sorted order."""
-    for name in paths:
-        path = Path(name)
-        what = describe(path)
-        if what == "a directory":
-            found, problems = walk_traces(path)
-            if problems:
-                raise BadInput(str(problems[0]).replace(":0: ", ": ", 1))
-            if not found:
-                raise BadInput(f"{name}: no *.trace files in this directory")
-            yield from found
-        elif what == "a regular file":
-            yield path
-        elif what == "absent":
-            raise BadInput(f"{name}: no such file or directory")
-        else:
-            raise BadInput(f"{name}: {what}, not a trace file or a directory")
 
 
 def _positive(text: str) -> int:

@@ -40,11 +40,13 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Final
 
 from fuzz import safeio
+from fuzz.errors import BadInput
 from fuzz.safeio import load_trace
 from fuzz.trace import Trace, TraceError, format_step, format_trace
 
@@ -125,6 +127,27 @@ def walk_traces(root: Path) -> tuple[list[Path], list[Problem]]:
         found.extend(Path(directory) / name for name in files if name.endswith(".trace"))
         found.extend(Path(directory) / name for name in dirs if name.endswith(".trace"))
     return sorted(found), problems
+
+
+
+def trace_files(paths: Sequence[str]) -> Iterator[Path]:
+    """Each path, or every ``*.trace`` below a directory, in sorted order."""
+    for name in paths:
+        path = Path(name)
+        what = safeio.describe(path)
+        if what == "a directory":
+            found, problems = walk_traces(path)
+            if problems:
+                raise BadInput(str(problems[0]).replace(":0: ", ": ", 1))
+            if not found:
+                raise BadInput(f"{name}: no *.trace files in this directory")
+            yield from found
+        elif what == "a regular file":
+            yield path
+        elif what == "absent":
+            raise BadInput(f"{name}: no such file or directory")
+        else:
+            raise BadInput(f"{name}: {what}, not a trace file or a directory")
 
 
 def check_corpus(root: str | Path) -> list[Problem]:

@@ -313,7 +313,7 @@ def linux_replay(files: list[Path], kasan: bool, seconds: float, batch: int,
 
 
 def cmd_confirm(args: argparse.Namespace) -> int:
-    from fuzz.cli import trace_files
+    from fuzz.corpus import trace_files
     from fuzz.linux.commands import write_log
     from fuzz.safeio import load_trace
 
