@@ -14,7 +14,6 @@ renamed over it) and gives a failure as one line.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -113,18 +112,11 @@ def names(choices: Sequence[str], what: str) -> Callable[[str], list[str]]:
 
 
 def seconds(high: float) -> Callable[[str], float]:
-    """An argparse type: a finite number of seconds in (0, ``high``]."""
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            value = math.nan
-        if not (math.isfinite(value) and 0 < value <= high):
-            raise argparse.ArgumentTypeError(f"expected seconds above 0 and at most {high:.15g}, "
-                                             f"got {shown(text)}")
-        return value
+    """An argparse type: a finite number of seconds in (0, ``high``] (the
+    ``mirrorfuzz`` command's own check)."""
+    from fuzz.validate import seconds_arg
 
-    return parse
+    return seconds_arg(high)
 
 
 # -------------------------------------------------------------------- paths
