@@ -23,7 +23,7 @@ from fuzz.corpus import check_corpus, corpus_traces, trace_files
 from fuzz.damage import annotate
 from fuzz.errors import BadInput, check_mutant
 from fuzz.executor import Settings, Verdict, run_trace
-from fuzz.linux.replay import add_replay_options
+from fuzz.linux.replay import RACE_SECONDS, add_replay_options
 from fuzz.minimize import DEFAULT_MAX_RUNS, NoFinding, Stats, minimize_file
 from fuzz.safeio import describe, load_trace, write_atomic
 from fuzz.trace import Trace, TraceError, format_step, format_trace
@@ -86,10 +86,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
         raise BadInput("--patch needs --linux (it names the kernel's patches)")
     if args.kasan and not args.linux:
         raise BadInput("--kasan needs --linux (it picks the kernel the traces run on)")
+    if args.race_seconds is not None and not args.linux:
+        raise BadInput("--race-seconds needs --linux (it is how long a race loops on Linux)")
     if args.linux:  # Linux as a third side (fuzz.linux.replay)
         from fuzz.linux.replay import linux_replay
 
-        return linux_replay(list(trace_files(args.files)), args.kasan, args.race_seconds,
+        return linux_replay(list(trace_files(args.files)), args.kasan,
+                            args.race_seconds or RACE_SECONDS,
                             args.batch, args.patch)
     sides = impls.sides(args.impl)
     settings = Settings(observe_every=args.observe_every, budget=args.budget,

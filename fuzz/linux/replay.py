@@ -363,9 +363,9 @@ def add_replay_options(replay: Any) -> None:
                              "(mirrorfuzz kernel build first)")
     replay.add_argument("--kasan", action="store_true",
                         help="with --linux: sequential traces on the KASAN kernel too")
-    replay.add_argument("--race-seconds", type=validate.seconds_arg(3600), default=RACE_SECONDS,
+    replay.add_argument("--race-seconds", type=validate.seconds_arg(3600), default=None,
                         metavar="S",
-                        help="with --linux: how long each race loops")
+                        help=f"with --linux: how long each race loops (default {RACE_SECONDS:g})")
     replay.add_argument("--batch", type=validate.whole_arg(1, 100_000), default=BATCH, metavar="N",
                         help=f"with --linux: traces per boot (default {BATCH})")
     from fuzz.linux.commands import PATCH_HELP, add_patch_option

@@ -119,8 +119,10 @@ def test_compare_checks_out_before_any_driver_runs(
     error_of(["compare", "--out", "/dev/full", "--time", "1s"], capsys, "not a directory")
 
 
-def test_replay_kasan_needs_linux(capsys: pytest.CaptureFixture[str]) -> None:
-    error_of(["replay", "--kasan", str(SEED)], capsys, "--kasan needs --linux")
+@pytest.mark.parametrize("flag", [["--kasan"], ["--race-seconds", "5"]])
+def test_replay_linux_options_need_linux(flag: list[str],
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    error_of(["replay", *flag, str(SEED)], capsys, f"{flag[0]} needs --linux")
 
 
 def test_replay_linux_with_nothing_to_run_says_why(tmp_path: Path,
