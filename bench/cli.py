@@ -20,18 +20,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Final, NoReturn, TypeVar
 
+from fuzz.errors import one_line
+
 T = TypeVar("T")
 
 MAX_NUMBER: Final = 10**9
 """The default largest whole number an argument may give."""
-PATH_MAX: Final = 4095
-NAME_MAX: Final = 255
-
-
-def one_line(text: str, limit: int = 1000) -> str:
-    """``text`` as one printable line (control characters escaped), at most ``limit``."""
-    shown = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
-    return shown if len(shown) <= limit else shown[:limit - 3] + "..."
 
 
 def shown(text: str, limit: int = 40) -> str:
@@ -122,16 +116,16 @@ def seconds(high: float) -> Callable[[str], float]:
 # -------------------------------------------------------------------- paths
 
 
-def path_text(text: str, what: str = "path") -> Path:
-    """A path as given: not empty, no NUL, not longer than the system takes."""
-    if not text:
-        raise argparse.ArgumentTypeError(f"an empty {what}")
-    if "\0" in text:
-        raise argparse.ArgumentTypeError(f"{shown(text)}: a {what} cannot hold a NUL character")
-    encoded = os.fsencode(text)
-    if len(encoded) > PATH_MAX or any(len(part) > NAME_MAX for part in encoded.split(b"/")):
-        raise argparse.ArgumentTypeError(f"{shown(text)}: {what} too long")
-    return Path(text)
+def path_text(text: str) -> Path:
+    """A path as given: not empty, no NUL, not longer than the system takes
+    (``fuzz.validate.path_text``)."""
+    from fuzz.errors import BadInput
+    from fuzz.validate import path_text as checked
+
+    try:
+        return checked(text, "path")
+    except BadInput as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def output_file(text: str) -> Path:

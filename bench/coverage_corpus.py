@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -165,15 +164,11 @@ def load_traces(files: Sequence[Path]) -> list[Any]:
     A :class:`~fuzz.trace.TraceError` or
     :class:`~fuzz.plugins.DriverLoadError` (one line) names the first bad file."""
     from fuzz.plugins import check_headers
-    from fuzz.safeio import describe, load_trace
+    from fuzz.safeio import load_trace
     from fuzz.trace import TraceError
 
     traces = []
     for path in files:
-        what = describe(path)  # never open a FIFO, whatever reads it
-        if what != "a regular file":
-            raise TraceError(str(path), 0, "no such file" if what == "absent"
-                             else f"not a regular file ({what})")
         try:
             trace = load_trace(path)
         except TraceError as exc:
@@ -203,31 +198,15 @@ def _check_driver_headers(path: Path, exc: TraceError) -> None:
     check_headers(trace.headers, str(path))
 
 
-def load_drivers(paths: Sequence[str] | None) -> list[str]:
-    """Load the ``--driver`` files and those of ``$MIRRORFUZZ_DRIVERS``; their
-    paths, for the measuring child (which loads them once coverage runs)."""
-    from fuzz import plugins
-
-    inherited = [p for p in os.environ.get(plugins.ENV, "").split(os.pathsep) if p]
-    loaded = [plugins.load_driver(p) for p in [*inherited, *(paths or [])]]
-    return list(dict.fromkeys(d.path for d in loaded))
-
-
-def measure(files: Sequence[Path], branch: bool, drivers: Sequence[str] = ()) -> Report:
-    """Run the child on ``files`` (with the driver files ``drivers`` loaded)
-    and read its report."""
-    from fuzz.plugins import ENV
-
-    env = dict(os.environ)
-    env.pop(ENV, None)
-    if drivers:
-        env[ENV] = os.pathsep.join(drivers)
+def measure(files: Sequence[Path], branch: bool) -> Report:
+    """Run the child on ``files`` and read its report (the child loads the
+    driver files of ``$MIRRORFUZZ_DRIVERS``, which ``plugins.load_for`` set)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "coverage.json"
         done = subprocess.run(
             [sys.executable, "-c", CHILD, str(out), "1" if branch else "0",
              *(str(f.resolve()) for f in files)],
-            cwd=ROOT, capture_output=True, text=True, check=False, env=env)
+            cwd=ROOT, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise RuntimeError(f"coverage run failed ({done.returncode}): "
                                f"{done.stderr.strip()[-2000:]}")
@@ -348,6 +327,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
+    from fuzz import plugins
     from fuzz.errors import BadInput
     from fuzz.plugins import DriverLoadError
     from fuzz.trace import TraceError
@@ -359,14 +339,14 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
         files = trace_paths(args.paths)
         if args.limit > 0:
             files = files[: args.limit]
-        drivers = load_drivers(args.driver)
+        plugins.load_for(args.driver)  # (and exported to the measuring child)
         load_traces(files)
     except TraceError as exc:
         where = f"{exc.path}:{exc.lineno}" if exc.lineno else exc.path
         return fail(PROG, f"{where}: {exc.message}")
     except (BadInput, DriverLoadError) as exc:
         return fail(PROG, str(exc))
-    report = measure(files, args.branch, drivers)
+    report = measure(files, args.branch)
     print_report(report, args.least, args.missing, out)
     if args.json is not None:
         data = {

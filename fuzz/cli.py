@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 from fuzz import contracts, impls, plugins, validate
 from fuzz.corpus import check_corpus, corpus_traces, trace_files
 from fuzz.damage import annotate
-from fuzz.errors import BadInput, check_mutant
+from fuzz.errors import BadInput, check_mutant, one_line
 from fuzz.executor import Settings, Verdict, run_trace
 from fuzz.linux.replay import RACE_SECONDS, add_replay_options
 from fuzz.minimize import DEFAULT_MAX_RUNS, NoFinding, Stats, minimize_file
@@ -254,12 +254,6 @@ def _extra_commands() -> list[Callable[[Any], None]]:
     from fuzz.mutants_table import register as mutants
 
     return [campaign, report_and_promote, mutants, compare, linux]
-
-
-def one_line(text: str, limit: int = 1000) -> str:
-    """``text`` as one printable line (control characters escaped), at most ``limit``."""
-    shown = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
-    return shown if len(shown) <= limit else shown[:limit - 3] + "..."
 
 
 def no_empty_arguments(argv: Sequence[str]) -> None:

@@ -12,6 +12,12 @@ class BadInput(Exception):
     """Input a command cannot use; its text is the one-line error."""
 
 
+def one_line(text: str, limit: int = 1000) -> str:
+    """``text`` as one printable line (control characters escaped), at most ``limit``."""
+    shown = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+    return shown if len(shown) <= limit else shown[:limit - 3] + "..."
+
+
 def check_mutant(name: str | None, what: str = "--mutant") -> None:
     """BadInput unless ``name`` (when given) is a planted bug's name.
 

@@ -87,7 +87,8 @@ def jobs(text: str, flag: str = "--jobs") -> tuple[int, str | None]:
     return number, None
 
 
-def _check_path_text(text: str, flag: str) -> Path:
+def path_text(text: str, flag: str) -> Path:
+    """A path as given: not empty, no NUL, not longer than the system takes."""
     if not text:
         raise BadInput(f"{flag}: an empty path")
     if "\0" in text:
@@ -104,7 +105,7 @@ def _check_path_text(text: str, flag: str) -> Path:
 
 def out_dir(text: str, flag: str = "--out") -> Path:
     """A directory to create or use: absent or a directory (not a file, device ...)."""
-    path = _check_path_text(text, flag)
+    path = path_text(text, flag)
     what = describe(path)
     if what not in ("absent", "a directory"):
         raise BadInput(f"{flag} {_shown(text)}: {what}, not a directory")
@@ -119,7 +120,7 @@ def out_dir(text: str, flag: str = "--out") -> Path:
 
 def output_file(text: str, flag: str) -> Path:
     """A file to write: absent or a regular file, in an existing directory."""
-    path = _check_path_text(text, flag)
+    path = path_text(text, flag)
     what = describe(path)
     if what not in ("absent", "a regular file", "a dangling symbolic link"):
         raise BadInput(f"{flag} {_shown(text)}: {what}, not a regular file: "
