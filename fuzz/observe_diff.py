@@ -259,30 +259,32 @@ class CheapJudge:
         code (the executor's, which makes a side's exception its finding)."""
         impls = self.sides
         changes = [call(i, impl.changes) for i, impl in enumerate(impls)]
-        if not any(map(_named, changes)):  # (only the parts carried whole to compare)
-            none = Changes()
-            raw0 = call(0, partial(impls[0].observe_parts, none))
-            return all(agree(raw0, call(i, partial(impl.observe_parts, none)), pairing, none, none)
-                       for i, (impl, pairing) in enumerate(zip(impls[1:], self.pairings,
-                                                                strict=True), 1))
+        asked = self._asked(changes)
+        raw0 = call(0, partial(impls[0].observe_parts, asked[0]))
+        for i, pairing in enumerate(self.pairings, 1):
+            raw = call(i, partial(impls[i].observe_parts, asked[i]))
+            if not agree(raw0, raw, pairing, changes[0], changes[i]):
+                return False
+        return True
+
+    def _asked(self, changes: Sequence[Changes]) -> list[Changes]:
+        """What each side observes: the entries and objects any side names,
+        and the pages any side names, in this side's ids (when no side names
+        anything, only the parts every observation carries whole)."""
+        if not any(map(_named, changes)):
+            return [Changes() for _ in changes]
         processes: set[int] = set()
         entries: dict[int, set[int]] = {}
         objects: set[int] = set()
-        for c in changes:  # every side observes the entries and objects any side names
+        for c in changes:
             processes |= c.processes
             for pid, vpns in c.entries.items():
                 entries.setdefault(pid, set()).update(vpns)
             objects |= c.objects
         first = Changes(processes, entries, objects, *_pages(
             changes[0], *((c, p.back) for c, p in zip(changes[1:], self.pairings, strict=True))))
-        raw0 = call(0, partial(impls[0].observe_parts, first))
-        for i, pairing in enumerate(self.pairings, 1):
-            asked = Changes(processes, entries, objects,
-                            *_pages(changes[i], (changes[0], pairing.fwd)))
-            raw = call(i, partial(impls[i].observe_parts, asked))
-            if not agree(raw0, raw, pairing, changes[0], changes[i]):
-                return False
-        return True
+        return [first, *(Changes(processes, entries, objects, *_pages(c, (changes[0], p.fwd)))
+                         for c, p in zip(changes[1:], self.pairings, strict=True))]
 
     def full_agree(self, raws: Sequence[RawObservation]) -> bool:
         """The full comparison of whole raw observations (``observe_raw``):
