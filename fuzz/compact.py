@@ -144,8 +144,3 @@ def compact_files(paths: Sequence[Path]) -> list[tuple[int, int]]:
     write_all_atomic([(path, text) for path, (_, _, text) in zip(paths, plans, strict=True)
                       if text is not None])
     return [(n0, n1) for n0, n1, _ in plans]
-
-
-def compact_file(path: Path) -> tuple[int, int]:
-    """:func:`compact_files` of one file."""
-    return compact_files([path])[0]

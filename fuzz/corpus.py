@@ -129,7 +129,6 @@ def walk_traces(root: Path) -> tuple[list[Path], list[Problem]]:
     return sorted(found), problems
 
 
-
 def trace_files(paths: Sequence[str]) -> Iterator[Path]:
     """Each path, or every ``*.trace`` below a directory, in sorted order."""
     for name in paths:

@@ -26,6 +26,8 @@ from fuzz.errors import BadInput
 from fuzz.linux import export
 from fuzz.linux.kernel import find_kernel, load_patches
 from fuzz.linux.replay import (
+    MAX_BATCH,
+    STATUSES,
     Comparison,
     RunOutput,
     compare,
@@ -176,10 +178,6 @@ def _saved_run(line: str, where: str) -> RunOutput:
     return RunOutput(path, linux, "ok" if status in ("agree", "disagree") else "error")
 
 
-STATUSES: Final = ("agree", "disagree", "refused", "error")
-"""How a saved comparison ended (``replay.Comparison.status``)."""
-
-
 def register(ksub: Any) -> None:
     from fuzz.linux.commands import add_patch_option
 
@@ -189,7 +187,7 @@ def register(ksub: Any) -> None:
     kf.add_argument("--seed", type=whole_arg(0, 2**64 - 1), default=0, help="random seed (0)")
     kf.add_argument("--steps", type=whole_arg(1, MAX_STEPS), default=24, metavar="K",
                     help="lines decoded per trace before projection (24)")
-    kf.add_argument("--batch", type=whole_arg(1, MAX_TRACES), default=500, metavar="B",
+    kf.add_argument("--batch", type=whole_arg(1, MAX_BATCH), default=500, metavar="B",
                     help="traces per boot (500)")
     kf.add_argument("--kasan", action="store_true", help="on the KASAN kernel")
     add_patch_option(kf)

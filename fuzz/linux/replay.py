@@ -33,6 +33,8 @@ from fuzz.trace import StepLine, Trace, format_step
 from model.ops import RunThread, StepThread, op_keyword
 
 BATCH: Final = 400
+MAX_BATCH: Final = 100_000
+"""The most traces one boot runs (``--batch``)."""
 RACE_SECONDS: Final = 120.0
 
 
@@ -72,11 +74,15 @@ def parse_output(text: str) -> dict[str, RunOutput]:
     return runs
 
 
+STATUSES: Final = ("agree", "disagree", "refused", "error")
+"""How the comparison of one trace with the kernel's run ended."""
+
+
 @dataclass
 class Comparison:
     path: str
     lines: int
-    status: str  # agree, disagree, refused, error
+    status: str  # one of STATUSES
     detail: list[str] = field(default_factory=list)
     linux: list[str] = field(default_factory=list)  # the kernel's result of each line run
     deviation: str | None = None  # a disagreement's Appendix D id, or "unexplained"
@@ -366,8 +372,8 @@ def add_replay_options(replay: Any) -> None:
     replay.add_argument("--race-seconds", type=validate.seconds_arg(3600), default=None,
                         metavar="S",
                         help=f"with --linux: how long each race loops (default {RACE_SECONDS:g})")
-    replay.add_argument("--batch", type=validate.whole_arg(1, 100_000), default=BATCH, metavar="N",
-                        help=f"with --linux: traces per boot (default {BATCH})")
+    replay.add_argument("--batch", type=validate.whole_arg(1, MAX_BATCH), default=BATCH,
+                        metavar="N", help=f"with --linux: traces per boot (default {BATCH})")
     from fuzz.linux.commands import PATCH_HELP, add_patch_option
 
     add_patch_option(replay, "with --linux: " + PATCH_HELP)

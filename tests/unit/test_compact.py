@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fuzz import impls
-from fuzz.compact import compact, compact_file
+from fuzz.compact import compact, compact_files
 from fuzz.executor import Settings, run_trace
 from fuzz.trace import format_trace, parse_trace
 
@@ -68,9 +68,10 @@ def test_a_file_with_a_mismatch_is_not_rewritten(tmp_path: Path) -> None:
     path = tmp_path / "t.trace"
     path.write_text(TRACE.replace("read P0 3 => 16", "read P0 3 => 99"))
     before = path.read_text()
-    assert compact_file(path)[0] == compact_file(path)[1]
+    [(lines_before, lines_after)] = compact_files([path])
+    assert lines_before == lines_after
     assert path.read_text() == before
     good = tmp_path / "g.trace"
     good.write_text(TRACE)
-    lines_before, lines_after = compact_file(good)
+    [(lines_before, lines_after)] = compact_files([good])
     assert lines_after < lines_before and "write_range" in good.read_text()
