@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,3 +26,21 @@ def run_cli(module: str, argv: list[str],
         proc.communicate()
         raise
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def error_line(err: str, prog: str) -> str:
+    """``err`` is one ``prog: error: ...`` line, no traceback, no usage dump."""
+    assert err.count("\n") == 1 and err.endswith("\n"), err
+    assert err.startswith(f"{prog}: error: "), err
+    assert "Traceback" not in err and "usage:" not in err
+    return err
+
+
+def never_runs(monkeypatch: Any, module: object, *names: str) -> None:
+    """Calling any of ``module``'s functions ``names`` fails the test: what is
+    checked must be refused before the work starts."""
+    def started(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError(f"{getattr(module, '__name__', module)}: work started on bad input")
+
+    for name in names:
+        monkeypatch.setattr(module, name, started)

@@ -15,7 +15,7 @@ import pytest
 from bench import coverage_corpus
 from bench.coverage_corpus import PROG, ROOT, main
 from fuzz.safeio import MAX_TRACE_BYTES
-from tests.commands import run_cli
+from tests.commands import error_line, never_runs, run_cli
 
 SEEDS = ROOT / "corpus" / "seeds"
 GOOD = "# mirrorfuzz-trace 1\nmmap P0 0 8 rw private => ok\nwrite P0 0 1 => ok\n"
@@ -27,17 +27,11 @@ KIND = "bench_test_no_such_driver"
 @pytest.fixture
 def nothing_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     """Starting the coverage run fails the test: bad input is found first."""
-    def started(*args: Any, **kwargs: Any) -> Any:
-        raise AssertionError("the coverage run started on bad input")
-
-    monkeypatch.setattr(coverage_corpus, "measure", started)
+    never_runs(monkeypatch, coverage_corpus, "measure")
 
 
 def one_error_line(err: str) -> str:
-    assert err.count("\n") == 1 and err.endswith("\n"), err
-    assert err.startswith(f"{PROG}: error: "), err
-    assert "Traceback" not in err and "usage:" not in err
-    return err
+    return error_line(err, PROG)
 
 
 def refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:

@@ -12,7 +12,6 @@ import errno
 import json
 import os
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -20,7 +19,7 @@ from bench import judge
 from bench.cli import counts, names, output_file, write_output
 from bench.judge import PARTS, PROG, main, parse, state_part, state_trace
 from fuzz.trace import Trace
-from tests.commands import run_cli
+from tests.commands import error_line, never_runs, run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -53,10 +52,7 @@ def test_defaults() -> None:
 
 
 def one_error_line(err: str) -> str:
-    assert err.count("\n") == 1 and err.endswith("\n"), err
-    assert err.startswith(f"{PROG}: error: "), err
-    assert "Traceback" not in err and "usage:" not in err
-    return err
+    return error_line(err, PROG)
 
 
 @pytest.mark.parametrize("argv", [["--pages", "x"], ["--pages", "0"], ["--parts", "foo"],
@@ -80,11 +76,7 @@ def test_a_bad_argument_is_one_line_and_exit_2(argv: list[str],
 @pytest.fixture
 def nothing_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     """Any part started fails the test: a bad argument is found first."""
-    def started(*args: Any, **kwargs: Any) -> Any:
-        raise AssertionError("a part started on a bad argument")
-
-    for name in ("executor_part", "state_part", "hypothesis_part", "atheris_part"):
-        monkeypatch.setattr(judge, name, started)
+    never_runs(monkeypatch, judge, "executor_part", "state_part", "hypothesis_part", "atheris_part")
 
 
 def test_a_json_target_that_is_not_a_regular_file_is_refused_before_any_part(

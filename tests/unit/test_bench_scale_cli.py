@@ -14,7 +14,7 @@ import pytest
 
 from bench import scale
 from bench.scale import MAX_LOG2, MIN_LOG2, PROG, WORKLOAD_NAMES, main, parse_args
-from tests.commands import run_cli
+from tests.commands import error_line, never_runs, run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 SMALL = ["--workloads", "munmap", "--impl", "optimized", "--no-memory", "--no-sparse"]
@@ -26,18 +26,11 @@ SMALL = ["--workloads", "munmap", "--impl", "optimized", "--no-memory", "--no-sp
 @pytest.fixture
 def nothing_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     """Any measurement started fails the test: a bad argument is found first."""
-    def started(*args: Any, **kwargs: Any) -> Any:
-        raise AssertionError("the benchmark started on a bad argument")
-
-    for name in ("time_workload", "bytes_per_page", "sparse_memory", "fuzz_pair"):
-        monkeypatch.setattr(scale, name, started)
+    never_runs(monkeypatch, scale, "time_workload", "bytes_per_page", "sparse_memory", "fuzz_pair")
 
 
 def one_error_line(err: str) -> str:
-    assert err.count("\n") == 1 and err.endswith("\n"), err
-    assert err.startswith(f"{PROG}: error: "), err
-    assert "Traceback" not in err and "usage:" not in err
-    return err
+    return error_line(err, PROG)
 
 
 BAD = [
